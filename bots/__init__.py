@@ -1,0 +1,1 @@
+"""Threadwise front ends: chat-platform adapters, the terminal chat and the CLI."""

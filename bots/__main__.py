@@ -1,0 +1,198 @@
+"""Composition root and CLI: settings -> database -> core services -> adapters, each owned by `async with`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from bots.console import ConsoleChat
+from bots.http import HttpServer
+from core.conversations import ConversationService, TurnConfig
+from core.db import migrate
+from core.db.session import Database
+from core.errors import BotError
+from core.history import HistoryStore
+from core.llm import LLMClient
+from core.metrics import Metrics
+from core.settings import Settings, SettingsError, load_settings
+from core.tokens import ESTIMATE, TokenCounter
+
+log = logging.getLogger("threadwise")
+
+EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    settings: Settings
+    database: Database
+    llm: LLMClient
+    counter: TokenCounter
+    metrics: Metrics
+    conversations: ConversationService
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """The database, migrated to the newest schema."""
+    async with Database.from_url(settings.service.database_url) as database:
+        await migrate.upgrade(database.engine)
+        yield database
+
+
+@contextlib.asynccontextmanager
+async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
+    counter = TokenCounter()
+    tw = settings.threadwise
+    encoding = await counter.preload(model or tw.model)
+    if encoding == ESTIMATE:
+        log.warning("running with estimated token counts (no tiktoken encoding could be loaded)")
+    api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
+    llm = LLMClient.create(
+        api_key=api_key,
+        base_url=settings.openai.base_url,
+        timeout=tw.openai_timeout,
+        max_retries=tw.openai_max_retries,
+    )
+    try:
+        async with open_database(settings) as database:
+            metrics = Metrics()
+            config = TurnConfig(
+                default_model=tw.model,
+                system_prompt=tw.system_prompt,
+                max_output_tokens=tw.max_output_tokens,
+                max_tool_rounds=tw.max_tool_rounds,
+                history_max_tokens=tw.history_max_tokens,
+                context_windows=dict(tw.context_windows),
+            )
+            history = HistoryStore(database, counter, cache_size=tw.history_cache_conversations)
+            service = ConversationService(
+                database=database, llm=llm, counter=counter, config=config, history=history, metrics=metrics
+            )
+            yield Core(settings, database, llm, counter, metrics, service)
+    finally:
+        await llm.close()
+
+
+async def run_chat(settings: Settings, conversation: str | None, model: str | None) -> int:
+    async with open_core(settings, model=model) as core:
+        chat = ConsoleChat(
+            core.conversations, conversation=conversation or f"session-{uuid.uuid4().hex[:8]}", model=model
+        )
+        return await chat.run()
+
+
+async def run_migrate(settings: Settings, revision: str | None, downgrade: str | None) -> int:
+    async with Database.from_url(settings.service.database_url) as database:
+        if downgrade:
+            await migrate.downgrade(database.engine, downgrade)
+        else:
+            await migrate.upgrade(database.engine, revision or "head")
+        current = await migrate.current_revision(database.engine)
+    print(f"database at revision {current or 'base'} (newest: {migrate.head_revision()})")
+    return 0
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    platforms = []
+    if settings.slack.bot_token and (settings.slack.app_token or settings.slack.signing_secret):
+        platforms.append("slack")
+    if settings.discord.bot_token:
+        platforms.append("discord")
+    return platforms
+
+
+async def run_serve(settings: Settings) -> int:
+    platforms = configured_platforms(settings)
+    if not platforms:
+        print(
+            "threadwise serve: no chat platform is configured. Set SLACK_BOT_TOKEN with SLACK_APP_TOKEN "
+            "(Socket Mode) or SLACK_SIGNING_SECRET (HTTP), and/or DISCORD_BOT_TOKEN. "
+            "For a conversation in this terminal, run `threadwise chat`.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    # Adapters are registered here as they land (bots/slack, bots/discord); none is part of this build yet.
+    print(
+        f"threadwise serve: credentials for {', '.join(platforms)} are set, but this build has no adapter "
+        "for them yet. `threadwise chat` works now.",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
+
+
+async def serve_http(core: Core, stop: asyncio.Event) -> None:
+    """Serve /healthz and /metrics until ``stop`` is set (the loop adapters will share)."""
+    async with HttpServer(
+        host="0.0.0.0", port=core.settings.service.port, registry=core.metrics.registry
+    ) as http:
+        http.ready = True
+        await stop.wait()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="threadwise", description="AI assistant service for team chat.")
+    parser.add_argument("--env-file", default=".env", help="file with settings (default: .env if present)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser(
+        "chat", help="talk to the assistant in this terminal (reads stdin line by line)"
+    )
+    chat.add_argument("--conversation", help="name of a conversation to start or resume across runs")
+    chat.add_argument("--model", help="model for this session (default: THREADWISE_MODEL)")
+    commands.add_parser("serve", help="run every chat adapter whose credentials are set, plus /healthz")
+    mig = commands.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--revision", help="upgrade to this revision (default: head)")
+    mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base)")
+    return parser
+
+
+def _run_until_signal(coro: object) -> int:
+    async def main() -> int:
+        assert asyncio.iscoroutine(coro)
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM,):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            return int(await task)
+        except asyncio.CancelledError:
+            return 0
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+    except SettingsError as exc:
+        print(f"threadwise: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    level = settings.threadwise.log_level if args.command != "chat" else "WARNING"
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        if args.command == "chat":
+            return _run_until_signal(run_chat(settings, args.conversation, args.model))
+        if args.command == "migrate":
+            return _run_until_signal(run_migrate(settings, args.revision, args.downgrade))
+        return _run_until_signal(run_serve(settings))
+    except BotError as exc:  # configuration problems found while starting (e.g. no API key)
+        print(f"threadwise: {exc.user_message} {exc.detail or ''}".rstrip(), file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Threadwise core: everything that is not specific to one chat platform."""

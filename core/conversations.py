@@ -1,0 +1,385 @@
+"""ConversationService: one turn of a conversation, in the order of DESIGN.md §3."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from core.db.models import Attachment as AttachmentRow
+from core.db.models import Message
+from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
+from core.db.session import Database
+from core.errors import BadInput, BotError, LLMUnavailable
+from core.history import HistoryEntry, HistoryStore, wire_message
+from core.hooks import BudgetGate, CallPlan, CallUsage, NoBudget, ToolRunner, TurnGuard
+from core.images import sniff_image
+from core.llm import Completion, LLMClient, ToolCall, Usage
+from core.metrics import Metrics
+from core.ordering import KeyedLocks
+from core.tokens import REPLY_PRIMING, TokenCounter, context_window
+from core.types import ConversationKey, IncomingMessage, Replier
+
+log = logging.getLogger(__name__)
+
+MAX_INLINE_TEXT_CHARS = 100_000
+
+
+class TurnOutcome(StrEnum):
+    ANSWERED = "answered"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    default_model: str
+    system_prompt: str
+    max_output_tokens: int
+    max_tool_rounds: int = 4
+    history_max_tokens: int | None = None
+    context_windows: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A message produced during the turn, stored when the turn ends."""
+
+    role: str
+    parts: list[dict[str, Any]]
+    wire: dict[str, Any]
+    tokens: int
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Image:
+    name: str
+    mime: str
+    data: bytes
+    width: int
+    height: int
+
+
+class ConversationService:
+    """Runs turns: idempotent, ordered per conversation, concurrent across conversations."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        llm: LLMClient,
+        counter: TokenCounter,
+        config: TurnConfig,
+        history: HistoryStore | None = None,
+        guards: Sequence[TurnGuard] = (),
+        budget: BudgetGate | None = None,
+        tools: ToolRunner | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._db = database
+        self._llm = llm
+        self._counter = counter
+        self._config = config
+        self._history = history or HistoryStore(database, counter)
+        self._guards = tuple(guards)
+        self._budget: BudgetGate = budget or NoBudget()
+        self._tools = tools
+        self._metrics = metrics or Metrics()
+        self._locks = KeyedLocks()
+        self._conversations: OrderedDict[ConversationKey, tuple[int, str | None]] = OrderedDict()
+
+    async def handle(
+        self, message: IncomingMessage, replier: Replier, *, model: str | None = None
+    ) -> TurnOutcome:
+        """Answer ``message`` through ``replier``; a redelivered ``event_id`` is answered only once."""
+        started = time.perf_counter()
+        async with self._locks.hold(message.key):
+            async with self._db.unit_of_work() as session:
+                claimed = await EventRepository(session).claim(message.event_id, message.key.platform)
+            if not claimed:
+                log.info("duplicate event %s for %s ignored", message.event_id, message.key)
+                outcome = TurnOutcome.DUPLICATE
+            else:
+                outcome = await self._turn(message, replier, model)
+        self._metrics.turns.labels(message.key.platform, outcome.value).inc()
+        self._metrics.turn_seconds.labels(message.key.platform).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _turn(
+        self, message: IncomingMessage, replier: Replier, model_override: str | None
+    ) -> TurnOutcome:
+        conversation_id: int | None = None
+        user: _Pending | None = None
+        images: list[_Image] = []
+        try:
+            for guard in self._guards:
+                message = await guard.check(message)
+            conversation_id, stored_model = await self._conversation(message.key)
+            model = model_override or stored_model or self._config.default_model
+            user, images = self._user_message(message, model)
+            await self._answer(message, replier, conversation_id, model, user, images)
+            return TurnOutcome.ANSWERED
+        except Exception as exc:
+            error = exc if isinstance(exc, BotError) else BotError(detail=f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, BotError):
+                log.info("turn %s failed: %s (%s)", message.event_id, type(exc).__name__, error.detail)
+            else:
+                log.exception("turn %s failed unexpectedly", message.event_id)
+            await self._record_failure(message, conversation_id, user, images, error)
+            try:
+                await replier.error(error)
+            except Exception:
+                log.exception("could not show the error of turn %s", message.event_id)
+            return TurnOutcome.FAILED
+
+    async def _answer(
+        self,
+        message: IncomingMessage,
+        replier: Replier,
+        conversation_id: int,
+        model: str,
+        user: _Pending,
+        images: list[_Image],
+    ) -> None:
+        config = self._config
+        system = {"role": "system", "content": config.system_prompt}
+        system_tokens = self._counter.count_message(model, system, [])
+        tools = list(self._tools.definitions(message)) if self._tools else []
+        tool_tokens = sum(self._counter.count_text(model, str(tool)) for tool in tools)
+        fixed = system_tokens + user.tokens + tool_tokens + REPLY_PRIMING
+        window = context_window(model, config.context_windows)
+        budget = window - config.max_output_tokens - fixed
+        if config.history_max_tokens is not None:
+            budget = min(budget, config.history_max_tokens)
+        if budget < 0:
+            raise BadInput(
+                f"Your message is too long for {model}: it needs {fixed} tokens and the model accepts "
+                f"{window - config.max_output_tokens} besides the answer. Please shorten it.",
+            )
+        history, last_id = await self._history.window(conversation_id, model, budget)
+        messages = [system, *(entry.wire for entry in history), user.wire]
+        prompt_tokens = fixed + sum(entry.tokens for entry in history)
+        rounds = config.max_tool_rounds + 1 if tools else 1
+        plan = CallPlan(message, model, prompt_tokens, config.max_output_tokens, rounds)
+        handle = await self._budget.reserve(plan)
+        try:
+            await replier.start()
+            produced, usages, text = await self._complete(
+                message, replier, conversation_id, model, messages, tools, prompt_tokens
+            )
+            await replier.finish(text)
+            stored = await self._persist(message, conversation_id, [user, *produced], images, usages, handle)
+        except BaseException:
+            await self._budget.release(handle)
+            raise
+        self._history.appended(conversation_id, last_id, stored)
+
+    async def _complete(
+        self,
+        message: IncomingMessage,
+        replier: Replier,
+        conversation_id: int,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        prompt_tokens: int,
+    ) -> tuple[list[_Pending], list[CallUsage], str]:
+        """The model call, and the tool loop around it: bounded rounds, then a final answer without tools."""
+        produced: list[_Pending] = []
+        usages: list[CallUsage] = []
+        for round_number in range(1, self._config.max_tool_rounds + 2):
+            offered = tools if self._tools and round_number <= self._config.max_tool_rounds else []
+            completion = await self._llm.stream(
+                model=model,
+                messages=messages,
+                max_output_tokens=self._config.max_output_tokens,
+                on_text=replier.update,
+                tools=offered,
+            )
+            usages.append(CallUsage(model, self._usage(completion, model, prompt_tokens), conversation_id))
+            calls = completion.tool_calls if offered else ()
+            assistant = self._assistant(model, completion.text, calls)
+            produced.append(assistant)
+            if not calls:
+                if not completion.text.strip():
+                    raise LLMUnavailable(
+                        "The model returned an empty answer. Please try again or rephrase.",
+                        detail=f"finish_reason={completion.finish_reason}",
+                    )
+                return produced, usages, completion.text
+            assert self._tools is not None
+            messages.append(assistant.wire)
+            await replier.status("Using " + ", ".join(sorted({call.name for call in calls})) + "…")
+            for result in await self._tools.run(calls, message):
+                wire = {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
+                tokens = self._counter.count_message(model, wire, [])
+                produced.append(
+                    _Pending(
+                        "tool",
+                        [{"type": "text", "text": result.content}],
+                        wire,
+                        tokens,
+                        tool_call_id=result.call_id,
+                    )
+                )
+                messages.append(wire)
+                prompt_tokens += tokens
+            prompt_tokens += assistant.tokens
+        raise AssertionError("unreachable: the last round offers no tools")
+
+    def _usage(self, completion: Completion, model: str, prompt_tokens: int) -> Usage:
+        if completion.usage is not None:
+            usage = completion.usage
+        else:  # an endpoint that ignores include_usage: bill our own exact counts
+            usage = Usage(prompt_tokens, 0, self._counter.count_text(model, completion.text))
+        self._metrics.llm_calls.labels(model).inc()
+        self._metrics.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+        self._metrics.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
+        return usage
+
+    def _assistant(self, model: str, text: str, calls: Sequence[ToolCall]) -> _Pending:
+        tool_calls = [call.wire() for call in calls] or None
+        parts = [{"type": "text", "text": text}] if text else []
+        wire = wire_message("assistant", parts, tool_calls=tool_calls)
+        tokens = self._counter.count_message(model, wire, [])
+        return _Pending("assistant", parts, wire, tokens, tool_calls=tool_calls, model=model)
+
+    def _user_message(self, message: IncomingMessage, model: str) -> tuple[_Pending, list[_Image]]:
+        parts: list[dict[str, Any]] = []
+        if message.text:
+            parts.append({"type": "text", "text": message.text})
+        images: list[_Image] = []
+        for attachment in message.attachments:
+            info = sniff_image(attachment.data)
+            if info is not None:
+                parts.append({"type": "image", "attachment": len(images), "detail": "auto"})
+                images.append(_Image(attachment.name, info.mime, attachment.data, info.width, info.height))
+                continue
+            try:
+                text = attachment.data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadInput(
+                    f"I can't read {attachment.name!r}: only images (PNG, JPEG, GIF, WebP) and text files "
+                    "are supported."
+                ) from None
+            if len(text) > MAX_INLINE_TEXT_CHARS:
+                raise BadInput(f"{attachment.name!r} is too long to read ({len(text):,} characters).")
+            parts.append({"type": "text", "text": f"\n\nAttached file {attachment.name}:\n```\n{text}\n```"})
+        if not parts:
+            raise BadInput("Your message is empty.")
+        wire = wire_message("user", parts, [(image.mime, image.data) for image in images])
+        sizes = [(image.width, image.height) for image in images]
+        tokens = self._counter.count_message(model, wire, sizes)
+        return _Pending("user", parts, wire, tokens), images
+
+    async def _conversation(self, key: ConversationKey) -> tuple[int, str | None]:
+        cached = self._conversations.get(key)
+        if cached is not None:
+            self._conversations.move_to_end(key)
+            return cached
+        async with self._db.unit_of_work() as session:
+            conversation = await ConversationRepository(session).get_or_create(key)
+            found = (conversation.id, conversation.model)
+        self._conversations[key] = found
+        while len(self._conversations) > 4096:
+            self._conversations.popitem(last=False)
+        return found
+
+    def _rows(
+        self,
+        message: IncomingMessage,
+        conversation_id: int,
+        pending: Sequence[_Pending],
+        images: list[_Image],
+        status: str,
+        encoding: str,
+    ) -> list[Message]:
+        rows: list[Message] = []
+        for item in pending:
+            row = Message(
+                conversation_id=conversation_id,
+                role=item.role,
+                content=item.parts,
+                tool_calls=item.tool_calls,
+                tool_call_id=item.tool_call_id,
+                model=item.model,
+                token_count=item.tokens,
+                token_encoding=encoding,
+                status=status,
+                user_id=message.user.user_id if item.role == "user" else None,
+                event_id=message.event_id if item.role == "user" else None,
+                created_at=message.received_at if item.role == "user" else None,
+            )
+            if item.role == "user":
+                row.attachments = [
+                    AttachmentRow(
+                        position=position,
+                        name=image.name,
+                        mime=image.mime,
+                        size=len(image.data),
+                        sha256=hashlib.sha256(image.data).hexdigest(),
+                        width=image.width,
+                        height=image.height,
+                        data=image.data,
+                    )
+                    for position, image in enumerate(images)
+                ]
+            rows.append(row)
+        return rows
+
+    async def _persist(
+        self,
+        message: IncomingMessage,
+        conversation_id: int,
+        pending: list[_Pending],
+        images: list[_Image],
+        usages: list[CallUsage],
+        handle: object,
+    ) -> list[HistoryEntry]:
+        """Messages, event status and usage of a successful turn, in one transaction."""
+        model = pending[-1].model or self._config.default_model
+        encoding = self._counter.encoding_for(model)
+        rows = self._rows(message, conversation_id, pending, images, "ok", encoding)
+        async with self._db.unit_of_work() as session:
+            messages = MessageRepository(session)
+            for row in rows:
+                messages.add(row)
+            await messages.flush()
+            await ConversationRepository(session).touch(conversation_id)
+            await EventRepository(session).finish(
+                message.event_id, status="done", conversation_id=conversation_id
+            )
+            await self._budget.settle(session, handle, usages)
+        return [
+            HistoryEntry(row.id, item.role, item.wire, item.tokens)
+            for row, item in zip(rows, pending, strict=True)
+        ]
+
+    async def _record_failure(
+        self,
+        message: IncomingMessage,
+        conversation_id: int | None,
+        user: _Pending | None,
+        images: list[_Image],
+        error: BotError,
+    ) -> None:
+        """Keep the failed turn as a hidden pair (user message + error marker) and mark the event failed."""
+        try:
+            async with self._db.unit_of_work() as session:
+                if conversation_id is not None and user is not None:
+                    marker = _Pending("assistant", [{"type": "text", "text": error.user_message}], {}, 0)
+                    for row in self._rows(message, conversation_id, [user, marker], images, "failed", "n/a"):
+                        session.add(row)
+                await EventRepository(session).finish(
+                    message.event_id, status="failed", conversation_id=conversation_id
+                )
+        except Exception:
+            log.exception("could not record the failure of turn %s", message.event_id)

@@ -1,0 +1,1 @@
+"""Persistence: typed ORM models, engine/session factories, repositories and migrations."""

@@ -1,0 +1,128 @@
+"""Queries per aggregate. Repositories work inside a session they are given and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from core.db.base import utcnow
+from core.db.models import Conversation, Message, ProcessedEvent
+from core.types import ConversationKey
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    """An INSERT that supports ON CONFLICT on both backends."""
+    dialect = session.get_bind().dialect.name
+    return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+
+
+class ConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get_or_create(self, key: ConversationKey) -> Conversation:
+        values = {
+            "platform": key.platform,
+            "workspace_id": key.workspace_id,
+            "channel_id": key.channel_id,
+            "thread_id": key.thread_id,
+        }
+        now = utcnow()
+        statement = (
+            _insert(self._session, Conversation)
+            .values(**values, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=list(values))
+        )
+        await self._session.execute(statement)
+        found = await self.find(key)
+        assert found is not None
+        return found
+
+    async def find(self, key: ConversationKey) -> Conversation | None:
+        result = await self._session.execute(
+            select(Conversation).where(
+                Conversation.platform == key.platform,
+                Conversation.workspace_id == key.workspace_id,
+                Conversation.channel_id == key.channel_id,
+                Conversation.thread_id == key.thread_id,
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def touch(self, conversation_id: int) -> None:
+        await self._session.execute(
+            update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
+        )
+
+
+class MessageRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def add(self, message: Message) -> None:
+        self._session.add(message)
+
+    async def flush(self) -> None:
+        await self._session.flush()
+
+    async def latest_id(self, conversation_id: int) -> int | None:
+        """Id of the newest message the model may see (served by the (conversation, status, id) index)."""
+        result = await self._session.execute(
+            select(func.max(Message.id)).where(
+                Message.conversation_id == conversation_id, Message.status == "ok"
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def newest_first(
+        self, conversation_id: int, *, before_id: int | None, limit: int
+    ) -> Sequence[Message]:
+        """A page of visible messages, newest first, with their attachments (keyset pagination on id)."""
+        statement = (
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.status == "ok")
+            .options(selectinload(Message.attachments))
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        if before_id is not None:
+            statement = statement.where(Message.id < before_id)
+        result = await self._session.execute(statement)
+        return result.scalars().all()
+
+    async def all_for(self, conversation_id: int) -> Sequence[Message]:
+        """Every message of a conversation in order, failed turns included (for inspection and tests)."""
+        result = await self._session.execute(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+        )
+        return result.scalars().all()
+
+
+class EventRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def claim(self, event_id: str, platform: str) -> bool:
+        """Record ``event_id``; False when it was already recorded (by this or any concurrent delivery)."""
+        now = utcnow()
+        statement = (
+            _insert(self._session, ProcessedEvent)
+            .values(event_id=event_id, platform=platform, status="claimed", created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(ProcessedEvent.id)
+        )
+        result = await self._session.execute(statement)
+        return result.scalar_one_or_none() is not None
+
+    async def finish(self, event_id: str, *, status: str, conversation_id: int | None) -> None:
+        await self._session.execute(
+            update(ProcessedEvent)
+            .where(ProcessedEvent.event_id == event_id)
+            .values(status=status, conversation_id=conversation_id, updated_at=utcnow())
+        )

@@ -1,0 +1,82 @@
+"""Extension points of a turn (DESIGN.md §3): guards (step 4), budget reservation (step 6), tools (step 7).
+
+The spine ships neutral defaults; moderation, rate limits, bans, budgets and tools plug in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.llm import ToolCall, Usage
+from core.types import IncomingMessage
+
+
+class TurnGuard(Protocol):
+    """Runs first; returns the message to use (e.g. redacted) or raises BotError to refuse the turn."""
+
+    async def check(self, message: IncomingMessage) -> IncomingMessage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """What the budget reservation of a turn is sized from: exact prompt tokens and the worst case output."""
+
+    message: IncomingMessage
+    model: str
+    prompt_tokens: int
+    max_output_tokens: int
+    rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallUsage:
+    model: str
+    usage: Usage
+    conversation_id: int
+
+
+class BudgetGate(Protocol):
+    async def reserve(self, plan: CallPlan) -> object:
+        """Hold the worst-case cost of ``plan`` or raise QuotaExceeded; the handle goes to settle/release."""
+        ...
+
+    async def settle(self, session: AsyncSession, handle: object, usages: Sequence[CallUsage]) -> None:
+        """Replace the hold by the real usage, inside the turn's transaction (writes the ledger)."""
+        ...
+
+    async def release(self, handle: object) -> None:
+        """The turn failed: give the hold back."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    call_id: str
+    content: str
+
+
+class ToolRunner(Protocol):
+    def definitions(self, message: IncomingMessage) -> Sequence[dict[str, Any]]:
+        """Tool definitions (Chat Completions ``tools`` entries) offered for this message."""
+        ...
+
+    async def run(self, calls: Sequence[ToolCall], message: IncomingMessage) -> Sequence[ToolResult]:
+        """Run the calls of one model response; failures come back as results, never as exceptions."""
+        ...
+
+
+class NoBudget:
+    """No limits configured: nothing is held, nothing is recorded."""
+
+    async def reserve(self, plan: CallPlan) -> object:
+        return None
+
+    async def settle(self, session: AsyncSession, handle: object, usages: Sequence[CallUsage]) -> None:
+        return None
+
+    async def release(self, handle: object) -> None:
+        return None

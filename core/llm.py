@@ -1,0 +1,227 @@
+"""The one OpenAI client of a process: streaming chat completions and error mapping to user messages.
+
+Requests go through the SDK's lower-level ``post`` with a ready JSON body: ``chat.completions.create``
+type-transforms every history message on every call, which dominates a turn's CPU cost on long threads
+(DESIGN.md §8). Retries, timeouts, auth and SSE parsing are still the SDK's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from core.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, RateLimited
+
+log = logging.getLogger(__name__)
+
+OnText = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # raw JSON text as the model produced it (may be malformed)
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    model: str
+    finish_reason: str | None
+    usage: Usage | None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(slots=True)
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class LLMClient:
+    """Wraps one ``AsyncOpenAI``; every ``openai`` error leaves as a ``BotError`` a chat user understands."""
+
+    def __init__(self, client: AsyncOpenAI) -> None:
+        self._client = client
+
+    @classmethod
+    def create(
+        cls, *, api_key: str | None, base_url: str | None, timeout: float, max_retries: int
+    ) -> LLMClient:
+        # A self-hosted OpenAI-compatible endpoint may need no key; the SDK insists on a non-empty one.
+        key = api_key or ("unused" if base_url else None)
+        if not key:
+            raise BotError(
+                "OPENAI_API_KEY is not set.",
+                detail="OPENAI_API_KEY is required unless OPENAI_BASE_URL points to an endpoint without auth",
+            )
+        client = AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+        return cls(client)
+
+    @property
+    def sdk(self) -> AsyncOpenAI:
+        return self._client
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        max_output_tokens: int,
+        on_text: OnText | None = None,
+        tools: Sequence[dict[str, Any]] = (),
+    ) -> Completion:
+        """One streamed chat completion; ``on_text`` receives the full text so far after each delta."""
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_completion_tokens": max_output_tokens,
+        }
+        if tools:
+            body["tools"] = list(tools)
+        try:
+            stream = await self._client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=AsyncStream[ChatCompletionChunk],
+            )
+            async with stream:
+                return await _collect(stream, model, on_text)
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc, model) from exc
+
+
+async def _collect(
+    stream: AsyncStream[ChatCompletionChunk], model: str, on_text: OnText | None
+) -> Completion:
+    text: list[str] = []
+    calls: dict[int, _PartialCall] = {}
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    served_model = model
+    async for chunk in stream:
+        served_model = chunk.model or served_model
+        if chunk.usage is not None:
+            details = chunk.usage.prompt_tokens_details
+            usage = Usage(
+                prompt_tokens=chunk.usage.prompt_tokens,
+                cached_tokens=(details.cached_tokens or 0) if details else 0,
+                completion_tokens=chunk.usage.completion_tokens,
+            )
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content:
+                text.append(delta.content)
+                if on_text is not None:
+                    await on_text("".join(text))
+            for tool_delta in delta.tool_calls or ():
+                partial = calls.setdefault(tool_delta.index, _PartialCall())
+                if tool_delta.id:
+                    partial.id = tool_delta.id
+                if tool_delta.function is not None:
+                    if tool_delta.function.name:
+                        partial.name += tool_delta.function.name
+                    if tool_delta.function.arguments:
+                        partial.arguments.append(tool_delta.function.arguments)
+            if choice.finish_reason:
+                finish_reason = choice.finish_reason
+    tool_calls = tuple(
+        ToolCall(id=p.id or f"call_{index}", name=p.name, arguments="".join(p.arguments))
+        for index, p in sorted(calls.items())
+    )
+    if finish_reason == "content_filter" and not text:
+        raise ContentBlocked("The AI provider's content filter stopped this answer.")
+    return Completion(
+        text="".join(text),
+        model=served_model,
+        finish_reason=finish_reason,
+        usage=usage,
+        tool_calls=tool_calls,
+    )
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def map_openai_error(exc: openai.OpenAIError, model: str) -> BotError:
+    """Translate an SDK error into the message a chat user should see (details go to the log)."""
+    detail = f"{type(exc).__name__}: {exc}"
+    code = getattr(exc, "code", None)
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMUnavailable("The AI model took too long to answer. Please try again.", detail=detail)
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMUnavailable(
+            "I can't reach the AI provider right now. Please try again shortly.", detail=detail
+        )
+    if isinstance(exc, openai.RateLimitError):
+        if code == "insufficient_quota":
+            return LLMUnavailable(
+                "The AI provider account behind this bot has run out of credit. An admin needs to top it up.",
+                detail=detail,
+            )
+        after = _retry_after(exc)
+        wait = f" in about {max(1, round(after))} seconds" if after else " in a minute"
+        return RateLimited(
+            f"The AI provider is busy and rate-limiting this bot. Please try again{wait}.",
+            retry_after=after,
+            detail=detail,
+        )
+    if isinstance(exc, openai.BadRequestError):
+        if code == "context_length_exceeded":
+            return BadInput(
+                "This conversation is too long for the model. Start a new thread (or reset this one).",
+                detail=detail,
+            )
+        if code in ("content_policy_violation", "content_filter"):
+            return ContentBlocked(detail=detail)
+        return LLMUnavailable(
+            "The AI provider rejected the request. An admin can find details in the logs.", detail=detail
+        )
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return LLMUnavailable(
+            "The AI provider rejected this bot's credentials. An admin needs to check OPENAI_API_KEY.",
+            detail=detail,
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return BadInput(f"The model {model!r} is not available from the AI provider.", detail=detail)
+    if isinstance(exc, openai.InternalServerError) or (
+        isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+    ):
+        return LLMUnavailable(
+            "The AI provider is having problems right now. Please try again in a few minutes.", detail=detail
+        )
+    return LLMUnavailable(detail=detail)

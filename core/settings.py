@@ -1,0 +1,167 @@
+"""Configuration from the environment and ``.env`` (DESIGN.md §5).
+
+Each group reads its own prefix so the fixed operator-facing names (``OPENAI_API_KEY``, ``SLACK_BOT_TOKEN``,
+``DATABASE_URL``, ``THREADWISE_MODEL`` …) stay exactly as documented. ``load_settings`` is the only entry
+point; there is no module-level settings object.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """Configuration is invalid; the message names every offending environment variable."""
+
+
+def _group_config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class OpenAISettings(BaseSettings):
+    model_config = _group_config("OPENAI_")
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+
+    _blank = field_validator("api_key", "base_url", mode="before")(_blank_to_none)
+
+
+class SlackSettings(BaseSettings):
+    model_config = _group_config("SLACK_")
+
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+
+    _blank = field_validator("bot_token", "app_token", "signing_secret", mode="before")(_blank_to_none)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url_ends_with_slash(cls, value: str) -> str:
+        if not value.endswith("/"):
+            raise ValueError(
+                "must end with '/' (slack_sdk joins method names onto it), e.g. https://slack.com/api/"
+            )
+        return value
+
+
+class DiscordSettings(BaseSettings):
+    model_config = _group_config("DISCORD_")
+
+    bot_token: SecretStr | None = None
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str | None = None
+
+    _blank = field_validator("bot_token", "gateway_url", mode="before")(_blank_to_none)
+
+
+class ServiceSettings(BaseSettings):
+    model_config = _group_config("")
+
+    database_url: str = "sqlite+aiosqlite:///threadwise.db"
+    redis_url: str | None = None
+    port: int = Field(default=3000, ge=0, le=65535)
+
+    _blank = field_validator("redis_url", mode="before")(_blank_to_none)
+
+
+class ThreadwiseSettings(BaseSettings):
+    model_config = _group_config("THREADWISE_")
+
+    model: str = "gpt-4o-mini"
+    admins: Annotated[tuple[str, ...], NoDecode] = ()
+    user_daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    system_prompt: str = (
+        "You are Threadwise, a helpful assistant in a team chat. Answer concisely and use Markdown sparingly."
+    )
+    max_output_tokens: int = Field(default=1024, ge=16)
+    history_max_tokens: int | None = Field(default=None, ge=256)
+    context_windows: dict[str, int] = Field(default_factory=dict)
+    openai_timeout: float = Field(default=60.0, gt=0)
+    openai_max_retries: int = Field(default=2, ge=0, le=10)
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    history_cache_conversations: int = Field(default=256, ge=0)
+    log_level: str = "INFO"
+
+    _blank = field_validator("user_daily_budget_usd", "history_max_tokens", mode="before")(_blank_to_none)
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for entry in value:
+            platform, _, user_id = str(entry).partition(":")
+            if not platform or not user_id:
+                raise ValueError(f"{entry!r} is not platform:user_id (e.g. slack:U0ADMIN,discord:1234)")
+        return tuple(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+
+class Settings(BaseModel):
+    """Everything the service is configured with, grouped by what it configures."""
+
+    model_config = ConfigDict(frozen=True)
+
+    openai: OpenAISettings
+    slack: SlackSettings
+    discord: DiscordSettings
+    service: ServiceSettings
+    threadwise: ThreadwiseSettings
+
+    def is_admin(self, platform: str, user_id: str) -> bool:
+        return f"{platform}:{user_id}" in self.threadwise.admins
+
+
+_GROUPS: dict[str, type[BaseSettings]] = {
+    "openai": OpenAISettings,
+    "slack": SlackSettings,
+    "discord": DiscordSettings,
+    "service": ServiceSettings,
+    "threadwise": ThreadwiseSettings,
+}
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: dict[str, Any]) -> Settings:
+    """Read every group from the environment (and ``env_file`` when it exists).
+
+    ``overrides`` maps a group name to field values that win over the environment (used by the CLI's flags
+    and by tests). Raises ``SettingsError`` naming each wrong variable.
+    """
+    groups: dict[str, BaseSettings] = {}
+    problems: list[str] = []
+    for name, cls in _GROUPS.items():
+        try:
+            groups[name] = cls(_env_file=env_file, **overrides.get(name, {}))
+        except ValidationError as exc:
+            prefix = str(cls.model_config.get("env_prefix", ""))
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                shown = err.get("input")
+                secret = any(word in field for word in ("key", "token", "secret"))
+                plain = not (secret or isinstance(shown, dict) or shown is None)
+                got = f" (got {str(shown)[:60]!r})" if plain else ""
+                problems.append(f"{(prefix + field).upper()}: {err['msg']}{got}")
+    if problems:
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
+    return Settings(**groups)

@@ -1,0 +1,156 @@
+"""Exact token counts with tiktoken, context windows per model, and an offline fallback estimate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import tiktoken
+
+log = logging.getLogger(__name__)
+
+ESTIMATE = "estimate"
+DEFAULT_ENCODING = "o200k_base"
+
+# Per-message framing of the chat format (role, separators), the extra token of a `name`, and the tokens that
+# prime the assistant's reply, as OpenAI documents them for the gpt-4o/gpt-4.1/gpt-5 families.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+TOKENS_PER_TOOL_CALL = 3
+
+# Context windows (input + output) by model-name prefix; the longest matching prefix wins.
+CONTEXT_WINDOWS: Mapping[str, int] = {
+    "gpt-5": 400_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "chatgpt-4o": 128_000,
+}
+UNKNOWN_MODEL_WINDOW = 8_192
+
+# Image input tokens: base + per 512 px tile at high detail (gpt-4o-mini bills images at a higher token rate).
+IMAGE_TOKENS: Mapping[str, tuple[int, int]] = {"gpt-4o-mini": (2_833, 5_667)}
+DEFAULT_IMAGE_TOKENS = (85, 170)
+
+
+def context_window(model: str, overrides: Mapping[str, int] | None = None) -> int:
+    table = {**CONTEXT_WINDOWS, **(overrides or {})}
+    if model in table:
+        return table[model]
+    matches = [prefix for prefix in table if model.startswith(prefix)]
+    return table[max(matches, key=len)] if matches else UNKNOWN_MODEL_WINDOW
+
+
+def image_tokens(model: str, width: int | None, height: int | None, detail: str = "auto") -> int:
+    """Tokens of one image input, by OpenAI's tiling rule; ``auto`` is counted as ``high`` (worst case)."""
+    base, per_tile = next(
+        (cost for prefix, cost in IMAGE_TOKENS.items() if model.startswith(prefix)), DEFAULT_IMAGE_TOKENS
+    )
+    if detail == "low":
+        return base
+    w, h = float(width or 2048), float(height or 2048)
+    if max(w, h) > 2048:
+        scale = 2048 / max(w, h)
+        w, h = w * scale, h * scale
+    if min(w, h) > 768:
+        scale = 768 / min(w, h)
+        w, h = w * scale, h * scale
+    tiles = math.ceil(w / 512) * math.ceil(h / 512)
+    return base + per_tile * tiles
+
+
+class TokenCounter:
+    """Counts tokens of chat messages for a model. Thread-safe; encodings load once and are shared."""
+
+    def __init__(self) -> None:
+        self._encodings: dict[str, tiktoken.Encoding | None] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def encoding_name(model: str) -> str:
+        try:
+            return str(tiktoken.encoding_name_for_model(model))
+        except KeyError:
+            return DEFAULT_ENCODING
+
+    def _encoding(self, name: str) -> tiktoken.Encoding | None:
+        if name in self._encodings:
+            return self._encodings[name]
+        with self._lock:
+            if name not in self._encodings:
+                try:
+                    self._encodings[name] = tiktoken.get_encoding(name)
+                except Exception as exc:  # network, cache, or hash failure: all mean "no tables here"
+                    log.warning(
+                        "tiktoken encoding %s could not be loaded (%s: %s); token counts are conservative "
+                        "estimates until it is available. For offline use set TIKTOKEN_CACHE_DIR to a folder "
+                        "holding tiktoken's cache files.",
+                        name,
+                        type(exc).__name__,
+                        str(exc).splitlines()[0][:200] if str(exc) else "",
+                    )
+                    self._encodings[name] = None
+        return self._encodings[name]
+
+    async def preload(self, model: str, limit_seconds: float = 15.0) -> str:
+        """Load the model's encoding off the event loop; returns what counts will use (or ``estimate``)."""
+        name = self.encoding_name(model)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._encoding, name), limit_seconds)
+        except TimeoutError:
+            log.warning("loading tiktoken encoding %s timed out; token counts are estimates for now", name)
+            return ESTIMATE
+        return self.encoding_for(model)
+
+    def encoding_for(self, model: str) -> str:
+        """The name of the encoding counts for ``model`` use: a tiktoken name or ``estimate``."""
+        name = self.encoding_name(model)
+        return name if self._encoding(name) is not None else ESTIMATE
+
+    def count_text(self, model: str, text: str) -> int:
+        encoding = self._encoding(self.encoding_name(model))
+        if encoding is None:
+            # At least one token per 2.5 UTF-8 bytes: above the real count for English, code and CJK.
+            return math.ceil(len(text.encode("utf-8")) / 2.5)
+        return len(encoding.encode(text, disallowed_special=()))
+
+    def count_message(
+        self, model: str, message: Mapping[str, Any], image_sizes: list[tuple[int, int]]
+    ) -> int:
+        """Tokens one chat message adds to a prompt, framing included.
+
+        ``message`` is in the Chat Completions wire shape; ``image_sizes`` gives the (width, height) of its
+        image parts in order, since the wire form carries only their data URLs.
+        """
+        total = TOKENS_PER_MESSAGE + self.count_text(model, str(message.get("role", "")))
+        content = message.get("content")
+        images = iter(image_sizes)
+        if isinstance(content, str):
+            total += self.count_text(model, content)
+        elif isinstance(content, list):
+            for part in content:
+                if part.get("type") == "text":
+                    total += self.count_text(model, str(part.get("text", "")))
+                elif part.get("type") == "image_url":
+                    width, height = next(images, (0, 0))
+                    detail = str(part.get("image_url", {}).get("detail", "auto"))
+                    total += image_tokens(model, width or None, height or None, detail)
+        if message.get("name"):
+            total += TOKENS_PER_NAME + self.count_text(model, str(message["name"]))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function", {})
+            total += TOKENS_PER_TOOL_CALL + self.count_text(model, str(function.get("name", "")))
+            total += self.count_text(model, str(function.get("arguments", "")))
+        if message.get("tool_call_id"):
+            total += self.count_text(model, str(message["tool_call_id"]))
+        return total

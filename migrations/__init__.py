@@ -1,0 +1,1 @@
+"""Alembic migrations (shipped inside the distribution so `threadwise migrate` works when installed)."""
