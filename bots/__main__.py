@@ -22,7 +22,7 @@ from core.history import HistoryStore
 from core.llm import LLMClient
 from core.metrics import Metrics
 from core.settings import Settings, SettingsError, load_settings
-from core.tokens import ESTIMATE, TokenCounter
+from core.tokens import TokenCounter
 
 log = logging.getLogger("threadwise")
 
@@ -51,9 +51,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
 async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
     counter = TokenCounter()
     tw = settings.threadwise
-    encoding = await counter.preload(model or tw.model)
-    if encoding == ESTIMATE:
-        log.warning("running with estimated token counts (no tiktoken encoding could be loaded)")
+    await counter.preload(model or tw.model)  # logs one warning when offline without tables
     api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
     llm = LLMClient.create(
         api_key=api_key,

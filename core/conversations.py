@@ -92,7 +92,7 @@ class ConversationService:
         self._guards = tuple(guards)
         self._budget: BudgetGate = budget or NoBudget()
         self._tools = tools
-        self._metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics()
         self._locks = KeyedLocks()
         self._conversations: OrderedDict[ConversationKey, tuple[int, str | None]] = OrderedDict()
 
@@ -109,8 +109,8 @@ class ConversationService:
                 outcome = TurnOutcome.DUPLICATE
             else:
                 outcome = await self._turn(message, replier, model)
-        self._metrics.turns.labels(message.key.platform, outcome.value).inc()
-        self._metrics.turn_seconds.labels(message.key.platform).observe(time.perf_counter() - started)
+        self.metrics.turns.labels(message.key.platform, outcome.value).inc()
+        self.metrics.turn_seconds.labels(message.key.platform).observe(time.perf_counter() - started)
         return outcome
 
     async def _turn(
@@ -240,9 +240,9 @@ class ConversationService:
             usage = completion.usage
         else:  # an endpoint that ignores include_usage: bill our own exact counts
             usage = Usage(prompt_tokens, 0, self._counter.count_text(model, completion.text))
-        self._metrics.llm_calls.labels(model).inc()
-        self._metrics.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
-        self._metrics.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
+        self.metrics.llm_calls.labels(model).inc()
+        self.metrics.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+        self.metrics.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
         return usage
 
     def _assistant(self, model: str, text: str, calls: Sequence[ToolCall]) -> _Pending:

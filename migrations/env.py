@@ -1,4 +1,4 @@
-"""Alembic environment (async). Threadwise passes an open connection; the alembic CLI builds its own engine."""
+"""Alembic environment (async). Threadwise passes an open connection; the alembic CLI makes an engine."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from core.db.base import Base
 from core.db import models  # noqa: F401  (registers every table on Base.metadata)
+from core.db.base import Base
 from core.db.session import create_engine
 from core.settings import load_settings
 

@@ -4,6 +4,7 @@ openai SDK against the wire fake, exact token counts with the real o200k_base ta
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -80,8 +81,11 @@ async def test_streaming_updates_grow_to_the_final_text(database: Database, fake
     await make_service(database, llm).handle(incoming("count", "e1"), replier)
     updates = [value for kind, value in replier.events if kind == "update"]
     assert len(updates) == 5
-    assert all(later.startswith(earlier) for earlier, later in zip(updates, updates[1:], strict=False))
-    assert replier.events[0] == ("start", None) and replier.events[-1] == ("finish", "one two three four five")
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(updates))
+    assert replier.events[0] == ("start", None) and replier.events[-1] == (
+        "finish",
+        "one two three four five",
+    )
     await llm.close()
 
 
@@ -104,7 +108,11 @@ async def test_history_is_trimmed_exactly_at_the_window(database: Database, fake
     assert all(o200k_message_tokens("user", q) == pair[0] for q in questions)
     assert all(o200k_message_tokens("assistant", a) == pair[1] for a in answers)
     service = make_service(
-        database, llm, system_prompt=system, max_output_tokens=max_output, context_windows={"gpt-4o-mini": window}
+        database,
+        llm,
+        system_prompt=system,
+        max_output_tokens=max_output,
+        context_windows={"gpt-4o-mini": window},
     )
     for i in range(6):
         await service.handle(incoming(questions[i], f"e{i}"), RecordingReplier())
@@ -114,7 +122,10 @@ async def test_history_is_trimmed_exactly_at_the_window(database: Database, fake
     # One token less and the oldest turn no longer fits: turns are dropped whole, oldest first.
     fake_openai.script(Reply(text="x"))
     tight = make_service(
-        database, llm, system_prompt=system, max_output_tokens=max_output,
+        database,
+        llm,
+        system_prompt=system,
+        max_output_tokens=max_output,
         context_windows={"gpt-4o-mini": window - 1},
     )
     await tight.handle(incoming(questions[5], "e-tight"), RecordingReplier())
@@ -123,7 +134,9 @@ async def test_history_is_trimmed_exactly_at_the_window(database: Database, fake
     await llm.close()
 
 
-async def test_a_message_larger_than_the_window_is_refused(database: Database, fake_openai: FakeOpenAI) -> None:
+async def test_a_message_larger_than_the_window_is_refused(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
     llm = make_llm(fake_openai.base_url)
     service = make_service(database, llm, max_output_tokens=100, context_windows={"gpt-4o-mini": 300})
     replier = RecordingReplier()
@@ -162,12 +175,18 @@ async def test_concurrent_copies_of_one_event_on_two_replicas_answer_once(
     await llm.close()
 
 
-async def test_turns_of_one_conversation_run_in_arrival_order(database: Database, fake_openai: FakeOpenAI) -> None:
+async def test_turns_of_one_conversation_run_in_arrival_order(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
     llm = make_llm(fake_openai.base_url)
     service = make_service(database, llm)
-    fake_openai.responder = lambda body: Reply(text=f"re: {body['messages'][-1]['content']}", chunk_delay=0.002)
+    fake_openai.responder = lambda body: Reply(
+        text=f"re: {body['messages'][-1]['content']}", chunk_delay=0.002
+    )
     count = 8
-    await asyncio.gather(*(service.handle(incoming(f"m{i}", f"e{i}"), RecordingReplier()) for i in range(count)))
+    await asyncio.gather(
+        *(service.handle(incoming(f"m{i}", f"e{i}"), RecordingReplier()) for i in range(count))
+    )
     requests = fake_openai.chat_requests()
     assert [r["messages"][-1]["content"] for r in requests] == [f"m{i}" for i in range(count)]
     # Each turn saw every earlier turn, answered: strictly one at a time.
@@ -187,14 +206,19 @@ async def test_different_conversations_do_not_wait_for_each_other(
         else Reply(text="fast")
     )
     finished: list[str] = []
+    streaming = asyncio.Event()
+
+    class SignallingReplier(RecordingReplier):
+        async def update(self, text: str) -> None:
+            streaming.set()
+            await super().update(text)
 
     async def turn(text: str, thread: str) -> None:
-        await service.handle(incoming(text, f"e-{thread}", thread=thread), RecordingReplier())
+        await service.handle(incoming(text, f"e-{thread}", thread=thread), SignallingReplier())
         finished.append(text)
 
     slow = asyncio.create_task(turn("slow", "A"))
-    while not fake_openai.chat_requests():
-        await asyncio.sleep(0.005)
+    await streaming.wait()
     await turn("fast", "B")
     assert finished == ["fast"]  # B completed while A was still streaming
     await slow
@@ -205,7 +229,11 @@ async def test_different_conversations_do_not_wait_for_each_other(
 @pytest.mark.parametrize(
     ("fault", "error_type", "words"),
     [
-        (Fault(429, code="rate_limit_exceeded", retry_after=20), RateLimited, "try again in about 20 seconds"),
+        (
+            Fault(429, code="rate_limit_exceeded", retry_after=20),
+            RateLimited,
+            "try again in about 20 seconds",
+        ),
         (Fault(429, code="insufficient_quota"), LLMUnavailable, "run out of credit"),
         (Fault(500), LLMUnavailable, "having problems"),
         (Fault(400, code="context_length_exceeded"), BadInput, "too long"),
@@ -229,7 +257,9 @@ async def test_provider_failures_give_a_clear_error_and_consistent_history(
     await service.handle(incoming("third", "e3"), RecordingReplier())
     # The failed turn is kept as a hidden pair; the model never sees it, nothing half-written is stored.
     assert [content for _, content in texts(fake_openai.chat_requests()[-1])][1:] == [
-        "first", "first answer", "third",
+        "first",
+        "first answer",
+        "third",
     ]
     rows = await stored(database)
     assert [(m.role, m.status, m.content[0]["text"] if m.content else None) for m in rows] == [
@@ -246,7 +276,9 @@ async def test_provider_failures_give_a_clear_error_and_consistent_history(
     await llm.close()
 
 
-async def test_sdk_retries_a_429_and_the_user_gets_the_answer(database: Database, fake_openai: FakeOpenAI) -> None:
+async def test_sdk_retries_a_429_and_the_user_gets_the_answer(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
     llm = make_llm(fake_openai.base_url, max_retries=2)
     fake_openai.script(Fault(429, code="rate_limit_exceeded", retry_after=0.05), Reply(text="made it"))
     replier = RecordingReplier()
@@ -255,7 +287,9 @@ async def test_sdk_retries_a_429_and_the_user_gets_the_answer(database: Database
     await llm.close()
 
 
-async def test_an_image_reaches_the_model_as_a_vision_part(database: Database, fake_openai: FakeOpenAI) -> None:
+async def test_an_image_reaches_the_model_as_a_vision_part(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
     llm = make_llm(fake_openai.base_url)
     service = make_service(database, llm)
     image = png_bytes(640, 480)
@@ -282,7 +316,11 @@ async def test_an_image_reaches_the_model_as_a_vision_part(database: Database, f
 async def test_unreadable_attachment_is_refused_clearly(database: Database, fake_openai: FakeOpenAI) -> None:
     llm = make_llm(fake_openai.base_url)
     replier = RecordingReplier()
-    message = incoming("see file", "e1", attachments=(Attachment("blob.bin", "application/octet-stream", b"\xff\xfe\x00\x81"),))
+    message = incoming(
+        "see file",
+        "e1",
+        attachments=(Attachment("blob.bin", "application/octet-stream", b"\xff\xfe\x00\x81"),),
+    )
     assert await make_service(database, llm).handle(message, replier) is TurnOutcome.FAILED
     assert "blob.bin" in replier.errors[0].user_message
     assert fake_openai.chat_requests() == []
@@ -317,7 +355,12 @@ async def test_tool_calls_run_and_are_replayed_as_pairs_after_restart(
     tools = Calculator()
     service = make_service(database, llm, tools=tools)
     fake_openai.script(
-        Reply(tool_calls=[ToolCallSpec("add", '{"a": 2, "b": 3}', id="c1"), ToolCallSpec("add", '{"a": 1', id="c2")]),
+        Reply(
+            tool_calls=[
+                ToolCallSpec("add", '{"a": 2, "b": 3}', id="c1"),
+                ToolCallSpec("add", '{"a": 1', id="c2"),
+            ]
+        ),
         Reply(text="2+3 is 5; the second call was malformed."),
         Reply(text="later"),
     )
@@ -341,10 +384,14 @@ async def test_tool_calls_run_and_are_replayed_as_pairs_after_restart(
 async def test_tool_rounds_are_bounded(database: Database, fake_openai: FakeOpenAI) -> None:
     llm = make_llm(fake_openai.base_url)
     fake_openai.responder = lambda body: (
-        Reply(tool_calls=[ToolCallSpec("add", '{"a": 1, "b": 1}')]) if body.get("tools") else Reply(text="final")
+        Reply(tool_calls=[ToolCallSpec("add", '{"a": 1, "b": 1}')])
+        if body.get("tools")
+        else Reply(text="final")
     )
     replier = RecordingReplier()
-    await make_service(database, llm, tools=Calculator(), max_tool_rounds=2).handle(incoming("loop", "e1"), replier)
+    await make_service(database, llm, tools=Calculator(), max_tool_rounds=2).handle(
+        incoming("loop", "e1"), replier
+    )
     requests = fake_openai.chat_requests()
     assert [bool(r.get("tools")) for r in requests] == [True, True, False]
     assert replier.finished == ["final"]
