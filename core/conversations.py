@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -102,9 +103,16 @@ class ConversationService:
         """Answer ``message`` through ``replier``; a redelivered ``event_id`` is answered only once."""
         started = time.perf_counter()
         async with self._locks.hold(message.key):
-            async with self._db.unit_of_work() as session:
-                claimed = await EventRepository(session).claim(message.event_id, message.key.platform)
-            if not claimed:
+            try:
+                async with self._db.unit_of_work() as session:
+                    claimed = await EventRepository(session).claim(message.event_id, message.key.platform)
+            except Exception:
+                log.exception("could not record event %s; the turn is not run", message.event_id)
+                await self._show_error(replier, BotError(), message.event_id)
+                claimed = None
+            if claimed is None:
+                outcome = TurnOutcome.FAILED
+            elif not claimed:
                 log.info("duplicate event %s for %s ignored", message.event_id, message.key)
                 outcome = TurnOutcome.DUPLICATE
             else:
@@ -134,11 +142,15 @@ class ConversationService:
             else:
                 log.exception("turn %s failed unexpectedly", message.event_id)
             await self._record_failure(message, conversation_id, user, images, error)
-            try:
-                await replier.error(error)
-            except Exception:
-                log.exception("could not show the error of turn %s", message.event_id)
+            await self._show_error(replier, error, message.event_id)
             return TurnOutcome.FAILED
+
+    @staticmethod
+    async def _show_error(replier: Replier, error: BotError, event_id: str) -> None:
+        try:
+            await replier.error(error)
+        except Exception:
+            log.exception("could not show the error of turn %s", event_id)
 
     async def _answer(
         self,
@@ -153,7 +165,7 @@ class ConversationService:
         system = {"role": "system", "content": config.system_prompt}
         system_tokens = self._counter.count_message(model, system, [])
         tools = list(self._tools.definitions(message)) if self._tools else []
-        tool_tokens = sum(self._counter.count_text(model, str(tool)) for tool in tools)
+        tool_tokens = sum(self._counter.count_text(model, json.dumps(tool)) for tool in tools)
         fixed = system_tokens + user.tokens + tool_tokens + REPLY_PRIMING
         window = context_window(model, config.context_windows)
         budget = window - config.max_output_tokens - fixed
@@ -176,7 +188,10 @@ class ConversationService:
                 message, replier, conversation_id, model, messages, tools, prompt_tokens
             )
             await replier.finish(text)
-            stored = await self._persist(message, conversation_id, [user, *produced], images, usages, handle)
+            encoding = self._counter.encoding_for(model)
+            stored = await self._persist(
+                message, conversation_id, [user, *produced], images, usages, handle, encoding
+            )
         except BaseException:
             await self._budget.release(handle)
             raise
@@ -343,10 +358,9 @@ class ConversationService:
         images: list[_Image],
         usages: list[CallUsage],
         handle: object,
+        encoding: str,
     ) -> list[HistoryEntry]:
         """Messages, event status and usage of a successful turn, in one transaction."""
-        model = pending[-1].model or self._config.default_model
-        encoding = self._counter.encoding_for(model)
         rows = self._rows(message, conversation_id, pending, images, "ok", encoding)
         async with self._db.unit_of_work() as session:
             messages = MessageRepository(session)
