@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from bots.console import ConsoleChat
@@ -107,6 +107,15 @@ def configured_platforms(settings: Settings) -> list[str]:
     return platforms
 
 
+# Each adapter is an async context manager that is up (connected, routes added to the HTTP app) inside its
+# block. bots/slack and bots/discord register here as they land.
+AdapterFactory = Callable[[Core, HttpServer], contextlib.AbstractAsyncContextManager[None]]
+
+
+def adapter_factories() -> dict[str, AdapterFactory]:
+    return {}
+
+
 async def run_serve(settings: Settings) -> int:
     platforms = configured_platforms(settings)
     if not platforms:
@@ -117,22 +126,24 @@ async def run_serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    # Adapters are registered here as they land (bots/slack, bots/discord); none is part of this build yet.
-    print(
-        f"threadwise serve: credentials for {', '.join(platforms)} are set, but this build has no adapter "
-        "for them yet. `threadwise chat` works now.",
-        file=sys.stderr,
-    )
-    return EXIT_CONFIG
-
-
-async def serve_http(core: Core, stop: asyncio.Event) -> None:
-    """Serve /healthz and /metrics until ``stop`` is set (the loop adapters will share)."""
-    async with HttpServer(
-        host="0.0.0.0", port=core.settings.service.port, registry=core.metrics.registry
-    ) as http:
+    factories = adapter_factories()
+    missing = [platform for platform in platforms if platform not in factories]
+    if missing:
+        print(
+            f"threadwise serve: credentials for {', '.join(missing)} are set, but this build has no adapter "
+            "for it yet. `threadwise chat` works now.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
+        http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
+        for platform in platforms:
+            await stack.enter_async_context(factories[platform](core, http))
+        await stack.enter_async_context(http)
         http.ready = True
-        await stop.wait()
+        log.info("serving %s; health on :%s/healthz", ", ".join(platforms), http.port)
+        await asyncio.Event().wait()  # until SIGTERM/SIGINT cancels the task
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
