@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -16,7 +16,7 @@ from core.db.models import Attachment as AttachmentRow
 from core.db.models import Message
 from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
 from core.db.session import Database
-from core.errors import BadInput, BotError, LLMUnavailable
+from core.errors import BadInput, BotError, LLMUnavailable, QuotaExceeded
 from core.history import HistoryEntry, HistoryStore, wire_message
 from core.hooks import BudgetGate, CallPlan, CallUsage, NoBudget, ToolRunner, TurnGuard
 from core.images import sniff_image
@@ -45,6 +45,7 @@ class TurnConfig:
     max_tool_rounds: int = 4
     history_max_tokens: int | None = None
     context_windows: dict[str, int] | None = None
+    fallback_model: str | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +59,15 @@ class _Pending:
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    prompt_tokens: int
+    last_id: int | None
+    plan: CallPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,7 @@ class ConversationService:
         budget: BudgetGate | None = None,
         tools: ToolRunner | None = None,
         metrics: Metrics | None = None,
+        footer: Callable[[Sequence[CallUsage]], str] | None = None,
     ) -> None:
         self._db = database
         self._llm = llm
@@ -93,6 +104,7 @@ class ConversationService:
         self._guards = tuple(guards)
         self._budget: BudgetGate = budget or NoBudget()
         self._tools = tools
+        self._footer = footer
         self.metrics = metrics or Metrics()
         self._locks = KeyedLocks()
         self._conversations: OrderedDict[ConversationKey, tuple[int, str | None]] = OrderedDict()
@@ -133,7 +145,7 @@ class ConversationService:
             conversation_id, stored_model = await self._conversation(message.key)
             model = model_override or stored_model or self._config.default_model
             user, images = self._user_message(message, model)
-            await self._answer(message, replier, conversation_id, model, user, images)
+            user = await self._answer(message, replier, conversation_id, model, user, images)
             return TurnOutcome.ANSWERED
         except Exception as exc:
             error = exc if isinstance(exc, BotError) else BotError(detail=f"{type(exc).__name__}: {exc}")
@@ -160,7 +172,55 @@ class ConversationService:
         model: str,
         user: _Pending,
         images: list[_Image],
-    ) -> None:
+    ) -> _Pending:
+        """Context, budget, model call, reply and persistence. Returns the user message as stored."""
+        fallback = self._config.fallback_model
+        candidates = [model] if not fallback or fallback == model else [model, fallback]
+        for index, candidate in enumerate(candidates):
+            if candidate != model:
+                user, _ = self._user_message(message, candidate)
+            context = await self._context(message, conversation_id, candidate, user)
+            try:
+                handle = await self._budget.reserve(context.plan)
+                break
+            except QuotaExceeded:
+                if index == len(candidates) - 1:
+                    raise
+                log.info("budget cannot cover %s for %s; trying %s", candidate, message.event_id, fallback)
+        notes = [f"Answered with {candidate}: the budget does not cover {model} right now."] if index else []
+        try:
+            await replier.start()
+            produced, usages, text = await self._complete(
+                message,
+                replier,
+                conversation_id,
+                candidate,
+                context.messages,
+                context.tools,
+                context.prompt_tokens,
+            )
+            if self._footer is not None:
+                notes.append(self._footer(usages))
+            await replier.finish("\n\n".join([text, *(f"_{note}_" for note in notes)]))
+            stored = await self._persist(
+                message,
+                conversation_id,
+                [user, *produced],
+                images,
+                usages,
+                handle,
+                self._counter.encoding_for(candidate),
+            )
+        except BaseException:
+            await self._budget.release(handle)
+            raise
+        self._history.appended(conversation_id, context.last_id, stored)
+        return user
+
+    async def _context(
+        self, message: IncomingMessage, conversation_id: int, model: str, user: _Pending
+    ) -> _Context:
+        """System prompt + the newest history that fits + the new message, and the budget plan of the call."""
         config = self._config
         system = {"role": "system", "content": config.system_prompt}
         system_tokens = self._counter.count_message(model, system, [])
@@ -181,21 +241,7 @@ class ConversationService:
         prompt_tokens = fixed + sum(entry.tokens for entry in history)
         rounds = config.max_tool_rounds + 1 if tools else 1
         plan = CallPlan(message, model, prompt_tokens, config.max_output_tokens, rounds)
-        handle = await self._budget.reserve(plan)
-        try:
-            await replier.start()
-            produced, usages, text = await self._complete(
-                message, replier, conversation_id, model, messages, tools, prompt_tokens
-            )
-            await replier.finish(text)
-            encoding = self._counter.encoding_for(model)
-            stored = await self._persist(
-                message, conversation_id, [user, *produced], images, usages, handle, encoding
-            )
-        except BaseException:
-            await self._budget.release(handle)
-            raise
-        self._history.appended(conversation_id, last_id, stored)
+        return _Context(messages, tools, prompt_tokens, last_id, plan)
 
     async def _complete(
         self,

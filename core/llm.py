@@ -8,8 +8,10 @@ type-transforms every history message on every call, which dominates a turn's CP
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import openai
@@ -17,6 +19,7 @@ from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from core.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, RateLimited
+from core.periods import humanize
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +197,9 @@ def map_openai_error(exc: openai.OpenAIError, model: str) -> BotError:
                 detail=detail,
             )
         after = _retry_after(exc)
-        wait = f" in about {max(1, round(after))} seconds" if after else " in a minute"
+        wait = (
+            f" in about {humanize(timedelta(seconds=max(1, math.ceil(after))))}" if after else " in a minute"
+        )
         return RateLimited(
             f"The AI provider is busy and rate-limiting this bot. Please try again{wait}.",
             retry_after=after,

@@ -7,10 +7,12 @@ point; there is no module-level settings object.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
+import pydantic_settings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -21,7 +23,12 @@ class SettingsError(Exception):
 
 def _group_config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(
-        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_prefix=prefix,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # VAR= means "not set", so defaults apply
+        extra="ignore",
+        frozen=True,
     )
 
 
@@ -83,7 +90,6 @@ class ThreadwiseSettings(BaseSettings):
 
     model: str = "gpt-4o-mini"
     admins: Annotated[tuple[str, ...], NoDecode] = ()
-    user_daily_budget_usd: Decimal | None = Field(default=None, ge=0)
     system_prompt: str = (
         "You are Threadwise, a helpful assistant in a team chat. Answer concisely and use Markdown sparingly."
     )
@@ -96,7 +102,7 @@ class ThreadwiseSettings(BaseSettings):
     history_cache_conversations: int = Field(default=256, ge=0)
     log_level: str = "INFO"
 
-    _blank = field_validator("user_daily_budget_usd", "history_max_tokens", mode="before")(_blank_to_none)
+    _blank = field_validator("history_max_tokens", mode="before")(_blank_to_none)
 
     @field_validator("admins", mode="before")
     @classmethod
@@ -118,6 +124,73 @@ class ThreadwiseSettings(BaseSettings):
         return level
 
 
+_BUDGET_FIELDS = tuple(
+    f"{scope}_{period}_budget_{unit}"
+    for scope in ("user", "channel", "workspace", "global")
+    for period in ("daily", "monthly")
+    for unit in ("usd", "tokens")
+)
+
+
+class LimitSettings(BaseSettings):
+    """Default budgets (``THREADWISE_<SCOPE>_<DAILY|MONTHLY>_BUDGET_<USD|TOKENS>``), prices and rate limits.
+
+    Unset means no limit. Admins override any of them per subject with ``threadwise admin quota set``.
+    """
+
+    model_config = _group_config("THREADWISE_")
+
+    user_daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    user_daily_budget_tokens: int | None = Field(default=None, ge=0)
+    user_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
+    user_monthly_budget_tokens: int | None = Field(default=None, ge=0)
+    channel_daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    channel_daily_budget_tokens: int | None = Field(default=None, ge=0)
+    channel_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
+    channel_monthly_budget_tokens: int | None = Field(default=None, ge=0)
+    workspace_daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    workspace_daily_budget_tokens: int | None = Field(default=None, ge=0)
+    workspace_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
+    workspace_monthly_budget_tokens: int | None = Field(default=None, ge=0)
+    global_daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    global_daily_budget_tokens: int | None = Field(default=None, ge=0)
+    global_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
+    global_monthly_budget_tokens: int | None = Field(default=None, ge=0)
+
+    prices_file: Path | None = None
+    unknown_model_input_usd: Decimal = Field(default=Decimal("10.00"), ge=0)
+    unknown_model_output_usd: Decimal = Field(default=Decimal("40.00"), ge=0)
+    unknown_image_usd: Decimal = Field(default=Decimal("0.25"), ge=0)
+    fallback_model: str | None = None
+    reservation_ttl_seconds: int = Field(default=900, ge=30)
+    cost_footer: bool = False
+    user_rate_limit: str | None = "20/minute"
+    channel_rate_limit: str | None = None
+
+    _blank = field_validator(*_BUDGET_FIELDS, "prices_file", "fallback_model", mode="before")(_blank_to_none)
+
+    @field_validator("user_rate_limit", "channel_rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "off"):
+            return None
+        if isinstance(value, str):
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("must be like '20/minute' or '5/second;100/hour' (or 'off')") from None
+        return value
+
+    @field_validator("prices_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
 class Settings(BaseModel):
     """Everything the service is configured with, grouped by what it configures."""
 
@@ -128,6 +201,7 @@ class Settings(BaseModel):
     discord: DiscordSettings
     service: ServiceSettings
     threadwise: ThreadwiseSettings
+    limits: LimitSettings
 
     def is_admin(self, platform: str, user_id: str) -> bool:
         return f"{platform}:{user_id}" in self.threadwise.admins
@@ -139,6 +213,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "discord": DiscordSettings,
     "service": ServiceSettings,
     "threadwise": ThreadwiseSettings,
+    "limits": LimitSettings,
 }
 
 
@@ -162,6 +237,11 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: dict[str, A
                 plain = not (secret or isinstance(shown, dict) or shown is None)
                 got = f" (got {str(shown)[:60]!r})" if plain else ""
                 problems.append(f"{(prefix + field).upper()}: {err['msg']}{got}")
+        except pydantic_settings.SettingsError as exc:  # a complex value (JSON) that does not parse
+            prefix = str(cls.model_config.get("env_prefix", ""))
+            found = re.search(r'field "(\w+)"', str(exc))
+            name = (prefix + found.group(1)).upper() if found else f"a {prefix or 'service'} setting"
+            problems.append(f'{name}: must be valid JSON, e.g. {{"llama3.1": 131072}}')
     if problems:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
     return Settings(**groups)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import tiktoken
 
 log = logging.getLogger(__name__)
+
+_PIECES = re.compile(r"\d{1,3}|[^\W\d_]+|[^\w\s]|\s+")
 
 ESTIMATE = "estimate"
 DEFAULT_ENCODING = "o200k_base"
@@ -58,7 +61,8 @@ def image_tokens(model: str, width: int | None, height: int | None, detail: str 
     )
     if detail == "low":
         return base
-    w, h = float(width or 2048), float(height or 2048)
+    # Unknown size: assume the most tiles an image can take (2048 x 768 after scaling: 4 x 2 tiles).
+    w, h = (float(width), float(height)) if width and height else (2048.0, 768.0)
     if max(w, h) > 2048:
         scale = 2048 / max(w, h)
         w, h = w * scale, h * scale
@@ -120,8 +124,9 @@ class TokenCounter:
     def count_text(self, model: str, text: str) -> int:
         encoding = self._encoding(self.encoding_name(model))
         if encoding is None:
-            # At least one token per 2.5 UTF-8 bytes: above the real count for English, code and CJK.
-            return math.ceil(len(text.encode("utf-8")) / 2.5)
+            # Never below the real count: one token per 2.5 UTF-8 bytes (long words, CJK) or one per digit
+            # group, word, punctuation mark and run of spaces (numbers, JSON, timestamps), whichever is more.
+            return max(math.ceil(len(text.encode("utf-8")) / 2.5), len(_PIECES.findall(text)))
         return len(encoding.encode(text, disallowed_special=()))
 
     def count_message(

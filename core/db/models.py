@@ -142,21 +142,34 @@ class Budget(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class Reservation(Base):
-    """Worst-case cost held against budgets while a call runs; settled or released after, expires if left."""
+class BudgetCounter(Base):
+    """Spend and holds of one limited budget in one period (``period_key`` is ``2026-11-22`` or ``2026-11``).
 
-    __tablename__ = "reservations"
-    __table_args__ = (
-        Index("ix_reservations_user", "platform", "user_id"),
-        Index("ix_reservations_channel", "platform", "channel_id"),
-        Index("ix_reservations_workspace", "platform", "workspace_id"),
-    )
+    Reservations lock these rows (``SELECT … FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so a
+    check-and-hold is atomic and a turn costs a few indexed row reads, however long the ledger grows.
+    """
+
+    __tablename__ = "budget_counters"
+    __table_args__ = (UniqueConstraint("scope", "subject", "period", "period_key"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    platform: Mapped[str] = mapped_column(String(16))
-    workspace_id: Mapped[str] = mapped_column(String(64))
-    channel_id: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(160))
+    period: Mapped[str] = mapped_column(String(8))
+    period_key: Mapped[str] = mapped_column(String(10))
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Reservation(Base):
+    """Worst-case cost held on budget counters while a call runs; settled or released, expires if left."""
+
+    __tablename__ = "reservations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    counter_ids: Mapped[list[int]] = mapped_column(Json)
     amount_micros: Mapped[int] = mapped_column(BigInteger)
     tokens: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

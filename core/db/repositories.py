@@ -16,7 +16,7 @@ from core.db.models import Conversation, Message, ProcessedEvent
 from core.types import ConversationKey
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
+def insert_for(session: AsyncSession, table: Any) -> Any:
     """An INSERT that supports ON CONFLICT on both backends."""
     dialect = session.get_bind().dialect.name
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
@@ -35,7 +35,7 @@ class ConversationRepository:
         }
         now = utcnow()
         statement = (
-            _insert(self._session, Conversation)
+            insert_for(self._session, Conversation)
             .values(**values, created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=list(values))
         )
@@ -112,7 +112,7 @@ class EventRepository:
         """Record ``event_id``; False when it was already recorded (by this or any concurrent delivery)."""
         now = utcnow()
         statement = (
-            _insert(self._session, ProcessedEvent)
+            insert_for(self._session, ProcessedEvent)
             .values(event_id=event_id, platform=platform, status="claimed", created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(ProcessedEvent.id)

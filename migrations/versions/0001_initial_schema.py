@@ -104,24 +104,36 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_moderation_events_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "budget_counters",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("scope", sa.String(length=16), nullable=False),
+        sa.Column("subject", sa.String(length=160), nullable=False),
+        sa.Column("period", sa.String(length=8), nullable=False),
+        sa.Column("period_key", sa.String(length=10), nullable=False),
+        sa.Column("spent_micros", sa.BigInteger(), nullable=False),
+        sa.Column("spent_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("reserved_micros", sa.BigInteger(), nullable=False),
+        sa.Column("reserved_tokens", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_budget_counters")),
+        sa.UniqueConstraint(
+            "scope",
+            "subject",
+            "period",
+            "period_key",
+            name=op.f("uq_budget_counters_scope_subject_period_period_key"),
+        ),
+    )
+    op.create_table(
         "reservations",
         sa.Column("id", ID, autoincrement=True, nullable=False),
-        sa.Column("platform", sa.String(length=16), nullable=False),
-        sa.Column("workspace_id", sa.String(length=64), nullable=False),
-        sa.Column("channel_id", sa.String(length=64), nullable=False),
-        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("counter_ids", JSON, nullable=False),
         sa.Column("amount_micros", sa.BigInteger(), nullable=False),
         sa.Column("tokens", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reservations")),
     )
-    with op.batch_alter_table("reservations", schema=None) as batch_op:
-        batch_op.create_index("ix_reservations_channel", ["platform", "channel_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_reservations_expires_at"), ["expires_at"], unique=False)
-        batch_op.create_index("ix_reservations_user", ["platform", "user_id"], unique=False)
-        batch_op.create_index("ix_reservations_workspace", ["platform", "workspace_id"], unique=False)
-
+    op.create_index(op.f("ix_reservations_expires_at"), "reservations", ["expires_at"], unique=False)
     op.create_table(
         "messages",
         sa.Column("id", ID, autoincrement=True, nullable=False),
@@ -252,13 +264,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_messages_conversation_status_id")
 
     op.drop_table("messages")
-    with op.batch_alter_table("reservations", schema=None) as batch_op:
-        batch_op.drop_index("ix_reservations_workspace")
-        batch_op.drop_index("ix_reservations_user")
-        batch_op.drop_index(batch_op.f("ix_reservations_expires_at"))
-        batch_op.drop_index("ix_reservations_channel")
-
+    op.drop_index(op.f("ix_reservations_expires_at"), table_name="reservations")
     op.drop_table("reservations")
+    op.drop_table("budget_counters")
     with op.batch_alter_table("moderation_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_moderation_events_user_id"))
         batch_op.drop_index(batch_op.f("ix_moderation_events_created_at"))

@@ -20,6 +20,7 @@ EXPECTED = {
     "usage_records",
     "budgets",
     "reservations",
+    "budget_counters",
     "bans",
     "moderation_events",
     "admin_actions",

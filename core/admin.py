@@ -1,0 +1,249 @@
+"""Admin operations (quotas, reports, bans), shared by the CLI and the chat adapters' /ai-admin commands.
+
+Admin rights come only from platform identity: ``THREADWISE_ADMINS`` or what the platform says about the
+caller (``ChatUser.is_admin``: Slack workspace admin, Discord Manage Server). Every call is recorded in
+``admin_actions``, refusals included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.budgets import SCOPES, BudgetLimit, Budgets
+from core.db.models import AdminAction, Ban, Budget
+from core.db.repositories import insert_for
+from core.db.session import Database
+from core.errors import BadInput, NotAuthorized
+from core.periods import PERIODS, Clock, utc_now
+from core.pricing import format_usd, usd
+from core.reports import Report, build_report, resolve_period
+from core.types import ChatUser
+
+log = logging.getLogger(__name__)
+
+_SUBJECT_SHAPE = {
+    "user": "platform:user_id (e.g. slack:U0123)",
+    "channel": "platform:workspace_id:channel_id (e.g. slack:T01:C02)",
+    "workspace": "platform:workspace_id (e.g. discord:123456)",
+    "global": "*",
+}
+
+
+def check_subject(scope: str, subject: str) -> None:
+    if scope not in SCOPES:
+        raise BadInput(f"Unknown scope {scope!r}: use one of {', '.join(SCOPES)}.")
+    parts = subject.split(":")
+    expected = {"user": 2, "channel": 3, "workspace": 2}
+    ok = subject == "*" if scope == "global" else len(parts) == expected[scope] and all(parts)
+    if not ok:
+        raise BadInput(f"A {scope} subject looks like {_SUBJECT_SHAPE[scope]}, not {subject!r}.")
+
+
+def check_period(period: str) -> str:
+    aliases = {"daily": "day", "monthly": "month"}
+    period = aliases.get(period, period)
+    if period not in PERIODS:
+        raise BadInput(f"Unknown period {period!r}: use day or month.")
+    return period
+
+
+@dataclass(frozen=True, slots=True)
+class BanInfo:
+    platform: str
+    user_id: str
+    reason: str
+    banned_by: str
+    expires_at: datetime | None
+
+
+class AdminService:
+    def __init__(
+        self, database: Database, budgets: Budgets, *, admins: Sequence[str] = (), clock: Clock = utc_now
+    ) -> None:
+        self._db = database
+        self._budgets = budgets
+        self._admins = frozenset(admins)
+        self._clock = clock
+
+    def is_admin(self, actor: ChatUser) -> bool:
+        return actor.is_admin or f"{actor.platform}:{actor.user_id}" in self._admins
+
+    async def _authorize(
+        self, actor: ChatUser, action: str, target: str | None, details: dict[str, Any]
+    ) -> None:
+        if self.is_admin(actor):
+            return
+        async with self._db.unit_of_work() as session:
+            session.add(self._action(actor, action, target, details, allowed=False))
+        log.warning("refused admin action %s by %s:%s", action, actor.platform, actor.user_id)
+        raise NotAuthorized("Only admins can do that.")
+
+    def _action(
+        self, actor: ChatUser, action: str, target: str | None, details: dict[str, Any], *, allowed: bool
+    ) -> AdminAction:
+        return AdminAction(
+            platform=actor.platform,
+            actor_id=actor.user_id,
+            action=action,
+            target=target,
+            details=details,
+            allowed=allowed,
+            created_at=self._clock(),
+        )
+
+    # ---- quotas --------------------------------------------------------------------------------------------
+
+    async def quota_set(
+        self,
+        actor: ChatUser,
+        *,
+        scope: str,
+        subject: str,
+        period: str,
+        usd_limit: Decimal | None,
+        token_limit: int | None,
+    ) -> BudgetLimit:
+        """Override one budget; both limits None means "no limit" for this subject despite the defaults."""
+        period = check_period(period)
+        details = {
+            "scope": scope,
+            "period": period,
+            "usd": str(usd_limit) if usd_limit is not None else None,
+            "tokens": token_limit,
+        }
+        await self._authorize(actor, "quota.set", subject, details)
+        check_subject(scope, subject)
+        if (usd_limit is not None and usd_limit < 0) or (token_limit is not None and token_limit < 0):
+            raise BadInput("Limits cannot be negative.")
+        micros = usd(usd_limit) if usd_limit is not None else None
+        async with self._db.unit_of_work() as session:
+            values = {
+                "limit_micros": micros,
+                "limit_tokens": token_limit,
+                "set_by": _who(actor),
+                "updated_at": self._clock(),
+            }
+            await session.execute(
+                insert_for(session, Budget)
+                .values(scope=scope, subject=subject, period=period, **values)
+                .on_conflict_do_update(index_elements=["scope", "subject", "period"], set_=values)
+            )
+            session.add(self._action(actor, "quota.set", subject, details, allowed=True))
+        return BudgetLimit(scope, subject, period, micros, token_limit, True)
+
+    async def quota_clear(self, actor: ChatUser, *, scope: str, subject: str, period: str) -> bool:
+        period = check_period(period)
+        await self._authorize(actor, "quota.clear", subject, {"scope": scope, "period": period})
+        check_subject(scope, subject)
+        async with self._db.unit_of_work() as session:
+            result = await session.execute(
+                delete(Budget).where(
+                    Budget.scope == scope, Budget.subject == subject, Budget.period == period
+                )
+            )
+            session.add(
+                self._action(actor, "quota.clear", subject, {"scope": scope, "period": period}, allowed=True)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def quota_show(self, actor: ChatUser, *, scope: str | None = None) -> list[BudgetLimit]:
+        """Overrides set by admins (optionally of one scope), then the defaults from settings."""
+        await self._authorize(actor, "quota.show", scope, {})
+        async with self._db.reader() as session:
+            statement = select(Budget).order_by(Budget.scope, Budget.subject, Budget.period)
+            if scope is not None:
+                statement = statement.where(Budget.scope == scope)
+            rows = (await session.execute(statement)).scalars().all()
+        limits = [
+            BudgetLimit(r.scope, r.subject, r.period, r.limit_micros, r.limit_tokens, True) for r in rows
+        ]
+        for (default_scope, period), (micros, tokens) in sorted(self._budgets.defaults.items()):
+            if scope in (None, default_scope):
+                limits.append(BudgetLimit(default_scope, "(default)", period, micros, tokens))
+        return limits
+
+    # ---- bans ----------------------------------------------------------------------------------------------
+
+    async def ban(self, actor: ChatUser, target: str, *, reason: str, until: datetime | None) -> BanInfo:
+        await self._authorize(actor, "ban", target, {"reason": reason, "until": _iso(until)})
+        check_subject("user", target)
+        platform, user_id = target.split(":")
+        async with self._db.unit_of_work() as session:
+            values = {
+                "reason": reason,
+                "banned_by": _who(actor),
+                "created_at": self._clock(),
+                "expires_at": until,
+            }
+            await session.execute(
+                insert_for(session, Ban)
+                .values(platform=platform, user_id=user_id, **values)
+                .on_conflict_do_update(index_elements=["platform", "user_id"], set_=values)
+            )
+            session.add(
+                self._action(actor, "ban", target, {"reason": reason, "until": _iso(until)}, allowed=True)
+            )
+        return BanInfo(platform, user_id, reason, _who(actor), until)
+
+    async def unban(self, actor: ChatUser, target: str) -> bool:
+        await self._authorize(actor, "unban", target, {})
+        check_subject("user", target)
+        platform, user_id = target.split(":")
+        async with self._db.unit_of_work() as session:
+            result = await session.execute(
+                delete(Ban).where(Ban.platform == platform, Ban.user_id == user_id)
+            )
+            session.add(self._action(actor, "unban", target, {}, allowed=True))
+        return bool(getattr(result, "rowcount", 0))
+
+    async def bans(self, actor: ChatUser) -> list[BanInfo]:
+        await self._authorize(actor, "ban.list", None, {})
+        async with self._db.reader() as session:
+            rows = (await session.execute(select(Ban).order_by(Ban.platform, Ban.user_id))).scalars().all()
+        now = self._clock()
+        return [
+            BanInfo(r.platform, r.user_id, r.reason, r.banned_by, r.expires_at)
+            for r in rows
+            if r.expires_at is None or r.expires_at > now
+        ]
+
+    # ---- reports -------------------------------------------------------------------------------------------
+
+    async def report(self, actor: ChatUser, *, period: str, by: str) -> Report:
+        await self._authorize(actor, "report", None, {"period": period, "by": by})
+        start, end, label = resolve_period(period, self._clock())
+        async with self._db.reader() as session:
+            report = await build_report(session, by=by, start=start, end=end, label=label)
+        async with self._db.unit_of_work() as session:
+            session.add(self._action(actor, "report", None, {"period": period, "by": by}, allowed=True))
+        return report
+
+    async def actions(self, session: AsyncSession, limit: int = 50) -> list[AdminAction]:
+        rows = await session.execute(select(AdminAction).order_by(AdminAction.id.desc()).limit(limit))
+        return list(rows.scalars())
+
+
+def describe_limit(limit: BudgetLimit) -> str:
+    parts = []
+    if limit.micros is not None:
+        parts.append(format_usd(limit.micros))
+    if limit.tokens is not None:
+        parts.append(f"{limit.tokens:,} tokens")
+    amount = " and ".join(parts) if parts else "no limit"
+    return f"{limit.scope} {limit.subject} per {limit.period}: {amount}"
+
+
+def _who(actor: ChatUser) -> str:
+    return f"{actor.platform}:{actor.user_id}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

@@ -1,0 +1,34 @@
+"""Bans: a banned user's turns are refused before anything is sent or stored."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from core.db.models import Ban
+from core.db.session import Database
+from core.errors import NotAuthorized
+from core.periods import Clock, utc_now
+from core.types import IncomingMessage
+
+
+class BanGuard:
+    """A TurnGuard reading the ``bans`` table (one indexed lookup per turn); expired bans no longer apply."""
+
+    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+        self._db = database
+        self._clock = clock
+
+    async def check(self, message: IncomingMessage) -> IncomingMessage:
+        async with self._db.reader() as session:
+            ban = (
+                await session.execute(
+                    select(Ban).where(
+                        Ban.platform == message.user.platform, Ban.user_id == message.user.user_id
+                    )
+                )
+            ).scalar_one_or_none()
+        if ban is None or (ban.expires_at is not None and ban.expires_at <= self._clock()):
+            return message
+        until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
+        reason = f" Reason: {ban.reason}" if ban.reason else ""
+        raise NotAuthorized(f"You can't use this assistant{until}: an admin has blocked you.{reason}")

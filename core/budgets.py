@@ -1,0 +1,436 @@
+"""Budgets: worst-case cost reserved atomically before every model call, settled with real usage after.
+
+Limits exist per scope (user, channel, workspace, global) and period (UTC day, calendar month), in USD
+and/or tokens: defaults from settings, per-subject overrides from admins (``budgets`` table). Each limited
+budget has a counter row per period holding what was spent and what is held by calls in flight; a
+reservation checks and raises the holds of every applicable counter in one transaction (rows locked in id
+order on PostgreSQL; the database lock of ``BEGIN IMMEDIATE`` on SQLite), so concurrent turns never overspend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
+from core.db.repositories import insert_for
+from core.db.session import Database
+from core.errors import QuotaExceeded
+from core.hooks import CallPlan, CallUsage
+from core.periods import PERIODS, Clock, humanize, period_end, period_key, period_start, utc_now
+from core.pricing import ChatCost, PriceTable, format_usd
+from core.types import ChatUser, ConversationKey, IncomingMessage
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("user", "channel", "workspace", "global")
+_OWNER = {
+    "user": "Your",
+    "channel": "This channel's",
+    "workspace": "This workspace's",
+    "global": "The bot's overall",
+}
+_PERIOD_WORD = {"day": "daily", "month": "monthly"}
+
+Defaults = Mapping[tuple[str, str], tuple[int | None, int | None]]  # (scope, period) -> (µ$, tokens)
+
+
+def subject_of(scope: str, key: ConversationKey, user_id: str) -> str:
+    """The budget subject a conversation and user fall under, e.g. ``slack:U123`` or ``discord:G1:C2``."""
+    if scope == "user":
+        return f"{key.platform}:{user_id}"
+    if scope == "channel":
+        return f"{key.platform}:{key.workspace_id}:{key.channel_id}"
+    if scope == "workspace":
+        return f"{key.platform}:{key.workspace_id}"
+    return "*"
+
+
+def ledger_filter(scope: str, subject: str) -> ColumnElement[bool]:
+    """Rows of the usage ledger that count against ``scope``/``subject``."""
+    if scope == "global":
+        return true()
+    parts = subject.split(":", 2)
+    if scope == "user":
+        return (UsageRecord.platform == parts[0]) & (UsageRecord.user_id == parts[1])
+    if scope == "workspace":
+        return (UsageRecord.platform == parts[0]) & (UsageRecord.workspace_id == parts[1])
+    return (
+        (UsageRecord.platform == parts[0])
+        & (UsageRecord.workspace_id == parts[1])
+        & (UsageRecord.channel_id == parts[2])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimit:
+    scope: str
+    subject: str
+    period: str
+    micros: int | None
+    tokens: int | None
+    overridden: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What ``reserve`` hands back: the reservation (None when no limit applies) and whom it is for."""
+
+    reservation_id: int | None
+    micros: int
+    tokens: int
+    message: IncomingMessage
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    period: str
+    spent_micros: int
+    tokens: int
+    limit: BudgetLimit | None
+    resets_at: datetime
+
+
+class Budgets:
+    """The BudgetGate of the core, and the read side users and admins see."""
+
+    def __init__(
+        self,
+        database: Database,
+        prices: PriceTable,
+        defaults: Defaults,
+        *,
+        clock: Clock = utc_now,
+        reservation_ttl: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self._db = database
+        self.prices = prices
+        self.defaults = {key: value for key, value in defaults.items() if value != (None, None)}
+        self._clock = clock
+        self._ttl = reservation_ttl
+        self._next_sweep = clock()
+
+    # ---- limits --------------------------------------------------------------------------------------------
+
+    async def limits_for(
+        self, session: AsyncSession, key: ConversationKey, user_id: str
+    ) -> list[BudgetLimit]:
+        """Every limit on a call by ``user_id`` in ``key``'s channel; overrides win over defaults."""
+        subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
+        rows = await session.execute(
+            select(Budget).where(tuple_(Budget.scope, Budget.subject).in_(list(subjects.items())))
+        )
+        overrides = {(row.scope, row.period): row for row in rows.scalars()}
+        limits = []
+        for scope, subject in subjects.items():
+            for period in PERIODS:
+                override = overrides.get((scope, period))
+                if override is not None:
+                    if override.limit_micros is not None or override.limit_tokens is not None:
+                        limits.append(
+                            BudgetLimit(
+                                scope, subject, period, override.limit_micros, override.limit_tokens, True
+                            )
+                        )
+                elif (scope, period) in self.defaults:
+                    micros, tokens = self.defaults[(scope, period)]
+                    limits.append(BudgetLimit(scope, subject, period, micros, tokens))
+        return limits
+
+    # ---- BudgetGate ---------------------------------------------------------------------------------------
+
+    def worst_case(self, plan: CallPlan) -> ChatCost:
+        """Each planned round with the full prompt so far uncached and the longest allowed answer."""
+        micros = tokens = 0
+        for round_index in range(plan.rounds):
+            prompt = plan.prompt_tokens + round_index * plan.max_output_tokens
+            cost = self.prices.worst_case(
+                plan.model, prompt_tokens=prompt, max_output_tokens=plan.max_output_tokens
+            )
+            micros += cost.micros
+            tokens += cost.tokens
+        return ChatCost(micros, tokens)
+
+    async def reserve(self, plan: CallPlan) -> Hold:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + timedelta(seconds=60)
+            await self.expire()
+        cost = self.worst_case(plan)
+        message = plan.message
+        async with self._db.unit_of_work() as session:
+            limits = await self.limits_for(session, message.key, message.user.user_id)
+            if not limits:
+                return Hold(None, cost.micros, cost.tokens, message)
+            counters = await self._lock_counters(session, limits, now)
+            for limit in limits:
+                counter = counters[(limit.scope, limit.subject, limit.period)]
+                self._check(limit, counter, cost, now)
+            for counter in counters.values():
+                counter.reserved_micros += cost.micros
+                counter.reserved_tokens += cost.tokens
+            reservation = Reservation(
+                counter_ids=sorted(counter.id for counter in counters.values()),
+                amount_micros=cost.micros,
+                tokens=cost.tokens,
+                created_at=now,
+                expires_at=now + self._ttl,
+            )
+            session.add(reservation)
+            await session.flush()
+            return Hold(reservation.id, cost.micros, cost.tokens, message)
+
+    async def settle(self, session: AsyncSession, handle: object, usages: Sequence[CallUsage]) -> None:
+        """Write the priced ledger rows, swap the hold for the real spend (inside the turn's transaction)."""
+        assert isinstance(handle, Hold)
+        message = handle.message
+        now = self._clock()
+        spent_micros = spent_tokens = 0
+        for call in usages:
+            cost = self.prices.chat_cost(
+                call.model,
+                input_tokens=call.usage.prompt_tokens,
+                cached_tokens=call.usage.cached_tokens,
+                output_tokens=call.usage.completion_tokens,
+            )
+            session.add(
+                UsageRecord(
+                    platform=message.key.platform,
+                    workspace_id=message.key.workspace_id,
+                    channel_id=message.key.channel_id,
+                    conversation_id=call.conversation_id,
+                    user_id=message.user.user_id,
+                    model=call.model,
+                    kind="chat",
+                    input_tokens=call.usage.prompt_tokens,
+                    cached_tokens=call.usage.cached_tokens,
+                    output_tokens=call.usage.completion_tokens,
+                    images=0,
+                    cost_micros=cost.micros,
+                    created_at=now,
+                )
+            )
+            spent_micros += cost.micros
+            spent_tokens += cost.tokens
+        await self._apply(session, handle, message.key, message.user.user_id, spent_micros, spent_tokens, now)
+
+    async def release(self, handle: object) -> None:
+        assert isinstance(handle, Hold)
+        if handle.reservation_id is None:
+            return
+        async with self._db.unit_of_work() as session:
+            reservation = await session.get(Reservation, handle.reservation_id)
+            if reservation is not None:
+                await self._unhold(session, [reservation])
+
+    async def expire(self) -> int:
+        """Give back holds of reservations whose process never settled them (crashed); returns how many."""
+        now = self._clock()
+        async with self._db.unit_of_work() as session:
+            expired = list(
+                (
+                    await session.execute(
+                        select(Reservation)
+                        .where(Reservation.expires_at < now)
+                        .order_by(Reservation.id)
+                        .limit(500)
+                    )
+                ).scalars()
+            )
+            if expired:
+                await self._unhold(session, expired)
+                log.warning("released %d expired budget reservation(s)", len(expired))
+        return len(expired)
+
+    # ---- read side -----------------------------------------------------------------------------------------
+
+    async def usage_of(self, user: ChatUser, key: ConversationKey) -> list[PeriodUsage]:
+        """The caller's spend today and this month, with their limits."""
+        now = self._clock()
+        subject = subject_of("user", key, user.user_id)
+        async with self._db.reader() as session:
+            limits = {
+                limit.period: limit
+                for limit in await self.limits_for(session, key, user.user_id)
+                if limit.scope == "user"
+            }
+            result = []
+            for period in PERIODS:
+                row = (
+                    await session.execute(
+                        select(
+                            func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+                            func.coalesce(func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0),
+                        ).where(
+                            ledger_filter("user", subject),
+                            UsageRecord.created_at >= period_start(period, now),
+                        )
+                    )
+                ).one()
+                result.append(
+                    PeriodUsage(period, int(row[0]), int(row[1]), limits.get(period), period_end(period, now))
+                )
+        return result
+
+    def cost_footer(self, usages: Sequence[CallUsage]) -> str:
+        micros = tokens = 0
+        for call in usages:
+            cost = self.prices.chat_cost(
+                call.model,
+                input_tokens=call.usage.prompt_tokens,
+                cached_tokens=call.usage.cached_tokens,
+                output_tokens=call.usage.completion_tokens,
+            )
+            micros += cost.micros
+            tokens += cost.tokens
+        return f"{tokens:,} tokens · {format_usd(micros)}"
+
+    # ---- internals -----------------------------------------------------------------------------------------
+
+    def _check(self, limit: BudgetLimit, counter: BudgetCounter, cost: ChatCost, now: datetime) -> None:
+        owner = _OWNER[limit.scope]
+        word = _PERIOD_WORD[limit.period]
+        resets = period_end(limit.period, now)
+        when = f"It resets at {resets:%Y-%m-%d %H:%M} UTC (in {humanize(resets - now)})."
+        if limit.micros is not None:
+            used = counter.spent_micros + counter.reserved_micros
+            if used + cost.micros > limit.micros:
+                left = max(0, limit.micros - used)
+                busy = " (part of it is held by answers in progress)" if counter.reserved_micros else ""
+                raise QuotaExceeded(
+                    f"{owner} {word} budget of {format_usd(limit.micros)} is used up: {format_usd(left)} is "
+                    f"left{busy} and an answer can cost up to {format_usd(cost.micros)}. {when}",
+                    detail=f"{limit.scope}:{limit.subject}:{limit.period}",
+                )
+        if limit.tokens is not None:
+            used = counter.spent_tokens + counter.reserved_tokens
+            if used + cost.tokens > limit.tokens:
+                left = max(0, limit.tokens - used)
+                raise QuotaExceeded(
+                    f"{owner} {word} budget of {limit.tokens:,} tokens is used up: {left:,} tokens are "
+                    f"left and an answer can use up to {cost.tokens:,}. {when}",
+                    detail=f"{limit.scope}:{limit.subject}:{limit.period}",
+                )
+
+    async def _lock_counters(
+        self, session: AsyncSession, limits: Sequence[BudgetLimit], now: datetime
+    ) -> dict[tuple[str, str, str], BudgetCounter]:
+        keys = [(limit.scope, limit.subject, limit.period, period_key(limit.period, now)) for limit in limits]
+        columns = tuple_(
+            BudgetCounter.scope, BudgetCounter.subject, BudgetCounter.period, BudgetCounter.period_key
+        )
+        key_columns = (
+            BudgetCounter.scope,
+            BudgetCounter.subject,
+            BudgetCounter.period,
+            BudgetCounter.period_key,
+        )
+        present = {tuple(row) for row in await session.execute(select(*key_columns).where(columns.in_(keys)))}
+        for scope, subject, period, key in keys:
+            if (scope, subject, period, key) in present:
+                continue
+            # First use in this period (or a limit just set): start from what the ledger already holds.
+            spent = (
+                await session.execute(
+                    select(
+                        func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+                        func.coalesce(func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0),
+                    ).where(
+                        ledger_filter(scope, subject),
+                        UsageRecord.created_at >= period_start(period, now),
+                        UsageRecord.created_at < period_end(period, now),
+                    )
+                )
+            ).one()
+            await session.execute(
+                insert_for(session, BudgetCounter)
+                .values(
+                    scope=scope,
+                    subject=subject,
+                    period=period,
+                    period_key=key,
+                    spent_micros=int(spent[0]),
+                    spent_tokens=int(spent[1]),
+                    reserved_micros=0,
+                    reserved_tokens=0,
+                )
+                .on_conflict_do_nothing(index_elements=["scope", "subject", "period", "period_key"])
+            )
+        rows = await session.execute(
+            select(BudgetCounter).where(columns.in_(keys)).order_by(BudgetCounter.id).with_for_update()
+        )
+        return {(row.scope, row.subject, row.period): row for row in rows.scalars()}
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        handle: Hold,
+        key: ConversationKey,
+        user_id: str,
+        micros: int,
+        tokens: int,
+        now: datetime,
+    ) -> None:
+        reservation = await session.get(Reservation, handle.reservation_id) if handle.reservation_id else None
+        held = set(reservation.counter_ids) if reservation is not None else set()
+        current = [
+            (scope, subject_of(scope, key, user_id), period, period_key(period, now))
+            for scope in SCOPES
+            for period in PERIODS
+        ]
+        columns = tuple_(
+            BudgetCounter.scope, BudgetCounter.subject, BudgetCounter.period, BudgetCounter.period_key
+        )
+        condition: Any = columns.in_(current)
+        if held:
+            condition = condition | BudgetCounter.id.in_(held)
+        rows = await session.execute(
+            select(BudgetCounter).where(condition).order_by(BudgetCounter.id).with_for_update()
+        )
+        current_keys = set(current)
+        for counter in rows.scalars():
+            if reservation is not None and counter.id in held:
+                counter.reserved_micros -= reservation.amount_micros
+                counter.reserved_tokens -= reservation.tokens
+            if (counter.scope, counter.subject, counter.period, counter.period_key) in current_keys:
+                counter.spent_micros += micros
+                counter.spent_tokens += tokens
+        if reservation is not None:
+            await session.delete(reservation)
+
+    @staticmethod
+    async def _unhold(session: AsyncSession, reservations: Sequence[Reservation]) -> None:
+        ids = sorted({counter_id for reservation in reservations for counter_id in reservation.counter_ids})
+        rows = await session.execute(
+            select(BudgetCounter)
+            .where(BudgetCounter.id.in_(ids))
+            .order_by(BudgetCounter.id)
+            .with_for_update()
+        )
+        counters = {row.id: row for row in rows.scalars()}
+        for reservation in reservations:
+            for counter_id in reservation.counter_ids:
+                counter = counters.get(counter_id)
+                if counter is not None:
+                    counter.reserved_micros -= reservation.amount_micros
+                    counter.reserved_tokens -= reservation.tokens
+        await session.execute(delete(Reservation).where(Reservation.id.in_([r.id for r in reservations])))
+
+
+def defaults_from(settings: Any) -> dict[tuple[str, str], tuple[int | None, int | None]]:
+    """Default limits from ``LimitSettings`` (USD as Decimal, tokens as int)."""
+    from core.pricing import usd
+
+    result: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+    for scope in SCOPES:
+        for period, word in _PERIOD_WORD.items():
+            amount = getattr(settings, f"{scope}_{word}_budget_usd")
+            tokens = getattr(settings, f"{scope}_{word}_budget_tokens")
+            result[(scope, period)] = (usd(amount) if amount is not None else None, tokens)
+    return result

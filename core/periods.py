@@ -1,0 +1,52 @@
+"""UTC budget periods: days and calendar months, their keys and bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+Clock = Callable[[], datetime]
+PERIODS = ("day", "month")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if period == "day" else day.replace(day=1)
+
+
+def period_end(period: str, now: datetime) -> datetime:
+    start = period_start(period, now)
+    if period == "day":
+        return start + timedelta(days=1)
+    return (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+
+
+def period_key(period: str, now: datetime) -> str:
+    return period_start(period, now).strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
+
+
+def humanize(delta: timedelta) -> str:
+    """'3 h 12 min', '45 min', '20 seconds', '2 days 4 h'."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return (
+            f"{days} day{'s' if days > 1 else ''} {hours} h"
+            if hours
+            else f"{days} day{'s' if days > 1 else ''}"
+        )
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

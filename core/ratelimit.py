@@ -1,0 +1,57 @@
+"""Per-user (and optionally per-channel) moving-window rate limits with the ``limits`` library.
+
+Memory storage by default (per process); Redis storage when ``REDIS_URL`` is set, so replicas share windows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import timedelta
+
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from core.errors import RateLimited
+from core.periods import humanize
+from core.types import IncomingMessage
+
+
+def rate_limit_storage(redis_url: str | None) -> Storage:
+    if not redis_url:
+        return MemoryStorage()
+    scheme, _, rest = redis_url.partition("://")
+    storage = storage_from_string(f"async+{scheme}://{rest}", implementation="redispy")
+    assert isinstance(storage, Storage)
+    return storage
+
+
+class RateLimitGuard:
+    """A TurnGuard: refuses a turn when the user (or the channel) is over its limit, saying when to retry."""
+
+    def __init__(self, storage: Storage, *, per_user: str | None, per_channel: str | None = None) -> None:
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._user: list[RateLimitItem] = parse_many(per_user) if per_user else []
+        self._channel: list[RateLimitItem] = parse_many(per_channel) if per_channel else []
+
+    async def check(self, message: IncomingMessage) -> IncomingMessage:
+        key = message.key
+        checks: list[tuple[RateLimitItem, tuple[str, ...], str]] = [
+            (item, ("user", key.platform, message.user.user_id), "You are") for item in self._user
+        ]
+        checks += [
+            (item, ("channel", key.platform, key.workspace_id, key.channel_id), "This channel is")
+            for item in self._channel
+        ]
+        for item, identifiers, who in checks:
+            if not await self._limiter.hit(item, *identifiers):
+                stats = await self._limiter.get_window_stats(item, *identifiers)
+                wait = max(1, math.ceil(stats.reset_time - time.time()))
+                raise RateLimited(
+                    f"{who} sending messages faster than allowed ({item}). "
+                    f"Try again in {humanize(timedelta(seconds=wait))}.",
+                    retry_after=float(wait),
+                )
+        return message
