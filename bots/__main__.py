@@ -11,16 +11,24 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
+from bots.admin_cli import add_admin_commands, run_admin
 from bots.console import ConsoleChat
 from bots.http import HttpServer
+from core.admin import AdminService
+from core.bans import BanGuard
+from core.budgets import Budgets, defaults_from
 from core.conversations import ConversationService, TurnConfig
 from core.db import migrate
 from core.db.session import Database
 from core.errors import BotError
 from core.history import HistoryStore
+from core.hooks import TurnGuard
 from core.llm import LLMClient
 from core.metrics import Metrics
+from core.pricing import ModelPrice, PriceFileError, PriceTable, usd
+from core.ratelimit import RateLimitGuard, rate_limit_storage
 from core.settings import Settings, SettingsError, load_settings
 from core.tokens import TokenCounter
 
@@ -36,7 +44,32 @@ class Core:
     llm: LLMClient
     counter: TokenCounter
     metrics: Metrics
+    budgets: Budgets
+    admin: AdminService
     conversations: ConversationService
+
+
+def build_budgets(settings: Settings, database: Database) -> Budgets:
+    limits = settings.limits
+    prices = PriceTable.load(
+        limits.prices_file,
+        fallback=ModelPrice(
+            usd(limits.unknown_model_input_usd),
+            usd(limits.unknown_model_input_usd),
+            usd(limits.unknown_model_output_usd),
+        ),
+        image_fallback=usd(limits.unknown_image_usd),
+    )
+    return Budgets(
+        database,
+        prices,
+        defaults_from(limits),
+        reservation_ttl=timedelta(seconds=limits.reservation_ttl_seconds),
+    )
+
+
+def build_admin(settings: Settings, database: Database, budgets: Budgets) -> AdminService:
+    return AdminService(database, budgets, admins=settings.threadwise.admins)
 
 
 @contextlib.asynccontextmanager
@@ -62,6 +95,16 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
     try:
         async with open_database(settings) as database:
             metrics = Metrics()
+            budgets = build_budgets(settings, database)
+            limits = settings.limits
+            guards: list[TurnGuard] = [
+                BanGuard(database),
+                RateLimitGuard(
+                    rate_limit_storage(settings.service.redis_url),
+                    per_user=limits.user_rate_limit,
+                    per_channel=limits.channel_rate_limit,
+                ),
+            ]
             config = TurnConfig(
                 default_model=tw.model,
                 system_prompt=tw.system_prompt,
@@ -69,12 +112,22 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 max_tool_rounds=tw.max_tool_rounds,
                 history_max_tokens=tw.history_max_tokens,
                 context_windows=dict(tw.context_windows),
+                fallback_model=limits.fallback_model,
             )
             history = HistoryStore(database, counter, cache_size=tw.history_cache_conversations)
             service = ConversationService(
-                database=database, llm=llm, counter=counter, config=config, history=history, metrics=metrics
+                database=database,
+                llm=llm,
+                counter=counter,
+                config=config,
+                history=history,
+                guards=guards,
+                budget=budgets,
+                metrics=metrics,
+                footer=budgets.cost_footer if limits.cost_footer else None,
             )
-            yield Core(settings, database, llm, counter, metrics, service)
+            admin = build_admin(settings, database, budgets)
+            yield Core(settings, database, llm, counter, metrics, budgets, admin, service)
     finally:
         await llm.close()
 
@@ -85,6 +138,12 @@ async def run_chat(settings: Settings, conversation: str | None, model: str | No
             core.conversations, conversation=conversation or f"session-{uuid.uuid4().hex[:8]}", model=model
         )
         return await chat.run()
+
+
+async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_database(settings) as database:
+        admin = build_admin(settings, database, build_budgets(settings, database))
+        return await run_admin(admin, args)
 
 
 async def run_migrate(settings: Settings, revision: str | None, downgrade: str | None) -> int:
@@ -159,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     mig = commands.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--revision", help="upgrade to this revision (default: head)")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base)")
+    add_admin_commands(commands)
     return parser
 
 
@@ -192,14 +252,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for chatty in ("alembic", "matplotlib"):  # per-run notices, not operator news
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         if args.command == "chat":
             return _run_until_signal(run_chat(settings, args.conversation, args.model))
+        if args.command == "admin":
+            return _run_until_signal(run_admin_command(settings, args))
         if args.command == "migrate":
             return _run_until_signal(run_migrate(settings, args.revision, args.downgrade))
         return _run_until_signal(run_serve(settings))
-    except BotError as exc:  # configuration problems found while starting (e.g. no API key)
+    except BotError as exc:  # bad input or configuration found while starting (e.g. no API key)
         print(f"threadwise: {exc.user_message} {exc.detail or ''}".rstrip(), file=sys.stderr)
+        return EXIT_CONFIG
+    except PriceFileError as exc:
+        print(f"threadwise: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
 

@@ -223,6 +223,7 @@ def to_png(report: Report, *, max_bars: int = 25) -> bytes:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     rows = list(report.rows)
     if report.by != "day" and len(rows) > max_bars:
@@ -246,14 +247,17 @@ def to_png(report: Report, *, max_bars: int = 25) -> bytes:
     values = [row.cost_micros / MICROS_PER_USD for row in rows]
     if rows:
         positions = list(range(len(rows)))
-        bars = axes.barh(positions, values, color="#4C78A8")
+        bars = axes.barh(positions, values, height=0.6, color="#4C78A8")
         axes.set_yticks(positions, labels=labels, fontsize=9)
-        axes.invert_yaxis()
+        axes.set_ylim(max(len(rows), 8) - 0.5, -0.5)  # largest first; a few bars stay bar-shaped
         axes.bar_label(bars, labels=[format_usd(row.cost_micros) for row in rows], padding=3, fontsize=8)
         axes.margins(x=0.15)
     else:
         axes.text(0.5, 0.5, "no usage in this period", ha="center", va="center", transform=axes.transAxes)
         axes.set_yticks([])
+    axes.xaxis.set_major_formatter(
+        FuncFormatter(lambda value, _pos: format_usd(round(value * MICROS_PER_USD)))
+    )
     axes.set_xlabel("cost (USD)")
     axes.set_title(report.title, fontsize=11)
     axes.grid(axis="x", alpha=0.3)

@@ -103,3 +103,18 @@ def incoming(
         received_at=datetime.now(UTC),
         attachments=attachments,
     )
+
+
+class Clock:
+    """An injectable UTC clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**delta)
