@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import gc
 import importlib.metadata
+import itertools
 import math
 import os
 import random
@@ -38,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from core.conversations import ConversationService, TurnConfig, TurnOutcome
 from core.db.migrate import upgrade
@@ -150,12 +151,9 @@ async def seed(
             for offset in range(0, len(rows), INSERT_BATCH):
                 await session.execute(insert(MESSAGES), rows[offset : offset + INSERT_BATCH])
             last = await session.execute(
-                select(Message.id)
-                .where(Message.conversation_id == conversation_id)
-                .order_by(Message.id.desc())
+                select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
             )
-            last_id = last.scalars().first()
-            assert last_id is not None
+            last_id = last.scalar_one()
         seeded[size] = Seeded(size, conversation_id, last_id, total_tokens)
     return seeded
 
@@ -295,7 +293,7 @@ async def bench_turns(
     async with FakeOpenAI() as fake:
         llm = make_llm(fake.base_url, timeout=30.0, max_retries=0)
         service = ConversationService(database=db, llm=llm, counter=counter, config=config, history=history)
-        numbers = iter(range(10**9))
+        numbers = itertools.count()
 
         async def turn(size: int) -> None:
             number = next(numbers)
