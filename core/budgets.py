@@ -164,10 +164,11 @@ class Budgets:
             await self.expire()
         cost = self.worst_case(plan)
         message = plan.message
-        async with self._db.unit_of_work() as session:
+        async with self._db.reader() as session:  # most turns have no limit: no write lock for them
             limits = await self.limits_for(session, message.key, message.user.user_id)
-            if not limits:
-                return Hold(None, cost.micros, cost.tokens, message)
+        if not limits:
+            return Hold(None, cost.micros, cost.tokens, message)
+        async with self._db.unit_of_work() as session:
             counters = await self._lock_counters(session, limits, now)
             for limit in limits:
                 counter = counters[(limit.scope, limit.subject, limit.period)]

@@ -228,15 +228,16 @@ class ConversationService:
         tool_tokens = sum(self._counter.count_text(model, json.dumps(tool)) for tool in tools)
         fixed = system_tokens + user.tokens + tool_tokens + REPLY_PRIMING
         window = context_window(model, config.context_windows)
-        budget = window - config.max_output_tokens - fixed
+        ceiling = window - config.max_output_tokens - (fixed - user.tokens)
         if config.history_max_tokens is not None:
-            budget = min(budget, config.history_max_tokens)
+            ceiling = min(ceiling, config.history_max_tokens)
+        budget = min(ceiling, window - config.max_output_tokens - fixed)
         if budget < 0:
             raise BadInput(
                 f"Your message is too long for {model}: it needs {fixed} tokens and the model accepts "
                 f"{window - config.max_output_tokens} besides the answer. Please shorten it.",
             )
-        history, last_id = await self._history.window(conversation_id, model, budget)
+        history, last_id = await self._history.window(conversation_id, model, budget, ceiling=ceiling)
         messages = [system, *(entry.wire for entry in history), user.wire]
         prompt_tokens = fixed + sum(entry.tokens for entry in history)
         rounds = config.max_tool_rounds + 1 if tools else 1

@@ -122,9 +122,14 @@ class HistoryStore:
         self._cache: OrderedDict[int, _Window] = OrderedDict()
 
     async def window(
-        self, conversation_id: int, model: str, budget: int
+        self, conversation_id: int, model: str, budget: int, *, ceiling: int | None = None
     ) -> tuple[list[HistoryEntry], int | None]:
-        """The newest history fitting ``budget`` tokens, and the id of the newest visible message."""
+        """The newest history fitting ``budget`` tokens, and the id of the newest visible message.
+
+        ``ceiling`` (>= budget) is the most any turn of this conversation can fit (the window without the new
+        message); a window loaded for it serves every later turn whatever its message length.
+        """
+        ceiling = max(budget, ceiling or budget)
         encoding = self._counter.encoding_for(model)
         cached = self._cache.get(conversation_id)
         async with self._database.reader() as session:
@@ -136,7 +141,7 @@ class HistoryStore:
             ) and await repo.latest_id(conversation_id) == cached.last_id:
                 self._cache.move_to_end(conversation_id)
                 return trim(cached.entries, budget), cached.last_id
-            loaded = await self._load(repo, conversation_id, model, encoding, budget)
+            loaded = await self._load(repo, conversation_id, model, encoding, ceiling)
         self._remember(conversation_id, loaded)
         return trim(loaded.entries, budget), loaded.last_id
 

@@ -38,18 +38,21 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # Writers take the lock up front: a deferred transaction that reads, then writes after another
         # writer committed fails at once with SQLITE_BUSY instead of waiting for the busy timeout.
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "NONE":  # readers run each SELECT on its own (WAL snapshot per statement)
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
 
 class Database:
-    """Owns one engine and hands out sessions. ``reader()`` for reads, ``unit_of_work()`` for writes."""
+    """Owns one engine and hands out sessions: ``reader()`` for reads (never writes; on SQLite without a
+    transaction, saving a round trip per read), ``unit_of_work()`` for one write transaction."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self._read = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        reader_bind = engine.execution_options(sqlite_begin="NONE") if self.is_sqlite else engine
+        self._read = async_sessionmaker(reader_bind, expire_on_commit=False, autoflush=False)
         writer_bind = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
         self._write = async_sessionmaker(writer_bind, expire_on_commit=False, autoflush=False)
 
