@@ -38,11 +38,11 @@ def usd(amount: str | Decimal) -> int:
 
 
 def format_usd(micros: int) -> str:
-    """$1.23 for amounts of a cent or more, else up to 6 decimals ($0.000150)."""
+    """Exact: $2.50 for whole cents, else every significant decimal ($0.99979, $0.00042)."""
     value = Decimal(micros) / MICROS_PER_USD
-    if abs(micros) >= 10_000:
+    if micros % 10_000 == 0:
         return f"${value:,.2f}"
-    return f"${value.normalize():f}" if micros else "$0.00"
+    return f"${value.normalize():,f}"
 
 
 def _per_million(input_usd: str, cached_usd: str | None, output_usd: str) -> ModelPrice:

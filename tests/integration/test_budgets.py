@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from core.admin import AdminService
 from core.bans import BanGuard
-from core.budgets import Budgets, defaults_from
+from core.budgets import Budgets, defaults_from, describe_usage
 from core.conversations import ConversationService, TurnConfig, TurnOutcome
 from core.db.models import AdminAction, BudgetCounter, Reservation, UsageRecord
 from core.db.session import Database
@@ -352,4 +352,9 @@ async def test_usage_of_the_caller(database: Database, fake_openai: FakeOpenAI) 
     assert (day.period, day.spent_micros, day.tokens) == ("day", 210, 1100)  # 1000 x 0.15 + 100 x 0.6
     assert day.limit is not None and day.limit.micros == 1_000_000
     assert (month.period, month.spent_micros, month.limit) == ("month", 210, None)
+    text = describe_usage(usage, datetime.now(UTC))
+    assert text.splitlines()[0].startswith(
+        "Today: $0.00021 (1,100 tokens) of $1.00, $0.99979 left (resets in "
+    )
+    assert text.splitlines()[1] == "This month: $0.00021 (1,100 tokens)"
     await llm.close()

@@ -79,7 +79,7 @@ async def test_grouping_and_totals(database: Database) -> None:
         ("slack:U2", 1, 3_000),
     ]
     assert by_user.total_micros == 29_000 and by_user.total_tokens == 330
-    assert by_user.title == "Spend by user, today (2026-06-15): $0.03 total, 330 tokens, 3 calls"
+    assert by_user.title == "Spend by user, today (2026-06-15): $0.029 total, 330 tokens, 3 calls"
 
     by_model = await report(database, "model", "this-month")
     assert [(r.group, r.calls, r.cost_micros) for r in by_model.rows] == [
@@ -99,7 +99,7 @@ async def test_grouping_and_totals(database: Database) -> None:
 
     table = to_text(by_user)
     assert table.splitlines()[0] == by_user.title
-    assert table.splitlines()[-1].split() == ["total", "3", "300", "0", "30", "0", "$0.03"]
+    assert table.splitlines()[-1].split() == ["total", "3", "300", "0", "30", "0", "$0.029"]
 
 
 async def test_csv_round_trips_exactly(database: Database) -> None:

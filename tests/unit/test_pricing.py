@@ -85,6 +85,7 @@ def test_image_prices() -> None:
 
 def test_format_usd() -> None:
     assert format_usd(2_500_000) == "$2.50"
-    assert format_usd(12_345) == "$0.01"
+    assert format_usd(12_345) == "$0.012345"
+    assert format_usd(1_234_567_000) == "$1,234.567"
     assert format_usd(420) == "$0.00042"
     assert format_usd(0) == "$0.00"
