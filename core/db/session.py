@@ -10,6 +10,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core.db.sqlite_inline import InlineConnection
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -18,8 +20,13 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
-    engine = create_async_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     memory = parsed.database in (None, "", ":memory:")
+    path = ":memory:" if memory else str(parsed.database)
+
+    async def connect() -> Any:
+        return InlineConnection.open(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+
+    engine = create_async_engine(url, echo=echo, async_creator=connect)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
