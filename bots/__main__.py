@@ -25,10 +25,14 @@ from core.db.session import Database
 from core.errors import BotError
 from core.history import HistoryStore
 from core.hooks import TurnGuard
+from core.input_limits import InputLimitGuard, InputLimits
 from core.llm import LLMClient
 from core.metrics import Metrics
+from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator, OutputModeration
 from core.pricing import ModelPrice, PriceFileError, PriceTable, usd
 from core.ratelimit import RateLimitGuard, rate_limit_storage
+from core.redaction import Redactor
+from core.safety import InjectionGuard, RedactionGuard
 from core.settings import Settings, SettingsError, load_settings
 from core.tokens import TokenCounter
 
@@ -97,6 +101,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             metrics = Metrics()
             budgets = build_budgets(settings, database)
             limits = settings.limits
+            safety = settings.safety
             guards: list[TurnGuard] = [
                 BanGuard(database),
                 RateLimitGuard(
@@ -104,7 +109,30 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     per_user=limits.user_rate_limit,
                     per_channel=limits.channel_rate_limit,
                 ),
+                InputLimitGuard(
+                    InputLimits(
+                        max_text_chars=safety.max_message_chars,
+                        max_attachments=safety.max_attachments,
+                        max_attachment_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+                    )
+                ),
             ]
+            audit = ModerationAudit(database, keep_content=safety.moderation_keep_content)
+            if safety.redact and safety.redact_rules:
+                guards.append(RedactionGuard(Redactor(safety.redact_rules), audit))
+            guards.append(InjectionGuard(audit, block=safety.injection_action == "block"))
+            output_moderation = None
+            if safety.moderation:
+                policy = ModerationPolicy.from_settings(
+                    flag=safety.moderation_flag_threshold,
+                    block=safety.moderation_block_threshold,
+                    overrides=safety.moderation_thresholds,
+                    fail_open=safety.moderation_fail_open,
+                )
+                moderator = Moderator(llm.sdk, policy, model=safety.moderation_model)
+                guards.append(ModerationGuard(moderator, audit))
+                if safety.moderate_output:
+                    output_moderation = OutputModeration(moderator, audit)
             config = TurnConfig(
                 default_model=tw.model,
                 system_prompt=tw.system_prompt,
@@ -125,6 +153,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 budget=budgets,
                 metrics=metrics,
                 footer=budgets.cost_footer if limits.cost_footer else None,
+                output_moderation=output_moderation,
             )
             admin = build_admin(settings, database, budgets)
             yield Core(settings, database, llm, counter, metrics, budgets, admin, service)
@@ -172,7 +201,10 @@ AdapterFactory = Callable[[Core, HttpServer], contextlib.AbstractAsyncContextMan
 
 
 def adapter_factories() -> dict[str, AdapterFactory]:
-    return {}
+    factories: dict[str, AdapterFactory] = {}
+    # slack adapter: registered here by bots/slack
+    # discord adapter: registered here by bots/discord
+    return factories
 
 
 async def run_serve(settings: Settings) -> int:
@@ -265,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BotError as exc:  # bad input or configuration found while starting (e.g. no API key)
         print(f"threadwise: {exc.user_message} {exc.detail or ''}".rstrip(), file=sys.stderr)
         return EXIT_CONFIG
-    except PriceFileError as exc:
+    except (PriceFileError, SettingsError) as exc:
         print(f"threadwise: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

@@ -22,6 +22,7 @@ from core.hooks import BudgetGate, CallPlan, CallUsage, NoBudget, ToolRunner, Tu
 from core.images import sniff_image
 from core.llm import Completion, LLMClient, ToolCall, Usage
 from core.metrics import Metrics
+from core.moderation import ModeratedStream, OutputModeration
 from core.ordering import KeyedLocks
 from core.tokens import REPLY_PRIMING, TokenCounter, context_window
 from core.types import ConversationKey, IncomingMessage, Replier
@@ -95,6 +96,7 @@ class ConversationService:
         tools: ToolRunner | None = None,
         metrics: Metrics | None = None,
         footer: Callable[[Sequence[CallUsage]], str] | None = None,
+        output_moderation: OutputModeration | None = None,
     ) -> None:
         self._db = database
         self._llm = llm
@@ -105,6 +107,7 @@ class ConversationService:
         self._budget: BudgetGate = budget or NoBudget()
         self._tools = tools
         self._footer = footer
+        self._output = output_moderation
         self.metrics = metrics or Metrics()
         self._locks = KeyedLocks()
         self._conversations: OrderedDict[ConversationKey, tuple[int, str | None]] = OrderedDict()
@@ -188,9 +191,10 @@ class ConversationService:
                     raise
                 log.info("budget cannot cover %s for %s; trying %s", candidate, message.event_id, fallback)
         notes = [f"Answered with {candidate}: the budget does not cover {model} right now."] if index else []
+        usages: list[CallUsage] = []
         try:
             await replier.start()
-            produced, usages, text = await self._complete(
+            produced, text = await self._complete(
                 message,
                 replier,
                 conversation_id,
@@ -198,6 +202,7 @@ class ConversationService:
                 context.messages,
                 context.tools,
                 context.prompt_tokens,
+                usages,
             )
             if self._footer is not None:
                 notes.append(self._footer(usages))
@@ -212,7 +217,7 @@ class ConversationService:
                 self._counter.encoding_for(candidate),
             )
         except BaseException:
-            await self._budget.release(handle)
+            await self._charge_or_release(handle, usages)
             raise
         self._history.appended(conversation_id, context.last_id, stored)
         return user
@@ -253,20 +258,38 @@ class ConversationService:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         prompt_tokens: int,
-    ) -> tuple[list[_Pending], list[CallUsage], str]:
-        """The model call, and the tool loop around it: bounded rounds, then a final answer without tools."""
+        usages: list[CallUsage],
+    ) -> tuple[list[_Pending], str]:
+        """The model call, and the tool loop around it: bounded rounds, then a final answer without tools.
+
+        ``usages`` receives each call's usage as it completes, so a turn that fails later is still charged.
+        """
         produced: list[_Pending] = []
-        usages: list[CallUsage] = []
         for round_number in range(1, self._config.max_tool_rounds + 2):
             offered = tools if self._tools and round_number <= self._config.max_tool_rounds else []
+            checked = self._output.stream(message) if self._output is not None else None
+            shown = 0
+
+            async def on_text(text: str, checked: ModeratedStream | None = checked) -> None:
+                nonlocal shown
+                if checked is None:
+                    await replier.update(text)
+                    return
+                visible = await checked.visible(text)
+                if visible > shown:
+                    shown = visible
+                    await replier.update(text[:visible])
+
             completion = await self._llm.stream(
                 model=model,
                 messages=messages,
                 max_output_tokens=self._config.max_output_tokens,
-                on_text=replier.update,
+                on_text=on_text,
                 tools=offered,
             )
             usages.append(CallUsage(model, self._usage(completion, model, prompt_tokens), conversation_id))
+            if checked is not None:
+                await checked.finish(completion.text)
             calls = completion.tool_calls if offered else ()
             assistant = self._assistant(model, completion.text, calls)
             produced.append(assistant)
@@ -276,7 +299,7 @@ class ConversationService:
                         "The model returned an empty answer. Please try again or rephrase.",
                         detail=f"finish_reason={completion.finish_reason}",
                     )
-                return produced, usages, completion.text
+                return produced, completion.text
             assert self._tools is not None
             messages.append(assistant.wire)
             await replier.status("Using " + ", ".join(sorted({call.name for call in calls})) + "…")
@@ -296,6 +319,14 @@ class ConversationService:
                 prompt_tokens += tokens
             prompt_tokens += assistant.tokens
         raise AssertionError("unreachable: the last round offers no tools")
+
+    async def _charge_or_release(self, handle: object, usages: Sequence[CallUsage]) -> None:
+        """A failed turn: calls that completed were paid for and are charged; otherwise the hold goes back."""
+        if not usages:
+            await self._budget.release(handle)
+            return
+        async with self._db.unit_of_work() as session:
+            await self._budget.settle(session, handle, usages)
 
     def _usage(self, completion: Completion, model: str, prompt_tokens: int) -> Usage:
         if completion.usage is not None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic_settings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.redaction import ALL_RULES
 
 
 class SettingsError(Exception):
@@ -191,6 +193,40 @@ class LimitSettings(BaseSettings):
         return value
 
 
+class SafetySettings(BaseSettings):
+    """Moderation, redaction and input limits (``THREADWISE_MODERATION_*``, ``THREADWISE_REDACT`` …)."""
+
+    model_config = _group_config("THREADWISE_")
+
+    moderation: bool = True
+    moderation_model: str = "omni-moderation-latest"
+    moderation_fail_open: bool = True
+    moderation_flag_threshold: float = Field(default=0.4, ge=0, le=1)
+    moderation_block_threshold: float = Field(default=0.8, ge=0, le=1)
+    moderation_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    moderate_output: bool = True
+    moderation_keep_content: bool = False
+    max_message_chars: int = Field(default=20_000, ge=1)
+    max_attachments: int = Field(default=4, ge=0)
+    max_attachment_mb: float = Field(default=20, gt=0)
+    redact: bool = True
+    redact_rules: Annotated[tuple[str, ...], NoDecode] = ALL_RULES
+    injection_action: Literal["flag", "block"] = "flag"
+    retention_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("redact_rules", mode="before")
+    @classmethod
+    def _known_rules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = [rule for rule in value if rule not in ALL_RULES]
+        if unknown:
+            raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(ALL_RULES)}")
+        return tuple(value)
+
+    _no_retention = field_validator("retention_days", mode="before")(_blank_to_none)
+
+
 class Settings(BaseModel):
     """Everything the service is configured with, grouped by what it configures."""
 
@@ -202,6 +238,7 @@ class Settings(BaseModel):
     service: ServiceSettings
     threadwise: ThreadwiseSettings
     limits: LimitSettings
+    safety: SafetySettings
 
     def is_admin(self, platform: str, user_id: str) -> bool:
         return f"{platform}:{user_id}" in self.threadwise.admins
@@ -214,6 +251,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "service": ServiceSettings,
     "threadwise": ThreadwiseSettings,
     "limits": LimitSettings,
+    "safety": SafetySettings,
 }
 
 

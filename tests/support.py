@@ -3,6 +3,7 @@ ConversationService wired to a database and the OpenAI fake through the real SDK
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +12,9 @@ from core.conversations import ConversationService, TurnConfig
 from core.db.session import Database
 from core.errors import BotError
 from core.history import HistoryStore
-from core.hooks import ToolRunner
+from core.hooks import ToolRunner, TurnGuard
 from core.llm import LLMClient
+from core.moderation import OutputModeration
 from core.tokens import TokenCounter
 from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 
@@ -67,6 +69,8 @@ def make_service(
     tools: ToolRunner | None = None,
     max_tool_rounds: int = 3,
     cache_size: int = 256,
+    guards: Sequence[TurnGuard] = (),
+    output_moderation: OutputModeration | None = None,
 ) -> ConversationService:
     counter = counter or TokenCounter()
     config = TurnConfig(
@@ -79,7 +83,14 @@ def make_service(
     )
     history = HistoryStore(database, counter, cache_size=cache_size)
     return ConversationService(
-        database=database, llm=llm, counter=counter, config=config, history=history, tools=tools
+        database=database,
+        llm=llm,
+        counter=counter,
+        config=config,
+        history=history,
+        tools=tools,
+        guards=guards,
+        output_moderation=output_moderation,
     )
 
 

@@ -358,3 +358,31 @@ async def test_usage_of_the_caller(database: Database, fake_openai: FakeOpenAI) 
     )
     assert text.splitlines()[1] == "This month: $0.00021 (1,100 tokens)"
     await llm.close()
+
+
+async def test_a_call_that_was_made_is_charged_even_when_the_turn_fails_after_it(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    from core.moderation import ModerationAudit, ModerationPolicy, Moderator, OutputModeration
+
+    fake_openai.moderation_flags = {"bad words": {"hate": 0.99}}
+    fake_openai.script(Reply(text="some bad words", prompt_tokens=1000, completion_tokens=100))
+    budgets = Budgets(database, MINI, defaults_from(limits(user_daily_budget_usd=Decimal("1"))))
+    llm = make_llm(fake_openai.base_url)
+    counter = TokenCounter()
+    moderator = Moderator(llm.sdk, ModerationPolicy())
+    service = ConversationService(
+        database=database,
+        llm=llm,
+        counter=counter,
+        config=TurnConfig(default_model="gpt-4o-mini", system_prompt="sys", max_output_tokens=MAX_OUTPUT),
+        budget=budgets,
+        output_moderation=OutputModeration(moderator, ModerationAudit(database)),
+    )
+    assert await service.handle(incoming("hi", "e1"), RecordingReplier()) is TurnOutcome.FAILED
+    async with database.reader() as session:
+        costs = (await session.execute(select(UsageRecord.cost_micros))).scalars().all()
+        counter_row = (await session.execute(select(BudgetCounter))).scalar_one()
+    assert costs == [210]  # 1000 x 0.15 + 100 x 0.6: the provider billed it, so the ledger has it
+    assert (counter_row.spent_micros, counter_row.reserved_micros) == (210, 0)
+    await llm.close()
