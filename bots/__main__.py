@@ -19,12 +19,14 @@ from bots.http import HttpServer
 from core.admin import AdminService
 from core.bans import BanGuard
 from core.budgets import Budgets, defaults_from
+from core.commands import Commands
 from core.conversations import ConversationService, TurnConfig
 from core.db import migrate
 from core.db.session import Database
 from core.errors import BotError
 from core.history import HistoryStore
 from core.hooks import TurnGuard
+from core.image_generation import ImageGenerator, ImageOptions
 from core.input_limits import InputLimitGuard, InputLimits
 from core.llm import LLMClient
 from core.metrics import Metrics
@@ -51,6 +53,7 @@ class Core:
     budgets: Budgets
     admin: AdminService
     conversations: ConversationService
+    commands: Commands
 
 
 def build_budgets(settings: Settings, database: Database) -> Budgets:
@@ -156,7 +159,21 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 output_moderation=output_moderation,
             )
             admin = build_admin(settings, database, budgets)
-            yield Core(settings, database, llm, counter, metrics, budgets, admin, service)
+            images = (
+                ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
+                if tw.images
+                else None
+            )
+            models = tw.models or tuple(dict.fromkeys(m for m in (tw.model, limits.fallback_model) if m))
+            commands = Commands(
+                conversations=service,
+                budgets=budgets,
+                admin=admin,
+                images=images,
+                default_model=tw.model,
+                models=models if tw.model in models else (tw.model, *models),
+            )
+            yield Core(settings, database, llm, counter, metrics, budgets, admin, service, commands)
     finally:
         await llm.close()
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from core.admin import AdminService, describe_limit
-from core.errors import BadInput
+from core.periods import parse_duration
 from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
 from core.types import ChatUser
 
@@ -56,19 +55,6 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def cli_actor() -> ChatUser:
     name = getpass.getuser()
     return ChatUser("cli", name, name, is_admin=True)
-
-
-def parse_duration(text: str) -> timedelta:
-    found = re.fullmatch(r"(\d+)\s*([mhdw])", text.strip().lower())
-    if not found:
-        raise BadInput(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
-    amount, unit = int(found.group(1)), found.group(2)
-    return {
-        "m": timedelta(minutes=amount),
-        "h": timedelta(hours=amount),
-        "d": timedelta(days=amount),
-        "w": timedelta(weeks=amount),
-    }[unit]
 
 
 async def run_admin(admin: AdminService, args: argparse.Namespace) -> int:

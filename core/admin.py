@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.budgets import SCOPES, BudgetLimit, Budgets
-from core.db.models import AdminAction, Ban, Budget
+from core.db.models import AdminAction, Ban, Budget, ModerationEvent
 from core.db.repositories import insert_for
 from core.db.session import Database
 from core.errors import BadInput, NotAuthorized
@@ -226,6 +226,40 @@ class AdminService:
             session.add(self._action(actor, "report", None, {"period": period, "by": by}, allowed=True))
         return report
 
+    # ---- moderation audit ----------------------------------------------------------------------------------
+
+    async def moderation(
+        self,
+        actor: ChatUser,
+        *,
+        limit: int = 20,
+        user: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+    ) -> list[ModerationEvent]:
+        """Recent moderation decisions, newest first; ``user`` is platform:user_id, ``action`` e.g. block."""
+        filters = {"limit": limit, "user": user, "action": action, "since": _iso(since)}
+        await self._authorize(actor, "moderation.list", user, filters)
+        if not 1 <= limit <= 200:
+            raise BadInput("Show between 1 and 200 events.")
+        statement = select(ModerationEvent).order_by(ModerationEvent.id.desc()).limit(limit)
+        if user is not None:
+            platform, _, user_id = user.partition(":")
+            if not user_id:
+                raise BadInput(f"A user looks like platform:user_id (e.g. slack:U0123), not {user!r}.")
+            statement = statement.where(
+                ModerationEvent.platform == platform, ModerationEvent.user_id == user_id
+            )
+        if action is not None:
+            statement = statement.where(ModerationEvent.action == action)
+        if since is not None:
+            statement = statement.where(ModerationEvent.created_at >= since)
+        async with self._db.reader() as session:
+            rows = list((await session.execute(statement)).scalars())
+        async with self._db.unit_of_work() as session:
+            session.add(self._action(actor, "moderation.list", user, filters, allowed=True))
+        return rows
+
     async def actions(self, session: AsyncSession, limit: int = 50) -> list[AdminAction]:
         rows = await session.execute(select(AdminAction).order_by(AdminAction.id.desc()).limit(limit))
         return list(rows.scalars())
@@ -247,3 +281,15 @@ def _who(actor: ChatUser) -> str:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def describe_moderation(event: ModerationEvent) -> str:
+    """One line of the moderation log: when, who, where, what was decided and why."""
+    what = ", ".join(event.categories) or "-"
+    redacted = f" redacted {', '.join(event.redactions)}" if event.redactions else ""
+    top = max(event.scores.items(), key=lambda item: item[1], default=None)
+    score = f" ({top[0]} {top[1]:.2f})" if top else ""
+    return (
+        f"{event.created_at:%Y-%m-%d %H:%M} {event.platform}:{event.user_id or '?'} in {event.channel_id} "
+        f"{event.direction} {event.action} {what}{score}{redacted}"
+    )

@@ -158,12 +158,46 @@ class Budgets:
         return ChatCost(micros, tokens)
 
     async def reserve(self, plan: CallPlan) -> Hold:
+        return await self._hold(plan.message, self.worst_case(plan))
+
+    async def reserve_image(self, message: IncomingMessage, *, model: str, size: str, quality: str) -> Hold:
+        """Hold the price of one generated image (images count against USD limits, not token limits)."""
+        price = self.prices.image_cost(model, size=size, quality=quality)
+        return await self._hold(message, ChatCost(price, 0))
+
+    async def settle_image(
+        self, handle: Hold, *, model: str, size: str, quality: str, conversation_id: int | None
+    ) -> int:
+        """Record the generated image in the ledger and swap the hold for its price; returns the price."""
+        message = handle.message
+        now = self._clock()
+        micros = self.prices.image_cost(model, size=size, quality=quality)
+        async with self._db.unit_of_work() as session:
+            session.add(
+                UsageRecord(
+                    platform=message.key.platform,
+                    workspace_id=message.key.workspace_id,
+                    channel_id=message.key.channel_id,
+                    conversation_id=conversation_id,
+                    user_id=message.user.user_id,
+                    model=model,
+                    kind="image",
+                    input_tokens=0,
+                    cached_tokens=0,
+                    output_tokens=0,
+                    images=1,
+                    cost_micros=micros,
+                    created_at=now,
+                )
+            )
+            await self._apply(session, handle, message.key, message.user.user_id, micros, 0, now)
+        return micros
+
+    async def _hold(self, message: IncomingMessage, cost: ChatCost) -> Hold:
         now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=60)
             await self.expire()
-        cost = self.worst_case(plan)
-        message = plan.message
         async with self._db.reader() as session:  # most turns have no limit: no write lock for them
             limits = await self.limits_for(session, message.key, message.user.user_id)
         if not limits:

@@ -136,6 +136,50 @@ class ConversationService:
         self.metrics.turn_seconds.labels(message.key.platform).observe(time.perf_counter() - started)
         return outcome
 
+    async def screen(self, message: IncomingMessage) -> IncomingMessage:
+        """Run the turn guards (ban, rate limit, limits, redaction, moderation) on a message that is not a
+        chat turn, e.g. the prompt of ``/ai image``; raises the guard's BotError."""
+        for guard in self._guards:
+            message = await guard.check(message)
+        return message
+
+    async def exists(self, key: ConversationKey) -> bool:
+        """Whether ``key`` already holds a conversation (a thread the assistant has taken part in)."""
+        if key in self._conversations:
+            return True
+        async with self._db.reader() as session:
+            return await ConversationRepository(session).find(key) is not None
+
+    async def conversation_id(self, key: ConversationKey) -> int:
+        return (await self._conversation(key))[0]
+
+    async def model_of(self, key: ConversationKey) -> str:
+        """The model the next turn of ``key`` uses."""
+        async with self._db.reader() as session:
+            found = await ConversationRepository(session).find(key)
+        return (found.model if found is not None else None) or self._config.default_model
+
+    async def set_model(self, key: ConversationKey, model: str | None) -> None:
+        """Use ``model`` for later turns of ``key`` (None: back to the default)."""
+        async with self._locks.hold(key):
+            async with self._db.unit_of_work() as session:
+                conversation = await ConversationRepository(session).get_or_create(key)
+                conversation.model = model
+                found = (conversation.id, model)
+            self._conversations[key] = found
+
+    async def reset(self, key: ConversationKey) -> int:
+        """Hide the history of ``key`` from later turns (kept for audit until retention); returns how many
+        messages were hidden. Waits for a turn in progress in that conversation."""
+        async with self._locks.hold(key):
+            async with self._db.unit_of_work() as session:
+                found = await ConversationRepository(session).find(key)
+                if found is None:
+                    return 0
+                hidden = await MessageRepository(session).hide_all(found.id)
+            self._history.forget(found.id)
+        return hidden
+
     async def _turn(
         self, message: IncomingMessage, replier: Replier, model_override: str | None
     ) -> TurnOutcome:

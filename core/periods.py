@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+from core.errors import BadInput
 
 Clock = Callable[[], datetime]
 PERIODS = ("day", "month")
@@ -50,3 +53,16 @@ def humanize(delta: timedelta) -> str:
     if minutes:
         return f"{minutes} min"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def parse_duration(text: str) -> timedelta:
+    found = re.fullmatch(r"(\d+)\s*([mhdw])", text.strip().lower())
+    if not found:
+        raise BadInput(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
+    amount, unit = int(found.group(1)), found.group(2)
+    return {
+        "m": timedelta(minutes=amount),
+        "h": timedelta(hours=amount),
+        "d": timedelta(days=amount),
+        "w": timedelta(weeks=amount),
+    }[unit]

@@ -103,8 +103,20 @@ class ThreadwiseSettings(BaseSettings):
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
     history_cache_conversations: int = Field(default=256, ge=0)
     log_level: str = "INFO"
+    models: Annotated[tuple[str, ...], NoDecode] = ()  # what `/ai model` may choose (default: only `model`)
+    images: bool = True
+    image_model: str = "gpt-image-1"
+    image_size: str = "1024x1024"
+    image_quality: str = "medium"
 
     _blank = field_validator("history_max_tokens", mode="before")(_blank_to_none)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("admins", mode="before")
     @classmethod

@@ -80,6 +80,15 @@ class MessageRepository:
         )
         return result.scalar_one_or_none()
 
+    async def hide_all(self, conversation_id: int) -> int:
+        """Mark every visible message of a conversation ``reset`` (the model no longer sees them)."""
+        result = await self._session.execute(
+            update(Message)
+            .where(Message.conversation_id == conversation_id, Message.status == "ok")
+            .values(status="reset")
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def newest_first(
         self, conversation_id: int, *, before_id: int | None, limit: int
     ) -> Sequence[Message]:

@@ -1,0 +1,325 @@
+"""The chat command vocabulary of DESIGN.md §6 (`/ai …`, `/ai-admin …`), shared by every adapter.
+
+Adapters parse only what their platform hands them (Slack: one text; Discord: typed options), call these
+methods and render the ``CommandReply``. Admin rights come from the platform identity (``ChatUser.is_admin``)
+and ``THREADWISE_ADMINS``, never from message text; every admin call is recorded by ``AdminService``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from core.admin import AdminService, describe_limit, describe_moderation
+from core.budgets import Budgets, describe_usage
+from core.conversations import ConversationService
+from core.errors import BadInput, NotAuthorized
+from core.image_generation import ImageGenerator
+from core.periods import Clock, parse_duration, utc_now
+from core.pricing import format_usd
+from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
+from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+
+AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "help")
+ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation")
+
+_USER_MENTION = re.compile(r"<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>")
+_CHANNEL_MENTION = re.compile(r"<#([A-Za-z0-9]+)(?:\|[^>]*)?>")
+_TOKEN_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*([km]?)\s*tokens?", re.IGNORECASE)
+
+ADMIN_HELP = """\
+*Admin commands*
+• `quota show [user|channel|workspace|global]`
+• `quota set <scope> <subject> <day|month> <$5 | 200k tokens | unlimited>` (subject: @user, #channel, \
+`here` for this channel or workspace, `*` for global)
+• `quota clear <scope> <subject> <day|month>`
+• `report [period] [by user|channel|workspace|model|day]`; period: {periods}
+• `ban <@user> [30m|12h|7d] [reason]`, `ban list`, `unban <@user>`
+• `moderation [count] [user <@user>] [action allow|flag|block|redact|unavailable]`"""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    public: bool = False  # False: only the caller should see it (ephemeral)
+
+
+def parse_ai_text(text: str) -> tuple[str, str]:
+    """The text after `/ai` on Slack: a subcommand and its argument; anything else is a question (ask)."""
+    stripped = text.strip()
+    if not stripped:
+        return "help", ""
+    head, _, rest = stripped.partition(" ")
+    if head.lower() in AI_COMMANDS:
+        return head.lower(), rest.strip()
+    return "ask", stripped
+
+
+class Commands:
+    def __init__(
+        self,
+        *,
+        conversations: ConversationService,
+        budgets: Budgets,
+        admin: AdminService,
+        images: ImageGenerator | None,
+        default_model: str,
+        models: Sequence[str] = (),
+        clock: Clock = utc_now,
+    ) -> None:
+        self._conversations = conversations
+        self._budgets = budgets
+        self._admin = admin
+        self._images = images
+        self._default_model = default_model
+        self._models = tuple(models)
+        self._clock = clock
+
+    def is_admin(self, user: ChatUser) -> bool:
+        return self._admin.is_admin(user)
+
+    async def is_conversation(self, key: ConversationKey) -> bool:
+        return await self._conversations.exists(key)
+
+    # ---- everyone -----------------------------------------------------------------------------------------
+
+    def help(self, user: ChatUser) -> CommandReply:
+        lines = [
+            "*Threadwise*: ask me anything; in a thread I remember the conversation.",
+            "• `/ai ask <prompt>`: a question, answered in a thread",
+            "• `/ai chat <prompt>`: start a conversation thread",
+            "• `/ai reset`: forget this conversation's history",
+            "• `/ai usage`: what you have spent today and this month, and your limits",
+            "• `/ai model [name]`: show or change the model of this conversation",
+            "• `/ai image <prompt>`: generate an image",
+        ]
+        text = "\n".join(lines)
+        if self.is_admin(user):
+            text += "\n\n" + ADMIN_HELP.format(periods=PERIOD_HELP)
+        return CommandReply(text)
+
+    async def reset(self, user: ChatUser, key: ConversationKey) -> CommandReply:
+        hidden = await self._conversations.reset(key)
+        if not hidden:
+            return CommandReply("There is nothing to forget here yet.")
+        return CommandReply(f"Done: I no longer see the {hidden} earlier messages of this conversation.")
+
+    async def usage(self, user: ChatUser, key: ConversationKey) -> CommandReply:
+        usage = await self._budgets.usage_of(user, key)
+        return CommandReply("*Your usage*\n" + describe_usage(usage, self._clock()))
+
+    async def set_model(self, user: ChatUser, key: ConversationKey, name: str) -> CommandReply:
+        name = name.strip()
+        allowed = self._models or (self._default_model,)
+        choices = ", ".join(f"`{m}`" for m in allowed)
+        if not name:
+            current = await self._conversations.model_of(key)
+            return CommandReply(f"This conversation uses `{current}`. Available: {choices}.")
+        if name not in allowed:
+            raise BadInput(f"`{name}` is not available here. Choose one of {choices}.")
+        await self._conversations.set_model(key, None if name == self._default_model else name)
+        return CommandReply(f"This conversation now uses `{name}`.", public=True)
+
+    async def image(self, user: ChatUser, key: ConversationKey, prompt: str) -> CommandReply:
+        if self._images is None:
+            raise BadInput("Image generation is switched off on this server (THREADWISE_IMAGES=false).")
+        if not prompt.strip():
+            raise BadInput("Describe the image, e.g. `/ai image a lighthouse at dusk, watercolour`.")
+        now = datetime.now(UTC)
+        message = IncomingMessage(
+            key=key, user=user, text=prompt.strip(), event_id=f"image:{now.timestamp()}", received_at=now
+        )
+        message = await self._conversations.screen(message)
+        conversation_id = await self._conversations.conversation_id(key)
+        result = await self._images.generate(message, conversation_id=conversation_id)
+        cost = f" ({format_usd(result.cost_micros)})" if result.cost_micros else ""
+        return CommandReply(f"Image for: {message.text}{cost}", (result.attachment,), public=True)
+
+    # ---- admins -------------------------------------------------------------------------------------------
+
+    async def admin(self, user: ChatUser, key: ConversationKey, command: str, args: str) -> CommandReply:
+        """`/ai-admin <command> <args>`; NotAuthorized for non-admins (recorded by AdminService)."""
+        command = command.strip().lower()
+        try:
+            words = shlex.split(args)
+        except ValueError as exc:
+            raise BadInput(f"I couldn't read that: {exc}.") from None
+        if command == "quota":
+            return await self._quota(user, key, words)
+        if command == "report":
+            return await self._report(user, words)
+        if command == "ban":
+            return await self._ban(user, key, words)
+        if command == "unban":
+            if len(words) != 1:
+                raise BadInput("Usage: `unban <@user>`.")
+            target = user_subject(words[0], key)
+            removed = await self._admin.unban(user, target)
+            return CommandReply(f"Unbanned {target}." if removed else f"{target} was not banned.")
+        if command == "moderation":
+            return await self._moderation(user, key, words)
+        if command in ("help", ""):
+            self._admin_only(user)
+            return CommandReply(ADMIN_HELP.format(periods=PERIOD_HELP))
+        raise BadInput(f"Unknown admin command `{command}`. Use one of: {', '.join(ADMIN_COMMANDS)}.")
+
+    def _admin_only(self, user: ChatUser) -> None:
+        if not self.is_admin(user):
+            raise NotAuthorized("Only admins can do that.")
+
+    async def _quota(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+        action = words[0].lower() if words else "show"
+        rest = words[1:]
+        if action == "show":
+            scope = rest[0].lower() if rest else None
+            limits = await self._admin.quota_show(user, scope=scope)
+            if not limits:
+                return CommandReply("No budgets are set: usage is unlimited.")
+            lines = [describe_limit(limit) + ("" if limit.overridden else " (default)") for limit in limits]
+            return CommandReply("*Budgets*\n" + "\n".join(lines))
+        if action not in ("set", "clear") or not rest:
+            raise BadInput(
+                "Usage: `quota show`, `quota set <scope> <subject> <period> <amount>`, `quota clear …`."
+            )
+        scope = rest[0].lower()
+        rest = rest[1:]
+        if scope == "global" and (not rest or rest[0].lower() in ("day", "month", "daily", "monthly")):
+            rest = ["*", *rest]
+        if len(rest) < 2:
+            amount = " <amount>" if action == "set" else ""
+            raise BadInput(f"Usage: `quota {action} {scope} <subject> <day|month>{amount}`.")
+        subject = scope_subject(scope, rest[0], key)
+        period = rest[1].lower()
+        if action == "clear":
+            removed = await self._admin.quota_clear(user, scope=scope, subject=subject, period=period)
+            return CommandReply("Override removed; defaults apply." if removed else "There was no override.")
+        amount = " ".join(rest[2:])
+        usd_limit, token_limit = parse_amount(amount)
+        limit = await self._admin.quota_set(
+            user, scope=scope, subject=subject, period=period, usd_limit=usd_limit, token_limit=token_limit
+        )
+        return CommandReply("Set: " + describe_limit(limit))
+
+    async def _report(self, user: ChatUser, words: list[str]) -> CommandReply:
+        period, by = "today", "user"
+        index = 0
+        while index < len(words):
+            word = words[index].lower()
+            if word == "by" and index + 1 < len(words):
+                by = words[index + 1].lower()
+                index += 2
+                continue
+            period = word
+            index += 1
+        if by not in GROUPS:
+            raise BadInput(f"A report is grouped by one of {', '.join(GROUPS)}, not `{by}`.")
+        report = await self._admin.report(user, period=period, by=by)
+        stamp = report.label.replace(" ", "-").replace("(", "").replace(")", "")
+        files = (
+            Attachment(f"threadwise-report-{stamp}-by-{by}.png", "image/png", to_png(report)),
+            Attachment(f"threadwise-report-{stamp}-by-{by}.csv", "text/csv", to_csv(report).encode()),
+        )
+        return CommandReply("```\n" + to_text(report) + "\n```", files)
+
+    async def _ban(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+        if not words or words[0].lower() == "list":
+            bans = await self._admin.bans(user)
+            if not bans:
+                return CommandReply("Nobody is banned.")
+            lines = [
+                f"{ban.platform}:{ban.user_id} "
+                + (f"until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else "until unbanned")
+                + f" by {ban.banned_by}"
+                + (f": {ban.reason}" if ban.reason else "")
+                for ban in bans
+            ]
+            return CommandReply("*Bans*\n" + "\n".join(lines))
+        target = user_subject(words[0], key)
+        rest = words[1:]
+        until = None
+        if rest and re.fullmatch(r"\d+\s*[mhdw]", rest[0].lower()):
+            until = self._clock() + parse_duration(rest[0])
+            rest = rest[1:]
+        info = await self._admin.ban(user, target, reason=" ".join(rest), until=until)
+        when = f" until {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else ""
+        return CommandReply(f"Banned {target}{when}.")
+
+    async def _moderation(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+        limit, who, action = 20, None, None
+        index = 0
+        while index < len(words):
+            word = words[index].lower()
+            if word.isdigit():
+                limit = int(word)
+                index += 1
+            elif word == "user" and index + 1 < len(words):
+                who = user_subject(words[index + 1], key)
+                index += 2
+            elif word == "action" and index + 1 < len(words):
+                action = words[index + 1].lower()
+                index += 2
+            else:
+                raise BadInput(
+                    f"I don't know `{words[index]}` here. "
+                    "Usage: `moderation [count] [user @u] [action block]`."
+                )
+        events = await self._admin.moderation(user, limit=limit, user=who, action=action)
+        if not events:
+            return CommandReply("No moderation events match.")
+        lines = "\n".join(describe_moderation(event) for event in events)
+        return CommandReply("*Moderation log* (newest first)\n" + lines)
+
+
+def user_subject(token: str, key: ConversationKey) -> str:
+    """A user named in chat (a mention, ``platform:id`` or a bare id) as ``platform:user_id``."""
+    found = _USER_MENTION.fullmatch(token.strip())
+    if found:
+        return f"{key.platform}:{found.group(1)}"
+    if ":" in token:
+        return token
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", token):
+        raise BadInput(f"`{token}` is not a user: mention them or write platform:user_id.")
+    return f"{key.platform}:{token}"
+
+
+def scope_subject(scope: str, token: str, key: ConversationKey) -> str:
+    """The budget subject for ``scope`` from what an admin typed (mentions, ``here``, ``*``)."""
+    here = token.lower() in ("here", "this")
+    if scope == "user":
+        return user_subject(token, key)
+    if scope == "channel":
+        found = _CHANNEL_MENTION.fullmatch(token)
+        if here:
+            return f"{key.platform}:{key.workspace_id}:{key.channel_id}"
+        if found:
+            return f"{key.platform}:{key.workspace_id}:{found.group(1)}"
+        return token if token.count(":") == 2 else f"{key.platform}:{key.workspace_id}:{token}"
+    if scope == "workspace":
+        if here:
+            return f"{key.platform}:{key.workspace_id}"
+        return token if ":" in token else f"{key.platform}:{token}"
+    return token
+
+
+def parse_amount(text: str) -> tuple[Decimal | None, int | None]:
+    """``$5``, ``5``, ``5 usd``, ``200k tokens``, ``1.5m tokens``, ``unlimited`` -> (USD, tokens)."""
+    cleaned = text.strip().lower()
+    if cleaned in ("unlimited", "none", "off"):
+        return None, None
+    found = _TOKEN_AMOUNT.fullmatch(cleaned)
+    if found:
+        scale = {"": 1, "k": 1_000, "m": 1_000_000}[found.group(2).lower()]
+        return None, int(Decimal(found.group(1)) * scale)
+    number = cleaned.removeprefix("$").removesuffix("usd").removesuffix("$").strip()
+    try:
+        amount = Decimal(number)
+    except InvalidOperation:
+        raise BadInput(f"`{text}` is not an amount: write $5, 200k tokens or unlimited.") from None
+    if not amount.is_finite():
+        raise BadInput(f"`{text}` is not an amount.")
+    return amount, None

@@ -1,0 +1,179 @@
+"""The chat command vocabulary (`/ai …`, `/ai-admin …`) on the composed core, as adapters call it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bots.__main__ import Core, open_core
+from core.commands import parse_ai_text, parse_amount, scope_subject, user_subject
+from core.db.models import AdminAction, UsageRecord
+from core.errors import BadInput, ContentBlocked, NotAuthorized
+from core.images import sniff_image
+from core.settings import load_settings
+from core.types import ChatUser, ConversationKey, IncomingMessage
+from tests.fakes.openai_api import FakeOpenAI
+from tests.support import RecordingReplier
+
+KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
+ADA = ChatUser("slack", "U0ADA", "ada")
+ADMIN = ChatUser("slack", "U0BOSS", "boss", is_admin=True)
+
+
+@pytest.fixture
+async def core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> AsyncIterator[Core]:
+    env = {
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
+        "THREADWISE_MODELS": "gpt-4o-mini,gpt-4.1-mini",
+        "THREADWISE_USER_DAILY_BUDGET_USD": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    async with open_core(load_settings(env_file=None)) as composed:
+        yield composed
+
+
+async def turn(core: Core, text: str, event: str, user: ChatUser = ADA) -> RecordingReplier:
+    replier = RecordingReplier()
+    message = IncomingMessage(KEY, user, text, event, datetime.now(UTC))
+    await core.conversations.handle(message, replier)
+    return replier
+
+
+def test_slack_text_after_ai_is_a_subcommand_or_a_question() -> None:
+    assert parse_ai_text("") == ("help", "")
+    assert parse_ai_text("usage") == ("usage", "")
+    assert parse_ai_text("model  gpt-4.1-mini ") == ("model", "gpt-4.1-mini")
+    assert parse_ai_text("Image a red fox") == ("image", "a red fox")
+    assert parse_ai_text("why is the sky blue?") == ("ask", "why is the sky blue?")
+
+
+def test_amounts_and_subjects_as_admins_type_them() -> None:
+    assert parse_amount("$2.50") == (Decimal("2.50"), None)
+    assert parse_amount("200k tokens") == (None, 200_000)
+    assert parse_amount("unlimited") == (None, None)
+    with pytest.raises(BadInput):
+        parse_amount("lots")
+    assert user_subject("<@U0ADA|ada>", KEY) == "slack:U0ADA"
+    assert user_subject("discord:42", KEY) == "discord:42"
+    assert scope_subject("channel", "<#C9|random>", KEY) == "slack:T1:C9"
+    assert scope_subject("channel", "here", KEY) == "slack:T1:C1"
+    assert scope_subject("workspace", "here", KEY) == "slack:T1"
+
+
+async def test_reset_hides_history_from_the_next_turn(core: Core, fake_openai: FakeOpenAI) -> None:
+    assert await core.commands.is_conversation(KEY) is False
+    await turn(core, "my name is Ada", "e1")
+    assert await core.commands.is_conversation(KEY) is True
+    reply = await core.commands.reset(ADA, KEY)
+    assert "2 earlier messages" in reply.text and not reply.public
+    await turn(core, "what is my name?", "e2")
+    last = fake_openai.chat_requests()[-1]["messages"]
+    assert [m["role"] for m in last] == ["system", "user"]
+    assert (await core.commands.reset(ADA, KEY)).text.startswith("Done")  # e2's pair
+    assert "nothing to forget" in (await core.commands.reset(ADA, KEY)).text
+
+
+async def test_model_is_chosen_per_conversation_from_the_allowed_list(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    assert "`gpt-4o-mini`" in (await core.commands.set_model(ADA, KEY, "")).text
+    with pytest.raises(BadInput, match="not available"):
+        await core.commands.set_model(ADA, KEY, "gpt-5-pro")
+    await core.commands.set_model(ADA, KEY, "gpt-4.1-mini")
+    await turn(core, "hello", "e1")
+    assert fake_openai.chat_requests()[-1]["model"] == "gpt-4.1-mini"
+    other = ConversationKey("slack", "T1", "C1", "1700000000.000200")
+    assert "`gpt-4o-mini`" in (await core.commands.set_model(ADA, other, "")).text
+
+
+async def test_usage_shows_spend_and_the_daily_limit(core: Core) -> None:
+    await turn(core, "hello", "e1")
+    text = (await core.commands.usage(ADA, KEY)).text
+    assert "Today: $0.0000" in text and "of $1.00" in text and "This month" in text
+
+
+async def test_image_is_generated_priced_and_recorded(core: Core, fake_openai: FakeOpenAI) -> None:
+    reply = await core.commands.image(ADA, KEY, "a lighthouse at dusk")
+    (attachment,) = reply.attachments
+    info = sniff_image(attachment.data)
+    assert info is not None and (info.mime, info.width, info.height) == ("image/png", 1024, 1024)
+    assert reply.public and "$0.042" in reply.text
+    async with core.database.reader() as session:
+        row = (await session.execute(select(UsageRecord))).scalars().one()
+    assert (row.kind, row.images, row.cost_micros, row.user_id) == ("image", 1, 42_000, "U0ADA")
+    sent = [r.json for r in fake_openai.requests if r.path == "/v1/images/generations"]
+    assert sent[0]["model"] == "gpt-image-1" and sent[0]["size"] == "1024x1024"
+
+
+async def test_image_prompt_goes_through_moderation(core: Core, fake_openai: FakeOpenAI) -> None:
+    fake_openai.moderation_flags = {"gore": {"violence/graphic": 0.97}}
+    with pytest.raises(ContentBlocked):
+        await core.commands.image(ADA, KEY, "lots of gore")
+    assert not [r for r in fake_openai.requests if r.path == "/v1/images/generations"]
+
+
+async def test_non_admins_are_refused_and_the_refusal_is_recorded(core: Core) -> None:
+    for command, args in [("quota", "show"), ("report", "today"), ("ban", "<@U0BOB>"), ("moderation", "")]:
+        with pytest.raises(NotAuthorized):
+            await core.commands.admin(ADA, KEY, command, args)
+    async with core.database.reader() as session:
+        refused = (await session.execute(select(AdminAction).where(AdminAction.allowed.is_(False)))).all()
+    assert len(refused) == 4
+
+
+async def test_admin_sets_a_quota_in_chat_words_and_it_applies(core: Core) -> None:
+    reply = await core.commands.admin(ADMIN, KEY, "quota", "set user <@U0ADA> day $0.000001")
+    assert reply.text == "Set: user slack:U0ADA per day: $0.000001"
+    refused = await turn(core, "hello", "e1")
+    assert refused.errors and "daily budget" in refused.errors[0].user_message
+    shown = (await core.commands.admin(ADMIN, KEY, "quota", "show user")).text
+    assert "user slack:U0ADA per day: $0.000001" in shown and "(default)" in shown
+    await core.commands.admin(ADMIN, KEY, "quota", "clear user <@U0ADA> day")
+    assert (await turn(core, "hello again", "e2")).finished
+
+
+async def test_report_carries_a_chart_and_a_csv(core: Core) -> None:
+    await turn(core, "hello", "e1")
+    reply = await core.commands.admin(ADMIN, KEY, "report", "today by user")
+    chart, table = reply.attachments
+    assert chart.mime == "image/png" and sniff_image(chart.data) is not None
+    rows = list(csv.reader(io.StringIO(table.data.decode())))
+    assert rows[1][0] == "slack:U0ADA"
+    assert "slack:U0ADA" in reply.text
+
+
+async def test_ban_and_unban_from_chat(core: Core) -> None:
+    assert (await core.commands.admin(ADMIN, KEY, "ban", "<@U0ADA> 2h spamming")).text.startswith(
+        "Banned slack:U0ADA until"
+    )
+    assert "spamming" in (await core.commands.admin(ADMIN, KEY, "ban", "list")).text
+    assert (await turn(core, "hello", "e1")).errors
+    assert (await core.commands.admin(ADMIN, KEY, "unban", "<@U0ADA>")).text == "Unbanned slack:U0ADA."
+    assert (await turn(core, "hello", "e2")).finished
+
+
+async def test_moderation_log_lists_recent_decisions_with_filters(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.moderation_flags = {"idiot": {"harassment": 0.5}}
+    await turn(core, "you idiot", "e1")
+    await turn(core, "write to jane@example.com", "e2")
+    everything = (await core.commands.admin(ADMIN, KEY, "moderation", "")).text
+    assert "input flag harassment (harassment 0.50)" in everything
+    assert "redacted email" in everything
+    flagged = (await core.commands.admin(ADMIN, KEY, "moderation", "5 action flag user <@U0ADA>")).text
+    lines = flagged.splitlines()[1:]  # the echoed answer was flagged too
+    assert [line.split()[5:7] for line in lines] == [["output", "flag"], ["input", "flag"]]
+    assert "jane@example.com" not in everything
