@@ -34,6 +34,7 @@ from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, 
 from core.pricing import ModelPrice, PriceFileError, PriceTable, usd
 from core.ratelimit import RateLimitGuard, rate_limit_storage
 from core.redaction import Redactor
+from core.retention import Retention
 from core.safety import InjectionGuard, RedactionGuard
 from core.settings import Settings, SettingsError, load_settings
 from core.tokens import TokenCounter
@@ -170,6 +171,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 budgets=budgets,
                 admin=admin,
                 images=images,
+                retention=Retention(database),
                 default_model=tw.model,
                 models=models if tw.model in models else (tw.model, *models),
             )
@@ -189,7 +191,9 @@ async def run_chat(settings: Settings, conversation: str | None, model: str | No
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
     async with open_database(settings) as database:
         admin = build_admin(settings, database, build_budgets(settings, database))
-        return await run_admin(admin, args)
+        return await run_admin(
+            admin, Retention(database), args, retention_days=settings.safety.retention_days
+        )
 
 
 async def run_migrate(settings: Settings, revision: str | None, downgrade: str | None) -> int:
@@ -224,6 +228,28 @@ def adapter_factories() -> dict[str, AdapterFactory]:
     return factories
 
 
+@contextlib.asynccontextmanager
+async def retention_task(database: Database, days: int, every: float = 3600.0) -> AsyncIterator[None]:
+    """Purge data older than ``days`` now and then every ``every`` seconds while serving."""
+
+    async def loop() -> None:
+        retention = Retention(database)
+        while True:
+            try:
+                await retention.purge(days)
+            except Exception:
+                log.exception("retention purge failed; retrying in %.0f s", every)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(loop(), name="retention")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def run_serve(settings: Settings) -> int:
     platforms = configured_platforms(settings)
     if not platforms:
@@ -248,6 +274,8 @@ async def run_serve(settings: Settings) -> int:
         for platform in platforms:
             await stack.enter_async_context(factories[platform](core, http))
         await stack.enter_async_context(http)
+        if settings.safety.retention_days is not None:
+            await stack.enter_async_context(retention_task(core.database, settings.safety.retention_days))
         http.ready = True
         log.info("serving %s; health on :%s/healthz", ", ".join(platforms), http.port)
         await asyncio.Event().wait()  # until SIGTERM/SIGINT cancels the task

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from core.admin import AdminService, describe_limit
+from core.admin import AdminService, describe_limit, describe_moderation
 from core.periods import parse_duration
 from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
+from core.retention import Retention
 from core.types import ChatUser
 
 
@@ -51,15 +53,83 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     unban.add_argument("user", help="platform:user_id")
     actions.add_parser("bans", help="list active bans")
 
+    moderation = actions.add_parser("moderation", help="recent moderation decisions, newest first")
+    moderation.add_argument("--limit", type=int, default=20)
+    moderation.add_argument("--user", help="only this user (platform:user_id)")
+    moderation.add_argument(
+        "--action", choices=("allow", "flag", "block", "redact", "unavailable"), help="only this decision"
+    )
+    moderation.add_argument("--since", type=parse_day, help="only from this UTC day on (YYYY-MM-DD)")
+
+    forget = actions.add_parser("forget", help="erase a user's messages and personal data")
+    forget.add_argument("user", help="platform:user_id")
+    forget.add_argument("--yes", action="store_true", help="erase without asking (for scripts)")
+
+    purge = actions.add_parser("purge", help="apply the retention policy now")
+    purge.add_argument("--days", type=int, help="keep this many days (default: THREADWISE_RETENTION_DAYS)")
+
 
 def cli_actor() -> ChatUser:
     name = getpass.getuser()
     return ChatUser("cli", name, name, is_admin=True)
 
 
-async def run_admin(admin: AdminService, args: argparse.Namespace) -> int:
+def parse_day(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day like 2026-11-30") from None
+
+
+async def run_admin(
+    admin: AdminService,
+    retention: Retention,
+    args: argparse.Namespace,
+    *,
+    retention_days: int | None,
+    confirm: Callable[[str], bool] | None = None,
+) -> int:
     actor = cli_actor()
     command = args.admin_command
+    if command == "moderation":
+        events = await admin.moderation(
+            actor, limit=args.limit, user=args.user, action=args.action, since=args.since
+        )
+        for event in events:
+            print(describe_moderation(event))
+        if not events:
+            print("no moderation events match")
+        return 0
+    if command == "forget":
+        platform, _, user_id = args.user.partition(":")
+        if not user_id:
+            print("threadwise admin forget: give the user as platform:user_id", file=sys.stderr)
+            return 2
+        preview = await retention.erasure_preview(platform, user_id)
+        if preview.empty:
+            print(f"nothing is stored for {args.user}")
+            return 0
+        print(f"{args.user}: {preview.describe()}")
+        if not args.yes and not (confirm or _ask)("Erase all of it? Type yes: "):
+            print("nothing erased")
+            return 1
+        await admin.record(actor, "forget", args.user, {})
+        erased = await retention.erase(platform, user_id)
+        print(f"erased {erased.describe()}")
+        return 0
+    if command == "purge":
+        days = args.days or retention_days
+        if not days:
+            print("threadwise admin purge: give --days or set THREADWISE_RETENTION_DAYS", file=sys.stderr)
+            return 2
+        summary = await retention.purge(days)
+        await admin.record(actor, "purge", None, {"days": days})
+        print(
+            f"older than {days} days: {summary.messages} messages of {summary.conversations} conversations, "
+            f"{summary.moderation_events} moderation events, {summary.processed_events} event ids removed; "
+            f"{summary.usage_rows_anonymised} usage rows anonymised"
+        )
+        return 0
     if command == "quota":
         if args.quota_command == "show":
             for limit in await admin.quota_show(actor, scope=args.scope):
@@ -114,3 +184,10 @@ async def run_admin(admin: AdminService, args: argparse.Namespace) -> int:
         when = f"until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else "until unbanned"
         print(f"{ban.platform}:{ban.user_id}  {when}  by {ban.banned_by}  {ban.reason}")
     return 0
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print("not a terminal: add --yes to erase without asking", file=sys.stderr)
+        return False
+    return input(question).strip().lower() == "yes"

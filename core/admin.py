@@ -99,6 +99,12 @@ class AdminService:
             created_at=self._clock(),
         )
 
+    async def record(self, actor: ChatUser, action: str, target: str | None, details: dict[str, Any]) -> None:
+        """Authorize and record an admin action carried out elsewhere (erasure, purge)."""
+        await self._authorize(actor, action, target, details)
+        async with self._db.unit_of_work() as session:
+            session.add(self._action(actor, action, target, details, allowed=True))
+
     # ---- quotas --------------------------------------------------------------------------------------------
 
     async def quota_set(

@@ -22,9 +22,10 @@ from core.image_generation import ImageGenerator
 from core.periods import Clock, parse_duration, utc_now
 from core.pricing import format_usd
 from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
+from core.retention import Retention
 from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 
-AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "help")
+AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "forget", "help")
 ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation")
 
 _USER_MENTION = re.compile(r"<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>")
@@ -68,6 +69,7 @@ class Commands:
         budgets: Budgets,
         admin: AdminService,
         images: ImageGenerator | None,
+        retention: Retention,
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
@@ -76,6 +78,7 @@ class Commands:
         self._budgets = budgets
         self._admin = admin
         self._images = images
+        self._retention = retention
         self._default_model = default_model
         self._models = tuple(models)
         self._clock = clock
@@ -97,6 +100,7 @@ class Commands:
             "• `/ai usage`: what you have spent today and this month, and your limits",
             "• `/ai model [name]`: show or change the model of this conversation",
             "• `/ai image <prompt>`: generate an image",
+            "• `/ai forget`: erase your messages and personal data (asks for confirmation)",
         ]
         text = "\n".join(lines)
         if self.is_admin(user):
@@ -139,6 +143,20 @@ class Commands:
         result = await self._images.generate(message, conversation_id=conversation_id)
         cost = f" ({format_usd(result.cost_micros)})" if result.cost_micros else ""
         return CommandReply(f"Image for: {message.text}{cost}", (result.attachment,), public=True)
+
+    async def forget(self, user: ChatUser, key: ConversationKey, confirm: str) -> CommandReply:
+        """`/ai forget` shows what would be erased; `/ai forget confirm` erases it."""
+        if confirm.strip().lower() != "confirm":
+            preview = await self._retention.erasure_preview(user.platform, user.user_id)
+            if preview.empty:
+                return CommandReply("I hold nothing of yours.")
+            return CommandReply(
+                f"This erases {preview.describe()}. Nothing can bring it back. "
+                "To go ahead, run `/ai forget confirm`."
+            )
+        erased = await self._retention.erase(user.platform, user.user_id)
+        self._conversations.drop_caches()
+        return CommandReply(f"Erased {erased.describe()}.")
 
     # ---- admins -------------------------------------------------------------------------------------------
 

@@ -168,6 +168,10 @@ class ConversationService:
                 found = (conversation.id, model)
             self._conversations[key] = found
 
+    def drop_caches(self) -> None:
+        """Forget every cached history window (after data was erased underneath them)."""
+        self._history.clear()
+
     async def reset(self, key: ConversationKey) -> int:
         """Hide the history of ``key`` from later turns (kept for audit until retention); returns how many
         messages were hidden. Waits for a turn in progress in that conversation."""

@@ -12,7 +12,7 @@ from core.conversations import ConversationService, TurnConfig
 from core.db.session import Database
 from core.errors import BotError
 from core.history import HistoryStore
-from core.hooks import ToolRunner, TurnGuard
+from core.hooks import BudgetGate, ToolRunner, TurnGuard
 from core.llm import LLMClient
 from core.moderation import OutputModeration
 from core.tokens import TokenCounter
@@ -71,6 +71,7 @@ def make_service(
     cache_size: int = 256,
     guards: Sequence[TurnGuard] = (),
     output_moderation: OutputModeration | None = None,
+    budget: BudgetGate | None = None,
 ) -> ConversationService:
     counter = counter or TokenCounter()
     config = TurnConfig(
@@ -91,6 +92,7 @@ def make_service(
         tools=tools,
         guards=guards,
         output_moderation=output_moderation,
+        budget=budget,
     )
 
 

@@ -177,3 +177,16 @@ async def test_moderation_log_lists_recent_decisions_with_filters(
     lines = flagged.splitlines()[1:]  # the echoed answer was flagged too
     assert [line.split()[5:7] for line in lines] == [["output", "flag"], ["input", "flag"]]
     assert "jane@example.com" not in everything
+
+
+async def test_forget_asks_first_then_erases_the_callers_data(core: Core) -> None:
+    await turn(core, "my phone is in my bag", "e1")
+    await turn(core, "something from bob", "e2", user=ChatUser("slack", "U0BOB", "bob"))
+    asked = await core.commands.forget(ADA, KEY, "")
+    assert "2 messages in 1 conversations" in asked.text and "/ai forget confirm" in asked.text
+    assert await turn(core, "still here?", "e3")  # nothing erased before confirmation
+    done = await core.commands.forget(ADA, KEY, "confirm")
+    assert done.text.startswith("Erased 4 messages")
+    assert (await core.commands.forget(ADA, KEY, "")).text == "I hold nothing of yours."
+    bob = await core.commands.forget(ChatUser("slack", "U0BOB", "bob"), KEY, "")
+    assert "This erases 2 messages in 1 conversations" in bob.text  # Bob's part is untouched

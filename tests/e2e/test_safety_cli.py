@@ -1,0 +1,39 @@
+"""Moderation, redaction, erasure and retention from outside: `threadwise chat`, then `threadwise admin`."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import openai_env
+from tests.fakes.openai_api import FakeOpenAI
+
+
+async def test_moderation_log_forget_and_purge_from_the_shell(run_cli, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    fake_openai.moderation_flags = {"idiot": {"harassment": 0.55}}
+    env = openai_env(fake_openai)
+    chat = await run_cli(
+        "chat", "--conversation", "c1", stdin="mail me at ada@example.com\nyou idiot\n", env=env
+    )
+    assert chat.code == 0, chat.err
+    assert "ada@example.com" not in str([request.json for request in fake_openai.requests])
+
+    log = await run_cli("admin", "moderation", env=env)
+    assert log.code == 0, log.err
+    lines = log.out.splitlines()
+    assert any(
+        "console:local" in line and "input flag harassment (harassment 0.55)" in line for line in lines
+    )
+    assert any("input redact" in line and "redacted email" in line for line in lines)
+    blocked = await run_cli("admin", "moderation", "--action", "block", env=env)
+    assert blocked.out.strip() == "no moderation events match"
+
+    refused = await run_cli("admin", "forget", "console:local", env=env)  # stdin is no terminal
+    assert refused.code == 1 and "nothing erased" in refused.out
+    erased = await run_cli("admin", "forget", "console:local", "--yes", env=env)
+    assert erased.code == 0, erased.err
+    assert "erased 4 messages in 1 conversations" in erased.out
+    again = await run_cli("admin", "forget", "console:local", "--yes", env=env)
+    assert again.out.strip() == "nothing is stored for console:local"
+
+    purged = await run_cli("admin", "purge", "--days", "30", env=env)
+    assert purged.code == 0 and "older than 30 days: 0 messages" in purged.out
+    unset = await run_cli("admin", "purge", env=env)
+    assert unset.code == 2 and "THREADWISE_RETENTION_DAYS" in unset.err
