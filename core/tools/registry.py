@@ -1,0 +1,93 @@
+"""A tool is an async function with a pydantic argument model; its name, description and strict JSON schema
+derive from them through the OpenAI SDK's ``pydantic_function_tool``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from pydantic import BaseModel
+
+from core.types import Attachment, IncomingMessage
+
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """Who asked: tools act for this user in this conversation, never with more rights than the user has."""
+
+    message: IncomingMessage
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """What a tool returns: text for the model, and files for the user (e.g. a generated image)."""
+
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+class ToolError(Exception):
+    """A tool's own failure with a message meant for the model (e.g. "unknown time zone")."""
+
+
+ToolFunction = Callable[[Any, ToolContext], Awaitable[ToolOutput | str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    arguments: type[BaseModel] | None  # None: the schema is given as-is (MCP tools)
+    run: ToolFunction
+    timeout: float = 15.0
+    admin_only: bool = False
+    enabled_by_default: bool = True
+    schema: Mapping[str, Any] | None = None  # JSON schema of the arguments when ``arguments`` is None
+    source: str = "builtin"  # builtin | mcp:<server>
+
+    def definition(self) -> dict[str, Any]:
+        """The Chat Completions ``tools`` entry."""
+        if self.arguments is not None:
+            return dict(
+                openai.pydantic_function_tool(self.arguments, name=self.name, description=self.description)
+            )
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": dict(self.schema or {"type": "object", "properties": {}}),
+            },
+        }
+
+
+@dataclass
+class ToolRegistry:
+    tools: dict[str, Tool] = field(default_factory=dict)
+
+    def add(self, tool: Tool) -> None:
+        if not _TOOL_NAME.fullmatch(tool.name):
+            raise ValueError(f"tool name {tool.name!r} must match ^[a-zA-Z0-9_-]{{1,64}}$")
+        if tool.name in self.tools:
+            raise ValueError(f"tool {tool.name!r} is registered twice")
+        self.tools[tool.name] = tool
+
+    def extend(self, tools: Iterable[Tool]) -> None:
+        for tool in tools:
+            self.add(tool)
+
+    def remove_source(self, source: str) -> None:
+        for name in [name for name, tool in self.tools.items() if tool.source == source]:
+            del self.tools[name]
+
+    def get(self, name: str) -> Tool | None:
+        return self.tools.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.tools)
