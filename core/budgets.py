@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,12 +108,14 @@ class Budgets:
         *,
         clock: Clock = utc_now,
         reservation_ttl: timedelta = timedelta(minutes=15),
+        turn_cap_micros: int | None = None,
     ) -> None:
         self._db = database
         self.prices = prices
         self.defaults = {key: value for key, value in defaults.items() if value != (None, None)}
         self._clock = clock
         self._ttl = reservation_ttl
+        self._turn_cap = turn_cap_micros
         self._next_sweep = clock()
 
     # ---- limits --------------------------------------------------------------------------------------------
@@ -149,13 +151,21 @@ class Budgets:
         """Each planned round with the full prompt so far uncached and the longest allowed answer."""
         micros = tokens = 0
         for round_index in range(plan.rounds):
-            prompt = plan.prompt_tokens + round_index * plan.max_output_tokens
+            prompt = plan.prompt_tokens + round_index * max(plan.growth_per_round, plan.max_output_tokens)
             cost = self.prices.worst_case(
                 plan.model, prompt_tokens=prompt, max_output_tokens=plan.max_output_tokens
             )
             micros += cost.micros
             tokens += cost.tokens
         return ChatCost(micros, tokens)
+
+    def affordable_rounds(self, plan: CallPlan) -> int:
+        if self._turn_cap is None:
+            return plan.rounds
+        rounds = plan.rounds
+        while rounds > 1 and self.worst_case(replace(plan, rounds=rounds)).micros > self._turn_cap:
+            rounds -= 1
+        return rounds
 
     async def reserve(self, plan: CallPlan) -> Hold:
         return await self._hold(plan.message, self.worst_case(plan))

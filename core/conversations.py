@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ from core.db.repositories import ConversationRepository, EventRepository, Messag
 from core.db.session import Database
 from core.errors import BadInput, BotError, LLMUnavailable, QuotaExceeded
 from core.history import HistoryEntry, HistoryStore, wire_message
-from core.hooks import BudgetGate, CallPlan, CallUsage, NoBudget, ToolRunner, TurnGuard
+from core.hooks import BudgetGate, CallPlan, CallUsage, NoBudget, ToolResult, ToolRunner, TurnGuard
 from core.images import sniff_image
 from core.llm import Completion, LLMClient, ToolCall, Usage
 from core.metrics import Metrics
@@ -38,6 +39,10 @@ class TurnOutcome(StrEnum):
     FAILED = "failed"
 
 
+TRUNCATED = "\n[cut: the tool returned more than fits in the conversation]"
+_FRAMING_SLACK = 64  # the assistant message's own framing around its tool calls
+
+
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
     default_model: str
@@ -47,6 +52,7 @@ class TurnConfig:
     history_max_tokens: int | None = None
     context_windows: dict[str, int] | None = None
     fallback_model: str | None = None
+    tool_round_tokens: int = 4000  # most tokens the results of one tool round may add to the prompt
 
 
 @dataclass(slots=True)
@@ -249,6 +255,7 @@ class ConversationService:
                 candidate,
                 context.messages,
                 context.tools,
+                context.plan.rounds,
                 context.prompt_tokens,
                 usages,
             )
@@ -277,7 +284,7 @@ class ConversationService:
         config = self._config
         system = {"role": "system", "content": config.system_prompt}
         system_tokens = self._counter.count_message(model, system, [])
-        tools = list(self._tools.definitions(message)) if self._tools else []
+        tools = list(await self._tools.definitions(message)) if self._tools else []
         tool_tokens = sum(self._counter.count_text(model, json.dumps(tool)) for tool in tools)
         fixed = system_tokens + user.tokens + tool_tokens + REPLY_PRIMING
         window = context_window(model, config.context_windows)
@@ -294,7 +301,9 @@ class ConversationService:
         messages = [system, *(entry.wire for entry in history), user.wire]
         prompt_tokens = fixed + sum(entry.tokens for entry in history)
         rounds = config.max_tool_rounds + 1 if tools else 1
-        plan = CallPlan(message, model, prompt_tokens, config.max_output_tokens, rounds)
+        growth = config.max_output_tokens + config.tool_round_tokens + _FRAMING_SLACK if tools else 0
+        plan = CallPlan(message, model, prompt_tokens, config.max_output_tokens, rounds, growth)
+        plan = dataclasses.replace(plan, rounds=max(1, self._budget.affordable_rounds(plan)))
         return _Context(messages, tools, prompt_tokens, last_id, plan)
 
     async def _complete(
@@ -305,6 +314,7 @@ class ConversationService:
         model: str,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
+        rounds: int,
         prompt_tokens: int,
         usages: list[CallUsage],
     ) -> tuple[list[_Pending], str]:
@@ -313,8 +323,8 @@ class ConversationService:
         ``usages`` receives each call's usage as it completes, so a turn that fails later is still charged.
         """
         produced: list[_Pending] = []
-        for round_number in range(1, self._config.max_tool_rounds + 2):
-            offered = tools if self._tools and round_number <= self._config.max_tool_rounds else []
+        for round_number in range(1, rounds + 1):
+            may_call = bool(tools) and round_number < rounds  # the last round must answer in words
             checked = self._output.stream(message) if self._output is not None else None
             shown = 0
 
@@ -333,12 +343,13 @@ class ConversationService:
                 messages=messages,
                 max_output_tokens=self._config.max_output_tokens,
                 on_text=on_text,
-                tools=offered,
+                tools=tools,
+                tool_choice=None if may_call or not tools else "none",
             )
             usages.append(CallUsage(model, self._usage(completion, model, prompt_tokens), conversation_id))
             if checked is not None:
                 await checked.finish(completion.text)
-            calls = completion.tool_calls if offered else ()
+            calls = completion.tool_calls if may_call else ()
             assistant = self._assistant(model, completion.text, calls)
             produced.append(assistant)
             if not calls:
@@ -351,13 +362,17 @@ class ConversationService:
             assert self._tools is not None
             messages.append(assistant.wire)
             await replier.status("Using " + ", ".join(sorted({call.name for call in calls})) + "…")
-            for result in await self._tools.run(calls, message):
-                wire = {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
+            results = await self._tools.run(calls, message)
+            for result in results:
+                for attachment in result.attachments:
+                    await replier.attach(attachment)
+            for result, content in zip(results, self._fit(model, results), strict=True):
+                wire = _tool_wire(result.call_id, content)
                 tokens = self._counter.count_message(model, wire, [])
                 produced.append(
                     _Pending(
                         "tool",
-                        [{"type": "text", "text": result.content}],
+                        [{"type": "text", "text": content}],
                         wire,
                         tokens,
                         tool_call_id=result.call_id,
@@ -367,6 +382,27 @@ class ConversationService:
                 prompt_tokens += tokens
             prompt_tokens += assistant.tokens
         raise AssertionError("unreachable: the last round offers no tools")
+
+    def _fit(self, model: str, results: Sequence[ToolResult]) -> list[str]:
+        """The results' texts, cut so that together they add at most ``tool_round_tokens`` to the prompt
+        (what the budget reservation planned for); small results stay whole, large ones share the rest."""
+        budget = self._config.tool_round_tokens
+        count = self._counter.count_message
+        sizes = [count(model, _tool_wire(r.call_id, r.content), []) for r in results]
+        if sum(sizes) <= budget:
+            return [r.content for r in results]
+        fitted: dict[int, str] = {}
+        remaining = budget
+        order = sorted(range(len(results)), key=lambda i: sizes[i])
+        for position, index in enumerate(order):
+            share = remaining // (len(order) - position)
+            content = results[index].content
+            if sizes[index] > share:
+                framing = count(model, _tool_wire(results[index].call_id, TRUNCATED), [])
+                content = self._counter.truncate(model, content, max(0, share - framing)) + TRUNCATED
+            fitted[index] = content
+            remaining -= min(sizes[index], share)
+        return [fitted[i] for i in range(len(results))]
 
     async def _charge_or_release(self, handle: object, usages: Sequence[CallUsage]) -> None:
         """A failed turn: calls that completed were paid for and are charged; otherwise the hold goes back."""
@@ -523,3 +559,7 @@ class ConversationService:
                 )
         except Exception:
             log.exception("could not record the failure of turn %s", message.event_id)
+
+
+def _tool_wire(call_id: str, content: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}

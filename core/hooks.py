@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.llm import ToolCall, Usage
-from core.types import IncomingMessage
+from core.types import Attachment, IncomingMessage
 
 
 class TurnGuard(Protocol):
@@ -30,6 +30,7 @@ class CallPlan:
     prompt_tokens: int
     max_output_tokens: int
     rounds: int
+    growth_per_round: int = 0  # most tokens a tool round adds to the prompt (tool calls + results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +53,20 @@ class BudgetGate(Protocol):
         """The turn failed: give the hold back."""
         ...
 
+    def affordable_rounds(self, plan: CallPlan) -> int:
+        """How many of ``plan.rounds`` model calls fit the per-turn spend cap (at least 1)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     call_id: str
     content: str
+    attachments: tuple[Attachment, ...] = ()  # files for the user, e.g. a generated image
 
 
 class ToolRunner(Protocol):
-    def definitions(self, message: IncomingMessage) -> Sequence[dict[str, Any]]:
+    async def definitions(self, message: IncomingMessage) -> Sequence[dict[str, Any]]:
         """Tool definitions (Chat Completions ``tools`` entries) offered for this message."""
         ...
 
@@ -80,3 +86,6 @@ class NoBudget:
 
     async def release(self, handle: object) -> None:
         return None
+
+    def affordable_rounds(self, plan: CallPlan) -> int:
+        return plan.rounds

@@ -98,6 +98,7 @@ class LLMClient:
         max_output_tokens: int,
         on_text: OnText | None = None,
         tools: Sequence[dict[str, Any]] = (),
+        tool_choice: str | None = None,
     ) -> Completion:
         """One streamed chat completion; ``on_text`` receives the full text so far after each delta."""
         body: dict[str, Any] = {
@@ -109,6 +110,8 @@ class LLMClient:
         }
         if tools:
             body["tools"] = list(tools)
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice  # "none": answer now, in words
         try:
             stream = await self._client.post(
                 "/chat/completions",

@@ -129,6 +129,22 @@ class TokenCounter:
             return max(math.ceil(len(text.encode("utf-8")) / 2.5), len(_PIECES.findall(text)))
         return len(encoding.encode(text, disallowed_special=()))
 
+    def truncate(self, model: str, text: str, max_tokens: int) -> str:
+        """The longest prefix of ``text`` that counts at most ``max_tokens`` (``text`` itself if it fits)."""
+        if self.count_text(model, text) <= max_tokens:
+            return text
+        encoding = self._encoding(self.encoding_name(model))
+        if encoding is not None:
+            return str(encoding.decode(encoding.encode(text, disallowed_special=())[: max(0, max_tokens)]))
+        low, high = 0, len(text)  # offline: the longest prefix whose estimate fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.count_text(model, text[:middle]) <= max_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        return text[:low]
+
     def count_message(
         self, model: str, message: Mapping[str, Any], image_sizes: list[tuple[int, int]]
     ) -> int:

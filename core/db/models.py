@@ -217,3 +217,40 @@ class AdminAction(Base):
     details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     allowed: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ChannelPolicy(Base):
+    """Admin settings of one channel: the tools the model may use there and its moderation thresholds."""
+
+    __tablename__ = "channel_policies"
+    __table_args__ = (UniqueConstraint("platform", "workspace_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    tools: Mapped[list[str] | None] = mapped_column(Json)  # None: the tools enabled by default
+    moderation: Mapped[dict[str, Any] | None] = mapped_column(Json)  # {"flag": 0.3, "block": 0.6} etc.
+    set_by: Mapped[str] = mapped_column(String(96))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ToolCallRecord(Base):
+    """One tool call made for a turn: which tool, its (redacted) arguments, how long, how it ended."""
+
+    __tablename__ = "tool_calls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | error | timeout | invalid | unknown | refused
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

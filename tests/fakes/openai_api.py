@@ -403,6 +403,11 @@ class FakeOpenAI:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _bad_request("'messages' must be a non-empty array", param="messages")
+        if body.get("tool_choice") is not None and not body.get("tools"):
+            return _bad_request(
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+                param="tool_choice",
+            )
 
         item = self._next_chat_item(body)
         stream = bool(body.get("stream"))

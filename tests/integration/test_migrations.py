@@ -24,6 +24,8 @@ EXPECTED = {
     "bans",
     "moderation_events",
     "admin_actions",
+    "channel_policies",
+    "tool_calls",
 }
 
 
