@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -19,6 +20,7 @@ from bots.http import HttpServer
 from core.admin import AdminService
 from core.bans import BanGuard
 from core.budgets import Budgets, defaults_from
+from core.channel_policies import ChannelPolicies
 from core.commands import Commands
 from core.conversations import ConversationService, TurnConfig
 from core.db import migrate
@@ -38,6 +40,13 @@ from core.retention import Retention
 from core.safety import InjectionGuard, RedactionGuard
 from core.settings import Settings, SettingsError, load_settings
 from core.tokens import TokenCounter
+from core.tools.builtin import current_time_tool, generate_image_tool
+from core.tools.calculator import calculator_tool
+from core.tools.executor import ToolExecutor
+from core.tools.fetch import FetchOptions, fetch_url_tool
+from core.tools.governance import ToolGovernance
+from core.tools.registry import ToolRegistry
+from core.types import IncomingMessage
 
 log = logging.getLogger("threadwise")
 
@@ -55,6 +64,7 @@ class Core:
     admin: AdminService
     conversations: ConversationService
     commands: Commands
+    tools: ToolRegistry
 
 
 def build_budgets(settings: Settings, database: Database) -> Budgets:
@@ -73,6 +83,7 @@ def build_budgets(settings: Settings, database: Database) -> Budgets:
         prices,
         defaults_from(limits),
         reservation_ttl=timedelta(seconds=limits.reservation_ttl_seconds),
+        turn_cap_micros=usd(settings.threadwise.turn_max_usd) if settings.threadwise.turn_max_usd else None,
     )
 
 
@@ -86,6 +97,89 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     async with Database.from_url(settings.service.database_url) as database:
         await migrate.upgrade(database.engine)
         yield database
+
+
+@dataclass(frozen=True, slots=True)
+class Safety:
+    guards: list[TurnGuard]  # every turn, in order
+    content: list[TurnGuard]  # what text the model wrote for a tool must also pass (redaction, moderation)
+    output: OutputModeration | None
+
+
+def build_safety(settings: Settings, database: Database, llm: LLMClient) -> Safety:
+    limits = settings.limits
+    safety = settings.safety
+    guards: list[TurnGuard] = [
+        BanGuard(database),
+        RateLimitGuard(
+            rate_limit_storage(settings.service.redis_url),
+            per_user=limits.user_rate_limit,
+            per_channel=limits.channel_rate_limit,
+        ),
+        InputLimitGuard(
+            InputLimits(
+                max_text_chars=safety.max_message_chars,
+                max_attachments=safety.max_attachments,
+                max_attachment_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+            )
+        ),
+    ]
+    content: list[TurnGuard] = []
+    audit = ModerationAudit(database, keep_content=safety.moderation_keep_content)
+    if safety.redact and safety.redact_rules:
+        content.append(RedactionGuard(Redactor(safety.redact_rules), audit))
+    guards.extend(content)
+    guards.append(InjectionGuard(audit, block=safety.injection_action == "block"))
+    output = None
+    if safety.moderation:
+        policy = ModerationPolicy.from_settings(
+            flag=safety.moderation_flag_threshold,
+            block=safety.moderation_block_threshold,
+            overrides=safety.moderation_thresholds,
+            fail_open=safety.moderation_fail_open,
+        )
+        moderator = Moderator(llm.sdk, policy, model=safety.moderation_model)
+        moderation = ModerationGuard(moderator, audit)
+        guards.append(moderation)
+        content.append(moderation)
+        if safety.moderate_output:
+            output = OutputModeration(moderator, audit)
+    return Safety(guards, content, output)
+
+
+def build_tools(
+    settings: Settings, images: ImageGenerator | None, content: Sequence[TurnGuard]
+) -> ToolRegistry:
+    """Built-in tools: on by default as THREADWISE_TOOLS says, admin-only per THREADWISE_ADMIN_ONLY_TOOLS."""
+    tw = settings.threadwise
+
+    async def screen(message: IncomingMessage) -> IncomingMessage:
+        for guard in content:
+            message = await guard.check(message)
+        return message
+
+    registry = ToolRegistry()
+    registry.add(current_time_tool())
+    registry.add(calculator_tool())
+    if images is not None:
+        registry.add(generate_image_tool(images, screen))
+    if tw.fetch_url:
+        options = FetchOptions(
+            allow=tw.fetch_allow,
+            max_bytes=tw.fetch_max_bytes,
+            max_chars=tw.fetch_max_chars,
+            timeout=tw.fetch_timeout,
+            max_redirects=tw.fetch_max_redirects,
+        )
+        try:
+            registry.add(fetch_url_tool(options))
+        except ValueError as exc:
+            raise SettingsError(f"THREADWISE_FETCH_ALLOW: {exc}") from None
+    for name, tool in list(registry.tools.items()):
+        registry.tools[name] = dataclasses.replace(
+            tool, enabled_by_default=name in tw.tools, admin_only=name in tw.admin_only_tools
+        )
+    return registry
 
 
 @contextlib.asynccontextmanager
@@ -104,39 +198,24 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
         async with open_database(settings) as database:
             metrics = Metrics()
             budgets = build_budgets(settings, database)
-            limits = settings.limits
-            safety = settings.safety
-            guards: list[TurnGuard] = [
-                BanGuard(database),
-                RateLimitGuard(
-                    rate_limit_storage(settings.service.redis_url),
-                    per_user=limits.user_rate_limit,
-                    per_channel=limits.channel_rate_limit,
-                ),
-                InputLimitGuard(
-                    InputLimits(
-                        max_text_chars=safety.max_message_chars,
-                        max_attachments=safety.max_attachments,
-                        max_attachment_bytes=int(safety.max_attachment_mb * 1024 * 1024),
-                    )
-                ),
-            ]
-            audit = ModerationAudit(database, keep_content=safety.moderation_keep_content)
-            if safety.redact and safety.redact_rules:
-                guards.append(RedactionGuard(Redactor(safety.redact_rules), audit))
-            guards.append(InjectionGuard(audit, block=safety.injection_action == "block"))
-            output_moderation = None
-            if safety.moderation:
-                policy = ModerationPolicy.from_settings(
-                    flag=safety.moderation_flag_threshold,
-                    block=safety.moderation_block_threshold,
-                    overrides=safety.moderation_thresholds,
-                    fail_open=safety.moderation_fail_open,
-                )
-                moderator = Moderator(llm.sdk, policy, model=safety.moderation_model)
-                guards.append(ModerationGuard(moderator, audit))
-                if safety.moderate_output:
-                    output_moderation = OutputModeration(moderator, audit)
+            admin = build_admin(settings, database, budgets)
+            safety = build_safety(settings, database, llm)
+            images = (
+                ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
+                if tw.images
+                else None
+            )
+            registry = build_tools(settings, images, safety.content)
+            policies = ChannelPolicies(database)
+            redactor = Redactor(settings.safety.redact_rules) if settings.safety.redact else None
+            tools = ToolExecutor(
+                registry,
+                database,
+                policies,
+                is_admin=admin.is_admin,
+                redactor=redactor,
+                max_calls_per_round=tw.max_tool_calls_per_round,
+            )
             config = TurnConfig(
                 default_model=tw.model,
                 system_prompt=tw.system_prompt,
@@ -144,7 +223,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 max_tool_rounds=tw.max_tool_rounds,
                 history_max_tokens=tw.history_max_tokens,
                 context_windows=dict(tw.context_windows),
-                fallback_model=limits.fallback_model,
+                fallback_model=settings.limits.fallback_model,
+                tool_round_tokens=tw.tool_round_tokens,
             )
             history = HistoryStore(database, counter, cache_size=tw.history_cache_conversations)
             service = ConversationService(
@@ -153,29 +233,26 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 counter=counter,
                 config=config,
                 history=history,
-                guards=guards,
+                guards=safety.guards,
                 budget=budgets,
+                tools=tools if registry.tools else None,
                 metrics=metrics,
-                footer=budgets.cost_footer if limits.cost_footer else None,
-                output_moderation=output_moderation,
+                footer=budgets.cost_footer if settings.limits.cost_footer else None,
+                output_moderation=safety.output,
             )
-            admin = build_admin(settings, database, budgets)
-            images = (
-                ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
-                if tw.images
-                else None
-            )
-            models = tw.models or tuple(dict.fromkeys(m for m in (tw.model, limits.fallback_model) if m))
+            fallback = settings.limits.fallback_model
+            models = tw.models or tuple(dict.fromkeys(m for m in (tw.model, fallback) if m))
             commands = Commands(
                 conversations=service,
                 budgets=budgets,
                 admin=admin,
                 images=images,
                 retention=Retention(database),
+                tools=ToolGovernance(admin, policies, registry),
                 default_model=tw.model,
                 models=models if tw.model in models else (tw.model, *models),
             )
-            yield Core(settings, database, llm, counter, metrics, budgets, admin, service, commands)
+            yield Core(settings, database, llm, counter, metrics, budgets, admin, service, commands, registry)
     finally:
         await llm.close()
 
@@ -223,7 +300,9 @@ AdapterFactory = Callable[[Core, HttpServer], contextlib.AbstractAsyncContextMan
 
 def adapter_factories() -> dict[str, AdapterFactory]:
     factories: dict[str, AdapterFactory] = {}
-    # slack adapter: registered here by bots/slack
+    from bots.slack.app import open_slack  # imported here: the Slack SDKs load only when serving
+
+    factories["slack"] = open_slack
     # discord adapter: registered here by bots/discord
     return factories
 

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 
 from core.admin import AdminService, describe_limit, describe_moderation
 from core.budgets import Budgets, describe_usage
+from core.channel_policies import Channel
 from core.conversations import ConversationService
 from core.errors import BadInput, NotAuthorized
 from core.image_generation import ImageGenerator
@@ -23,10 +24,11 @@ from core.periods import Clock, parse_duration, utc_now
 from core.pricing import format_usd
 from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
 from core.retention import Retention
+from core.tools.governance import ToolGovernance
 from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 
 AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "forget", "help")
-ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation")
+ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation", "tools")
 
 _USER_MENTION = re.compile(r"<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>")
 _CHANNEL_MENTION = re.compile(r"<#([A-Za-z0-9]+)(?:\|[^>]*)?>")
@@ -40,7 +42,9 @@ ADMIN_HELP = """\
 • `quota clear <scope> <subject> <day|month>`
 • `report [period] [by user|channel|workspace|model|day]`; period: {periods}
 • `ban <@user> [30m|12h|7d] [reason]`, `ban list`, `unban <@user>`
-• `moderation [count] [user <@user>] [action allow|flag|block|redact|unavailable]`"""
+• `moderation [count] [user <@user>] [action allow|flag|block|redact|unavailable]`
+• `tools [show] [#channel]`, `tools set <#channel|here> calculator,current_time|none`, \
+`tools clear <#channel|here>`"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class Commands:
         admin: AdminService,
         images: ImageGenerator | None,
         retention: Retention,
+        tools: ToolGovernance | None = None,
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
@@ -79,6 +84,7 @@ class Commands:
         self._admin = admin
         self._images = images
         self._retention = retention
+        self._tools = tools
         self._default_model = default_model
         self._models = tuple(models)
         self._clock = clock
@@ -181,6 +187,8 @@ class Commands:
             return CommandReply(f"Unbanned {target}." if removed else f"{target} was not banned.")
         if command == "moderation":
             return await self._moderation(user, key, words)
+        if command == "tools":
+            return await self._tools_command(user, key, words)
         if command in ("help", ""):
             self._admin_only(user)
             return CommandReply(ADMIN_HELP.format(periods=PERIOD_HELP))
@@ -292,6 +300,26 @@ class Commands:
         lines = "\n".join(describe_moderation(event) for event in events)
         return CommandReply("*Moderation log* (newest first)\n" + lines)
 
+    async def _tools_command(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+        if self._tools is None:
+            raise BadInput("Tools are switched off on this server.")
+        action = words[0].lower() if words else "show"
+        if action == "show":
+            channel = _channel(scope_subject("channel", words[1], key)) if len(words) > 1 else None
+            return CommandReply(await self._tools.show(user, channel))
+        if action in ("set", "clear") and len(words) >= 2:
+            channel = _channel(scope_subject("channel", words[1], key))
+            if action == "clear":
+                return CommandReply(await self._tools.clear(user, channel))
+            names = [name.strip() for word in words[2:] for name in word.split(",") if name.strip()]
+            if len(words) > 2 and words[2].lower() == "none":
+                names = []
+            return CommandReply(await self._tools.set(user, channel, names))
+        raise BadInput(
+            "Usage: `tools [show] [#channel]`, `tools set <#channel|here> calculator,current_time`, "
+            "`tools set <#channel|here> none`, `tools clear <#channel|here>`."
+        )
+
 
 def user_subject(token: str, key: ConversationKey) -> str:
     """A user named in chat (a mention, ``platform:id`` or a bare id) as ``platform:user_id``."""
@@ -341,3 +369,8 @@ def parse_amount(text: str) -> tuple[Decimal | None, int | None]:
     if not amount.is_finite():
         raise BadInput(f"`{text}` is not an amount.")
     return amount, None
+
+
+def _channel(subject: str) -> Channel:
+    platform, workspace_id, channel_id = subject.split(":", 2)
+    return (platform, workspace_id, channel_id)

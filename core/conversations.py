@@ -362,7 +362,7 @@ class ConversationService:
             assert self._tools is not None
             messages.append(assistant.wire)
             await replier.status("Using " + ", ".join(sorted({call.name for call in calls})) + "…")
-            results = await self._tools.run(calls, message)
+            results = await self._tools.run(calls, message, conversation_id)
             for result in results:
                 for attachment in result.attachments:
                     await replier.attach(attachment)

@@ -70,7 +70,9 @@ class ToolRunner(Protocol):
         """Tool definitions (Chat Completions ``tools`` entries) offered for this message."""
         ...
 
-    async def run(self, calls: Sequence[ToolCall], message: IncomingMessage) -> Sequence[ToolResult]:
+    async def run(
+        self, calls: Sequence[ToolCall], message: IncomingMessage, conversation_id: int | None = None
+    ) -> Sequence[ToolResult]:
         """Run the calls of one model response; failures come back as results, never as exceptions."""
         ...
 

@@ -108,13 +108,28 @@ class ThreadwiseSettings(BaseSettings):
     image_model: str = "gpt-image-1"
     image_size: str = "1024x1024"
     image_quality: str = "medium"
+    tools: Annotated[tuple[str, ...], NoDecode] = ("current_time", "calculator", "generate_image")
+    admin_only_tools: Annotated[tuple[str, ...], NoDecode] = ()
+    tool_round_tokens: int = Field(default=4000, ge=100)
+    max_tool_calls_per_round: int = Field(default=8, ge=1, le=64)
+    turn_max_usd: Decimal | None = Field(default=None, gt=0)
+    fetch_url: bool = False
+    fetch_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    fetch_max_bytes: int = Field(default=1_000_000, ge=1)
+    fetch_max_chars: int = Field(default=20_000, ge=1)
+    fetch_timeout: float = Field(default=10.0, gt=0)
+    fetch_max_redirects: int = Field(default=3, ge=0, le=10)
 
     _blank = field_validator("history_max_tokens", mode="before")(_blank_to_none)
 
-    @field_validator("models", mode="before")
+    _no_cap = field_validator("turn_max_usd", mode="before")(_blank_to_none)
+
+    @field_validator("models", "tools", "admin_only_tools", "fetch_allow", mode="before")
     @classmethod
-    def _split_models(cls, value: Any) -> Any:
+    def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
+            if value.strip().lower() in ("none", "off"):
+                return ()
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 

@@ -22,6 +22,7 @@ class ToolContext:
 
     message: IncomingMessage
     is_admin: bool
+    conversation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

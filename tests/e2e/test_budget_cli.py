@@ -59,6 +59,7 @@ async def test_thirty_concurrent_turns_against_a_budget_for_five(
         "THREADWISE_USER_DAILY_BUDGET_USD": str(budget),
         "THREADWISE_SYSTEM_PROMPT": system,
         "THREADWISE_USER_RATE_LIMIT": "off",
+        "THREADWISE_TOOLS": "none",  # the arithmetic above is for one plain round (no tool definitions)
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -336,7 +336,9 @@ class Calculator:
     async def definitions(self, message: IncomingMessage) -> list[dict[str, Any]]:
         return [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
 
-    async def run(self, calls: Any, message: IncomingMessage) -> list[ToolResult]:
+    async def run(
+        self, calls: Any, message: IncomingMessage, conversation_id: int | None = None
+    ) -> list[ToolResult]:
         self.calls.extend(calls)
         results = []
         for call in calls:

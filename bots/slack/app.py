@@ -1,0 +1,142 @@
+"""The Slack adapter: a slack-bolt AsyncApp wired to the core, served over Socket Mode (SLACK_APP_TOKEN) or as
+``POST /slack/events`` on the service's own aiohttp server (SLACK_SIGNING_SECRET). Never ``app.start()``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.http import HttpServer
+from bots.slack.assistant import build_assistant
+from bots.slack.background import Background
+from bots.slack.commands import SlashCommands
+from bots.slack.events import Conversations
+from bots.slack.files import FileFetcher, FileLimits
+from bots.slack.identity import Directory
+from bots.slack.replier import EDIT_INTERVAL
+from core.settings import SettingsError
+
+if TYPE_CHECKING:
+    from bots.__main__ import Core
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+SHUTDOWN_GRACE = 10.0  # seconds running turns get to finish when the service stops
+RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
+
+
+def build_app(
+    core: Core,
+    session: aiohttp.ClientSession,
+    background: Background,
+    *,
+    edit_interval: float = EDIT_INTERVAL,
+) -> AsyncApp:
+    """The bolt app with every listener the manifest subscribes to (an event without one answers 404)."""
+    slack = core.settings.slack
+    if slack.bot_token is None:
+        raise SettingsError("SLACK_BOT_TOKEN is required for Slack")
+    token = slack.bot_token.get_secret_value()
+    client = AsyncWebClient(
+        token=token,
+        base_url=slack.api_url,
+        session=session,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+        ],
+        logger=logging.getLogger("threadwise.slack.web"),
+    )
+    signing_secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        name="threadwise",
+        # listeners only ack and hand work to `background`, so answering after them is still immediate, and
+        # no work is left in bolt's untracked tasks
+        process_before_response=True,
+        logger=logging.getLogger("threadwise.slack.bolt"),
+    )
+    safety = core.settings.safety
+    fetcher = FileFetcher(
+        session,
+        client,
+        token=token,
+        api_url=slack.api_url,
+        limits=FileLimits(
+            max_files=safety.max_attachments, max_bytes=int(safety.max_attachment_mb * 1024 * 1024)
+        ),
+    )
+    directory = Directory(client, admins=core.settings.threadwise.admins)
+    conversations = Conversations(core, client, directory, fetcher, background, edit_interval=edit_interval)
+    app.assistant(build_assistant(conversations))
+    conversations.register(app)
+    SlashCommands(conversations).register(app)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def open_slack(
+    core: Core,
+    http: HttpServer,
+    *,
+    edit_interval: float = EDIT_INTERVAL,
+    background: Background | None = None,
+) -> AsyncIterator[None]:
+    """The adapter is up inside the block: connected over Socket Mode, or its route added to ``http.app``.
+
+    On exit it stops taking events, gives running turns ``SHUTDOWN_GRACE`` seconds, and cancels the rest.
+    """
+    slack = core.settings.slack
+    tasks = background or Background()
+    async with aiohttp.ClientSession() as session:
+        app = build_app(core, session, tasks, edit_interval=edit_interval)
+        try:
+            identity = await app.client.auth_test()  # a wrong token stops start-up with a clear message
+        except SlackApiError as exc:
+            raise SettingsError(
+                f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}): use the app's Bot User OAuth "
+                "Token (xoxb-…) from OAuth & Permissions"
+            ) from None
+        log.info("Slack bot %s in workspace %s", identity.get("user_id"), identity.get("team"))
+        try:
+            if slack.app_token is not None:
+                handler = AsyncSocketModeHandler(
+                    app, app_token=slack.app_token.get_secret_value(), web_client=app.client
+                )
+                await handler.connect_async()  # type: ignore[no-untyped-call]
+                log.info("Slack connected over Socket Mode")
+                try:
+                    yield
+                finally:
+                    await handler.close_async()  # type: ignore[no-untyped-call]
+            else:
+                if slack.signing_secret is None:
+                    raise SettingsError(
+                        "Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP events)"
+                    )
+
+                async def slack_events(request: web.Request) -> web.Response:
+                    response = await app.async_dispatch(await to_bolt_request(request))
+                    return await to_aiohttp_response(response)
+
+                http.app.router.add_post(EVENTS_PATH, slack_events)
+                log.info("Slack events accepted at POST %s", EVENTS_PATH)
+                yield
+        finally:
+            await tasks.close(SHUTDOWN_GRACE)

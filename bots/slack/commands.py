@@ -1,0 +1,196 @@
+"""``/ai`` and ``/ai-admin``: acked at once, answered in the background. Answers that concern only the caller
+are ephemeral; ``ask``/``chat``/``image`` post the question to the channel and answer in its thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+
+from bots.slack.events import Conversations, event_id, plain_text
+from bots.slack.identity import PLATFORM
+from bots.slack.mrkdwn import escape, to_mrkdwn
+from bots.slack.replier import SlackReplier
+from core.commands import CommandReply, parse_ai_text
+from core.errors import BotError
+from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+
+if TYPE_CHECKING:
+    from core.commands import Commands
+
+log = logging.getLogger(__name__)
+
+AI_USAGE = {
+    "ask": "Usage: `/ai ask <question>` (or just `/ai <question>`)",
+    "chat": "Usage: `/ai chat <message>`: starts a conversation in a thread",
+    "image": "Usage: `/ai image <description>`",
+}
+CANNOT_POST = (
+    "I can't post in this conversation. Invite me with `/invite @Threadwise`, mention me in a channel "
+    "I'm in, or send me a direct message."
+)
+
+
+class SlashCommands:
+    def __init__(self, conversations: Conversations) -> None:
+        self._conversations = conversations
+        self._client = conversations.client
+        self._background = conversations.background
+
+    @property
+    def _commands(self) -> Commands:
+        return self._conversations.core.commands
+
+    def register(self, app: AsyncApp) -> None:
+        app.command("/ai")(self.on_ai)
+        app.command("/ai-admin")(self.on_admin)
+
+    async def on_ai(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        self._background.spawn(self._guarded(self._ai(command, respond), respond), name="slack /ai")
+
+    async def on_admin(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        self._background.spawn(self._guarded(self._admin(command, respond), respond), name="slack /ai-admin")
+
+    async def _guarded(self, work: Coroutine[Any, Any, None], respond: AsyncRespond) -> None:
+        try:
+            await work
+        except BotError as exc:
+            await respond(text=f":warning: {escape(exc.user_message)}", response_type="ephemeral")
+        except Exception:
+            log.exception("slash command failed")
+            await respond(text=f":warning: {escape(BotError.default_message)}", response_type="ephemeral")
+
+    @staticmethod
+    def _key(command: dict[str, Any], thread: str = "") -> ConversationKey:
+        return ConversationKey(
+            PLATFORM, str(command.get("team_id") or ""), str(command["channel_id"]), thread
+        )
+
+    async def _user(self, command: dict[str, Any]) -> ChatUser:
+        return await self._conversations.directory.user(
+            str(command["user_id"]), name_hint=command.get("user_name")
+        )
+
+    def _thread_key(self, command: dict[str, Any]) -> ConversationKey:
+        """Slack sends no thread with a slash command: reset/model/usage apply to the thread the caller last
+        talked in in this channel (or the channel itself when there is none)."""
+        team, channel = str(command.get("team_id") or ""), str(command["channel_id"])
+        thread = self._conversations.recent_thread(team, channel, str(command["user_id"]))
+        return self._key(command, thread or "")
+
+    async def _ai(self, command: dict[str, Any], respond: AsyncRespond) -> None:
+        sub, rest = parse_ai_text(plain_text(str(command.get("text") or ""), None))
+        user = await self._user(command)
+        key = self._thread_key(command)
+        commands = self._commands
+        if sub in ("ask", "chat", "image") and not rest:
+            await respond(text=AI_USAGE[sub], response_type="ephemeral")
+        elif sub in ("ask", "chat"):
+            await self._ask(command, user, rest, respond)
+        elif sub == "image":
+            await self._image(command, user, rest, respond)
+        elif sub == "reset":
+            await self._send(await commands.reset(user, key), command, respond, key.thread_id)
+        elif sub == "usage":
+            await self._send(await commands.usage(user, key), command, respond, key.thread_id)
+        elif sub == "model":
+            await self._send(await commands.set_model(user, key, rest), command, respond, key.thread_id)
+        else:
+            await self._send(commands.help(user), command, respond)
+
+    async def _admin(self, command: dict[str, Any], respond: AsyncRespond) -> None:
+        name, _, args = str(command.get("text") or "").strip().partition(" ")
+        user = await self._user(command)
+        reply = await self._commands.admin(user, self._key(command), name, args.strip())
+        await self._send(reply, command, respond)
+
+    async def _post_question(self, command: dict[str, Any], text: str, respond: AsyncRespond) -> str | None:
+        try:
+            posted = await self._client.chat_postMessage(
+                channel=str(command["channel_id"]), text=text, unfurl_links=False, unfurl_media=False
+            )
+        except SlackApiError as exc:
+            log.info(
+                "cannot post the /ai question in %s: %s", command["channel_id"], exc.response.get("error")
+            )
+            await respond(text=CANNOT_POST, response_type="ephemeral")
+            return None
+        return str(posted["ts"])
+
+    async def _ask(self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond) -> None:
+        question = f"<@{user.user_id}> asked: {escape(prompt)}"
+        ts = await self._post_question(command, question, respond)
+        if ts is None:
+            return
+        channel = str(command["channel_id"])
+        message = IncomingMessage(
+            key=self._key(command, ts),
+            user=user,
+            text=prompt,
+            event_id=event_id(channel, ts),
+            received_at=datetime.now(UTC),
+        )
+        replier = SlackReplier(self._client, channel, ts, interval=self._conversations.edit_interval)
+        self._conversations.remember(message.key, user.user_id)
+        await self._conversations.core.conversations.handle(message, replier)
+
+    async def _image(
+        self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond
+    ) -> None:
+        channel = str(command["channel_id"])
+        question = f"<@{user.user_id}> asked for an image: {escape(prompt)}"
+        ts = await self._post_question(command, f"{question} :hourglass_flowing_sand:", respond)
+        if ts is None:
+            return
+        try:
+            reply = await self._commands.image(user, self._key(command, ts), prompt)
+        except Exception:
+            await self._client.chat_delete(channel=channel, ts=ts)
+            raise
+        await self._client.chat_update(channel=channel, ts=ts, text=question)
+        await self._upload(
+            reply.attachments, channel, ts, comment=to_mrkdwn(reply.text) if reply.text else None
+        )
+
+    async def _send(
+        self, reply: CommandReply, command: dict[str, Any], respond: AsyncRespond, thread_ts: str = ""
+    ) -> None:
+        """Text ephemeral unless ``reply.public`` (then in the thread it concerns); files into the channel
+        when public, else into the caller's DM with the bot (Slack has no ephemeral files)."""
+        text = to_mrkdwn(reply.text)
+        channel = str(command["channel_id"])
+        if reply.public:
+            await self._client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts or None, text=text, unfurl_links=False
+            )
+            await self._upload(reply.attachments, channel, thread_ts or None)
+            return
+        if reply.attachments:
+            opened = await self._client.conversations_open(users=str(command["user_id"]))
+            dm = str(opened["channel"]["id"])
+            await self._upload(reply.attachments, dm, None, comment=text)
+            names = ", ".join(f"`{a.name}`" for a in reply.attachments)
+            text = f"{text}\n\n_Sent {names} to you in a direct message._"
+        await respond(text=text, response_type="ephemeral")
+
+    async def _upload(
+        self,
+        attachments: tuple[Attachment, ...],
+        channel: str,
+        thread_ts: str | None,
+        comment: str | None = None,
+    ) -> None:
+        if not attachments:
+            return
+        await self._client.files_upload_v2(
+            file_uploads=[{"file": a.data, "filename": a.name, "title": a.name} for a in attachments],
+            channel=channel,
+            thread_ts=thread_ts,
+            initial_comment=comment,
+        )

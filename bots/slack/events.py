@@ -1,0 +1,175 @@
+"""Message events to conversation turns: mentions in channels, DMs, and follow-ups in threads that already
+hold a conversation. Everything after the ack runs in the background; the core de-duplicates by event id."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack.background import Background
+from bots.slack.files import FileFetcher
+from bots.slack.identity import PLATFORM, Directory
+from bots.slack.replier import EDIT_INTERVAL, SlackReplier
+from core.types import ConversationKey, IncomingMessage
+
+if TYPE_CHECKING:
+    from bots.__main__ import Core
+
+log = logging.getLogger(__name__)
+
+# Message subtypes that are a person saying something; every other subtype (message_changed, message_deleted,
+# channel_join, bot_message, …) is noise for the assistant.
+USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+
+RECENT_THREADS = 10_000
+_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+
+
+def event_id(channel: str, ts: str) -> str:
+    """One id per Slack message: retries, replays and the app_mention/message twins all share it."""
+    return f"{channel}:{ts}"
+
+
+def is_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    if event.get("subtype") not in USER_SUBTYPES or event.get("hidden"):
+        return False
+    if event.get("bot_id") or event.get("bot_profile"):
+        return False
+    user = event.get("user")
+    return bool(user) and user != bot_user_id
+
+
+def mentions(text: str, user_id: str | None) -> bool:
+    return bool(user_id) and f"<@{user_id}" in text
+
+
+def plain_text(text: str, bot_user_id: str | None) -> str:
+    """The words of a Slack message for the model: the leading bot mention removed, links and channel names
+    shown as text, entities decoded. Other people's mentions stay ``<@U…>`` (the model can echo them)."""
+    if bot_user_id:
+        text = re.sub(rf"^\s*<@{re.escape(bot_user_id)}(?:\|[^>]*)?>[\s,:]*", "", text)
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text)
+
+    def link(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target.startswith("@"):
+            return match.group(0)
+        if target.startswith("#"):
+            return f"#{label}" if label else target
+        if target.startswith("!"):
+            return f"@{label or target[1:].split('^')[0]}"
+        return f"{label} ({target})" if label and label != target else target
+
+    return html.unescape(_LINK.sub(link, text)).strip()
+
+
+class Conversations:
+    """Bolt listeners for ``app_mention`` and ``message`` events, and the turn they start."""
+
+    def __init__(
+        self,
+        core: Core,
+        client: AsyncWebClient,
+        directory: Directory,
+        fetcher: FileFetcher,
+        background: Background,
+        *,
+        edit_interval: float = EDIT_INTERVAL,
+    ) -> None:
+        self.core = core
+        self.client = client
+        self.directory = directory
+        self.fetcher = fetcher
+        self.background = background
+        self.edit_interval = edit_interval
+        self._recent: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+
+    def remember(self, key: ConversationKey, user_id: str) -> None:
+        """The thread ``user_id`` last talked in, per channel (slash commands carry no thread)."""
+        where = (key.workspace_id, key.channel_id, user_id)
+        self._recent[where] = key.thread_id
+        self._recent.move_to_end(where)
+        while len(self._recent) > RECENT_THREADS:
+            self._recent.popitem(last=False)
+
+    def recent_thread(self, workspace_id: str, channel_id: str, user_id: str) -> str | None:
+        return self._recent.get((workspace_id, channel_id, user_id))
+
+    def register(self, app: AsyncApp) -> None:
+        app.event("app_mention")(self.on_mention)
+        app.event("message")(self.on_message)
+
+    async def on_mention(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if is_person(event, context.bot_user_id):
+            self.start_turn(body, event, context.bot_user_id)
+
+    async def on_message(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        bot = context.bot_user_id
+        if not is_person(event, bot):
+            return
+        if event.get("channel_type") == "im":
+            self.start_turn(body, event, bot)
+        elif mentions(str(event.get("text") or ""), bot):
+            # Mentions are answered from their app_mention twin, except file shares: Slack sends those as a
+            # message only (slackapi/bolt-python#925). Should both arrive, the shared event id answers once.
+            if event.get("subtype") == "file_share":
+                self.start_turn(body, event, bot)
+        elif event.get("thread_ts"):  # a reply in a thread: answered only where a conversation is going on
+            self.background.spawn(
+                self._follow_up(body, event, bot), name=f"slack follow-up {event.get('ts')}"
+            )
+
+    def key(self, body: dict[str, Any], event: dict[str, Any]) -> ConversationKey:
+        team = str(body.get("team_id") or event.get("team") or "")
+        return ConversationKey(
+            PLATFORM, team, str(event["channel"]), str(event.get("thread_ts") or event["ts"])
+        )
+
+    def start_turn(
+        self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *, assistant: bool = False
+    ) -> None:
+        self.background.spawn(
+            self.turn(body, event, bot_user_id, assistant=assistant),
+            name=f"slack turn {event_id(str(event.get('channel')), str(event.get('ts')))}",
+        )
+
+    async def _follow_up(self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
+        if await self.core.commands.is_conversation(self.key(body, event)):
+            await self.turn(body, event, bot_user_id)
+
+    async def turn(
+        self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *, assistant: bool = False
+    ) -> None:
+        key = self.key(body, event)
+        user = await self.directory.user(str(event["user"]))
+        collected = await self.fetcher.collect(event.get("files") or [])
+        replier = SlackReplier(
+            self.client,
+            key.channel_id,
+            key.thread_id,
+            assistant=assistant,
+            interval=self.edit_interval,
+            notice=collected.notice(),
+        )
+        message = IncomingMessage(
+            key=key,
+            user=user,
+            text=plain_text(str(event.get("text") or ""), bot_user_id),
+            event_id=event_id(key.channel_id, str(event["ts"])),
+            received_at=datetime.now(UTC),
+            attachments=tuple(collected.attachments),
+        )
+        self.remember(key, user.user_id)
+        outcome = await self.core.conversations.handle(message, replier)
+        log.debug("slack turn %s: %s", message.event_id, outcome)

@@ -1,0 +1,148 @@
+"""Files shared in a message (``files[]``): downloaded with the bot token, checked by size and by content,
+and turned into attachments for the core (images as vision input, text files inlined); the rest is named in a
+notice instead of failing the turn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.conversations import MAX_INLINE_TEXT_CHARS
+from core.images import sniff_image
+from core.types import Attachment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FileLimits:
+    max_files: int = 4
+    max_bytes: int = 20 * 1024 * 1024
+    max_text_chars: int = MAX_INLINE_TEXT_CHARS
+
+
+@dataclass(slots=True)
+class Collected:
+    attachments: list[Attachment] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "name (why)", for the notice
+
+    def notice(self) -> str | None:
+        if not self.skipped:
+            return None
+        names = "; ".join(self.skipped)
+        return (
+            f":information_source: I couldn't read {names}. "
+            "I can read images (PNG, JPEG, GIF, WebP) and text files such as code or logs."
+        )
+
+
+class FileFetcher:
+    """Downloads Slack-hosted files. The bot token is sent only to Slack's own hosts, or to the host of the
+    configured Web API base (a proxy or a test fake), never to a host named by a payload."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        client: AsyncWebClient,
+        *,
+        token: str,
+        api_url: str,
+        limits: FileLimits,
+    ) -> None:
+        self._session = session
+        self._client = client
+        self._token = token
+        self._api = urlsplit(api_url)
+        self._limits = limits
+
+    async def collect(self, files: Sequence[dict[str, Any]]) -> Collected:
+        result = Collected()
+        for index, file in enumerate(files):
+            name = str(file.get("name") or file.get("title") or file.get("id") or "file")
+            if index >= self._limits.max_files:
+                result.skipped.append(f"*{name}* (at most {self._limits.max_files} files per message)")
+                continue
+            try:
+                attachment, reason = await self._one(file, name)
+            except (aiohttp.ClientError, TimeoutError, SlackApiError) as exc:
+                log.warning("could not download Slack file %s: %s", file.get("id"), exc)
+                attachment, reason = None, "the download failed"
+            if attachment is not None:
+                result.attachments.append(attachment)
+            else:
+                result.skipped.append(f"*{name}* ({reason})")
+        return result
+
+    async def _one(self, file: dict[str, Any], name: str) -> tuple[Attachment | None, str]:
+        if file.get("file_access") == "check_file_info" and file.get("id"):
+            info = await self._client.files_info(file=str(file["id"]))
+            file = dict(info.get("file") or file)
+        mode = file.get("mode")
+        if mode in ("tombstone", "hidden_by_limit"):
+            return None, "it is no longer available"
+        if mode == "external":
+            return None, "it is stored outside Slack"
+        size = int(file.get("size") or 0)
+        if size > self._limits.max_bytes:
+            return None, f"{_mb(size)}; files up to {_mb(self._limits.max_bytes)} are read"
+        url = file.get("url_private_download") or file.get("url_private")
+        if not isinstance(url, str) or not self._trusted(url):
+            return None, "it has no Slack download link"
+        data, content_type = await self._download(url)
+        if data is None:
+            return None, f"larger than {_mb(self._limits.max_bytes)}"
+        image = sniff_image(data)
+        if image is not None:
+            return Attachment(name, image.mime, data), ""
+        claimed = str(file.get("mimetype") or "")
+        if content_type == "text/html" and claimed != "text/html":
+            return None, "Slack did not let me download it"  # Slack's sign-in page instead of the file
+        if str(file.get("filetype") or "") in ("pdf", "zip", "gzip", "docx", "xlsx", "pptx", "binary"):
+            return None, f"{file['filetype']} files are not supported"
+        if b"\x00" in data:
+            return None, "not an image or text file"
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "not an image or text file"
+        if len(text) > self._limits.max_text_chars:
+            return (
+                None,
+                f"{len(text):,} characters; text files up to {self._limits.max_text_chars:,} are read",
+            )
+        return Attachment(name, "text/plain", data), ""
+
+    def _trusted(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.netloc == self._api.netloc and parts.scheme == self._api.scheme:
+            return True
+        return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
+
+    async def _download(self, url: str) -> tuple[bytes | None, str]:
+        """The file's bytes (``None`` when larger than the limit) and the content type Slack answered with."""
+        headers = {"Authorization": f"Bearer {self._token}"}
+        async with self._session.get(url, headers=headers, allow_redirects=False) as response:
+            if response.status != 200:
+                raise aiohttp.ClientResponseError(
+                    response.request_info, (), status=response.status, message="download refused"
+                )
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                total += len(chunk)
+                if total > self._limits.max_bytes:
+                    return None, response.content_type
+                chunks.append(chunk)
+            return b"".join(chunks), response.content_type
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"

@@ -1,0 +1,174 @@
+"""Runs the tool calls of one model response: concurrently, each with its timeout, every failure turned into a
+structured result for the model, every call recorded (arguments redacted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.channel_policies import ChannelPolicies, channel_of
+from core.db.models import ToolCallRecord
+from core.db.session import Database
+from core.hooks import ToolResult
+from core.llm import ToolCall
+from core.redaction import Redactor
+from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
+from core.types import Attachment, ChatUser, IncomingMessage
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDED_ARGUMENTS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    call: ToolCall
+    kind: str  # ok | error | timeout | invalid | unknown | refused
+    text: str
+    attachments: tuple[Attachment, ...]
+    seconds: float
+
+    def result(self) -> ToolResult:
+        content = self.text if self.kind == "ok" else json.dumps({"error": self.text, "kind": self.kind})
+        return ToolResult(self.call.id, content, self.attachments)
+
+
+class ToolExecutor:
+    """The ToolRunner of the core (DESIGN.md §3 step 7)."""
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        database: Database,
+        policies: ChannelPolicies,
+        *,
+        is_admin: Callable[[ChatUser], bool],
+        redactor: Redactor | None = None,
+        max_calls_per_round: int = 8,
+    ) -> None:
+        self.registry = registry
+        self._db = database
+        self._policies = policies
+        self._is_admin = is_admin
+        self._redactor = redactor
+        self._max_calls = max_calls_per_round
+
+    async def available(self, message: IncomingMessage) -> list[Tool]:
+        """Tools the model may call for this message: enabled in the channel, admin-only ones for admins."""
+        enabled = (await self._policies.get(channel_of(message.key))).tools
+        admin = self._is_admin(message.user)
+        return [
+            tool
+            for name, tool in sorted(self.registry.tools.items())
+            if (name in enabled if enabled is not None else tool.enabled_by_default)
+            and (admin or not tool.admin_only)
+        ]
+
+    async def definitions(self, message: IncomingMessage) -> Sequence[dict[str, Any]]:
+        return [tool.definition() for tool in await self.available(message)]
+
+    async def run(
+        self, calls: Sequence[ToolCall], message: IncomingMessage, conversation_id: int | None = None
+    ) -> Sequence[ToolResult]:
+        offered = {tool.name: tool for tool in await self.available(message)}
+        context = ToolContext(message, self._is_admin(message.user), conversation_id)
+        outcomes = await asyncio.gather(
+            *(self._one(call, index, offered, context) for index, call in enumerate(calls))
+        )
+        await self._record(message, conversation_id, outcomes)
+        return [outcome.result() for outcome in outcomes]
+
+    async def _one(
+        self, call: ToolCall, index: int, offered: dict[str, Tool], context: ToolContext
+    ) -> _Outcome:
+        started = time.perf_counter()
+
+        def done(kind: str, text: str, attachments: tuple[Attachment, ...] = ()) -> _Outcome:
+            return _Outcome(call, kind, text, attachments, time.perf_counter() - started)
+
+        if index >= self._max_calls:
+            return done("refused", f"Too many tool calls in one response (at most {self._max_calls}).")
+        tool = offered.get(call.name)
+        if tool is None:
+            known = self.registry.get(call.name)
+            if known is None:
+                names = ", ".join(offered) or "none"
+                return done("unknown", f"There is no tool named {call.name!r}. Available tools: {names}.")
+            if known.admin_only and not context.is_admin:
+                return done("refused", f"The tool {call.name!r} is only available to admins.")
+            return done("refused", f"The tool {call.name!r} is not enabled in this channel.")
+        try:
+            arguments = _parse(tool, call.arguments)
+        except ToolError as exc:
+            return done("invalid", str(exc))
+        try:
+            async with asyncio.timeout(tool.timeout):
+                output = await tool.run(arguments, context)
+        except TimeoutError:
+            return done("timeout", f"The tool {tool.name!r} did not finish within {tool.timeout:g} seconds.")
+        except ToolError as exc:
+            return done("error", str(exc) or f"The tool {tool.name!r} failed.")
+        except Exception:
+            log.exception("tool %s failed", tool.name)
+            return done("error", f"The tool {tool.name!r} failed unexpectedly.")
+        if isinstance(output, str):
+            output = ToolOutput(output)
+        return done("ok", output.text, output.attachments)
+
+    async def _record(
+        self, message: IncomingMessage, conversation_id: int | None, outcomes: Sequence[_Outcome]
+    ) -> None:
+        if not outcomes:
+            return
+        rows = [
+            ToolCallRecord(
+                platform=message.key.platform,
+                workspace_id=message.key.workspace_id,
+                channel_id=message.key.channel_id,
+                conversation_id=conversation_id,
+                user_id=message.user.user_id,
+                tool=outcome.call.name[:64],
+                arguments=self._redact(outcome.call.arguments),
+                outcome=outcome.kind,
+                error=None if outcome.kind == "ok" else self._redact(outcome.text),
+                duration_ms=round(outcome.seconds * 1000),
+            )
+            for outcome in outcomes
+        ]
+        try:
+            async with self._db.unit_of_work() as session:
+                session.add_all(rows)
+        except Exception:  # the audit must not cost the user the answer
+            log.exception("could not record %d tool calls of %s", len(rows), message.event_id)
+
+    def _redact(self, text: str) -> str:
+        if self._redactor is not None:
+            text = self._redactor.redact(text).text
+        return text[:MAX_RECORDED_ARGUMENTS]
+
+
+def _parse(tool: Tool, raw: str) -> Any:
+    """The call's arguments as the tool takes them; ToolError with what the model should fix."""
+    try:
+        data = json.loads(raw or "{}")
+    except ValueError as exc:
+        raise ToolError(f"The arguments are not valid JSON ({exc}). Send a JSON object.") from None
+    if not isinstance(data, dict):
+        raise ToolError("The arguments must be a JSON object.")
+    if tool.arguments is None:
+        return data
+    try:
+        return tool.arguments.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'arguments'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ToolError(f"Invalid arguments: {problems}.") from None

@@ -1,0 +1,65 @@
+"""Admin control of tools per channel (`/ai-admin tools`, `threadwise admin tools`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.admin import AdminService
+from core.channel_policies import Channel, ChannelPolicies
+from core.errors import BadInput
+from core.tools.registry import ToolRegistry
+from core.types import ChatUser
+
+
+class ToolGovernance:
+    def __init__(self, admin: AdminService, policies: ChannelPolicies, registry: ToolRegistry) -> None:
+        self._admin = admin
+        self._policies = policies
+        self._registry = registry
+
+    async def show(self, actor: ChatUser, channel: Channel | None = None) -> str:
+        await self._admin.record(actor, "tools.show", _name(channel) if channel else None, {})
+        lines = ["Tools (* = on by default, admin = admins only):"]
+        for name, tool in sorted(self._registry.tools.items()):
+            marks = ("*" if tool.enabled_by_default else "") + (" admin" if tool.admin_only else "")
+            lines.append(f"  {name}{(' ' + marks.strip()) if marks.strip() else ''}: {tool.description}")
+        policies = await self._policies.all()
+        chosen = [
+            (ch, policy) for ch, policy in policies if policy.tools is not None and channel in (None, ch)
+        ]
+        if chosen:
+            lines.append("Channels with their own list:")
+            lines.extend(f"  {_name(ch)}: {', '.join(p.tools or ()) or '(no tools)'}" for ch, p in chosen)
+        elif channel is not None:
+            lines.append(f"{_name(channel)} uses the default tools.")
+        return "\n".join(lines)
+
+    async def set(self, actor: ChatUser, channel: Channel, names: Sequence[str]) -> str:
+        unknown = [name for name in names if self._registry.get(name) is None]
+        if unknown:
+            known = ", ".join(self._registry.names()) or "none"
+            raise BadInput(f"Unknown tool(s): {', '.join(unknown)}. Known: {known}.")
+        await self._admin.record(actor, "tools.set", _name(channel), {"tools": list(names)})
+        await self._policies.set_tools(
+            channel, list(dict.fromkeys(names)), by=f"{actor.platform}:{actor.user_id}"
+        )
+        listed = ", ".join(dict.fromkeys(names)) or "no tools"
+        return f"{_name(channel)} now offers: {listed}."
+
+    async def clear(self, actor: ChatUser, channel: Channel) -> str:
+        await self._admin.record(actor, "tools.clear", _name(channel), {})
+        await self._policies.set_tools(channel, None, by=f"{actor.platform}:{actor.user_id}")
+        return f"{_name(channel)} uses the default tools again."
+
+
+def _name(channel: Channel) -> str:
+    return ":".join(channel)
+
+
+def parse_channel(text: str) -> Channel:
+    parts = text.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise BadInput(
+            f"A channel looks like platform:workspace_id:channel_id (e.g. slack:T01:C02), not {text!r}."
+        )
+    return (parts[0], parts[1], parts[2])

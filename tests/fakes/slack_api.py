@@ -1,0 +1,621 @@
+"""A wire-level fake of Slack for tests: the Web API, file hosting, response URLs, Socket Mode, and a sender
+of signed Events API / slash command requests.
+
+``FakeSlack`` runs an aiohttp server on ``127.0.0.1`` (random port). Point the real ``slack_sdk`` clients at
+``fake.api_url`` (``http://127.0.0.1:<port>/api/``, as SLACK_API_URL). It answers the Web API methods the
+adapter uses, over GET and POST (form or JSON), checks the bot token (``xoxb-…``) or, for
+``apps.connections.open``, the app token (``xapp-…``), and keeps the workspace state a user would see:
+messages (with every edit), ephemeral answers, uploaded files. ``fail(method, …)`` scripts errors such as a
+429 with ``Retry-After``. Hosted files (``add_file``) are served at ``url_private_download`` only with the bot
+token; without it Slack's sign-in page (HTML, status 200) comes back, as on the real service.
+
+Socket Mode: ``apps.connections.open`` returns ``ws://127.0.0.1:<port>/link/?ticket=…``; the fake sends
+``hello`` on connect, and ``socket_send`` delivers an envelope and waits for the app's ack (same
+``envelope_id``). Events API over HTTP: ``post_event`` / ``post_command`` sign the body with the signing
+secret (``X-Slack-Signature`` v0, ``X-Slack-Request-Timestamp``), optionally forged, stale or as a retry.
+
+Payload layouts follow Slack's documented examples (event_callback envelopes, app_mention / message events,
+slash command form fields, Socket Mode envelopes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+
+BOT_TOKEN = "xoxb-1111-2222-fake"
+APP_TOKEN = "xapp-1-A0APP-3333-fake"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TEAM_ID = "T0TEAM"
+APP_ID = "A0APP"
+BOT_USER_ID = "U0BOT"
+BOT_ID = "B0BOT"
+
+SIGN_IN_PAGE = "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
+
+
+@dataclass
+class ApiCall:
+    """One Web API request as received: method name, merged arguments, token used, HTTP verb."""
+
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    verb: str
+    status: int = 200
+
+
+@dataclass
+class PostedMessage:
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str | None
+    user: str
+    edits: list[str] = field(default_factory=list)  # the text after each chat.update, in order
+    deleted: bool = False
+
+    @property
+    def current(self) -> str:
+        return self.edits[-1] if self.edits else self.text
+
+
+@dataclass
+class Upload:
+    file_id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+
+
+@dataclass
+class Fault:
+    status: int = 429
+    error: str = "ratelimited"
+    retry_after: int | None = 1
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[ApiCall] = []
+        self.messages: list[PostedMessage] = []
+        self.ephemeral: list[dict[str, Any]] = []  # chat.postEphemeral arguments
+        self.responses: list[dict[str, Any]] = []  # JSON bodies posted to response_url
+        self.uploads: dict[str, Upload] = {}
+        self.downloads: list[tuple[str, bool]] = []  # (path, with the bot token)
+        self.users: dict[str, dict[str, Any]] = {}
+        self.unreachable_channels: set[str] = set()  # chat.postMessage answers not_in_channel here
+        self.socket_envelopes: list[dict[str, Any]] = []
+        self.socket_acks: list[dict[str, Any]] = []
+        self.socket_connected = asyncio.Event()
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._hosted: dict[str, tuple[bytes, str]] = {}
+        self._ts = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self.add_user("U0BOT", "threadwise", bot=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._file)
+        app.router.add_post("/respond/{hook}", self._respond)
+        app.router.add_get("/link/", self._socket)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def base(self) -> str:
+        assert self._port is not None, "FakeSlack is not started"
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/"
+
+    # ------------------------------------------------------------------ scripting
+
+    def add_user(
+        self, user_id: str, name: str, *, admin: bool = False, owner: bool = False, bot: bool = False
+    ) -> None:
+        """A workspace member as ``users.info`` describes one."""
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": TEAM_ID,
+            "name": name,
+            "deleted": False,
+            "real_name": name.title(),
+            "tz": "Europe/Amsterdam",
+            "profile": {"real_name": name.title(), "display_name": name, "team": TEAM_ID},
+            "is_admin": admin,
+            "is_owner": owner,
+            "is_primary_owner": owner,
+            "is_bot": bot,
+            "is_app_user": False,
+        }
+
+    def fail(self, method: str, fault: Fault | None = None, *, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` fail with ``fault`` (default: 429, Retry-After: 1)."""
+        for _ in range(times):
+            self._faults[method].append(fault or Fault())
+
+    def add_file(self, name: str, data: bytes, mimetype: str, filetype: str) -> dict[str, Any]:
+        """Hosts ``data`` and returns the file object as it appears in a message event's ``files``."""
+        file_id = f"F{next(self._ids):08d}"
+        path = f"/files-pri/{TEAM_ID}-{file_id}/{name}"
+        self._hosted[path] = (data, mimetype)
+        return {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": "U0ALICE",
+            "user_team": TEAM_ID,
+            "editable": False,
+            "size": len(data),
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": True,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{self.base}{path}",
+            "url_private_download": f"{self.base}{path}",
+            "permalink": f"https://fake.slack.com/files/U0ALICE/{file_id}/{name}",
+            "has_rich_preview": False,
+        }
+
+    # ------------------------------------------------------------------ inspection
+
+    def calls_of(self, method: str) -> list[ApiCall]:
+        return [call for call in self.calls if call.method == method and call.status == 200]
+
+    def methods(self) -> list[str]:
+        """Web API methods called (successful answers only), in order, ``auth.test`` included."""
+        return [call.method for call in self.calls if call.status == 200]
+
+    def bot_messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[PostedMessage]:
+        return [
+            m
+            for m in self.messages
+            if m.user == BOT_USER_ID
+            and not m.deleted
+            and (channel is None or m.channel == channel)
+            and (thread_ts is None or m.thread_ts == thread_ts)
+        ]
+
+    async def wait_for(self, predicate: Any, seconds: float = 10.0) -> None:
+        """Waits until ``predicate()`` is true; re-checked after every request the fake handles."""
+        async with asyncio.timeout(seconds), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _touch(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def next_ts(self) -> str:
+        n = next(self._ts)
+        return f"{1_700_000_000 + n}.{n:06d}"
+
+    # ------------------------------------------------------------------ Web API
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.method == "POST" and request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(dict(await request.post()))
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.get("token")
+        call = ApiCall(method, args, token, request.method)
+        self.calls.append(call)
+        try:
+            expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+            if token != expected:
+                call.status = 401
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            queue = self._faults.get(method)
+            if queue:
+                fault = queue.popleft()
+                call.status = fault.status
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                return web.json_response(
+                    {"ok": False, "error": fault.error}, status=fault.status, headers=headers
+                )
+            handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+            if handler is None:
+                call.status = 404
+                return web.json_response({"ok": False, "error": "unknown_method"})
+            body: dict[str, Any] = handler(args)
+            if not body.get("ok"):
+                call.status = 400
+            return web.json_response(body)
+        finally:
+            await self._touch()
+
+    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "Fake Workspace",
+            "user": "threadwise",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        ws = self.base.replace("http://", "ws://")
+        return {"ok": True, "url": f"{ws}/link/?ticket={uuid.uuid4()}&app_id={APP_ID}"}
+
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.unreachable_channels:
+            return {"ok": False, "error": "not_in_channel"}
+        text = str(args.get("text") or "")
+        if not text and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        if len(text) > 40_000:
+            return {"ok": False, "error": "msg_too_long"}
+        message = PostedMessage(channel, self.next_ts(), text, args.get("thread_ts") or None, BOT_USER_ID)
+        self.messages.append(message)
+        return {"ok": True, "channel": channel, "ts": message.ts, "message": self._shape(message)}
+
+    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        text = str(args.get("text") or "")
+        if len(text) > 40_000:
+            return {"ok": False, "error": "msg_too_long"}
+        message.edits.append(text)
+        return {"ok": True, "channel": message.channel, "ts": message.ts, "text": text}
+
+    def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.deleted = True
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.ephemeral.append(args)
+        return {"ok": True, "message_ts": self.next_ts()}
+
+    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        users = str(args.get("users") or "")
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        return {"ok": True, "channel": {"id": "D" + users.split(",")[0].removeprefix("U")}}
+
+    def _m_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": False, "error": "file_not_found"}
+
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename, length = args.get("filename"), args.get("length")
+        if not filename or length is None:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ids):08d}"
+        self.uploads[file_id] = Upload(file_id, str(filename), int(length))
+        return {"ok": True, "upload_url": f"{self.base}/upload/{file_id}", "file_id": file_id}
+
+    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        if isinstance(files, str):
+            files = json.loads(files)
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        shared = []
+        for item in files:
+            upload = self.uploads.get(str(item.get("id")))
+            if upload is None or upload.data is None or len(upload.data) != upload.length:
+                return {"ok": False, "error": "file_not_found"}
+            upload.title = item.get("title") or upload.filename
+            upload.channel = args.get("channel_id") or None
+            upload.thread_ts = args.get("thread_ts") or None
+            upload.initial_comment = args.get("initial_comment") or None
+            shared.append({"id": upload.file_id, "name": upload.filename, "title": upload.title})
+        return {"ok": True, "files": shared}
+
+    def _m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._assistant_call(args)
+
+    def _m_assistant_threads_setTitle(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._assistant_call(args)
+
+    def _m_assistant_threads_setSuggestedPrompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._assistant_call(args)
+
+    @staticmethod
+    def _assistant_call(args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel_id") or not args.get("thread_ts"):
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True}
+
+    def _find(self, channel: str, ts: str) -> PostedMessage | None:
+        for message in self.messages:
+            if message.channel == channel and message.ts == ts and not message.deleted:
+                return message
+        return None
+
+    @staticmethod
+    def _shape(message: PostedMessage) -> dict[str, Any]:
+        shaped = {
+            "type": "message",
+            "user": message.user,
+            "bot_id": BOT_ID,
+            "text": message.text,
+            "ts": message.ts,
+            "team": TEAM_ID,
+        }
+        if message.thread_ts:
+            shaped["thread_ts"] = message.thread_ts
+        return shaped
+
+    # ------------------------------------------------------------------ uploads, downloads, response URLs
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="not found")
+        upload.data = await request.read()
+        await self._touch()
+        return web.Response(text=f"OK - {len(upload.data)}")
+
+    async def _file(self, request: web.Request) -> web.Response:
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        self.downloads.append((request.path, authorized))
+        hosted = self._hosted.get(request.path)
+        if not authorized:
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+        if hosted is None:
+            return web.Response(status=404, text="file not found")
+        data, mimetype = hosted
+        return web.Response(body=data, content_type=mimetype)
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        await self._touch()
+        return web.Response(text="ok")
+
+    # ------------------------------------------------------------------ Socket Mode
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "applink-fake", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": APP_ID},
+            }
+        )
+        self.socket_connected.set()
+        try:
+            async for frame in socket:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                ack = json.loads(frame.data)
+                self.socket_acks.append(ack)
+                future = self._acks.pop(str(ack.get("envelope_id")), None)
+                if future is not None and not future.done():
+                    future.set_result(ack)
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
+    async def socket_send(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, seconds: float = 5.0
+    ) -> dict[str, Any]:
+        """Delivers an envelope (``events_api``, ``slash_commands``, …) and returns the app's ack."""
+        await asyncio.wait_for(self.socket_connected.wait(), seconds)
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "payload": payload,
+            "type": kind,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        }
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = future
+        self.socket_envelopes.append(envelope)
+        await self._sockets[-1].send_json(envelope)
+        return await asyncio.wait_for(future, seconds)
+
+    # ------------------------------------------------------------------ payloads (Slack's documented shapes)
+
+    def message_event(
+        self,
+        text: str,
+        *,
+        channel: str = "C0GENERAL",
+        user: str = "U0ALICE",
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+        files: list[dict[str, Any]] | None = None,
+        mention: bool = False,
+        ts: str | None = None,
+    ) -> dict[str, Any]:
+        """A ``message`` event (``mention=True``: its ``app_mention`` twin, same ts)."""
+        ts = ts or self.next_ts()
+        event: dict[str, Any] = {
+            "type": "app_mention" if mention else "message",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+            "team": TEAM_ID,
+            "client_msg_id": str(uuid.uuid4()),
+            "blocks": [
+                {
+                    "type": "rich_text",
+                    "block_id": "b1",
+                    "elements": [{"type": "rich_text_section", "elements": [{"type": "text", "text": text}]}],
+                }
+            ],
+        }
+        if not mention:
+            event["channel_type"] = channel_type
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+            event["parent_user_id"] = BOT_USER_ID
+        if files:
+            event["files"] = files
+            event["upload"] = False
+            event["display_as_bot"] = False
+            if not mention:
+                event["subtype"] = "file_share"
+        return event
+
+    def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+        """The ``event_callback`` body around ``event``."""
+        return {
+            "token": "XXYYZZ",
+            "team_id": TEAM_ID,
+            "context_team_id": TEAM_ID,
+            "context_enterprise_id": None,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(float(event.get("event_ts") or event.get("ts") or time.time())),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": TEAM_ID,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": f"4-{uuid.uuid4().hex}",
+        }
+
+    def command_payload(
+        self, command: str, text: str, *, user: str = "U0ALICE", channel: str = "C0GENERAL"
+    ) -> dict[str, str]:
+        """The fields of a slash command invocation, with a response_url on this fake."""
+        return {
+            "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+            "team_id": TEAM_ID,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": "general" if channel.startswith("C") else "directmessage",
+            "user_id": user,
+            "user_name": self.users.get(user, {}).get("name", "someone"),
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": f"{self.base}/respond/{uuid.uuid4().hex}",
+            "trigger_id": f"{next(self._ids)}.{uuid.uuid4().hex[:12]}",
+        }
+
+
+def sign(body: str, timestamp: int, secret: str = SIGNING_SECRET) -> str:
+    """Slack's request signature: ``v0=`` + HMAC-SHA256 of ``v0:<timestamp>:<body>``."""
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return f"v0={digest}"
+
+
+@dataclass
+class Delivery:
+    status: int
+    body: str
+    seconds: float
+
+
+class EventSender:
+    """Posts signed requests to an app's Events API / slash command URL, as Slack does."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, secret: str = SIGNING_SECRET) -> None:
+        self.url = url
+        self._session = session
+        self._secret = secret
+
+    async def send(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        retry_num: int | None = None,
+        timestamp: int | None = None,
+        secret: str | None = None,
+    ) -> Delivery:
+        stamp = int(time.time()) if timestamp is None else timestamp
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": str(stamp),
+            "X-Slack-Signature": sign(body, stamp, secret or self._secret),
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        started = time.perf_counter()
+        async with self._session.post(self.url, data=body.encode(), headers=headers) as response:
+            text = await response.text()
+            return Delivery(response.status, text, time.perf_counter() - started)
+
+    async def event(self, envelope: dict[str, Any], **options: Any) -> Delivery:
+        return await self.send(json.dumps(envelope), "application/json", **options)
+
+    async def command(self, fields: dict[str, str], **options: Any) -> Delivery:
+        return await self.send(urlencode(fields), "application/x-www-form-urlencoded", **options)

@@ -1,0 +1,257 @@
+"""The tool loop with the real executor and built-in tools, composed as `threadwise serve` does, against the
+OpenAI fake scripting streamed tool-call deltas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from bots.__main__ import Core, open_core
+from core.db.models import ToolCallRecord, UsageRecord
+from core.images import sniff_image
+from core.settings import load_settings
+from core.tools.registry import Tool, ToolContext, ToolOutput
+from core.types import ChatUser, ConversationKey, IncomingMessage
+from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec
+from tests.support import RecordingReplier
+
+KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
+ADA = ChatUser("slack", "U0ADA", "ada")
+ADMIN = ChatUser("slack", "U0BOSS", "boss", is_admin=True)
+
+
+def compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeOpenAI, **extra: str) -> Any:
+    env = {
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake.base_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
+        "THREADWISE_USER_DAILY_BUDGET_USD": "5",
+        **extra,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return open_core(load_settings(env_file=None))
+
+
+@pytest.fixture
+async def core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> AsyncIterator[Core]:
+    async with compose(tmp_path, monkeypatch, fake_openai) as composed:
+        yield composed
+
+
+async def turn(core: Core, text: str, event: str, user: ChatUser = ADA) -> RecordingReplier:
+    replier = RecordingReplier()
+    await core.conversations.handle(IncomingMessage(KEY, user, text, event, datetime.now(UTC)), replier)
+    return replier
+
+
+async def tool_rows(core: Core) -> list[tuple[str, str, str]]:
+    async with core.database.reader() as session:
+        rows = (await session.execute(select(ToolCallRecord).order_by(ToolCallRecord.id))).scalars()
+        return [(row.tool, row.outcome, row.arguments) for row in rows]
+
+
+def tool_messages(fake: FakeOpenAI, request: int) -> dict[str, Any]:
+    messages = fake.chat_requests()[request]["messages"]
+    return {m["tool_call_id"]: m["content"] for m in messages if m["role"] == "tool"}
+
+
+async def test_two_calls_of_one_round_run_together_and_the_answer_arrives(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("calculator", '{"expression": "2**10"}', id="c1"),
+                ToolCallSpec("current_time", '{"timezone": "Asia/Tokyo"}', id="c2"),
+            ]
+        ),
+        Reply(text="2**10 is 1024, and it is evening in Tokyo."),
+    )
+    replier = await turn(core, "what is 2**10 and what time is it in Tokyo?", "e1")
+    assert replier.finished == ["2**10 is 1024, and it is evening in Tokyo."]
+    assert ("status", "Using calculator, current_time…") in replier.events
+    first = fake_openai.chat_requests()[0]
+    assert sorted(t["function"]["name"] for t in first["tools"]) == [
+        "calculator",
+        "current_time",
+        "generate_image",
+    ]
+    assert all(t["function"]["strict"] for t in first["tools"])
+    results = tool_messages(fake_openai, 1)
+    assert results["c1"] == "2**10 = 1024"
+    assert "(Asia/Tokyo, UTC+0900)" in results["c2"]
+    assert [(tool, outcome) for tool, outcome, _ in await tool_rows(core)] == [
+        ("calculator", "ok"),
+        ("current_time", "ok"),
+    ]
+    async with core.database.reader() as session:
+        ledger = (await session.execute(select(UsageRecord.kind))).scalars().all()
+    assert ledger == ["chat", "chat"]  # both rounds are priced
+
+
+async def test_broken_calls_go_back_to_the_model_as_structured_errors(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("calculator", '{"expression": "1 +', id="bad-json"),
+                ToolCallSpec("calculator", '{"formula": "1+1"}', id="bad-args"),
+                ToolCallSpec("weather", "{}", id="unknown"),
+                ToolCallSpec("calculator", '{"expression": "__import__(\\"os\\")"}', id="unsafe"),
+                ToolCallSpec("current_time", '{"timezone": "Mars/Olympus"}', id="bad-zone"),
+            ]
+        ),
+        Reply(text="Some of that did not work."),
+    )
+    replier = await turn(core, "break things", "e1")
+    assert replier.finished == ["Some of that did not work."]
+    results = {call: json.loads(content) for call, content in tool_messages(fake_openai, 1).items()}
+    assert results["bad-json"]["kind"] == "invalid" and "not valid JSON" in results["bad-json"]["error"]
+    assert (
+        results["bad-args"]["kind"] == "invalid"
+        and "expression: Field required" in results["bad-args"]["error"]
+    )
+    assert results["unknown"]["kind"] == "unknown" and "calculator" in results["unknown"]["error"]
+    assert results["unsafe"]["kind"] == "error" and "Unknown function" in results["unsafe"]["error"]
+    assert results["bad-zone"] == {"error": results["bad-zone"]["error"], "kind": "error"}
+    assert [outcome for _, outcome, _ in await tool_rows(core)] == [
+        "invalid",
+        "invalid",
+        "unknown",
+        "error",
+        "error",
+    ]
+
+
+class Nap(BaseModel):
+    seconds: float
+
+
+async def test_a_slow_tool_times_out_without_holding_up_the_turn(core: Core, fake_openai: FakeOpenAI) -> None:
+    async def nap(args: Nap, context: ToolContext) -> ToolOutput:
+        await asyncio.sleep(args.seconds)
+        return ToolOutput("rested")
+
+    core.tools.add(Tool("nap", "Sleep a while.", Nap, nap, timeout=0.2))
+    fake_openai.script(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("nap", '{"seconds": 30}', id="slow"),
+                ToolCallSpec("nap", '{"seconds": 0}', id="quick"),
+            ]
+        ),
+        Reply(text="The long nap was cut short."),
+    )
+    started = asyncio.get_running_loop().time()
+    replier = await turn(core, "nap", "e1")
+    assert asyncio.get_running_loop().time() - started < 10
+    assert replier.finished == ["The long nap was cut short."]
+    results = tool_messages(fake_openai, 1)
+    assert json.loads(results["slow"])["kind"] == "timeout"
+    assert results["quick"] == "rested"
+
+
+async def test_secrets_in_tool_arguments_are_redacted_in_the_audit(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        Reply(tool_calls=[ToolCallSpec("calculator", '{"expression": "1+1 # ada@example.com"}', id="c1")]),
+        Reply(text="2"),
+    )
+    await turn(core, "add", "e1")
+    (_, _, arguments), *_ = await tool_rows(core)
+    assert "ada@example.com" not in arguments and "[REDACTED:email]" in arguments
+
+
+async def test_channel_tool_lists_and_admin_only_tools_are_enforced(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    async def secret(args: Nap, context: ToolContext) -> str:
+        return "classified"
+
+    core.tools.add(Tool("secret", "Admins only.", Nap, secret, admin_only=True))
+    reply = await core.commands.admin(ADMIN, KEY, "tools", "set here calculator")
+    assert reply.text == "slack:T1:C1 now offers: calculator."
+    fake_openai.script(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("current_time", '{"timezone": "UTC"}', id="off"),
+                ToolCallSpec("secret", '{"seconds": 1}', id="admin"),
+            ]
+        ),
+        Reply(text="done"),
+    )
+    await turn(core, "try everything", "e1")
+    offered = [t["function"]["name"] for t in fake_openai.chat_requests()[0]["tools"]]
+    assert offered == ["calculator"]
+    results = {call: json.loads(content) for call, content in tool_messages(fake_openai, 1).items()}
+    assert "not enabled in this channel" in results["off"]["error"]
+    assert "only available to admins" in results["admin"]["error"]
+
+    shown = (await core.commands.admin(ADMIN, KEY, "tools", "show here")).text
+    assert "slack:T1:C1: calculator" in shown and "secret * admin: Admins only." in shown
+    assert (await core.commands.admin(ADMIN, KEY, "tools", "clear here")).text.endswith(
+        "default tools again."
+    )
+
+
+async def test_the_model_generates_an_image_that_is_attached_and_priced(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        Reply(tool_calls=[ToolCallSpec("generate_image", '{"prompt": "a red fox in snow"}', id="img")]),
+        Reply(text="Here is your fox."),
+    )
+    replier = await turn(core, "draw a fox", "e1")
+    attachments = [value for kind, value in replier.events if kind == "attach"]
+    assert len(attachments) == 1 and sniff_image(attachments[0].data) is not None
+    assert replier.finished == ["Here is your fox."]
+    async with core.database.reader() as session:
+        rows = (await session.execute(select(UsageRecord.kind, UsageRecord.cost_micros))).all()
+    kinds = sorted(kind for kind, _ in rows)
+    assert kinds == ["chat", "chat", "image"]
+    assert [cost for kind, cost in rows if kind == "image"] == [42_000]  # gpt-image-1, medium, 1024x1024
+
+
+async def test_a_huge_tool_result_is_cut_to_the_planned_room(core: Core, fake_openai: FakeOpenAI) -> None:
+    async def flood(args: Nap, context: ToolContext) -> str:
+        return "word " * 50_000
+
+    core.tools.add(Tool("flood", "Lots of text.", Nap, flood))
+    fake_openai.script(
+        Reply(tool_calls=[ToolCallSpec("flood", '{"seconds": 0}', id="f")]),
+        Reply(text="That was long."),
+    )
+    await turn(core, "flood me", "e1")
+    content = tool_messages(fake_openai, 1)["f"]
+    assert content.endswith("[cut: the tool returned more than fits in the conversation]")
+    assert core.counter.count_text("gpt-4o-mini", content) <= core.settings.threadwise.tool_round_tokens
+
+
+async def test_a_turn_spend_cap_limits_the_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responder = lambda body: (
+        Reply(tool_calls=[ToolCallSpec("calculator", '{"expression": "1+1"}')])
+        if body.get("tool_choice") != "none"
+        else Reply(text="final")
+    )
+    # worst cases with gpt-4o-mini here: round 1 about $0.0007 (a ~400-token prompt, 1,024 output tokens),
+    # round 2 about $0.0014 more (the prompt may grow by 1,024 + 4,000 tool tokens), round 3 about $0.0022
+    # more: a $0.003 cap leaves one tool round and the answer
+    async with compose(tmp_path, monkeypatch, fake_openai, THREADWISE_TURN_MAX_USD="0.003") as capped:
+        replier = await turn(capped, "loop", "e1")
+    assert replier.finished == ["final"]
+    assert [r.get("tool_choice") for r in fake_openai.chat_requests()] == [None, "none"]
