@@ -101,6 +101,8 @@ class SlashCommands:
             await self._send(await commands.usage(user, key), command, respond, key.thread_id)
         elif sub == "model":
             await self._send(await commands.set_model(user, key, rest), command, respond, key.thread_id)
+        elif sub == "forget":
+            await self._send(await commands.forget(user, key, rest), command, respond)
         else:
             await self._send(commands.help(user), command, respond)
 

@@ -395,6 +395,19 @@ async def test_ai_model_and_reset_apply_to_the_callers_last_thread(slack: Slack)
     assert [m["role"] for m in chat_messages(slack.openai)] == ["system", "user"]  # history forgotten
 
 
+async def test_ai_forget_asks_for_confirmation_then_erases(slack: Slack) -> None:
+    slack.openai.script(Reply(text="noted"))
+    await slack.mention("my secret plan")
+    await slack.command("/ai", "forget")
+    await slack.command("/ai", "forget confirm")
+    await slack.command("/ai", "forget")
+    asked, erased, empty = slack.fake.responses
+    assert all(r["response_type"] == "ephemeral" for r in (asked, erased, empty))
+    assert "2 messages in 1 conversations" in asked["text"] and "/ai forget confirm" in asked["text"]
+    assert erased["text"].startswith("Erased 2 messages")
+    assert empty["text"] == "I hold nothing of yours."
+
+
 async def test_ai_image_uploads_the_picture_into_a_thread(slack: Slack) -> None:
     await slack.command("/ai", "image a lighthouse at dusk")
     [question] = slack.fake.bot_messages()
