@@ -45,6 +45,7 @@ from core.tools.calculator import calculator_tool
 from core.tools.executor import ToolExecutor
 from core.tools.fetch import FetchOptions, fetch_url_tool
 from core.tools.governance import ToolGovernance
+from core.tools.mcp_servers import McpServers, parse_mcp_servers_json
 from core.tools.registry import ToolRegistry
 from core.types import IncomingMessage
 
@@ -195,7 +196,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
         max_retries=tw.openai_max_retries,
     )
     try:
-        async with open_database(settings) as database:
+        async with open_database(settings) as database, contextlib.AsyncExitStack() as stack:
             metrics = Metrics()
             budgets = build_budgets(settings, database)
             admin = build_admin(settings, database, budgets)
@@ -206,6 +207,13 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 else None
             )
             registry = build_tools(settings, images, safety.content)
+            if tw.mcp_servers is not None:
+                configs = parse_mcp_servers_json(tw.mcp_servers.get_secret_value())
+                servers = await stack.enter_async_context(
+                    McpServers(configs, connect_timeout=tw.mcp_connect_timeout)
+                )
+                registry.extend(servers.tools())
+                log.info("MCP servers: %s", servers.status())
             policies = ChannelPolicies(database)
             redactor = Redactor(settings.safety.redact_rules) if settings.safety.redact else None
             tools = ToolExecutor(

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.redaction import ALL_RULES
+from core.tools.mcp_servers import parse_mcp_servers_json
 
 
 class SettingsError(Exception):
@@ -119,6 +120,15 @@ class ThreadwiseSettings(BaseSettings):
     fetch_max_chars: int = Field(default=20_000, ge=1)
     fetch_timeout: float = Field(default=10.0, gt=0)
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
+    mcp_servers: Annotated[SecretStr | None, NoDecode] = None  # JSON; may hold bearer tokens
+    mcp_connect_timeout: float = Field(default=20.0, gt=0)
+
+    @field_validator("mcp_servers", mode="after")
+    @classmethod
+    def _valid_mcp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_mcp_servers_json(value.get_secret_value())  # ValueError names the entry, never a token
+        return value
 
     _blank = field_validator("history_max_tokens", mode="before")(_blank_to_none)
 
@@ -298,7 +308,10 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: dict[str, A
             for err in exc.errors():
                 field = str(err["loc"][0]) if err["loc"] else "?"
                 shown = err.get("input")
-                secret = any(word in field for word in ("key", "token", "secret"))
+                declared = cls.model_fields.get(field)
+                secret = any(word in field for word in ("key", "token", "secret")) or (
+                    declared is not None and "SecretStr" in str(declared.annotation)
+                )
                 plain = not (secret or isinstance(shown, dict) or shown is None)
                 got = f" (got {str(shown)[:60]!r})" if plain else ""
                 problems.append(f"{(prefix + field).upper()}: {err['msg']}{got}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -255,3 +256,20 @@ async def test_a_turn_spend_cap_limits_the_rounds(
         replier = await turn(capped, "loop", "e1")
     assert replier.finished == ["final"]
     assert [r.get("tool_choice") for r in fake_openai.chat_requests()] == [None, "none"]
+
+
+async def test_an_mcp_servers_tool_is_called_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> None:
+    servers = json.dumps({"maths": {"command": sys.executable, "args": ["-m", "tests.fakes.mcp_server"]}})
+    fake_openai.script(
+        Reply(tool_calls=[ToolCallSpec("maths__add", '{"a": 20, "b": 22}', id="m1")]),
+        Reply(text="The server says 42."),
+    )
+    async with compose(tmp_path, monkeypatch, fake_openai, THREADWISE_MCP_SERVERS=servers) as composed:
+        assert "maths__add" in composed.tools.names()
+        replier = await turn(composed, "add 20 and 22 with the maths server", "e1")
+        rows = await tool_rows(composed)
+    assert replier.finished == ["The server says 42."]
+    assert tool_messages(fake_openai, 1)["m1"] == "42"
+    assert rows == [("maths__add", "ok", '{"a": 20, "b": 22}')]
