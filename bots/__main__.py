@@ -105,9 +105,10 @@ class Safety:
     guards: list[TurnGuard]  # every turn, in order
     content: list[TurnGuard]  # what text the model wrote for a tool must also pass (redaction, moderation)
     output: OutputModeration | None
+    policy: ModerationPolicy | None  # the server-wide moderation policy (None: moderation off)
 
 
-def build_safety(settings: Settings, database: Database, llm: LLMClient) -> Safety:
+def build_safety(settings: Settings, database: Database, llm: LLMClient, policies: ChannelPolicies) -> Safety:
     limits = settings.limits
     safety = settings.safety
     guards: list[TurnGuard] = [
@@ -132,6 +133,7 @@ def build_safety(settings: Settings, database: Database, llm: LLMClient) -> Safe
     guards.extend(content)
     guards.append(InjectionGuard(audit, block=safety.injection_action == "block"))
     output = None
+    policy = None
     if safety.moderation:
         policy = ModerationPolicy.from_settings(
             flag=safety.moderation_flag_threshold,
@@ -140,12 +142,12 @@ def build_safety(settings: Settings, database: Database, llm: LLMClient) -> Safe
             fail_open=safety.moderation_fail_open,
         )
         moderator = Moderator(llm.sdk, policy, model=safety.moderation_model)
-        moderation = ModerationGuard(moderator, audit)
+        moderation = ModerationGuard(moderator, audit, policies)
         guards.append(moderation)
         content.append(moderation)
         if safety.moderate_output:
-            output = OutputModeration(moderator, audit)
-    return Safety(guards, content, output)
+            output = OutputModeration(moderator, audit, policies=policies)
+    return Safety(guards, content, output, policy)
 
 
 def build_tools(
@@ -200,7 +202,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             metrics = Metrics()
             budgets = build_budgets(settings, database)
             admin = build_admin(settings, database, budgets)
-            safety = build_safety(settings, database, llm)
+            policies = ChannelPolicies(database)
+            safety = build_safety(settings, database, llm, policies)
             images = (
                 ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
                 if tw.images
@@ -214,7 +217,6 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 )
                 registry.extend(servers.tools())
                 log.info("MCP servers: %s", servers.status())
-            policies = ChannelPolicies(database)
             redactor = Redactor(settings.safety.redact_rules) if settings.safety.redact else None
             tools = ToolExecutor(
                 registry,
@@ -257,6 +259,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 images=images,
                 retention=Retention(database),
                 tools=ToolGovernance(admin, policies, registry),
+                policies=policies,
+                moderation=safety.policy,
                 default_model=tw.model,
                 models=models if tw.model in models else (tw.model, *models),
             )
@@ -311,7 +315,9 @@ def adapter_factories() -> dict[str, AdapterFactory]:
     from bots.slack.app import open_slack  # imported here: the Slack SDKs load only when serving
 
     factories["slack"] = open_slack
-    # discord adapter: registered here by bots/discord
+    from bots.discord.client import open_discord  # imported here: discord.py loads only when serving
+
+    factories["discord"] = open_discord
     return factories
 
 

@@ -7,6 +7,7 @@ and ``THREADWISE_ADMINS``, never from message text; every admin call is recorded
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Sequence
@@ -16,10 +17,11 @@ from decimal import Decimal, InvalidOperation
 
 from core.admin import AdminService, describe_limit, describe_moderation
 from core.budgets import Budgets, describe_usage
-from core.channel_policies import Channel
+from core.channel_policies import Channel, ChannelPolicies
 from core.conversations import ConversationService
 from core.errors import BadInput, NotAuthorized
 from core.image_generation import ImageGenerator
+from core.moderation import ModerationPolicy
 from core.periods import Clock, parse_duration, utc_now
 from core.pricing import format_usd
 from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
@@ -43,6 +45,7 @@ ADMIN_HELP = """\
 • `report [period] [by user|channel|workspace|model|day]`; period: {periods}
 • `ban <@user> [30m|12h|7d] [reason]`, `ban list`, `unban <@user>`
 • `moderation [count] [user <@user>] [action allow|flag|block|redact|unavailable]`
+• `moderation policy <#channel|here> [show|clear|flag 0.3 block 0.6|violence block 0.5]`
 • `tools [show] [#channel]`, `tools set <#channel|here> calculator,current_time|none`, \
 `tools clear <#channel|here>`"""
 
@@ -75,6 +78,8 @@ class Commands:
         images: ImageGenerator | None,
         retention: Retention,
         tools: ToolGovernance | None = None,
+        policies: ChannelPolicies | None = None,
+        moderation: ModerationPolicy | None = None,
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
@@ -85,6 +90,8 @@ class Commands:
         self._images = images
         self._retention = retention
         self._tools = tools
+        self._policies = policies
+        self._moderation_policy = moderation
         self._default_model = default_model
         self._models = tuple(models)
         self._clock = clock
@@ -276,6 +283,8 @@ class Commands:
         return CommandReply(f"Banned {target}{when}.")
 
     async def _moderation(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+        if words and words[0].lower() == "policy":
+            return await self._moderation_policy_command(user, key, words[1:])
         limit, who, action = 20, None, None
         index = 0
         while index < len(words):
@@ -299,6 +308,61 @@ class Commands:
             return CommandReply("No moderation events match.")
         lines = "\n".join(describe_moderation(event) for event in events)
         return CommandReply("*Moderation log* (newest first)\n" + lines)
+
+    async def _moderation_policy_command(
+        self, user: ChatUser, key: ConversationKey, words: list[str]
+    ) -> CommandReply:
+        """`moderation policy <#channel|here> [show | clear | flag 0.3 block 0.6 | violence block 0.5 …]`"""
+        if self._policies is None or self._moderation_policy is None:
+            raise BadInput("Moderation is switched off on this server.")
+        if not words:
+            raise BadInput(
+                "Usage: `moderation policy <#channel|here> "
+                "[show|clear|flag 0.3 block 0.6|violence block 0.5]`."
+            )
+        channel = _channel(scope_subject("channel", words[0], key))
+        name = ":".join(channel)
+        rest = [word.lower() for word in words[1:]] or ["show"]
+        current = (await self._policies.get(channel)).moderation
+        if rest == ["show"]:
+            await self._admin.record(user, "moderation.policy.show", name, {})
+            effective = self._moderation_policy.with_overrides(current)
+            lines = [f"{name}: flag at {effective.default.flag:g}, block at {effective.default.block:g}"]
+            lines += [
+                f"  {c}: flag {t.flag:g}, block {t.block:g}"
+                for c, t in sorted(effective.per_category.items())
+            ]
+            lines.append("(channel settings)" if current else "(server defaults)")
+            return CommandReply("\n".join(lines))
+        if rest == ["clear"]:
+            await self._admin.record(user, "moderation.policy.clear", name, {})
+            await self._policies.set_moderation(channel, None, by=f"{user.platform}:{user.user_id}")
+            return CommandReply(f"{name} uses the server's moderation thresholds again.")
+        changes = dict(current or {})
+        index = 0
+        while index < len(rest):
+            category = None
+            if rest[index] not in ("flag", "block"):
+                category, index = rest[index], index + 1
+            if index + 1 >= len(rest) or rest[index] not in ("flag", "block"):
+                raise BadInput("Write thresholds like `flag 0.3 block 0.6` or `violence block 0.5`.")
+            level, raw = rest[index], rest[index + 1]
+            try:
+                value = float(raw)
+            except ValueError:
+                raise BadInput(f"`{raw}` is not a number from 0 to 1.") from None
+            if category is None:
+                changes[level] = value
+            else:
+                changes[category] = {**changes.get(category, {}), level: value}
+            index += 2
+        try:
+            self._moderation_policy.with_overrides(changes)
+        except ValueError as exc:
+            raise BadInput(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+        await self._admin.record(user, "moderation.policy.set", name, {"policy": changes})
+        await self._policies.set_moderation(channel, changes, by=f"{user.platform}:{user.user_id}")
+        return CommandReply(f"Moderation thresholds of {name} set: {json.dumps(changes, sort_keys=True)}.")
 
     async def _tools_command(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
         if self._tools is None:

@@ -325,7 +325,7 @@ class ConversationService:
         produced: list[_Pending] = []
         for round_number in range(1, rounds + 1):
             may_call = bool(tools) and round_number < rounds  # the last round must answer in words
-            checked = self._output.stream(message) if self._output is not None else None
+            checked = await self._output.stream(message) if self._output is not None else None
             shown = 0
 
             async def on_text(text: str, checked: ModeratedStream | None = checked) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
+from core.channel_policies import ChannelPolicies, channel_of
 from core.db.models import ModerationEvent
 from core.db.session import Database
 from core.errors import ContentBlocked
@@ -59,6 +60,26 @@ class ModerationPolicy:
     def thresholds(self, category: str) -> Thresholds:
         return self.per_category.get(category, self.default)
 
+    def with_overrides(self, raw: Mapping[str, Any] | None) -> ModerationPolicy:
+        """This policy changed by a channel's settings: ``{"flag": 0.3, "block": 0.6, "violence": {"block":
+        0.5}}``; ValueError on an unknown category or a threshold outside 0..1."""
+        if not raw:
+            return self
+        default = Thresholds(
+            _threshold(raw.get("flag", self.default.flag)), _threshold(raw.get("block", self.default.block))
+        )
+        per_category = dict(self.per_category)
+        for name, values in raw.items():
+            if name in ("flag", "block"):
+                continue
+            if name not in CATEGORIES or not isinstance(values, Mapping):
+                raise ValueError(f"unknown moderation category {name!r}; known: {', '.join(CATEGORIES)}")
+            base = per_category.get(name, default)
+            per_category[name] = Thresholds(
+                _threshold(values.get("flag", base.flag)), _threshold(values.get("block", base.block))
+            )
+        return ModerationPolicy(default, per_category, self.fail_open)
+
     @classmethod
     def from_settings(
         cls, *, flag: float, block: float, overrides: Mapping[str, Mapping[str, float]], fail_open: bool
@@ -98,7 +119,9 @@ class Moderator:
         self._model = model
         self._timeout = timeout
 
-    async def check(self, text: str, images: Sequence[bytes] = ()) -> Decision:
+    async def check(
+        self, text: str, images: Sequence[bytes] = (), policy: ModerationPolicy | None = None
+    ) -> Decision:
         parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
         for data in images:
             info = sniff_image(data)
@@ -123,11 +146,12 @@ class Moderator:
                 value = raw.get(category)
                 if isinstance(value, int | float):
                     scores[category] = max(scores.get(category, 0.0), float(value))
-        return self.decide(scores)
+        return self.decide(scores, policy)
 
-    def decide(self, scores: Mapping[str, float]) -> Decision:
-        flagged = tuple(c for c in CATEGORIES if scores.get(c, 0.0) >= self.policy.thresholds(c).flag)
-        blocked = any(scores.get(c, 0.0) >= self.policy.thresholds(c).block for c in CATEGORIES)
+    def decide(self, scores: Mapping[str, float], policy: ModerationPolicy | None = None) -> Decision:
+        policy = policy or self.policy
+        flagged = tuple(c for c in CATEGORIES if scores.get(c, 0.0) >= policy.thresholds(c).flag)
+        blocked = any(scores.get(c, 0.0) >= policy.thresholds(c).block for c in CATEGORIES)
         action = "block" if blocked else "flag" if flagged else "allow"
         return Decision(action, flagged, dict(scores))
 
@@ -186,16 +210,18 @@ def refusal(decision: Decision, direction: str) -> ContentBlocked:
 class ModerationGuard:
     """A TurnGuard: moderates the user's text and images before anything is sent to the model or stored."""
 
-    def __init__(self, moderator: Moderator, audit: ModerationAudit) -> None:
+    def __init__(
+        self, moderator: Moderator, audit: ModerationAudit, policies: ChannelPolicies | None = None
+    ) -> None:
         self._moderator = moderator
         self._audit = audit
+        self._policies = policies
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
-        decision = await self._moderator.check(message.text, [a.data for a in message.attachments])
+        policy = await policy_for(self._moderator, self._policies, message)
+        decision = await self._moderator.check(message.text, [a.data for a in message.attachments], policy)
         await self._audit.record(message, "input", decision, content=message.text)
-        if decision.action == "block" or (
-            decision.action == "unavailable" and not self._moderator.policy.fail_open
-        ):
+        if decision.action == "block" or (decision.action == "unavailable" and not policy.fail_open):
             raise refusal(decision, "input")
         return message
 
@@ -207,19 +233,34 @@ class OutputModeration:
     model keeps writing; the reply the user sees never runs ahead of what was checked.
     """
 
-    def __init__(self, moderator: Moderator, audit: ModerationAudit, *, segment_chars: int = 800) -> None:
+    def __init__(
+        self,
+        moderator: Moderator,
+        audit: ModerationAudit,
+        *,
+        segment_chars: int = 800,
+        policies: ChannelPolicies | None = None,
+    ) -> None:
         self._moderator = moderator
         self._audit = audit
         self._segment_chars = segment_chars
+        self._policies = policies
 
-    def stream(self, message: IncomingMessage) -> ModeratedStream:
-        return ModeratedStream(self._moderator, self._audit, message, self._segment_chars)
+    async def stream(self, message: IncomingMessage) -> ModeratedStream:
+        policy = await policy_for(self._moderator, self._policies, message)
+        return ModeratedStream(self._moderator, self._audit, message, self._segment_chars, policy)
 
 
 class ModeratedStream:
     def __init__(
-        self, moderator: Moderator, audit: ModerationAudit, message: IncomingMessage, segment_chars: int
+        self,
+        moderator: Moderator,
+        audit: ModerationAudit,
+        message: IncomingMessage,
+        segment_chars: int,
+        policy: ModerationPolicy,
     ) -> None:
+        self._policy = policy
         self._moderator = moderator
         self._audit = audit
         self._message = message
@@ -240,7 +281,7 @@ class ModeratedStream:
 
     def _submit(self, text: str, end: int) -> None:
         segment = text[self._submitted : end]
-        self._checks.append((end, asyncio.create_task(self._moderator.check(segment))))
+        self._checks.append((end, asyncio.create_task(self._moderator.check(segment, (), self._policy))))
         self._submitted = end
 
     async def visible(self, text: str) -> int:
@@ -270,9 +311,28 @@ class ModeratedStream:
         await self._audit.record(self._message, "output", worst, content=text)
 
     async def _settle(self, decision: Decision, text: str) -> None:
-        policy = self._moderator.policy
-        if decision.action == "block" or (decision.action == "unavailable" and not policy.fail_open):
+        if decision.action == "block" or (decision.action == "unavailable" and not self._policy.fail_open):
             for _end, task in self._checks:
                 task.cancel()
             await self._audit.record(self._message, "output", decision, content=text)
             raise refusal(decision, "output")
+
+
+async def policy_for(
+    moderator: Moderator, policies: ChannelPolicies | None, message: IncomingMessage
+) -> ModerationPolicy:
+    """The moderator's policy with the channel's overrides set by admins (a bad stored one is ignored)."""
+    if policies is None:
+        return moderator.policy
+    overrides = (await policies.get(channel_of(message.key))).moderation
+    try:
+        return moderator.policy.with_overrides(overrides)
+    except ValueError:
+        log.warning("ignoring invalid moderation settings of %s", message.key)
+        return moderator.policy
+
+
+def _threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"a threshold is a number from 0 to 1, not {value!r}")
+    return float(value)

@@ -122,6 +122,17 @@ class ThreadwiseSettings(BaseSettings):
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
     mcp_servers: Annotated[SecretStr | None, NoDecode] = None  # JSON; may hold bearer tokens
     mcp_connect_timeout: float = Field(default=20.0, gt=0)
+    discord_guilds: Annotated[tuple[int, ...], NoDecode] = ()  # sync commands to these guilds (instant)
+    discord_sharded: bool = False
+    discord_edit_interval: float = Field(default=1.0, ge=0.2, le=10)
+    discord_ready_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("discord_guilds", mode="before")
+    @classmethod
+    def _guild_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.replace(" ", "").split(",") if part)
+        return value
 
     @field_validator("mcp_servers", mode="after")
     @classmethod

@@ -190,3 +190,25 @@ async def test_forget_asks_first_then_erases_the_callers_data(core: Core) -> Non
     assert (await core.commands.forget(ADA, KEY, "")).text == "I hold nothing of yours."
     bob = await core.commands.forget(ChatUser("slack", "U0BOB", "bob"), KEY, "")
     assert "This erases 2 messages in 1 conversations" in bob.text  # Bob's part is untouched
+
+
+async def test_admins_tighten_moderation_for_one_channel(core: Core, fake_openai: FakeOpenAI) -> None:
+    fake_openai.moderation_flags = {"fight": {"violence": 0.5}}
+    assert (await turn(core, "a fight scene", "e1")).finished  # 0.5 is a flag by the server's defaults
+    reply = await core.commands.admin(ADMIN, KEY, "moderation", "policy here violence block 0.45")
+    assert reply.text == 'Moderation thresholds of slack:T1:C1 set: {"violence": {"block": 0.45}}.'
+    refused = await turn(core, "another fight scene", "e2")
+    assert refused.errors and "(violence)" in refused.errors[0].user_message
+    other = ConversationKey("slack", "T1", "C2", "1700000000.000900")
+    message = IncomingMessage(other, ADA, "a fight elsewhere", "e3", datetime.now(UTC))
+    elsewhere = RecordingReplier()
+    await core.conversations.handle(message, elsewhere)
+    assert elsewhere.finished  # other channels keep the defaults
+    shown = (await core.commands.admin(ADMIN, KEY, "moderation", "policy here")).text
+    assert "violence: flag 0.4, block 0.45" in shown and "(channel settings)" in shown
+    with pytest.raises(BadInput, match=r"Unknown moderation category 'gore'"):
+        await core.commands.admin(ADMIN, KEY, "moderation", "policy here gore block 0.1")
+    with pytest.raises(NotAuthorized):
+        await core.commands.admin(ADA, KEY, "moderation", "policy here clear")
+    await core.commands.admin(ADMIN, KEY, "moderation", "policy here clear")
+    assert (await turn(core, "a third fight scene", "e4")).finished

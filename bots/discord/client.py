@@ -1,0 +1,171 @@
+"""The Discord adapter's lifetime: `open_discord(core, http)` logs in, syncs the slash commands, connects to
+the gateway and waits until ready; leaving the block lets running turns finish, then disconnects.
+
+Endpoints: discord.py reads its REST base from ``discord.http.Route.BASE`` and its gateway from
+``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY``. Both are class attributes, so ``DISCORD_API_URL`` and
+``DISCORD_GATEWAY_URL`` apply to the whole process while the adapter runs (one Discord bot per process); the
+previous values come back when it stops. A plain ``Client`` never asks ``/gateway/bot``; the sharded client
+does, at the configured REST base.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bots.discord.commands import AdminCommands, AiCommands, report_failure
+from bots.discord.config import DiscordOptions
+from bots.discord.events import MessageEvents
+from bots.discord.inflight import InFlight
+from core.errors import BotError
+
+if TYPE_CHECKING:
+    from bots.__main__ import Core
+    from bots.http import HttpServer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 20.0  # seconds running turns get to finish when the service stops
+
+
+def intents() -> discord.Intents:
+    """Guilds (channel and thread cache), guild and DM messages, and Message Content: a privileged intent
+    to switch on in the Developer Portal (Bot -> Privileged Gateway Intents), needed to read thread
+    follow-ups that do not mention the bot."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.message_content = True
+    return wanted
+
+
+def use_endpoints(api_url: str, gateway_url: str | None) -> Callable[[], None]:
+    """Points discord.py (process-wide) at ``api_url`` and ``gateway_url``; returns how to undo it."""
+    previous_base, previous_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    Route.BASE = api_url.rstrip("/")
+    if gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+    def restore() -> None:
+        Route.BASE = previous_base
+        DiscordWebSocket.DEFAULT_GATEWAY = previous_gateway
+
+    return restore
+
+
+def build_client(
+    core: Core, options: DiscordOptions, *, inflight: InFlight, guild_ready_timeout: float = 2.0
+) -> tuple[discord.Client, app_commands.CommandTree[Any]]:
+    kind: type[discord.Client] = discord.AutoShardedClient if options.sharded else discord.Client
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = (
+        False  # no voice here: no warning about it
+    )
+    client = kind(
+        intents=intents(),
+        allowed_mentions=discord.AllowedMentions.none(),
+        chunk_guilds_at_startup=False,
+        guild_ready_timeout=guild_ready_timeout,
+    )
+    api_url = core.settings.discord.api_url
+    tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+    tree.add_command(AiCommands(core, inflight=inflight, edit_interval=options.edit_interval))
+    tree.add_command(AdminCommands(core, inflight=inflight))
+    events = MessageEvents(
+        core, client, api_url=api_url, inflight=inflight, edit_interval=options.edit_interval
+    )
+
+    async def on_message(message: discord.Message) -> None:
+        await events.on_message(message)
+
+    async def on_app_command_error(
+        interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        await report_failure(interaction, error)
+
+    client.event(on_message)
+    tree.error(on_app_command_error)
+    return client, tree
+
+
+async def sync_commands(tree: app_commands.CommandTree[Any], guilds: tuple[int, ...]) -> None:
+    """Registers the slash commands: in each of ``guilds`` (instant) or globally."""
+    if not guilds:
+        synced = await tree.sync()
+        log.info("Discord: %d global slash command group(s) synced", len(synced))
+        return
+    for guild_id in guilds:
+        guild = discord.Object(id=guild_id)
+        tree.copy_global_to(guild=guild)
+        try:
+            synced = await tree.sync(guild=guild)
+        except discord.Forbidden as exc:  # the bot was invited without the applications.commands scope
+            log.error("Discord: cannot register commands in guild %s (%s); re-invite the bot", guild_id, exc)
+            continue
+        log.info("Discord: %d slash command group(s) synced to guild %s", len(synced), guild_id)
+
+
+async def _connected(client: discord.Client, connection: asyncio.Task[None], within: float) -> None:
+    """Returns once the client is ready; raises what stopped the connection, or on timeout."""
+    ready = asyncio.create_task(client.wait_until_ready())
+    try:
+        done, _ = await asyncio.wait({ready, connection}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    if connection in done:
+        error = connection.exception()
+        if isinstance(error, discord.PrivilegedIntentsRequired):
+            raise BotError(
+                "Discord refused the Message Content intent.",
+                detail="enable it in the Developer Portal: Bot, Privileged Gateway Intents, Message Content",
+            )
+        raise BotError("Could not connect to Discord.", detail=f"the gateway connection ended: {error!r}")
+    if ready not in done:
+        raise BotError("Could not connect to Discord.", detail=f"not ready after {within:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def open_discord(
+    core: Core,
+    http: HttpServer,
+    *,
+    options: DiscordOptions | None = None,
+    guild_ready_timeout: float = 2.0,
+) -> AsyncIterator[None]:
+    """The AdapterFactory of Discord (see bots/__main__.py): connected and answering inside the block."""
+    settings = core.settings.discord
+    if settings.bot_token is None:
+        raise BotError("DISCORD_BOT_TOKEN is not set.")
+    options = options or DiscordOptions.from_settings(core.settings)
+    restore = use_endpoints(settings.api_url, settings.gateway_url)
+    inflight = InFlight()
+    client, tree = build_client(core, options, inflight=inflight, guild_ready_timeout=guild_ready_timeout)
+    connection: asyncio.Task[None] | None = None
+    try:
+        try:
+            await client.login(settings.bot_token.get_secret_value())
+        except discord.LoginFailure as exc:
+            raise BotError("Discord rejected DISCORD_BOT_TOKEN.", detail=str(exc)) from None
+        await sync_commands(tree, options.guilds)
+        connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        await _connected(client, connection, options.ready_timeout)
+        user = client.user
+        log.info("Discord: connected as %s (%s) in %d guild(s)", user, user and user.id, len(client.guilds))
+        yield
+    finally:
+        await inflight.drain(SHUTDOWN_GRACE)
+        await client.close()
+        if connection is not None:
+            connection.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connection
+        restore()

@@ -1,0 +1,124 @@
+"""Messages from the gateway that start or continue a conversation.
+
+- In a thread: a turn when the thread already holds a conversation (e.g. one `/ai chat` opened) or when the
+  bot is mentioned; no mention needed after that.
+- A mention in a text channel: the bot opens a thread from that message (thread id = message id) and answers
+  there; the thread is the conversation.
+- A DM: every message is a turn of the DM's conversation.
+Bot, webhook and system messages are ignored. De-duplication, per-conversation ordering, guards and budgets
+belong to the core (``ConversationService.handle``); the adapter keeps arrival order only through the
+downloads it does before handing a message over.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bots.discord.attachments import read_attachments
+from bots.discord.identity import (
+    chat_user,
+    dm_key,
+    member_is_admin,
+    readable_text,
+    thread_key,
+    thread_name,
+    without_mention,
+)
+from bots.discord.inflight import InFlight
+from bots.discord.replier import ChannelSink, DiscordReplier, Sink, ThreadStarterSink
+from core.conversations import TurnOutcome
+from core.ordering import KeyedLocks
+from core.types import ConversationKey, IncomingMessage
+
+if TYPE_CHECKING:
+    from bots.__main__ import Core
+
+log = logging.getLogger(__name__)
+
+TALKING_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+THREAD_PARENTS = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel)
+
+
+class MessageEvents:
+    """``on_message`` of the Discord client."""
+
+    def __init__(
+        self, core: Core, client: discord.Client, *, api_url: str, inflight: InFlight, edit_interval: float
+    ) -> None:
+        self._core = core
+        self._client = client
+        self._api_url = api_url
+        self._inflight = inflight
+        self._edit_interval = edit_interval
+        self._arrival = KeyedLocks()
+
+    async def on_message(self, message: discord.Message) -> None:
+        me = self._client.user
+        if me is None or message.author.bot or message.webhook_id is not None:
+            return
+        if message.type not in TALKING_TYPES or message.is_system():
+            return
+        mentioned = any(user.id == me.id for user in message.mentions)
+        channel: Any = message.channel
+        if isinstance(channel, discord.PartialMessageable) and message.guild is not None:
+            channel = await self._resolve(channel)
+        sink: Sink
+        if message.guild is None:
+            key, sink, needs_conversation = dm_key(channel.id), ChannelSink(channel), False
+        elif isinstance(channel, discord.Thread) and channel.parent_id is not None:
+            key = thread_key(message.guild.id, channel.parent_id, channel.id)
+            sink, needs_conversation = ChannelSink(channel), not mentioned
+        elif mentioned and isinstance(channel, THREAD_PARENTS):
+            key = thread_key(message.guild.id, channel.id, message.id)
+            sink = ThreadStarterSink(message, thread_name(without_mention(message.content, me.id)))
+            needs_conversation = False
+        else:
+            return
+        with self._inflight.track():
+            await self._handle(message, key, sink, me.id, needs_conversation)
+
+    async def _handle(
+        self,
+        message: discord.Message,
+        key: ConversationKey,
+        sink: Sink,
+        bot_id: int,
+        needs_conversation: bool,
+    ) -> None:
+        async with self._arrival.hold(key):
+            if needs_conversation and not await self._core.commands.is_conversation(key):
+                return
+            await self._turn(message, key, sink, bot_id)
+
+    async def _resolve(self, channel: discord.PartialMessageable) -> Any:
+        """A channel the cache does not know (e.g. a thread from before a restart that was not announced)."""
+        try:
+            return await self._client.fetch_channel(channel.id)
+        except discord.HTTPException as exc:
+            log.warning("could not look up channel %s: %s", channel.id, exc)
+            return channel
+
+    async def _turn(self, message: discord.Message, key: ConversationKey, sink: Sink, bot_id: int) -> None:
+        safety = self._core.settings.safety
+        read = await read_attachments(
+            list(message.attachments),
+            max_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+            max_count=safety.max_attachments,
+            api_url=self._api_url,
+        )
+        incoming = IncomingMessage(
+            key=key,
+            user=chat_user(message.author, admin=member_is_admin(message.author)),
+            text=readable_text(message, bot_id),
+            event_id=f"discord:{message.id}",
+            received_at=datetime.now(UTC),
+            attachments=read.attachments,
+        )
+        replier = DiscordReplier(sink, notes=read.notices, edit_interval=self._edit_interval)
+        outcome = await self._core.conversations.handle(incoming, replier)
+        if outcome is TurnOutcome.DUPLICATE:
+            log.info("message %s was already answered", message.id)

@@ -1,0 +1,63 @@
+"""The Discord adapter as `threadwise serve` composes it (settings -> open_core -> open_discord), with the
+real discord.py client talking to the Discord fake and the real openai SDK talking to the OpenAI fake."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bots.__main__ import Core, open_core
+from bots.discord.config import DiscordOptions
+from bots.http import HttpServer
+from core.settings import Settings, load_settings
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.openai_api import FakeOpenAI
+
+EDIT_INTERVAL = 0.2  # seconds; the adapter's default is 1.0 (Discord's edit limits), shortened for tests
+
+
+@dataclass
+class Harness:
+    discord: FakeDiscord
+    openai: FakeOpenAI
+    core: Core
+
+
+def settings_for(fake: FakeDiscord, openai: FakeOpenAI, tmp_path: Path, **groups: dict[str, Any]) -> Settings:
+    return load_settings(
+        None,
+        openai={"api_key": "test-key", "base_url": openai.base_url},
+        discord={
+            "bot_token": fake.token,
+            "api_url": fake.api_url,
+            "gateway_url": fake.gateway_url,
+            **groups.pop("discord", {}),
+        },
+        service={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}", "port": 0},
+        threadwise={"openai_max_retries": 0, **groups.pop("threadwise", {})},
+        **groups,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    tmp_path: Path, *, sharded: bool = False, token: str | None = None, **groups: dict[str, Any]
+) -> AsyncIterator[Harness]:
+    from bots.discord.client import open_discord
+
+    async with FakeDiscord() as discord, FakeOpenAI(api_key="test-key") as openai:
+        if token is not None:
+            groups["discord"] = {"bot_token": token}
+        settings = settings_for(discord, openai, tmp_path, **groups)
+        options = DiscordOptions(edit_interval=EDIT_INTERVAL, sharded=sharded)
+        async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
+            http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
+            await stack.enter_async_context(
+                open_discord(core, http, options=options, guild_ready_timeout=0.05)
+            )
+            await stack.enter_async_context(http)
+            http.ready = True
+            yield Harness(discord, openai, core)
