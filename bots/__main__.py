@@ -280,8 +280,13 @@ async def run_chat(settings: Settings, conversation: str | None, model: str | No
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
     async with open_database(settings) as database:
         admin = build_admin(settings, database, build_budgets(settings, database))
+        # The shell starts no model client and no MCP server: it knows the built-in tools by name and takes
+        # other names (MCP tools) with a note.
+        registry = build_tools(settings, None, [])
+        images = ("generate_image",) if settings.threadwise.images else ()
+        tools = ToolGovernance(admin, ChannelPolicies(database), registry, also_known=images, open_ended=True)
         return await run_admin(
-            admin, Retention(database), args, retention_days=settings.safety.retention_days
+            admin, Retention(database), args, retention_days=settings.safety.retention_days, tools=tools
         )
 
 

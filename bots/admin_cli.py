@@ -14,6 +14,7 @@ from core.admin import AdminService, describe_limit, describe_moderation
 from core.periods import parse_duration
 from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
 from core.retention import Retention
+from core.tools.governance import ToolGovernance, parse_channel
 from core.types import ChatUser
 
 
@@ -65,6 +66,16 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     forget.add_argument("user", help="platform:user_id")
     forget.add_argument("--yes", action="store_true", help="erase without asking (for scripts)")
 
+    tools = actions.add_parser("tools", help="which tools the model may use per channel")
+    tools_actions = tools.add_subparsers(dest="tools_command", required=True)
+    tools_show = tools_actions.add_parser("show", help="the tools, and channels with their own list")
+    tools_show.add_argument("--channel", help="platform:workspace_id:channel_id")
+    tools_set = tools_actions.add_parser("set", help="the tools of one channel (replaces its list)")
+    tools_set.add_argument("--channel", required=True, help="platform:workspace_id:channel_id")
+    tools_set.add_argument("--tools", required=True, help="comma-separated tool names, or none")
+    tools_clear = tools_actions.add_parser("clear", help="the channel uses the default tools again")
+    tools_clear.add_argument("--channel", required=True, help="platform:workspace_id:channel_id")
+
     purge = actions.add_parser("purge", help="apply the retention policy now")
     purge.add_argument("--days", type=int, help="keep this many days (default: THREADWISE_RETENTION_DAYS)")
 
@@ -87,6 +98,7 @@ async def run_admin(
     args: argparse.Namespace,
     *,
     retention_days: int | None,
+    tools: ToolGovernance | None = None,
     confirm: Callable[[str], bool] | None = None,
 ) -> int:
     actor = cli_actor()
@@ -116,6 +128,19 @@ async def run_admin(
         await admin.record(actor, "forget", args.user, {})
         erased = await retention.erase(platform, user_id)
         print(f"erased {erased.describe()}")
+        return 0
+    if command == "tools":
+        if tools is None:
+            print("threadwise admin tools: tools are switched off (THREADWISE_TOOLS=none)", file=sys.stderr)
+            return 2
+        if args.tools_command == "show":
+            channel = parse_channel(args.channel) if args.channel else None
+            print(await tools.show(actor, channel))
+        elif args.tools_command == "set":
+            names = [] if args.tools.strip().lower() == "none" else [n.strip() for n in args.tools.split(",")]
+            print(await tools.set(actor, parse_channel(args.channel), [n for n in names if n]))
+        else:
+            print(await tools.clear(actor, parse_channel(args.channel)))
         return 0
     if command == "purge":
         days = args.days or retention_days

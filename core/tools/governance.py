@@ -12,10 +12,22 @@ from core.types import ChatUser
 
 
 class ToolGovernance:
-    def __init__(self, admin: AdminService, policies: ChannelPolicies, registry: ToolRegistry) -> None:
+    def __init__(
+        self,
+        admin: AdminService,
+        policies: ChannelPolicies,
+        registry: ToolRegistry,
+        *,
+        also_known: Sequence[str] = (),
+        open_ended: bool = False,
+    ) -> None:
+        """``also_known``: names valid though not in ``registry`` here; ``open_ended``: accept any name with a
+        note (the shell cannot see which tools MCP servers offer)."""
         self._admin = admin
         self._policies = policies
         self._registry = registry
+        self._also_known = frozenset(also_known)
+        self._open_ended = open_ended
 
     async def show(self, actor: ChatUser, channel: Channel | None = None) -> str:
         await self._admin.record(actor, "tools.show", _name(channel) if channel else None, {})
@@ -23,6 +35,8 @@ class ToolGovernance:
         for name, tool in sorted(self._registry.tools.items()):
             marks = ("*" if tool.enabled_by_default else "") + (" admin" if tool.admin_only else "")
             lines.append(f"  {name}{(' ' + marks.strip()) if marks.strip() else ''}: {tool.description}")
+        if self._also_known:
+            lines.append(f"  also, when serving: {', '.join(sorted(self._also_known))}")
         policies = await self._policies.all()
         chosen = [
             (ch, policy) for ch, policy in policies if policy.tools is not None and channel in (None, ch)
@@ -35,8 +49,13 @@ class ToolGovernance:
         return "\n".join(lines)
 
     async def set(self, actor: ChatUser, channel: Channel, names: Sequence[str]) -> str:
-        unknown = [name for name in names if self._registry.get(name) is None]
-        if unknown:
+        unknown = [
+            name for name in names if self._registry.get(name) is None and name not in self._also_known
+        ]
+        note = ""
+        if unknown and self._open_ended:
+            note = f" ({', '.join(unknown)}: not a built-in tool; offered only if an MCP server provides it)"
+        elif unknown:
             known = ", ".join(self._registry.names()) or "none"
             raise BadInput(f"Unknown tool(s): {', '.join(unknown)}. Known: {known}.")
         await self._admin.record(actor, "tools.set", _name(channel), {"tools": list(names)})
@@ -44,7 +63,7 @@ class ToolGovernance:
             channel, list(dict.fromkeys(names)), by=f"{actor.platform}:{actor.user_id}"
         )
         listed = ", ".join(dict.fromkeys(names)) or "no tools"
-        return f"{_name(channel)} now offers: {listed}."
+        return f"{_name(channel)} now offers: {listed}.{note}"
 
     async def clear(self, actor: ChatUser, channel: Channel) -> str:
         await self._admin.record(actor, "tools.clear", _name(channel), {})

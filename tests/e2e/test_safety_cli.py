@@ -37,3 +37,22 @@ async def test_moderation_log_forget_and_purge_from_the_shell(run_cli, fake_open
     assert purged.code == 0 and "older than 30 days: 0 messages" in purged.out
     unset = await run_cli("admin", "purge", env=env)
     assert unset.code == 2 and "THREADWISE_RETENTION_DAYS" in unset.err
+
+
+async def test_tools_of_a_channel_from_the_shell(run_cli, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    env = openai_env(fake_openai)
+    shown = await run_cli("admin", "tools", "show", env=env)
+    assert shown.code == 0 and "calculator *" in shown.out
+    assert "also, when serving: generate_image" in shown.out
+    chosen = await run_cli(
+        "admin", "tools", "set", "--channel", "slack:T1:C1", "--tools", "calculator,files__read", env=env
+    )
+    assert chosen.code == 0, chosen.err
+    assert "slack:T1:C1 now offers: calculator, files__read." in chosen.out
+    assert "files__read: not a built-in tool" in chosen.out
+    listed = await run_cli("admin", "tools", "show", "--channel", "slack:T1:C1", env=env)
+    assert "slack:T1:C1: calculator, files__read" in listed.out
+    cleared = await run_cli("admin", "tools", "clear", "--channel", "slack:T1:C1", env=env)
+    assert cleared.out.strip() == "slack:T1:C1 uses the default tools again."
+    bad = await run_cli("admin", "tools", "set", "--channel", "slack:C1", "--tools", "calculator", env=env)
+    assert bad.code == 2 and "platform:workspace_id:channel_id" in bad.err
