@@ -33,6 +33,7 @@ from core.input_limits import InputLimitGuard, InputLimits
 from core.llm import LLMClient
 from core.metrics import Metrics
 from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator, OutputModeration
+from core.modlog import ModLog
 from core.pricing import ModelPrice, PriceFileError, PriceTable, usd
 from core.ratelimit import RateLimitGuard, rate_limit_storage
 from core.redaction import Redactor
@@ -66,6 +67,7 @@ class Core:
     conversations: ConversationService
     commands: Commands
     tools: ToolRegistry
+    modlog: ModLog
 
 
 def build_budgets(settings: Settings, database: Database) -> Budgets:
@@ -108,7 +110,9 @@ class Safety:
     policy: ModerationPolicy | None  # the server-wide moderation policy (None: moderation off)
 
 
-def build_safety(settings: Settings, database: Database, llm: LLMClient, policies: ChannelPolicies) -> Safety:
+def build_safety(
+    settings: Settings, database: Database, llm: LLMClient, policies: ChannelPolicies, modlog: ModLog
+) -> Safety:
     limits = settings.limits
     safety = settings.safety
     guards: list[TurnGuard] = [
@@ -127,7 +131,7 @@ def build_safety(settings: Settings, database: Database, llm: LLMClient, policie
         ),
     ]
     content: list[TurnGuard] = []
-    audit = ModerationAudit(database, keep_content=safety.moderation_keep_content)
+    audit = ModerationAudit(database, keep_content=safety.moderation_keep_content, modlog=modlog)
     if safety.redact and safety.redact_rules:
         content.append(RedactionGuard(Redactor(safety.redact_rules), audit))
     guards.extend(content)
@@ -203,7 +207,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             budgets = build_budgets(settings, database)
             admin = build_admin(settings, database, budgets)
             policies = ChannelPolicies(database)
-            safety = build_safety(settings, database, llm, policies)
+            modlog = ModLog()
+            safety = build_safety(settings, database, llm, policies, modlog)
             images = (
                 ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
                 if tw.images
@@ -264,7 +269,10 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 default_model=tw.model,
                 models=models if tw.model in models else (tw.model, *models),
             )
-            yield Core(settings, database, llm, counter, metrics, budgets, admin, service, commands, registry)
+            yield Core(
+                settings, database, llm, counter, metrics, budgets, admin, service, commands, registry, modlog
+            )
+            await modlog.drain()
     finally:
         await llm.close()
 

@@ -22,6 +22,7 @@ from core.db.models import ModerationEvent
 from core.db.session import Database
 from core.errors import ContentBlocked
 from core.images import sniff_image
+from core.modlog import ModerationNotice, ModLog
 from core.periods import Clock, utc_now
 from core.settings import SettingsError
 from core.types import IncomingMessage
@@ -159,10 +160,18 @@ class Moderator:
 class ModerationAudit:
     """Writes decisions to ``moderation_events`` (scores and categories; raw content only if allowed)."""
 
-    def __init__(self, database: Database, *, keep_content: bool = False, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        keep_content: bool = False,
+        clock: Clock = utc_now,
+        modlog: ModLog | None = None,
+    ) -> None:
         self._db = database
         self._keep_content = keep_content
         self._clock = clock
+        self._modlog = modlog
 
     async def record(
         self,
@@ -187,6 +196,20 @@ class ModerationAudit:
                     redactions=list(redactions),
                     content=content if self._keep_content and decision.action in ("flag", "block") else None,
                     created_at=self._clock(),
+                )
+            )
+        if self._modlog is not None and decision.action in ("flag", "block"):
+            key = message.key
+            self._modlog.notify(
+                ModerationNotice(
+                    key.platform,
+                    key.workspace_id,
+                    key.channel_id,
+                    message.user.user_id,
+                    direction,
+                    decision.action,
+                    tuple(decision.categories),
+                    dict(decision.scores),
                 )
             )
 

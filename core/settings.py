@@ -126,6 +126,12 @@ class ThreadwiseSettings(BaseSettings):
     discord_sharded: bool = False
     discord_edit_interval: float = Field(default=1.0, ge=0.2, le=10)
     discord_ready_timeout: float = Field(default=60.0, gt=0)
+    slack_modlog_channel: str | None = None  # channel id that hears of flagged and blocked messages
+    discord_modlog_channel: int | None = None
+
+    _no_modlog = field_validator("slack_modlog_channel", "discord_modlog_channel", mode="before")(
+        _blank_to_none
+    )
 
     @field_validator("discord_guilds", mode="before")
     @classmethod

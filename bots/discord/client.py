@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -26,7 +26,9 @@ from bots.discord.commands import AdminCommands, AiCommands, report_failure
 from bots.discord.config import DiscordOptions
 from bots.discord.events import MessageEvents
 from bots.discord.inflight import InFlight
+from bots.discord.replier import NO_MENTIONS
 from core.errors import BotError
+from core.modlog import ModerationNotice
 
 if TYPE_CHECKING:
     from bots.__main__ import Core
@@ -160,12 +162,30 @@ async def open_discord(
         await _connected(client, connection, options.ready_timeout)
         user = client.user
         log.info("Discord: connected as %s (%s) in %d guild(s)", user, user and user.id, len(client.guilds))
+        modlog_channel = core.settings.threadwise.discord_modlog_channel
+        if modlog_channel is not None:
+            core.modlog.register("discord", _modlog_sink(client, modlog_channel))
         yield
     finally:
         await inflight.drain(SHUTDOWN_GRACE)
+        await core.modlog.drain()  # notices of the last turns, while the client can still post
+        core.modlog.unregister("discord")
         await client.close()
         if connection is not None:
             connection.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connection
         restore()
+
+
+def _modlog_sink(client: discord.Client, channel_id: int) -> Callable[[ModerationNotice], Awaitable[None]]:
+    """Posts moderation notices to the mod-log channel; mentions are shown but nobody is pinged."""
+
+    async def post(notice: ModerationNotice) -> None:
+        channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            raise TypeError(f"THREADWISE_DISCORD_MODLOG_CHANNEL {channel_id} is not a text channel")
+        text = notice.describe(user=f"<@{notice.user_id}>", channel=f"<#{notice.channel_id}>")
+        await channel.send(f":triangular_flag_on_post: {text}", allowed_mentions=NO_MENTIONS)
+
+    return post

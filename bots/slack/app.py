@@ -28,6 +28,7 @@ from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
 from bots.slack.replier import EDIT_INTERVAL
+from core.modlog import ModerationNotice
 from core.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -114,6 +115,16 @@ async def open_slack(
                 "Token (xoxb-…) from OAuth & Permissions"
             ) from None
         log.info("Slack bot %s in workspace %s", identity.get("user_id"), identity.get("team"))
+        modlog_channel = core.settings.threadwise.slack_modlog_channel
+        if modlog_channel:
+
+            async def post_notice(notice: ModerationNotice) -> None:
+                text = notice.describe(user=f"<@{notice.user_id}>", channel=f"<#{notice.channel_id}>")
+                await app.client.chat_postMessage(
+                    channel=modlog_channel, text=f":triangular_flag_on_post: {text}"
+                )
+
+            core.modlog.register("slack", post_notice)
         try:
             if slack.app_token is not None:
                 handler = AsyncSocketModeHandler(
@@ -140,3 +151,5 @@ async def open_slack(
                 yield
         finally:
             await tasks.close(SHUTDOWN_GRACE)
+            await core.modlog.drain()  # notices of the last turns, while the client can still post
+            core.modlog.unregister("slack")

@@ -44,13 +44,23 @@ def settings_for(fake: FakeDiscord, openai: FakeOpenAI, tmp_path: Path, **groups
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    tmp_path: Path, *, sharded: bool = False, token: str | None = None, **groups: dict[str, Any]
+    tmp_path: Path,
+    *,
+    sharded: bool = False,
+    token: str | None = None,
+    modlog_in_general: bool = False,
+    **groups: dict[str, Any],
 ) -> AsyncIterator[Harness]:
     from bots.discord.client import open_discord
 
     async with FakeDiscord() as discord, FakeOpenAI(api_key="test-key") as openai:
         if token is not None:
             groups["discord"] = {"bot_token": token}
+        if modlog_in_general:
+            groups["threadwise"] = {
+                **groups.get("threadwise", {}),
+                "discord_modlog_channel": discord.channel_id,
+            }
         settings = settings_for(discord, openai, tmp_path, **groups)
         options = DiscordOptions(edit_interval=EDIT_INTERVAL, sharded=sharded)
         async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:

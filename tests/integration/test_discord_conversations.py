@@ -304,3 +304,20 @@ async def test_messages_sent_back_to_back_in_a_thread_are_answered_in_order(bot:
     assert [m.content for m in fake.bot_messages(thread)] == ["Opened.", "echo: one", "echo: two"]
     history = user_texts(bot.openai.chat_requests()[-1])
     assert history == ["count with me", "Opened.", "one", "echo: one", "two"]
+
+
+async def test_flagged_messages_are_announced_in_the_mod_log_channel(tmp_path: Path) -> None:
+    async with running_bot(tmp_path, modlog_in_general=True) as bot:
+        fake = bot.discord
+        bot.openai.moderation_flags = {"idiot": {"harassment": 0.5}}
+        dm = fake.dm_channel(fake.owner)
+        bot.openai.script(Reply("Let's keep it friendly."))
+        await fake.message_create(dm, "you idiot")
+        await fake.wait_for(lambda: fake.bot_messages(dm))
+        await bot.core.modlog.drain()
+        (notice,) = fake.bot_messages(fake.channel_id)
+    owner = fake.owner["id"]
+    assert notice.content == (
+        f":triangular_flag_on_post: Moderation flagged a message from <@{owner}> in <#{dm}>: harassment "
+        "(top: harassment 0.50)"
+    )

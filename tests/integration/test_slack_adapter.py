@@ -578,3 +578,23 @@ async def test_socket_mode_answers_mentions_and_slash_commands(
         await fake.socket_send("slash_commands", fake.command_payload("/ai-admin", "report", user="U0BOB"))
         await slack.background.idle()
         assert fake.responses[-1]["text"].startswith(":warning:") and fake.uploads == {}
+
+
+async def test_flagged_and_blocked_messages_are_announced_in_the_mod_log_channel(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.moderation_flags = {"idiot": {"harassment": 0.5}, "bomb": {"violence": 0.95}}
+    async with running_slack(tmp_path, fake_openai, slack_modlog_channel="C0MODS") as slack:
+        slack.openai.script(Reply(text="Let's keep it friendly."))
+        await slack.mention("you idiot")
+        await slack.mention("how to build a bomb")
+        await slack.mention("hello there")
+        await slack.core.modlog.drain()
+        notices = [m.current for m in slack.fake.bot_messages("C0MODS")]
+    assert notices == [
+        ":triangular_flag_on_post: Moderation flagged a message from <@U0ALICE> in <#C0GENERAL>: harassment "
+        "(top: harassment 0.50)",
+        ":triangular_flag_on_post: Moderation blocked a message from <@U0ALICE> in <#C0GENERAL>: violence "
+        "(top: violence 0.95)",
+    ]
+    assert all("idiot" not in n and "bomb" not in n for n in notices)  # what was said stays out of the log
