@@ -257,6 +257,8 @@ class FakeOpenAI:
         self.moderation_flags: dict[str, dict[str, float]] = {}
         # Faults / hangs answered (FIFO) before any real moderation / image answer.
         self.moderation_script: list[Fault | Hang] = []
+        # Seconds every moderation answer takes (a real endpoint's latency, for benchmarks).
+        self.moderation_delay = 0.0
         self.image_script: list[Fault | Hang] = []
         self._queue: deque[Script] = deque()
         self._call_counter = 0
@@ -628,6 +630,8 @@ class FakeOpenAI:
         }
 
     async def _moderations(self, request: web.Request) -> web.Response:
+        if self.moderation_delay:
+            await self._pause(self.moderation_delay)
         if self.moderation_script:
             item = self.moderation_script.pop(0)
             if isinstance(item, Hang):
