@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -74,7 +74,19 @@ class AdminService:
         self._clock = clock
 
     def is_admin(self, actor: ChatUser) -> bool:
-        return actor.is_admin or f"{actor.platform}:{actor.user_id}" in self._admins
+        return actor.is_admin or self.is_operator(actor)
+
+    def is_operator(self, actor: ChatUser) -> bool:
+        """Listed in THREADWISE_ADMINS (or the shell): rights over every workspace, user and global limit.
+        Everyone else who is an admin is one through their platform, for their own workspace only."""
+        return actor.platform == "cli" or f"{actor.platform}:{actor.user_id}" in self._admins
+
+    async def refuse(self, actor: ChatUser, action: str, target: str | None, message: str) -> NoReturn:
+        """Record a refused admin action and raise NotAuthorized with ``message``."""
+        async with self._db.unit_of_work() as session:
+            session.add(self._action(actor, action, target, {"refused": message}, allowed=False))
+        log.warning("refused admin action %s by %s:%s", action, actor.platform, actor.user_id)
+        raise NotAuthorized(message)
 
     async def _authorize(
         self, actor: ChatUser, action: str, target: str | None, details: dict[str, Any]
@@ -223,11 +235,15 @@ class AdminService:
 
     # ---- reports -------------------------------------------------------------------------------------------
 
-    async def report(self, actor: ChatUser, *, period: str, by: str) -> Report:
+    async def report(
+        self, actor: ChatUser, *, period: str, by: str, workspace: tuple[str, str] | None = None
+    ) -> Report:
         await self._authorize(actor, "report", None, {"period": period, "by": by})
         start, end, label = resolve_period(period, self._clock())
         async with self._db.reader() as session:
-            report = await build_report(session, by=by, start=start, end=end, label=label)
+            report = await build_report(
+                session, by=by, start=start, end=end, label=label, workspace=workspace
+            )
         async with self._db.unit_of_work() as session:
             session.add(self._action(actor, "report", None, {"period": period, "by": by}, allowed=True))
         return report
@@ -242,6 +258,7 @@ class AdminService:
         user: str | None = None,
         action: str | None = None,
         since: datetime | None = None,
+        workspace: tuple[str, str] | None = None,
     ) -> list[ModerationEvent]:
         """Recent moderation decisions, newest first; ``user`` is platform:user_id, ``action`` e.g. block."""
         filters = {"limit": limit, "user": user, "action": action, "since": _iso(since)}
@@ -258,6 +275,10 @@ class AdminService:
             )
         if action is not None:
             statement = statement.where(ModerationEvent.action == action)
+        if workspace is not None:
+            statement = statement.where(
+                ModerationEvent.platform == workspace[0], ModerationEvent.workspace_id == workspace[1]
+            )
         if since is not None:
             statement = statement.where(ModerationEvent.created_at >= since)
         async with self._db.reader() as session:

@@ -19,7 +19,7 @@ from core.admin import AdminService, describe_limit, describe_moderation
 from core.budgets import Budgets, describe_usage
 from core.channel_policies import Channel, ChannelPolicies
 from core.conversations import ConversationService
-from core.errors import BadInput, NotAuthorized
+from core.errors import BadInput
 from core.image_generation import ImageGenerator
 from core.moderation import ModerationPolicy
 from core.periods import Clock, parse_duration, utc_now
@@ -28,6 +28,13 @@ from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
 from core.retention import Retention
 from core.tools.governance import ToolGovernance
 from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+
+Tenant = tuple[str, str] | None  # (platform, workspace_id) a server admin is limited to; None: an operator
+OPERATORS_ONLY = (
+    "Only the operators listed in THREADWISE_ADMINS can do that: bans and user or global budgets apply to "
+    "every workspace. As a workspace admin you manage your own channels and workspace."
+)
+OUTSIDE_WORKSPACE = "As a workspace admin you can manage only the channels and budget of your own workspace."
 
 AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "forget", "help")
 ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation", "tools")
@@ -176,14 +183,21 @@ class Commands:
     async def admin(self, user: ChatUser, key: ConversationKey, command: str, args: str) -> CommandReply:
         """`/ai-admin <command> <args>`; NotAuthorized for non-admins (recorded by AdminService)."""
         command = command.strip().lower()
+        if not self.is_admin(user):  # before anything else: a refusal tells nothing and is recorded
+            await self._admin.refuse(user, command or "help", None, "Only admins can do that.")
+        # Operators (THREADWISE_ADMINS) act everywhere; a Slack workspace admin or Discord server manager acts
+        # on their own workspace only: its channels, its budget, its report and moderation log.
+        tenant = None if self._admin.is_operator(user) else (key.platform, key.workspace_id)
         try:
             words = shlex.split(args)
         except ValueError as exc:
             raise BadInput(f"I couldn't read that: {exc}.") from None
         if command == "quota":
-            return await self._quota(user, key, words)
+            return await self._quota(user, key, words, tenant)
         if command == "report":
-            return await self._report(user, words)
+            return await self._report(user, words, tenant)
+        if command in ("ban", "unban") and tenant is not None:
+            await self._admin.refuse(user, command, None, OPERATORS_ONLY)
         if command == "ban":
             return await self._ban(user, key, words)
         if command == "unban":
@@ -193,24 +207,36 @@ class Commands:
             removed = await self._admin.unban(user, target)
             return CommandReply(f"Unbanned {target}." if removed else f"{target} was not banned.")
         if command == "moderation":
-            return await self._moderation(user, key, words)
+            return await self._moderation(user, key, words, tenant)
         if command == "tools":
-            return await self._tools_command(user, key, words)
+            return await self._tools_command(user, key, words, tenant)
         if command in ("help", ""):
-            self._admin_only(user)
             return CommandReply(ADMIN_HELP.format(periods=PERIOD_HELP))
         raise BadInput(f"Unknown admin command `{command}`. Use one of: {', '.join(ADMIN_COMMANDS)}.")
 
-    def _admin_only(self, user: ChatUser) -> None:
-        if not self.is_admin(user):
-            raise NotAuthorized("Only admins can do that.")
+    async def _within(self, user: ChatUser, tenant: Tenant, subject: str, action: str) -> None:
+        """Refuse (and record) a server admin's action on anything outside their workspace."""
+        if tenant is None:
+            return
+        mine = f"{tenant[0]}:{tenant[1]}"
+        if subject != mine and not subject.startswith(mine + ":"):
+            await self._admin.refuse(user, action, subject, OUTSIDE_WORKSPACE)
 
-    async def _quota(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+    async def _quota(
+        self, user: ChatUser, key: ConversationKey, words: list[str], tenant: Tenant
+    ) -> CommandReply:
         action = words[0].lower() if words else "show"
         rest = words[1:]
         if action == "show":
             scope = rest[0].lower() if rest else None
             limits = await self._admin.quota_show(user, scope=scope)
+            if tenant is not None:
+                mine = f"{tenant[0]}:{tenant[1]}"
+                limits = [
+                    limit
+                    for limit in limits
+                    if not limit.overridden or limit.subject == mine or limit.subject.startswith(mine + ":")
+                ]
             if not limits:
                 return CommandReply("No budgets are set: usage is unlimited.")
             lines = [describe_limit(limit) + ("" if limit.overridden else " (default)") for limit in limits]
@@ -227,6 +253,9 @@ class Commands:
             amount = " <amount>" if action == "set" else ""
             raise BadInput(f"Usage: `quota {action} {scope} <subject> <day|month>{amount}`.")
         subject = scope_subject(scope, rest[0], key)
+        if tenant is not None and scope not in ("channel", "workspace"):
+            await self._admin.refuse(user, f"quota.{action}", subject, OPERATORS_ONLY)
+        await self._within(user, tenant, subject, f"quota.{action}")
         period = rest[1].lower()
         if action == "clear":
             removed = await self._admin.quota_clear(user, scope=scope, subject=subject, period=period)
@@ -238,7 +267,7 @@ class Commands:
         )
         return CommandReply("Set: " + describe_limit(limit))
 
-    async def _report(self, user: ChatUser, words: list[str]) -> CommandReply:
+    async def _report(self, user: ChatUser, words: list[str], tenant: Tenant) -> CommandReply:
         period, by = "today", "user"
         index = 0
         while index < len(words):
@@ -251,7 +280,7 @@ class Commands:
             index += 1
         if by not in GROUPS:
             raise BadInput(f"A report is grouped by one of {', '.join(GROUPS)}, not `{by}`.")
-        report = await self._admin.report(user, period=period, by=by)
+        report = await self._admin.report(user, period=period, by=by, workspace=tenant)
         stamp = report.label.replace(" ", "-").replace("(", "").replace(")", "")
         files = (
             Attachment(f"threadwise-report-{stamp}-by-{by}.png", "image/png", to_png(report)),
@@ -282,9 +311,11 @@ class Commands:
         when = f" until {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else ""
         return CommandReply(f"Banned {target}{when}.")
 
-    async def _moderation(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+    async def _moderation(
+        self, user: ChatUser, key: ConversationKey, words: list[str], tenant: Tenant
+    ) -> CommandReply:
         if words and words[0].lower() == "policy":
-            return await self._moderation_policy_command(user, key, words[1:])
+            return await self._moderation_policy_command(user, key, words[1:], tenant)
         limit, who, action = 20, None, None
         index = 0
         while index < len(words):
@@ -303,14 +334,14 @@ class Commands:
                     f"I don't know `{words[index]}` here. "
                     "Usage: `moderation [count] [user @u] [action block]`."
                 )
-        events = await self._admin.moderation(user, limit=limit, user=who, action=action)
+        events = await self._admin.moderation(user, limit=limit, user=who, action=action, workspace=tenant)
         if not events:
             return CommandReply("No moderation events match.")
         lines = "\n".join(describe_moderation(event) for event in events)
         return CommandReply("*Moderation log* (newest first)\n" + lines)
 
     async def _moderation_policy_command(
-        self, user: ChatUser, key: ConversationKey, words: list[str]
+        self, user: ChatUser, key: ConversationKey, words: list[str], tenant: Tenant
     ) -> CommandReply:
         """`moderation policy <#channel|here> [show | clear | flag 0.3 block 0.6 | violence block 0.5 …]`"""
         if self._policies is None or self._moderation_policy is None:
@@ -322,6 +353,7 @@ class Commands:
             )
         channel = _channel(scope_subject("channel", words[0], key))
         name = ":".join(channel)
+        await self._within(user, tenant, name, "moderation.policy")
         rest = [word.lower() for word in words[1:]] or ["show"]
         current = (await self._policies.get(channel)).moderation
         if rest == ["show"]:
@@ -364,15 +396,22 @@ class Commands:
         await self._policies.set_moderation(channel, changes, by=f"{user.platform}:{user.user_id}")
         return CommandReply(f"Moderation thresholds of {name} set: {json.dumps(changes, sort_keys=True)}.")
 
-    async def _tools_command(self, user: ChatUser, key: ConversationKey, words: list[str]) -> CommandReply:
+    async def _tools_command(
+        self, user: ChatUser, key: ConversationKey, words: list[str], tenant: Tenant
+    ) -> CommandReply:
         if self._tools is None:
             raise BadInput("Tools are switched off on this server.")
         action = words[0].lower() if words else "show"
         if action == "show":
             channel = _channel(scope_subject("channel", words[1], key)) if len(words) > 1 else None
+            if channel is None and tenant is not None:
+                channel = (key.platform, key.workspace_id, key.channel_id)
+            if channel is not None:
+                await self._within(user, tenant, ":".join(channel), "tools.show")
             return CommandReply(await self._tools.show(user, channel))
         if action in ("set", "clear") and len(words) >= 2:
             channel = _channel(scope_subject("channel", words[1], key))
+            await self._within(user, tenant, ":".join(channel), f"tools.{action}")
             if action == "clear":
                 return CommandReply(await self._tools.clear(user, channel))
             names = [name.strip() for word in words[2:] for name in word.split(",") if name.strip()]

@@ -242,8 +242,9 @@ class ModerationGuard:
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
         policy = await policy_for(self._moderator, self._policies, message)
-        decision = await self._moderator.check(message.text, [a.data for a in message.attachments], policy)
-        await self._audit.record(message, "input", decision, content=message.text)
+        text = message.all_text()  # attached text files are checked with the message
+        decision = await self._moderator.check(text, [a.data for a in message.attachments], policy)
+        await self._audit.record(message, "input", decision, content=text)
         if decision.action == "block" or (decision.action == "unavailable" and not policy.fail_open):
             raise refusal(decision, "input")
         return message

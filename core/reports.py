@@ -112,7 +112,13 @@ def _group_column(by: str, dialect: str) -> Any:
 
 
 async def build_report(
-    session: AsyncSession, *, by: str, start: datetime, end: datetime, label: str
+    session: AsyncSession,
+    *,
+    by: str,
+    start: datetime,
+    end: datetime,
+    label: str,
+    workspace: tuple[str, str] | None = None,
 ) -> Report:
     group = _group_column(by, session.get_bind().dialect.name).label("group")
     statement = (
@@ -128,6 +134,11 @@ async def build_report(
         .where(UsageRecord.created_at >= start, UsageRecord.created_at < end)
         .group_by(group)
     )
+    if workspace is not None:  # a server admin sees their own workspace only
+        statement = statement.where(
+            UsageRecord.platform == workspace[0], UsageRecord.workspace_id == workspace[1]
+        )
+        label = f"{label}, {workspace[0]}:{workspace[1]}"
     rows = [
         ReportRow(str(g), int(n), int(i or 0), int(c or 0), int(o or 0), int(im or 0), int(cost or 0))
         for g, n, i, c, o, im, cost in (await session.execute(statement)).all()

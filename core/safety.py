@@ -9,7 +9,7 @@ from core.errors import ContentBlocked
 from core.injection import detect_injection
 from core.moderation import Decision, ModerationAudit
 from core.redaction import Redactor
-from core.types import IncomingMessage
+from core.types import IncomingMessage, attached_text
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,25 @@ class RedactionGuard:
         self._audit = audit
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
-        result = self._redactor.redact(message.text)
-        if not result.changed:
+        counts: dict[str, int] = {}
+
+        def redact(text: str) -> str:
+            result = self._redactor.redact(text)
+            for found in result.redactions:
+                counts[found.kind] = counts.get(found.kind, 0) + found.count
+            return result.text
+
+        text = redact(message.text)
+        attachments = []
+        for attachment in message.attachments:  # attached text files (code, logs) are redacted the same way
+            content = attached_text(attachment)
+            if content is not None:
+                attachment = dataclasses.replace(attachment, data=redact(content).encode("utf-8"))
+            attachments.append(attachment)
+        if not counts:
             return message
-        kinds = [f"{r.kind}x{r.count}" if r.count > 1 else r.kind for r in result.redactions]
-        redacted = dataclasses.replace(message, text=result.text)
+        kinds = [f"{kind}x{count}" if count > 1 else kind for kind, count in counts.items()]
+        redacted = dataclasses.replace(message, text=text, attachments=tuple(attachments))
         await self._audit.record(redacted, "input", Decision("redact"), redactions=kinds)
         log.info("redacted %s in %s", ", ".join(kinds), message.event_id)
         return redacted
@@ -46,12 +60,12 @@ class InjectionGuard:
         self._block = block
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
-        signals = detect_injection(message.text)
+        signals = detect_injection(message.all_text())
         if not signals:
             return message
         kinds = tuple(dict.fromkeys(f"injection/{signal.kind}" for signal in signals))
         action = "block" if self._block else "flag"
-        await self._audit.record(message, "input", Decision(action, kinds), content=message.text)
+        await self._audit.record(message, "input", Decision(action, kinds), content=message.all_text())
         log.warning("prompt-injection signals %s in %s (%s)", ", ".join(kinds), message.event_id, action)
         if self._block:
             raise ContentBlocked(

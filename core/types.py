@@ -37,6 +37,16 @@ class Attachment:
     data: bytes = field(repr=False)
 
 
+def attached_text(attachment: Attachment) -> str | None:
+    """The text of an attached text file (code, logs), or None for images and other binary files."""
+    if attachment.mime.startswith("image/"):
+        return None
+    try:
+        return attachment.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
     key: ConversationKey
@@ -45,6 +55,11 @@ class IncomingMessage:
     event_id: str
     received_at: datetime
     attachments: tuple[Attachment, ...] = ()
+
+    def all_text(self) -> str:
+        """The message and its attached text files, as one text (what guards must look at)."""
+        texts = [self.text, *(t for a in self.attachments if (t := attached_text(a)) is not None)]
+        return "\n\n".join(text for text in texts if text)
 
 
 class Replier(Protocol):

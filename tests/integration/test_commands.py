@@ -24,7 +24,8 @@ from tests.support import RecordingReplier
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
 ADA = ChatUser("slack", "U0ADA", "ada")
-ADMIN = ChatUser("slack", "U0BOSS", "boss", is_admin=True)
+ADMIN = ChatUser("slack", "U0BOSS", "boss", is_admin=True)  # a workspace admin (the platform says so)
+OPERATOR = ChatUser("slack", "U0OPS", "ops")  # listed in THREADWISE_ADMINS
 
 
 @pytest.fixture
@@ -37,6 +38,7 @@ async def core(
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
         "THREADWISE_MODELS": "gpt-4o-mini,gpt-4.1-mini",
         "THREADWISE_USER_DAILY_BUDGET_USD": "1",
+        "THREADWISE_ADMINS": "slack:U0OPS",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -125,22 +127,71 @@ async def test_image_prompt_goes_through_moderation(core: Core, fake_openai: Fak
 
 
 async def test_non_admins_are_refused_and_the_refusal_is_recorded(core: Core) -> None:
-    for command, args in [("quota", "show"), ("report", "today"), ("ban", "<@U0BOB>"), ("moderation", "")]:
-        with pytest.raises(NotAuthorized):
+    attempts = [
+        ("quota", "show"),
+        ("quota", "set channel here day lots"),  # refused before its arguments are even read
+        ("report", "today"),
+        ("ban", "<@U0BOB>"),
+        ("unban", "<@U0BOB>"),
+        ("moderation", ""),
+        ("moderation", "policy here flag 7"),
+        ("tools", "set here bogus"),
+        ("help", ""),
+    ]
+    for command, args in attempts:
+        with pytest.raises(NotAuthorized) as refused:
             await core.commands.admin(ADA, KEY, command, args)
+        assert refused.value.user_message == "Only admins can do that."
     async with core.database.reader() as session:
-        refused = (await session.execute(select(AdminAction).where(AdminAction.allowed.is_(False)))).all()
-    assert len(refused) == 4
+        rows = (await session.execute(select(AdminAction).where(AdminAction.allowed.is_(False)))).scalars()
+        assert sorted(row.action for row in rows) == sorted(command for command, _ in attempts)
+
+
+async def test_a_workspace_admin_manages_only_their_own_workspace(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    elsewhere = ConversationKey("slack", "T2", "C9", "1700000000.000500")
+    await turn(core, "spend in T1", "e1")
+    other = IncomingMessage(
+        elsewhere, ChatUser("slack", "U0ZED", "zed"), "spend in T2", "e2", datetime.now(UTC)
+    )
+    await core.conversations.handle(other, RecordingReplier())
+
+    # allowed: their channels and their workspace
+    assert (await core.commands.admin(ADMIN, KEY, "quota", "set channel here day $2")).text.startswith("Set:")
+    assert (await core.commands.admin(ADMIN, KEY, "quota", "set workspace here month $50")).text.startswith(
+        "Set:"
+    )
+    report = (await core.commands.admin(ADMIN, KEY, "report", "today by user")).text
+    assert "slack:U0ADA" in report and "U0ZED" not in report  # their workspace's spend only
+    assert "T1" in report
+    # refused: another workspace, users, global limits, bans (they reach every workspace)
+    refusals = [
+        ("quota", "set channel slack:T2:C9 day $0"),
+        ("quota", "set workspace slack:T2 day $0"),
+        ("quota", "set user <@U0ADA> day unlimited"),
+        ("quota", "set global day $0"),
+        ("ban", "<@U0ZED>"),
+        ("unban", "<@U0ZED>"),
+        ("tools", "set slack:T2:C9 none"),
+        ("moderation", "policy slack:T2:C9 flag 0.1"),
+    ]
+    for command, args in refusals:
+        with pytest.raises(NotAuthorized):
+            await core.commands.admin(ADMIN, KEY, command, args)
+    # an operator sees everything
+    everything = (await core.commands.admin(OPERATOR, KEY, "report", "today by user")).text
+    assert "slack:U0ADA" in everything and "slack:U0ZED" in everything
 
 
 async def test_admin_sets_a_quota_in_chat_words_and_it_applies(core: Core) -> None:
-    reply = await core.commands.admin(ADMIN, KEY, "quota", "set user <@U0ADA> day $0.000001")
+    reply = await core.commands.admin(OPERATOR, KEY, "quota", "set user <@U0ADA> day $0.000001")
     assert reply.text == "Set: user slack:U0ADA per day: $0.000001"
     refused = await turn(core, "hello", "e1")
     assert refused.errors and "daily budget" in refused.errors[0].user_message
-    shown = (await core.commands.admin(ADMIN, KEY, "quota", "show user")).text
+    shown = (await core.commands.admin(OPERATOR, KEY, "quota", "show user")).text
     assert "user slack:U0ADA per day: $0.000001" in shown and "(default)" in shown
-    await core.commands.admin(ADMIN, KEY, "quota", "clear user <@U0ADA> day")
+    await core.commands.admin(OPERATOR, KEY, "quota", "clear user <@U0ADA> day")
     assert (await turn(core, "hello again", "e2")).finished
 
 
@@ -155,12 +206,12 @@ async def test_report_carries_a_chart_and_a_csv(core: Core) -> None:
 
 
 async def test_ban_and_unban_from_chat(core: Core) -> None:
-    assert (await core.commands.admin(ADMIN, KEY, "ban", "<@U0ADA> 2h spamming")).text.startswith(
+    assert (await core.commands.admin(OPERATOR, KEY, "ban", "<@U0ADA> 2h spamming")).text.startswith(
         "Banned slack:U0ADA until"
     )
-    assert "spamming" in (await core.commands.admin(ADMIN, KEY, "ban", "list")).text
+    assert "spamming" in (await core.commands.admin(OPERATOR, KEY, "ban", "list")).text
     assert (await turn(core, "hello", "e1")).errors
-    assert (await core.commands.admin(ADMIN, KEY, "unban", "<@U0ADA>")).text == "Unbanned slack:U0ADA."
+    assert (await core.commands.admin(OPERATOR, KEY, "unban", "<@U0ADA>")).text == "Unbanned slack:U0ADA."
     assert (await turn(core, "hello", "e2")).finished
 
 
@@ -170,10 +221,10 @@ async def test_moderation_log_lists_recent_decisions_with_filters(
     fake_openai.moderation_flags = {"idiot": {"harassment": 0.5}}
     await turn(core, "you idiot", "e1")
     await turn(core, "write to jane@example.com", "e2")
-    everything = (await core.commands.admin(ADMIN, KEY, "moderation", "")).text
+    everything = (await core.commands.admin(OPERATOR, KEY, "moderation", "")).text
     assert "input flag harassment (harassment 0.50)" in everything
     assert "redacted email" in everything
-    flagged = (await core.commands.admin(ADMIN, KEY, "moderation", "5 action flag user <@U0ADA>")).text
+    flagged = (await core.commands.admin(OPERATOR, KEY, "moderation", "5 action flag user <@U0ADA>")).text
     lines = flagged.splitlines()[1:]  # the echoed answer was flagged too
     assert [line.split()[5:7] for line in lines] == [["output", "flag"], ["input", "flag"]]
     assert "jane@example.com" not in everything

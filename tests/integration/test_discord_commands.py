@@ -123,9 +123,10 @@ async def test_admin_commands_are_refused_for_members(bot: Harness) -> None:
 
 async def test_report_for_a_manage_server_member_has_chart_and_csv(bot: Harness) -> None:
     fake = bot.discord
-    dm = fake.dm_channel(fake.owner)
-    bot.openai.script(Reply("ok"))
-    await fake.message_create(dm, "spend something")
+    bot.openai.script(Reply("ok"), Reply("also ok"))
+    await answer(bot, await fake.interact("ai", "ask", {"prompt": "spend something in this server"}))
+    dm = fake.dm_channel(fake.owner)  # a DM is nobody's server: a server manager's report leaves it out
+    await fake.message_create(dm, "spend something privately")
     await fake.wait_for(lambda: fake.bot_messages(dm))
 
     manager = fake.user(fake.snowflake(), "manager")
@@ -139,6 +140,7 @@ async def test_report_for_a_manage_server_member_has_chart_and_csv(bot: Harness)
     png = next(data for message in shown for name, data in message.files if name.endswith(".png"))
     assert png.startswith(b"\x89PNG")
     assert f"discord:{fake.owner['id']}" in shown[0].content  # the summary names who spent
+    assert "1 calls" in shown[0].content and f"discord:{fake.guild_id}" in shown[0].content
 
 
 async def test_threadwise_admins_may_use_admin_commands_without_manage_server(bot: Harness) -> None:
