@@ -77,12 +77,24 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     tools_clear.add_argument("--channel", required=True, help="platform:workspace_id:channel_id")
 
     purge = actions.add_parser("purge", help="apply the retention policy now")
-    purge.add_argument("--days", type=int, help="keep this many days (default: THREADWISE_RETENTION_DAYS)")
+    purge.add_argument(
+        "--days", type=positive_int, help="keep this many days (default: THREADWISE_RETENTION_DAYS)"
+    )
 
 
 def cli_actor() -> ChatUser:
     name = getpass.getuser()
     return ChatUser("cli", name, name, is_admin=True)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def parse_day(text: str) -> datetime:

@@ -17,7 +17,7 @@ from core.db.models import Attachment as AttachmentRow
 from core.db.models import Message
 from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
 from core.db.session import Database
-from core.errors import BadInput, BotError, LLMUnavailable, QuotaExceeded
+from core.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, QuotaExceeded
 from core.history import HistoryEntry, HistoryStore, wire_message
 from core.hooks import BudgetGate, CallPlan, CallUsage, NoBudget, ToolResult, ToolRunner, TurnGuard
 from core.images import sniff_image
@@ -328,8 +328,11 @@ class ConversationService:
             checked = await self._output.stream(message) if self._output is not None else None
             shown = 0
 
+            streamed = ""
+
             async def on_text(text: str, checked: ModeratedStream | None = checked) -> None:
-                nonlocal shown
+                nonlocal shown, streamed
+                streamed = text
                 if checked is None:
                     await replier.update(text)
                     return
@@ -338,14 +341,21 @@ class ConversationService:
                     shown = visible
                     await replier.update(text[:visible])
 
-            completion = await self._llm.stream(
-                model=model,
-                messages=messages,
-                max_output_tokens=self._config.max_output_tokens,
-                on_text=on_text,
-                tools=tools,
-                tool_choice=None if may_call or not tools else "none",
-            )
+            try:
+                completion = await self._llm.stream(
+                    model=model,
+                    messages=messages,
+                    max_output_tokens=self._config.max_output_tokens,
+                    on_text=on_text,
+                    tools=tools,
+                    tool_choice=None if may_call or not tools else "none",
+                )
+            except ContentBlocked:
+                # Stopped mid-stream (by output moderation or the provider's filter): the provider bills what
+                # it read and wrote, so the turn is charged our exact count of it.
+                written = self._counter.count_text(model, streamed)
+                usages.append(CallUsage(model, Usage(prompt_tokens, 0, written), conversation_id))
+                raise
             usages.append(CallUsage(model, self._usage(completion, model, prompt_tokens), conversation_id))
             if checked is not None:
                 await checked.finish(completion.text)

@@ -15,8 +15,16 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Conversation, Message, ModerationEvent, ProcessedEvent, UsageRecord
+from core.db.models import (
+    Conversation,
+    Message,
+    ModerationEvent,
+    ProcessedEvent,
+    ToolCallRecord,
+    UsageRecord,
+)
 from core.db.session import Database
+from core.errors import BadInput
 from core.periods import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,8 @@ class Retention:
         """Remove what is older than ``days``: messages of conversations idle that long (whole conversations,
         so tool calls and results never part), moderation events and processed-event ids; the ledger loses
         its user ids."""
+        if days < 1:
+            raise BadInput(f"Retention is a number of days, at least 1 (not {days}).")
         cutoff = self._clock() - timedelta(days=days)
         async with self._db.unit_of_work() as session:
             idle = select(Conversation.id).where(Conversation.updated_at < cutoff)
@@ -86,6 +96,7 @@ class Retention:
                 .values(user_id=None)
             )
             events = await session.execute(delete(ProcessedEvent).where(ProcessedEvent.created_at < cutoff))
+            await session.execute(delete(ToolCallRecord).where(ToolCallRecord.created_at < cutoff))
         summary = PurgeSummary(
             conversations,
             messages,
@@ -117,6 +128,11 @@ class Retention:
             )
             usage = await session.execute(
                 update(UsageRecord).where(*_usage_of(platform, user_id)).values(user_id=None)
+            )
+            await session.execute(  # tool arguments can hold what the user asked for
+                delete(ToolCallRecord).where(
+                    ToolCallRecord.platform == platform, ToolCallRecord.user_id == user_id
+                )
             )
         summary = ErasureSummary(plan.conversations, messages, _count(moderation), _count(usage))
         log.info("erased the data of %s:%s: %s", platform, user_id, summary)

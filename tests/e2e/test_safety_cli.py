@@ -35,6 +35,8 @@ async def test_moderation_log_forget_and_purge_from_the_shell(run_cli, fake_open
 
     purged = await run_cli("admin", "purge", "--days", "30", env=env)
     assert purged.code == 0 and "older than 30 days: 0 messages" in purged.out
+    negative = await run_cli("admin", "purge", "--days", "-5", env=env)
+    assert negative.code == 2 and "must be at least 1" in negative.err
     unset = await run_cli("admin", "purge", env=env)
     assert unset.code == 2 and "THREADWISE_RETENTION_DAYS" in unset.err
 

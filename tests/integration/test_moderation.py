@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.budgets import Budgets
 from core.conversations import TurnOutcome
-from core.db.models import Message, ModerationEvent
+from core.db.models import BudgetCounter, Message, ModerationEvent, UsageRecord
 from core.db.session import Database
 from core.errors import ContentBlocked
 from core.llm import LLMClient
 from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator, OutputModeration
+from core.pricing import ModelPrice, PriceTable, usd
 from core.types import Attachment
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, png_bytes
 from tests.support import RecordingReplier, incoming, make_llm, make_service
@@ -130,4 +132,34 @@ async def test_moderation_endpoint_down(database: Database, fake_openai: FakeOpe
         assert "Content checks are unavailable" in replier.errors[0].user_message
         assert fake_openai.chat_requests() == []
     assert await events(database) == [("input", "unavailable", [])]
+    await llm.close()
+
+
+async def test_an_answer_blocked_mid_stream_is_still_charged(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.moderation_flags = {"forbidden recipe": {"illicit/violent": 0.97}}
+    answer = "Sure.\n\nHere is the forbidden recipe.\n\n" + "More words follow here. " * 60
+    fake_openai.script(Reply(text=answer, chunk_chars=8, chunk_delay=0.01))  # the block lands mid-stream
+    llm = make_llm(fake_openai.base_url)
+    moderator = Moderator(llm.sdk, ModerationPolicy())
+    audit = ModerationAudit(database)
+    prices = PriceTable(fallback=ModelPrice(usd("1"), usd("1"), usd("1")), image_fallback=0)
+    budgets = Budgets(database, prices, {("user", "day"): (usd("5"), None)})
+    service = make_service(
+        database,
+        llm,
+        guards=[ModerationGuard(moderator, audit)],
+        output_moderation=OutputModeration(moderator, audit, segment_chars=40),
+        budget=budgets,
+    )
+    replier = RecordingReplier()
+    assert await service.handle(incoming("tell me", "e1"), replier) is TurnOutcome.FAILED
+    assert isinstance(replier.errors[0], ContentBlocked)
+    async with database.reader() as session:
+        (row,) = (await session.execute(select(UsageRecord))).scalars().all()
+        counters = (await session.execute(select(BudgetCounter))).scalars().all()
+    assert row.input_tokens > 0 and 0 < row.output_tokens < len(answer)  # what was read and written so far
+    assert all(counter.reserved_micros == 0 for counter in counters)  # the hold is gone
+    assert all(counter.spent_micros == row.cost_micros for counter in counters)
     await llm.close()

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from core.budgets import Budgets
-from core.db.models import Attachment, Conversation, Message, ModerationEvent, ProcessedEvent, UsageRecord
+from core.db.models import (
+    Attachment,
+    Conversation,
+    Message,
+    ModerationEvent,
+    ProcessedEvent,
+    ToolCallRecord,
+    UsageRecord,
+)
 from core.db.session import Database
+from core.errors import BadInput
 from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator
 from core.pricing import ModelPrice, PriceTable
 from core.retention import Retention
@@ -80,6 +90,20 @@ async def test_erasure_removes_everything_of_one_user_and_nothing_of_others(
     await svc.handle(incoming("ada again", "e3", thread=shared, user_id="ADA"), RecordingReplier())
     await svc.handle(incoming("ada alone", "e4", thread="private", user_id="ADA"), RecordingReplier())
     await svc.handle(incoming("bob alone", "e5", thread="bobs", user_id="BOB"), RecordingReplier())
+    async with database.unit_of_work() as session:  # calls the model made for each of them
+        for user in ("ADA", "BOB"):
+            session.add(
+                ToolCallRecord(
+                    platform="console",
+                    workspace_id="W1",
+                    channel_id="C1",
+                    user_id=user,
+                    tool="fetch_url",
+                    arguments=f'{{"url": "https://example.com/{user}"}}',
+                    outcome="ok",
+                    duration_ms=5,
+                )
+            )
     retention = Retention(database)
 
     preview = await retention.erasure_preview("console", "ADA")
@@ -100,6 +124,8 @@ async def test_erasure_removes_everything_of_one_user_and_nothing_of_others(
     assert await count(database, UsageRecord.id, UsageRecord.user_id == "ADA") == 0
     assert await count(database, UsageRecord.id, UsageRecord.user_id == "BOB") == 2
     assert await count(database, UsageRecord.id) == 5
+    assert await count(database, ToolCallRecord.id, ToolCallRecord.user_id == "ADA") == 0
+    assert await count(database, ToolCallRecord.id, ToolCallRecord.user_id == "BOB") == 1
     assert (await retention.erasure_preview("console", "ADA")).empty
 
     # the shared thread goes on without Ada's part
@@ -110,3 +136,8 @@ async def test_erasure_removes_everything_of_one_user_and_nothing_of_others(
     sent = fake_openai.chat_requests()[-1]["messages"]
     assert "ada" not in str(sent)
     await llm.close()
+
+
+async def test_a_retention_below_one_day_is_refused(database: Database) -> None:
+    with pytest.raises(BadInput, match="at least 1"):
+        await Retention(database).purge(0)
