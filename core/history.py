@@ -106,6 +106,7 @@ class _Window:
     entries: list[HistoryEntry]
     complete: bool  # holds every visible message of the conversation
     budget: int  # the budget it was loaded for (it holds at least that much unless complete)
+    version: int = 0  # the conversation's history_version when it was loaded
 
     @property
     def last_id(self) -> int | None:
@@ -134,14 +135,17 @@ class HistoryStore:
         cached = self._cache.get(conversation_id)
         async with self._database.reader() as session:
             repo = MessageRepository(session)
-            if (
+            latest, version = await repo.state(conversation_id)  # read before loading: a change after it
+            if (  # makes the next turn reload, never serve stale history
                 cached is not None
                 and cached.encoding == encoding
                 and (cached.complete or budget <= cached.budget)
-            ) and await repo.latest_id(conversation_id) == cached.last_id:
+                and (latest, version) == (cached.last_id, cached.version)
+            ):
                 self._cache.move_to_end(conversation_id)
                 return trim(cached.entries, budget), cached.last_id
             loaded = await self._load(repo, conversation_id, model, encoding, ceiling)
+            loaded.version = version
         self._remember(conversation_id, loaded)
         return trim(loaded.entries, budget), loaded.last_id
 

@@ -23,6 +23,7 @@ from core.db.models import (
     ToolCallRecord,
     UsageRecord,
 )
+from core.db.repositories import MessageRepository
 from core.db.session import Database
 from core.errors import BadInput
 from core.periods import Clock, utc_now
@@ -74,18 +75,15 @@ class Retention:
         cutoff = self._clock() - timedelta(days=days)
         async with self._db.unit_of_work() as session:
             idle = select(Conversation.id).where(Conversation.updated_at < cutoff)
-            stale = list(
-                (await session.execute(select(Message.id).where(Message.conversation_id.in_(idle)))).scalars()
-            )
-            conversations = int(
-                (
-                    await session.execute(
-                        select(func.count(func.distinct(Message.conversation_id))).where(
-                            Message.conversation_id.in_(idle)
-                        )
-                    )
-                ).scalar_one()
-            )
+            found = (
+                await session.execute(
+                    select(Message.id, Message.conversation_id).where(Message.conversation_id.in_(idle))
+                )
+            ).all()
+            stale = [message_id for message_id, _ in found]
+            touched = sorted({conversation_id for _, conversation_id in found})
+            conversations = len(touched)
+            await MessageRepository(session).bump_version(touched)
             messages = await _delete_messages(session, stale)
             moderation = await session.execute(
                 delete(ModerationEvent).where(ModerationEvent.created_at < cutoff)
@@ -122,6 +120,7 @@ class Retention:
         the user from the usage ledger. Other people's messages in shared threads stay."""
         async with self._db.unit_of_work() as session:
             plan = await _erasure_plan(session, platform, user_id)
+            await MessageRepository(session).bump_version(plan.conversation_ids)
             messages = await _delete_messages(session, plan.message_ids)
             moderation = await session.execute(
                 delete(ModerationEvent).where(*_moderation_of(platform, user_id))
@@ -141,8 +140,12 @@ class Retention:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    conversations: int
+    conversation_ids: list[int]
     message_ids: list[int]
+
+    @property
+    def conversations(self) -> int:
+        return len(self.conversation_ids)
 
 
 async def _erasure_plan(session: AsyncSession, platform: str, user_id: str) -> _Plan:
@@ -168,7 +171,7 @@ async def _erasure_plan(session: AsyncSession, platform: str, user_id: str) -> _
                 owned = author == user_id
             if owned:
                 doomed.append(message_id)
-    return _Plan(len(conversation_ids), doomed)
+    return _Plan(conversation_ids, doomed)
 
 
 async def _delete_messages(session: AsyncSession, ids: list[int]) -> int:

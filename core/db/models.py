@@ -31,6 +31,9 @@ class Conversation(Base):
     channel_id: Mapped[str] = mapped_column(String(64))
     thread_id: Mapped[str] = mapped_column(String(128))
     model: Mapped[str | None] = mapped_column(String(100))
+    # Bumped whenever messages are hidden or deleted (reset, erasure, retention) so that every replica's
+    # cached history window of the conversation is reloaded.
+    history_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

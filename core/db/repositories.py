@@ -71,6 +71,29 @@ class MessageRepository:
     async def flush(self) -> None:
         await self._session.flush()
 
+    async def state(self, conversation_id: int) -> tuple[int | None, int]:
+        """The newest visible message id and the conversation's history version, in one query."""
+        newest = (
+            select(func.max(Message.id))
+            .where(Message.conversation_id == conversation_id, Message.status == "ok")
+            .scalar_subquery()
+        )
+        row = (
+            await self._session.execute(
+                select(newest, Conversation.history_version).where(Conversation.id == conversation_id)
+            )
+        ).one_or_none()
+        return (row[0], int(row[1])) if row is not None else (None, 0)
+
+    async def bump_version(self, conversation_ids: Sequence[int]) -> None:
+        """Messages of these conversations were hidden or deleted: cached windows must be reloaded."""
+        if conversation_ids:
+            await self._session.execute(
+                update(Conversation)
+                .where(Conversation.id.in_(list(conversation_ids)))
+                .values(history_version=Conversation.history_version + 1)
+            )
+
     async def latest_id(self, conversation_id: int) -> int | None:
         """Id of the newest message the model may see (served by the (conversation, status, id) index)."""
         result = await self._session.execute(
@@ -87,6 +110,7 @@ class MessageRepository:
             .where(Message.conversation_id == conversation_id, Message.status == "ok")
             .values(status="reset")
         )
+        await self.bump_version([conversation_id])
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def newest_first(

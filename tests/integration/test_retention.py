@@ -141,3 +141,17 @@ async def test_erasure_removes_everything_of_one_user_and_nothing_of_others(
 async def test_a_retention_below_one_day_is_refused(database: Database) -> None:
     with pytest.raises(BadInput, match="at least 1"):
         await Retention(database).purge(0)
+
+
+async def test_erasure_elsewhere_reaches_a_cached_history_window(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    """Another process (or replica) erases Ada's part while this one holds the thread's window in memory."""
+    svc, llm = service(database, fake_openai)
+    await svc.handle(incoming("ada's secret is XYZZY", "e1", user_id="ADA"), RecordingReplier())
+    await svc.handle(incoming("bob says hi", "e2", user_id="BOB"), RecordingReplier())  # Bob's is newest
+    await Retention(Database(database.engine)).erase("console", "ADA")
+    await svc.handle(incoming("bob again", "e3", user_id="BOB"), RecordingReplier())
+    sent = str(fake_openai.chat_requests()[-1]["messages"])
+    assert "XYZZY" not in sent and "bob says hi" in sent
+    await llm.close()
