@@ -21,20 +21,25 @@ the driver to the others. The SUTs are:
               20/minute per user would throttle a benchmark). Tools stay on (their definitions are sent).
 
 The fake model answers at once with a short echo ("echo: ping 17"), so what is timed is the service's own
-work plus loopback HTTP. Each variant gets untimed warm-up turns first; then, in rounds that rotate through
-the variants (so every ratio comes from the same conditions of this one run), a sequential phase (one
-turn at a time, each in a new thread) and a concurrent phase (``--concurrency`` closed-loop clients, each
-starting its next turn as soon as its last answer is visible). Turns/s is turns / wall time of the phases;
-SUT CPU is the child process's user+system time (all its threads) per turn, read from /proc.
+work plus loopback HTTP. All SUTs start first; each gets ``--warmup`` untimed turns; then, in ``--rounds``
+rounds that rotate through the variants (so every ratio comes from the same conditions of this one run),
+a sequential phase (one turn at a time, each in a new thread) and a concurrent phase (``--concurrency``
+closed-loop clients, each starting its next turn as soon as its last answer is visible). A phase of one
+round starts no new turn after ``--max-seconds`` (the table's n says how many were timed), which bounds
+the run when a variant is slow. Turns/s is turns / wall time of the phases; SUT CPU is the child process's
+user+system time (all its threads) per concurrent turn, read from /proc.
 
-The history variants mention the bot in one of ``--concurrency`` existing threads of ``--history`` stored
-messages (seeded before serving, with the repository and a bulk insert as bench/context_cost.py does:
-alternating user/assistant messages of 20-60 words). Each client keeps to its own thread; a turn adds two
-messages, so the threads grow a little during the run.
+The history variants mention the bot in existing threads of ``--history`` stored messages, one thread per
+concurrent client (the sequential phase rotates through them). They are seeded in the SUT before it
+serves, with the repository and a bulk insert as bench/context_cost.py does (alternating user/assistant
+messages of 20-60 words): running that many turns would take longer than the benchmark. A turn adds two
+messages, so the threads grow a little during the run. "cap 8k" sets THREADWISE_HISTORY_MAX_TOKENS=8000;
+"full" keeps the default (the whole thread, up to the model's window, is sent to the model).
 
 Nothing is asserted about absolute times. Run from the repository root with the virtualenv active:
 
-    python bench/slack_overhead.py [--turns N] [--concurrency N]
+    python bench/slack_overhead.py [--turns N] [--concurrency N] [--rounds N] [--warmup N]
+                                   [--max-seconds S] [--history N] [--no-pin]
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ CHANNEL = "C0BENCH"
 HISTORY_CHANNEL = "C0HISTORY"
 HISTORY_CAP = 8_000
 TURN_TIMEOUT = 30.0
+STALL = 0.5  # seconds: a median turn this slow with a zero-delay model is waiting, not working
 MIN_TURNS = 5  # a phase that hits --max-seconds still times this many turns (and one per client)
 STARTUP_TIMEOUT = 180.0
 SEED = 20240611
@@ -101,8 +107,8 @@ class Variant:
 
 VARIANTS = (
     Variant("relay (floor)", "relay"),
-    Variant("threadwise, mod off", "threadwise", {"THREADWISE_MODERATION": "false"}),
-    Variant("threadwise (mod on)", "threadwise"),
+    Variant("threadwise, moderation off", "threadwise", {"THREADWISE_MODERATION": "false"}),
+    Variant("threadwise, defaults (mod on)", "threadwise"),
     Variant(
         "tw mod off, {history} msgs, cap 8k",
         "threadwise",
@@ -375,6 +381,8 @@ class Phase:
     driver_cpu: float = 0.0
     slack_calls: int = 0
     openai_calls: int = 0
+    chat_requests: int = 0
+    chat_messages: int = 0  # messages in those requests (system + history + the new one)
 
     @property
     def turns(self) -> int:
@@ -401,6 +409,7 @@ class Running:
     port: int
     log_path: Path
     info: dict[str, Any]
+    log_from: int = 0
     sequential: Phase = field(default_factory=Phase)
     concurrent: Phase = field(default_factory=Phase)
 
@@ -474,11 +483,10 @@ class Driver:
             connector = aiohttp.TCPConnector(limit=0)
             self.session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
             for variant in VARIANTS:
-                self.running.append(await self.start(variant))
-                print(f"  started {self.running[-1].name}", file=sys.stderr, flush=True)
+                started = await self.start(variant)
+                print(f"  started {started.name}", file=sys.stderr, flush=True)
             for running in self.running:
                 await self.phase(running, args.warmup, args.concurrency, record=None)
-                await self.phase(running, min(5, args.warmup), 1, record=None)
             print("  warmed up; measuring", file=sys.stderr, flush=True)
             per_round = max(1, math.ceil(args.turns / args.rounds))
             for number in range(args.rounds):
@@ -532,6 +540,7 @@ class Driver:
                 cwd=str(self.workdir),
             )
         running = Running(variant, name, process, 0, log_path, {})
+        self.running.append(running)  # from now on stopped with the others, however the run ends
         assert process.stdout is not None
         try:
             line = await asyncio.wait_for(process.stdout.readline(), STARTUP_TIMEOUT)
@@ -541,6 +550,7 @@ class Driver:
             await self.stop(running)
             raise RuntimeError(f"{name} did not start:\n{self.log_tail(log_path)}")
         running.info = json.loads(line)
+        running.log_from = log_path.stat().st_size  # start-up notices are not what this run is about
         running.port = int(running.info["port"])
         return running
 
@@ -587,7 +597,8 @@ class Driver:
 
         async def client(index: int) -> None:
             while another():
-                latencies.append(await self.turn(running, sender, index))
+                slot = index if concurrency > 1 else begun % self.args.concurrency
+                latencies.append(await self.turn(running, sender, slot))
 
         self.slack.forget()
         self.openai.requests.clear()
@@ -608,6 +619,9 @@ class Driver:
             record.sut_cpu += sut_after - sut_before
         record.slack_calls += sum(1 for call in self.slack.calls if call.method != "users.info")
         record.openai_calls += len(self.openai.requests)
+        for body in self.openai.chat_requests():
+            record.chat_requests += 1
+            record.chat_messages += len(body.get("messages") or ())
 
     async def turn(self, running: Running, sender: Any, client: int) -> float:
         """One mention answered; returns seconds from the event POST to the final text in Slack."""
@@ -663,9 +677,12 @@ def _cpu_per_turn(phase: Phase) -> float:
     return phase.sut_cpu / phase.turns if phase.turns else 0.0
 
 
-def _log_problems(path: Path) -> list[str]:
+def _log_problems(path: Path, offset: int) -> list[str]:
+    """Warnings and errors the SUT logged after it was up."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        with path.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").splitlines()
     except OSError:
         return []
     return [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
@@ -712,19 +729,36 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
         for run in history:
             seq, con = run.sequential, run.concurrent
             tokens = run.info.get("tokens_per_thread", 0)
+            sent = con.chat_messages / con.chat_requests if con.chat_requests else 0
             lines.append(
                 f"  {run.name:<{width}}seq p50 {_x(seq.median, base.sequential.median):>6}"
                 f"  c{c}/s {_x(con.per_second, base.concurrent.per_second):>6}"
                 f"  CPU/turn {_x(_cpu_per_turn(con), _cpu_per_turn(base.concurrent)):>6}"
-                f"  (seeded {tokens:,} tokens per thread)"
+                f"  ({tokens:,} tokens seeded, {sent:,.0f} msgs a call)"
             )
     for run in runs:
-        problems = _log_problems(run.log_path)
+        problems = _log_problems(run.log_path, run.log_from)
         if problems:
-            lines += ["", f"{run.name}: {len(problems)} warning/error log lines, e.g.:", *problems[:3]]
+            shown = [textwrap.shorten(line, 200) for line in problems[:3]]
+            lines += [
+                "",
+                f"{run.name}: {len(problems)} warning/error log lines while measuring, e.g.:",
+                *shown,
+            ]
+    stalled = [run.name for run in runs if run.sequential.median >= STALL]
+    if stalled:
+        text = (
+            f"{', '.join(stalled)}: a median turn of {STALL:.1f} s or more, with a model that answers "
+            "at once, is time spent waiting, not working: e.g. the final edit waiting for a throttled "
+            "intermediate edit (bots/slack/replier.py, EDIT_INTERVAL = 1 s). Its turns/s and latencies "
+            "measure that wait."
+        )
+        lines += ["", *textwrap.wrap(text, width=110)]
     text = (
-        f"{args.turns} sequential and {args.turns} concurrent turns per variant in {args.rounds} rounds "
-        f"(after {args.warmup} warm-up turns), each one app_mention answered in its thread. "
+        f"Up to {args.turns} sequential and {args.turns} concurrent turns per variant in {args.rounds} "
+        f"rounds (after {args.warmup} warm-up turns; a phase stops starting turns after "
+        f"{args.max_seconds:g} s per round, n is what was timed), each an app_mention answered in its "
+        "thread. "
         "calls/turn: Slack Web API + OpenAI requests per turn the fakes received (users.info, cached by "
         "Threadwise, not counted). seq: one turn at a time; "
         f"c{c}: {c} clients each with its own thread. p50/p95: event POST -> final chat.update text in the "
@@ -756,7 +790,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=20, help="concurrent clients/threads (default 20)")
     parser.add_argument("--warmup", type=int, default=60, help="untimed turns per variant first (default 60)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds the timed turns are split into (default 3)"
+        "--rounds", type=int, default=2, help="rounds the timed turns are split into (default 2)"
     )
     parser.add_argument(
         "--history", type=int, default=1_000, help="messages per existing thread (default 1000)"
@@ -764,8 +798,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-seconds",
         type=float,
-        default=6.0,
-        help="a phase of one round starts no new turn after this long (default 6; the table shows n)",
+        default=5.0,
+        help="a phase of one round starts no new turn after this long (default 5; the table shows n)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the SUT and the driver to CPUs")
     parser.add_argument("--serve", choices=("relay", "threadwise"), help=argparse.SUPPRESS)
@@ -794,12 +828,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         pinned = f"Not pinned ({len(cpus) or 'unknown'} CPU(s) usable): SUT and driver shared the CPU(s)."
     print(f"Slack overhead benchmark: {_versions()}; {pinned}", flush=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="threadwise-slack-bench-") as workdir:
-        runs = asyncio.run(Driver(args, Path(workdir), sut_cpu).run())
-        for line in report(runs, args, pinned):
-            print(line)
+    try:
+        with tempfile.TemporaryDirectory(prefix="threadwise-slack-bench-") as workdir:
+            runs = asyncio.run(_drive(args, Path(workdir), sut_cpu))
+            for line in report(runs, args, pinned):
+                print(line)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        return 130
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     return 0
+
+
+async def _drive(args: argparse.Namespace, workdir: Path, sut_cpu: int | None) -> list[Running]:
+    """The driver; SIGTERM cancels it as Ctrl-C does (asyncio.run), so the children stop and the temp dir
+    is removed."""
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await Driver(args, workdir, sut_cpu).run()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import fnmatch
 import logging
 import signal
 import sys
@@ -182,11 +183,21 @@ def build_tools(
             registry.add(fetch_url_tool(options))
         except ValueError as exc:
             raise SettingsError(f"THREADWISE_FETCH_ALLOW: {exc}") from None
-    for name, tool in list(registry.tools.items()):
-        registry.tools[name] = dataclasses.replace(
-            tool, enabled_by_default=name in tw.tools, admin_only=name in tw.admin_only_tools
-        )
+    apply_tool_settings(registry, settings)
     return registry
+
+
+def apply_tool_settings(registry: ToolRegistry, settings: Settings) -> None:
+    """THREADWISE_TOOLS says which built-in tools are on by default (MCP tools are: their servers were
+    configured on purpose); THREADWISE_ADMIN_ONLY_TOOLS applies to every tool, `server__*` patterns too."""
+    tw = settings.threadwise
+    for name, tool in list(registry.tools.items()):
+        builtin = tool.source == "builtin"
+        registry.tools[name] = dataclasses.replace(
+            tool,
+            enabled_by_default=name in tw.tools if builtin else tool.enabled_by_default,
+            admin_only=any(fnmatch.fnmatchcase(name, pattern) for pattern in tw.admin_only_tools),
+        )
 
 
 @contextlib.asynccontextmanager
@@ -221,6 +232,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     McpServers(configs, connect_timeout=tw.mcp_connect_timeout)
                 )
                 registry.extend(servers.tools())
+                apply_tool_settings(registry, settings)
                 log.info("MCP servers: %s", servers.status())
             redactor = Redactor(settings.safety.redact_rules) if settings.safety.redact else None
             tools = ToolExecutor(

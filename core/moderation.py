@@ -69,7 +69,15 @@ class ModerationPolicy:
         default = Thresholds(
             _threshold(raw.get("flag", self.default.flag)), _threshold(raw.get("block", self.default.block))
         )
-        per_category = dict(self.per_category)
+        # The channel's own defaults apply to every category it does not name, server-tuned ones included,
+        # where they are stricter: an admin tightening a channel must not be undone by the server's tuning.
+        per_category = {
+            category: Thresholds(
+                min(tuned.flag, default.flag) if "flag" in raw else tuned.flag,
+                min(tuned.block, default.block) if "block" in raw else tuned.block,
+            )
+            for category, tuned in self.per_category.items()
+        }
         for name, values in raw.items():
             if name in ("flag", "block"):
                 continue
@@ -150,11 +158,7 @@ class Moderator:
         return self.decide(scores, policy)
 
     def decide(self, scores: Mapping[str, float], policy: ModerationPolicy | None = None) -> Decision:
-        policy = policy or self.policy
-        flagged = tuple(c for c in CATEGORIES if scores.get(c, 0.0) >= policy.thresholds(c).flag)
-        blocked = any(scores.get(c, 0.0) >= policy.thresholds(c).block for c in CATEGORIES)
-        action = "block" if blocked else "flag" if flagged else "allow"
-        return Decision(action, flagged, dict(scores))
+        return decide(scores, policy or self.policy)
 
 
 class ModerationAudit:
@@ -340,6 +344,14 @@ class ModeratedStream:
                 task.cancel()
             await self._audit.record(self._message, "output", decision, content=text)
             raise refusal(decision, "output")
+
+
+def decide(scores: Mapping[str, float], policy: ModerationPolicy) -> Decision:
+    """allow, flag (a category at or over its flag threshold) or block (one at or over its block one)."""
+    flagged = tuple(c for c in CATEGORIES if scores.get(c, 0.0) >= policy.thresholds(c).flag)
+    blocked = any(scores.get(c, 0.0) >= policy.thresholds(c).block for c in CATEGORIES)
+    action = "block" if blocked else "flag" if flagged else "allow"
+    return Decision(action, flagged, dict(scores))
 
 
 async def policy_for(

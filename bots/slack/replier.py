@@ -53,7 +53,7 @@ class SlackReplier:
         self._latest = ""
         self._status: str | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._sleeping = False
+        self._editing = False  # the pending edit is talking to Slack (else it may be dropped)
         self._write = asyncio.Lock()
         self._last_edit = 0.0
 
@@ -123,22 +123,22 @@ class SlackReplier:
     async def _edit_soon(self) -> None:
         delay = self._last_edit + self._interval - time.monotonic()
         if delay > 0:
-            self._sleeping = True
-            try:
-                await asyncio.sleep(delay)
-            finally:
-                self._sleeping = False
+            await asyncio.sleep(delay)
+        self._editing = True
         try:
             await self._show(self._render(self._latest, self._status))
         except SlackApiError as exc:  # a failed intermediate edit is not worth failing the turn for
             log.warning("could not update the reply in %s/%s: %s", self.channel, self.thread_ts, exc)
+        finally:
+            self._editing = False
 
     async def _stop_pump(self) -> None:
-        """Drops a pending edit that is still waiting; lets one that is talking to Slack complete."""
+        """Drops a pending edit that has not reached Slack yet (waiting for its turn or not even started);
+        lets one that is talking to Slack complete."""
         pump, self._pump = self._pump, None
         if pump is None or pump.done():
             return
-        if self._sleeping:
+        if not self._editing:
             pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump

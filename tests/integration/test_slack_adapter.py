@@ -16,11 +16,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.__main__ import Core, open_core
 from bots.http import HttpServer
 from bots.slack.app import open_slack
 from bots.slack.background import Background
+from bots.slack.replier import SlackReplier
 from core.settings import SettingsError, load_settings
 from tests.fakes.openai_api import FakeOpenAI, Reply, png_bytes
 from tests.fakes.openai_api import Fault as OpenAIFault
@@ -598,3 +600,19 @@ async def test_flagged_and_blocked_messages_are_announced_in_the_mod_log_channel
         "(top: violence 0.95)",
     ]
     assert all("idiot" not in n and "bomb" not in n for n in notices)  # what was said stays out of the log
+
+
+async def test_the_final_text_never_waits_for_a_throttled_edit() -> None:
+    """The last chunks of an answer often arrive together: an edit scheduled just before finish() must be
+    dropped, not left to sleep out the edit interval while the user waits for the final text."""
+    async with FakeSlack() as fake:
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url)
+        replier = SlackReplier(client, "C0GENERAL", "1700000000.000100", interval=5.0)
+        await replier.start()  # the placeholder counts as the last edit: the next one is 5 s away
+        await replier.update("The answer is")
+        started = time.perf_counter()
+        await replier.finish("The answer is 42.")
+        waited = time.perf_counter() - started
+        [message] = fake.bot_messages("C0GENERAL")
+    assert message.current == "The answer is 42."
+    assert waited < 2.5  # not the 5 s interval

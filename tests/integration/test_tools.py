@@ -266,8 +266,18 @@ async def test_an_mcp_servers_tool_is_called_end_to_end(
         Reply(tool_calls=[ToolCallSpec("maths__add", '{"a": 20, "b": 22}', id="m1")]),
         Reply(text="The server says 42."),
     )
-    async with compose(tmp_path, monkeypatch, fake_openai, THREADWISE_MCP_SERVERS=servers) as composed:
+    async with compose(
+        tmp_path,
+        monkeypatch,
+        fake_openai,
+        THREADWISE_MCP_SERVERS=servers,
+        THREADWISE_ADMIN_ONLY_TOOLS="maths__sh*",
+    ) as composed:
         assert "maths__add" in composed.tools.names()
+        flags = {
+            name: (tool.enabled_by_default, tool.admin_only) for name, tool in composed.tools.tools.items()
+        }
+        assert flags["maths__add"] == (True, False) and flags["maths__shout"] == (True, True)
         replier = await turn(composed, "add 20 and 22 with the maths server", "e1")
         rows = await tool_rows(composed)
     assert replier.finished == ["The server says 42."]
