@@ -169,8 +169,8 @@ def build_tools(
     registry = ToolRegistry()
     registry.add(current_time_tool())
     registry.add(calculator_tool())
-    if images is not None:
-        registry.add(generate_image_tool(images, screen))
+    if images is not None and tw.max_images_per_turn > 0:
+        registry.add(generate_image_tool(images, screen, per_turn=tw.max_images_per_turn))
     if tw.fetch_url:
         options = FetchOptions(
             allow=tw.fetch_allow,

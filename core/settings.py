@@ -114,6 +114,7 @@ class ThreadwiseSettings(BaseSettings):
     tool_round_tokens: int = Field(default=4000, ge=100)
     max_tool_calls_per_round: int = Field(default=8, ge=1, le=64)
     turn_max_usd: Decimal | None = Field(default=None, gt=0)
+    max_images_per_turn: int = Field(default=2, ge=0, le=10)
     fetch_url: bool = False
     fetch_allow: Annotated[tuple[str, ...], NoDecode] = ()
     fetch_max_bytes: int = Field(default=1_000_000, ge=1)

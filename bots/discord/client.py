@@ -179,12 +179,17 @@ async def open_discord(
 
 
 def _modlog_sink(client: discord.Client, channel_id: int) -> Callable[[ModerationNotice], Awaitable[None]]:
-    """Posts moderation notices to the mod-log channel; mentions are shown but nobody is pinged."""
+    """Posts moderation notices to the mod-log channel; mentions are shown but nobody is pinged. Only
+    notices of the mod-log channel's own server are posted there: other servers' members and channels are
+    none of its moderators' business (DMs belong to no server and are left out too)."""
 
     async def post(notice: ModerationNotice) -> None:
         channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             raise TypeError(f"THREADWISE_DISCORD_MODLOG_CHANNEL {channel_id} is not a text channel")
+        guild = getattr(channel, "guild", None)
+        if guild is None or str(guild.id) != notice.workspace_id:
+            return
         text = notice.describe(user=f"<@{notice.user_id}>", channel=f"<#{notice.channel_id}>")
         await channel.send(f":triangular_flag_on_post: {text}", allowed_mentions=NO_MENTIONS)
 

@@ -17,6 +17,7 @@ from bots.slack.background import Background
 from bots.slack.files import FileFetcher
 from bots.slack.identity import PLATFORM, Directory
 from bots.slack.replier import EDIT_INTERVAL, SlackReplier
+from core.ordering import KeyedLocks
 from core.types import ConversationKey, IncomingMessage
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ class Conversations:
         self.background = background
         self.edit_interval = edit_interval
         self._recent: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # Events of one thread are prepared (user, files) and handed to the core in arrival order, so a
+        # follow-up behind a message with a large file is never answered first.
+        self._arrivals = KeyedLocks()
 
     def remember(self, key: ConversationKey, user_id: str) -> None:
         """The thread ``user_id`` last talked in, per channel (slash commands carry no thread)."""
@@ -145,13 +149,27 @@ class Conversations:
         )
 
     async def _follow_up(self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
-        if await self.core.commands.is_conversation(self.key(body, event)):
-            await self.turn(body, event, bot_user_id)
+        key = self.key(body, event)
+        async with self._arrivals.hold(key):
+            if await self.core.commands.is_conversation(key):
+                await self._turn(key, body, event, bot_user_id)
 
     async def turn(
         self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *, assistant: bool = False
     ) -> None:
         key = self.key(body, event)
+        async with self._arrivals.hold(key):
+            await self._turn(key, body, event, bot_user_id, assistant=assistant)
+
+    async def _turn(
+        self,
+        key: ConversationKey,
+        body: dict[str, Any],
+        event: dict[str, Any],
+        bot_user_id: str | None,
+        *,
+        assistant: bool = False,
+    ) -> None:
         user = await self.directory.user(str(event["user"]))
         collected = await self.fetcher.collect(event.get("files") or [])
         replier = SlackReplier(

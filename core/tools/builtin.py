@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,14 +46,23 @@ class GenerateImageArgs(BaseModel):
     prompt: str = Field(description="A detailed description of the image to create.")
 
 
-def generate_image_tool(images: ImageGenerator, screen: Screen) -> Tool:
+def generate_image_tool(images: ImageGenerator, screen: Screen, *, per_turn: int = 2) -> Tool:
     """The model's way to the same image function as `/ai image`; the prompt is redacted and moderated like
-    a user's message, and the image is priced, reserved against the budgets and attached to the reply."""
+    a user's message, and the image is priced, reserved against the budgets and attached to the reply.
+    At most ``per_turn`` images per user message, so one turn cannot run up an image bill."""
+    made: OrderedDict[str, int] = OrderedDict()  # event id -> images made for it (recent turns only)
 
     async def run(args: GenerateImageArgs, context: ToolContext) -> ToolOutput:
         prompt = args.prompt.strip()
         if not prompt:
             raise ToolError("The prompt is empty.")
+        event = context.message.event_id
+        if made.get(event, 0) >= per_turn:
+            raise ToolError(f"At most {per_turn} images can be made for one message; tell the user so.")
+        made[event] = made.get(event, 0) + 1
+        made.move_to_end(event)
+        while len(made) > 1024:
+            made.popitem(last=False)
         message = dataclasses.replace(context.message, text=prompt, attachments=())
         try:
             message = await screen(message)

@@ -102,6 +102,7 @@ class FakeSlack:
         self.downloads: list[tuple[str, bool]] = []  # (path, with the bot token)
         self.users: dict[str, dict[str, Any]] = {}
         self.unreachable_channels: set[str] = set()  # chat.postMessage answers not_in_channel here
+        self.file_delay = 0.0  # seconds a hosted file download takes (to test ordering)
         self.socket_envelopes: list[dict[str, Any]] = []
         self.socket_acks: list[dict[str, Any]] = []
         self.socket_connected = asyncio.Event()
@@ -422,6 +423,8 @@ class FakeSlack:
         if hosted is None:
             return web.Response(status=404, text="file not found")
         data, mimetype = hosted
+        if self.file_delay:
+            await asyncio.sleep(self.file_delay)
         return web.Response(body=data, content_type=mimetype)
 
     async def _respond(self, request: web.Request) -> web.Response:

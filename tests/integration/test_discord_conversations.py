@@ -310,14 +310,18 @@ async def test_flagged_messages_are_announced_in_the_mod_log_channel(tmp_path: P
     async with running_bot(tmp_path, modlog_in_general=True) as bot:
         fake = bot.discord
         bot.openai.moderation_flags = {"idiot": {"harassment": 0.5}}
+        bot.openai.script(Reply("Let's keep it friendly."), Reply("Still friendly."))
         dm = fake.dm_channel(fake.owner)
-        bot.openai.script(Reply("Let's keep it friendly."))
-        await fake.message_create(dm, "you idiot")
+        await fake.message_create(dm, "you idiot")  # a DM belongs to no server: not for this mod log
         await fake.wait_for(lambda: fake.bot_messages(dm))
+        thread = await fake.message_create(fake.channel_id, f"<@{fake.app_id}> you idiot", mention_bot=True)
+        await fake.wait_for(lambda: fake.bot_messages(thread))  # answered in the thread it opened
         await bot.core.modlog.drain()
-        (notice,) = fake.bot_messages(fake.channel_id)
+        notices = [
+            m.content for m in fake.bot_messages(fake.channel_id) if m.content.startswith(":triangular")
+        ]
     owner = fake.owner["id"]
-    assert notice.content == (
-        f":triangular_flag_on_post: Moderation flagged a message from <@{owner}> in <#{dm}>: harassment "
-        "(top: harassment 0.50)"
-    )
+    assert notices == [
+        f":triangular_flag_on_post: Moderation flagged a message from <@{owner}> in <#{fake.channel_id}>: "
+        "harassment (top: harassment 0.50)"
+    ]

@@ -616,3 +616,17 @@ async def test_the_final_text_never_waits_for_a_throttled_edit() -> None:
         [message] = fake.bot_messages("C0GENERAL")
     assert message.current == "The answer is 42."
     assert waited < 2.5  # not the 5 s interval
+
+
+async def test_follow_ups_are_answered_in_arrival_order_even_behind_a_slow_file(slack: Slack) -> None:
+    thread = await slack.mention("start")
+    slack.fake.file_delay = 0.5
+    notes = slack.fake.add_file("notes.txt", b"first part of the notes", "text/plain", "text")
+    first = slack.fake.message_event("read this file", thread_ts=thread["ts"], files=[notes])
+    second = slack.fake.message_event("and then answer this", thread_ts=thread["ts"])
+    for event in (first, second):
+        delivery = await slack.sender.event(slack.fake.envelope(event))
+        assert delivery.status == 200
+    await slack.background.idle()
+    asked = [chat_messages(slack.openai, index)[-1]["content"] for index in (1, 2)]
+    assert "read this file" in str(asked[0]) and asked[1] == "and then answer this"

@@ -283,3 +283,22 @@ async def test_an_mcp_servers_tool_is_called_end_to_end(
     assert replier.finished == ["The server says 42."]
     assert tool_messages(fake_openai, 1)["m1"] == "42"
     assert rows == [("maths__add", "ok", '{"a": 20, "b": 22}')]
+
+
+async def test_images_per_turn_are_capped(core: Core, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("generate_image", f'{{"prompt": "fox number {n}"}}', id=f"i{n}")
+                for n in (1, 2, 3)
+            ]
+        ),
+        Reply(text="Two foxes; the third was one too many."),
+    )
+    replier = await turn(core, "draw three foxes", "e1")
+    assert len([value for kind, value in replier.events if kind == "attach"]) == 2
+    refused = [json.loads(c) for c in tool_messages(fake_openai, 1).values() if c.startswith("{")]
+    assert len(refused) == 1 and "At most 2 images" in refused[0]["error"]
+    async with core.database.reader() as session:
+        images = (await session.execute(select(UsageRecord).where(UsageRecord.kind == "image"))).all()
+    assert len(images) == 2
