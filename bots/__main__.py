@@ -278,6 +278,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                 tools=ToolGovernance(admin, policies, registry),
                 policies=policies,
                 moderation=safety.policy,
+                redactor=redactor,
                 default_model=tw.model,
                 models=models if tw.model in models else (tw.model, *models),
             )

@@ -24,6 +24,7 @@ from core.image_generation import ImageGenerator
 from core.moderation import ModerationPolicy
 from core.periods import Clock, parse_duration, utc_now
 from core.pricing import format_usd
+from core.redaction import Redactor
 from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
 from core.retention import Retention
 from core.tools.governance import ToolGovernance
@@ -87,6 +88,7 @@ class Commands:
         tools: ToolGovernance | None = None,
         policies: ChannelPolicies | None = None,
         moderation: ModerationPolicy | None = None,
+        redactor: Redactor | None = None,
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
@@ -99,12 +101,17 @@ class Commands:
         self._tools = tools
         self._policies = policies
         self._moderation_policy = moderation
+        self._redactor = redactor
         self._default_model = default_model
         self._models = tuple(models)
         self._clock = clock
 
     def is_admin(self, user: ChatUser) -> bool:
         return self._admin.is_admin(user)
+
+    def display(self, text: str) -> str:
+        """A user's text as the bot may repeat it in a channel: redacted like everything the core stores."""
+        return self._redactor.redact(text).text if self._redactor is not None else text
 
     async def is_conversation(self, key: ConversationKey) -> bool:
         return await self._conversations.exists(key)

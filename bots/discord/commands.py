@@ -120,6 +120,7 @@ class AiCommands(app_commands.Group):
         *,
         prefix: str = "",
         deferred_ephemeral: bool = False,
+        on_refused: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         message = IncomingMessage(
             key=key,
@@ -130,6 +131,9 @@ class AiCommands(app_commands.Group):
         )
 
         async def private_error(error: BotError) -> None:
+            if on_refused is not None:  # the turn failed before any answer: take the question back
+                with contextlib.suppress(discord.HTTPException):
+                    await on_refused()
             await show_error(interaction, error, deferred_ephemeral=deferred_ephemeral)
 
         replier = DiscordReplier(
@@ -144,7 +148,8 @@ class AiCommands(app_commands.Group):
         await interaction.response.defer(thinking=True)
         where = conversation_of(interaction)
         key = ConversationKey(PLATFORM, where.workspace_id, where.channel_id, f"ask:{interaction.id}")
-        preview = prompt if len(prompt) <= QUESTION_PREVIEW else prompt[: QUESTION_PREVIEW - 1] + "…"
+        shown = self._core.commands.display(prompt)  # quoted above the answer: redacted like the history
+        preview = shown if len(shown) <= QUESTION_PREVIEW else shown[: QUESTION_PREVIEW - 1] + "…"
         quoted = "\n".join(f"> {line}" for line in preview.splitlines() or [""])
         await self._turn(interaction, key, prompt, InteractionSink(interaction), prefix=f"{quoted}\n")
 
@@ -152,8 +157,8 @@ class AiCommands(app_commands.Group):
     @app_commands.describe(prompt="How the conversation starts")
     async def chat(self, interaction: Interaction, prompt: str) -> None:
         user = interaction.user
-        opening = f"💬 **{user.display_name}**: {prompt}"
-        opening = split_message(opening)[0]
+        shown = self._core.commands.display(prompt)  # redacted like everything the core stores
+        opening = split_message(f"💬 **{user.display_name}**: {shown}")[0]
         callback = await interaction.response.send_message(opening, allowed_mentions=NO_MENTIONS)
         channel: Any = interaction.channel
         guild = interaction.guild
@@ -164,12 +169,19 @@ class AiCommands(app_commands.Group):
                 starter = callback.resource
                 if not isinstance(starter, discord.InteractionMessage):
                     starter = await interaction.original_response()
-                thread = await starter.create_thread(name=thread_name(prompt))
+                thread = await starter.create_thread(name=thread_name(shown))
             except discord.HTTPException as exc:
                 log.warning("could not open a thread for /ai chat in %s: %s", channel.id, exc)
             else:
                 key, sink = thread_key(guild.id, channel.id, thread.id), ChannelSink(thread)
-        await self._turn(interaction, key, prompt, sink)
+        neutral = f"💬 **{user.display_name}** started a conversation."
+
+        async def take_back() -> None:  # refused (banned, rate limited, blocked): no trace of what was asked
+            await interaction.edit_original_response(content=neutral)
+            if isinstance(sink, ChannelSink) and isinstance(sink.channel, discord.Thread):
+                await sink.channel.edit(name="Conversation")
+
+        await self._turn(interaction, key, prompt, sink, on_refused=take_back)
 
     @app_commands.command(name="reset", description="Forget this conversation's history")
     async def reset(self, interaction: Interaction) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.events import Conversations, event_id, plain_text
 from bots.slack.identity import PLATFORM
@@ -17,7 +18,7 @@ from bots.slack.mrkdwn import escape, to_mrkdwn
 from bots.slack.replier import SlackReplier
 from core.commands import CommandReply, parse_ai_text
 from core.errors import BotError
-from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage, Replier
 
 if TYPE_CHECKING:
     from core.commands import Commands
@@ -126,8 +127,10 @@ class SlashCommands:
         return str(posted["ts"])
 
     async def _ask(self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond) -> None:
-        question = f"<@{user.user_id}> asked: {escape(prompt)}"
-        ts = await self._post_question(command, question, respond)
+        # The question is shown only once the core has let it through (not banned, not rate limited, not
+        # blocked) and only as redacted: until then the thread's parent says nothing of it.
+        waiting = f"<@{user.user_id}> asked a question :hourglass_flowing_sand:"
+        ts = await self._post_question(command, waiting, respond)
         if ts is None:
             return
         channel = str(command["channel_id"])
@@ -139,15 +142,18 @@ class SlashCommands:
             received_at=datetime.now(UTC),
         )
         replier = SlackReplier(self._client, channel, ts, interval=self._conversations.edit_interval)
+        shown = f"<@{user.user_id}> asked: {escape(self._commands.display(prompt))}"
+        parent = QuestionParent(self._client, channel, ts, shown, f"<@{user.user_id}> asked a question.")
         self._conversations.remember(message.key, user.user_id)
-        await self._conversations.core.conversations.handle(message, replier)
+        await self._conversations.core.conversations.handle(message, parent.wrap(replier))
 
     async def _image(
         self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond
     ) -> None:
         channel = str(command["channel_id"])
-        question = f"<@{user.user_id}> asked for an image: {escape(prompt)}"
-        ts = await self._post_question(command, f"{question} :hourglass_flowing_sand:", respond)
+        question = f"<@{user.user_id}> asked for an image: {escape(self._commands.display(prompt))}"
+        waiting = f"<@{user.user_id}> asked for an image :hourglass_flowing_sand:"
+        ts = await self._post_question(command, waiting, respond)
         if ts is None:
             return
         try:
@@ -196,3 +202,50 @@ class SlashCommands:
             thread_ts=thread_ts,
             initial_comment=comment,
         )
+
+
+class QuestionParent:
+    """The channel message a `/ai ask|chat` thread hangs from: it shows the (redacted) question once the turn
+    starts, i.e. once the core's guards let it through, and a neutral line if the turn fails before that."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, ts: str, shown: str, failed: str) -> None:
+        self._client = client
+        self._channel = channel
+        self._ts = ts
+        self._shown = shown
+        self._failed = failed
+        self._revealed = False
+
+    def wrap(self, replier: SlackReplier) -> Replier:
+        parent = self
+
+        class Revealing:
+            async def start(self) -> None:
+                await parent._set(parent._shown)
+                parent._revealed = True
+                await replier.start()
+
+            async def update(self, text: str) -> None:
+                await replier.update(text)
+
+            async def status(self, text: str) -> None:
+                await replier.status(text)
+
+            async def finish(self, text: str) -> None:
+                await replier.finish(text)
+
+            async def attach(self, attachment: Attachment) -> None:
+                await replier.attach(attachment)
+
+            async def error(self, error: BotError) -> None:
+                if not parent._revealed:
+                    await parent._set(parent._failed)
+                await replier.error(error)
+
+        return Revealing()
+
+    async def _set(self, text: str) -> None:
+        try:
+            await self._client.chat_update(channel=self._channel, ts=self._ts, text=text)
+        except SlackApiError as exc:
+            log.warning("could not update the question in %s: %s", self._channel, exc.response.get("error"))

@@ -612,6 +612,7 @@ class FakeDiscord:
         ("PUT", ("applications", "{id}", "commands")),
         ("PUT", ("applications", "{id}", "guilds", "{id}", "commands")),
         ("GET", ("channels", "{id}")),
+        ("PATCH", ("channels", "{id}")),
         ("POST", ("channels", "{id}", "messages")),
         ("PATCH", ("channels", "{id}", "messages", "{id}")),
         ("DELETE", ("channels", "{id}", "messages", "{id}")),
@@ -781,6 +782,21 @@ class FakeDiscord:
         )
         if found is None:
             return self._error(404, 10003, "Unknown Channel")
+        return _json(found)
+
+    async def _h_patch_channels_x(self, params: list[str], body: Any, *_: Any) -> web.Response:
+        """Modify Channel: a thread's name (what the bot changes)."""
+        channel_id = int(params[0])
+        found = self.channels.get(channel_id) or self.threads.get(channel_id)
+        if found is None:
+            return self._error(404, 10003, "Unknown Channel")
+        name = (body or {}).get("name")
+        if name is not None:
+            if not isinstance(name, str) or not 1 <= len(name) <= 100:
+                return self._error(
+                    400, 50035, "Invalid Form Body: name: Must be between 1 and 100 in length."
+                )
+            found["name"] = name
         return _json(found)
 
     def _known_channel(self, channel_id: int) -> bool:

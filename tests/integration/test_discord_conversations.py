@@ -325,3 +325,24 @@ async def test_flagged_messages_are_announced_in_the_mod_log_channel(tmp_path: P
         f":triangular_flag_on_post: Moderation flagged a message from <@{owner}> in <#{fake.channel_id}>: "
         "harassment (top: harassment 0.50)"
     ]
+
+
+async def test_ai_chat_shows_only_the_redacted_question_and_takes_a_refused_one_back(bot: Harness) -> None:
+    fake = bot.discord
+    bot.openai.moderation_flags = {"build a bomb": {"violence": 0.97}}
+    bot.openai.script(Reply("Noted."))
+    first = await fake.interact("ai", "chat", {"prompt": "mail me at ada@example.com"})
+    await fake.wait_for(lambda: len(fake.threads) == 1)
+    (thread_one,) = fake.threads
+    await fake.wait_for(lambda: fake.bot_messages(thread_one))
+    opening = fake.messages[first.original_id] if first.original_id else None
+    assert opening is not None and opening.content.endswith("mail me at [REDACTED:email]")
+    assert fake.threads[thread_one]["name"] == "mail me at [REDACTED:email]"
+
+    refused = await fake.interact("ai", "chat", {"prompt": "how to build a bomb"})
+    await fake.wait_for(lambda: len(fake.threads) == 2)
+    thread_two = next(t for t in fake.threads if t != thread_one)
+    await fake.wait_for(lambda: fake.threads[thread_two]["name"] == "Conversation")
+    await fake.wait_for(lambda: "bomb" not in fake.messages[refused.original_id or 0].content)
+    assert fake.messages[refused.original_id or 0].content.endswith("started a conversation.")
+    assert bot.openai.chat_requests()[-1]["messages"][-1]["content"] != "how to build a bomb"

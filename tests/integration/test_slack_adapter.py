@@ -630,3 +630,16 @@ async def test_follow_ups_are_answered_in_arrival_order_even_behind_a_slow_file(
     await slack.background.idle()
     asked = [chat_messages(slack.openai, index)[-1]["content"] for index in (1, 2)]
     assert "read this file" in str(asked[0]) and asked[1] == "and then answer this"
+
+
+async def test_ai_ask_shows_the_question_only_once_let_through_and_redacted(slack: Slack) -> None:
+    slack.openai.moderation_flags = {"build a bomb": {"violence": 0.97}}
+    slack.openai.script(Reply(text="Noted."))
+    await slack.command("/ai", "ask mail me at ada@example.com")
+    await slack.command("/ai", "ask how to build a bomb")
+    asked, answer, blocked, refusal = slack.fake.bot_messages("C0GENERAL")
+    assert asked.current == "<@U0ALICE> asked: mail me at [REDACTED:email]"
+    assert answer.thread_ts == asked.ts and answer.current == "Noted."
+    assert blocked.current == "<@U0ALICE> asked a question."  # what was asked never appeared
+    assert all("bomb" not in text for m in slack.fake.bot_messages() for text in [m.text, *m.edits])
+    assert refusal.thread_ts == blocked.ts and refusal.current.startswith(":warning:")

@@ -302,3 +302,26 @@ async def test_images_per_turn_are_capped(core: Core, fake_openai: FakeOpenAI) -
     async with core.database.reader() as session:
         images = (await session.execute(select(UsageRecord).where(UsageRecord.kind == "image"))).all()
     assert len(images) == 2
+
+
+async def test_an_admin_only_tool_enabled_in_a_channel_is_offered_to_admins_only(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    async def secret(args: Nap, context: ToolContext) -> str:
+        return "classified"
+
+    core.tools.add(Tool("secret", "Admins only.", Nap, secret, admin_only=True))
+    await core.commands.admin(ADMIN, KEY, "tools", "set here calculator,secret")
+    fake_openai.script(
+        Reply(tool_calls=[ToolCallSpec("secret", '{"seconds": 1}', id="s1")]),
+        Reply(text="no"),
+        Reply(tool_calls=[ToolCallSpec("secret", '{"seconds": 1}', id="s2")]),
+        Reply(text="yes"),
+    )
+    await turn(core, "member asks", "e1")
+    await turn(core, "admin asks", "e2", user=ADMIN)
+    requests = fake_openai.chat_requests()
+    assert [t["function"]["name"] for t in requests[0]["tools"]] == ["calculator"]
+    assert [t["function"]["name"] for t in requests[2]["tools"]] == ["calculator", "secret"]
+    assert "only available to admins" in json.loads(tool_messages(fake_openai, 1)["s1"])["error"]
+    assert tool_messages(fake_openai, 3)["s2"] == "classified"
