@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.background import Background
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 
 RECENT_THREADS = 10_000
+THREAD_CONTEXT_MESSAGES = 30  # earlier messages of a thread read when the bot is first mentioned in it
+THREAD_CONTEXT_CHARS = 8_000
+THREAD_CONTEXT_PAGES = 5  # conversations.replies pages (of 100) looked through for the newest ones
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -171,6 +175,7 @@ class Conversations:
         assistant: bool = False,
     ) -> None:
         user = await self.directory.user(str(event["user"]))
+        earlier = await self._earlier_in_thread(key, event, bot_user_id)
         collected = await self.fetcher.collect(event.get("files") or [])
         replier = SlackReplier(
             self.client,
@@ -183,7 +188,7 @@ class Conversations:
         message = IncomingMessage(
             key=key,
             user=user,
-            text=plain_text(str(event.get("text") or ""), bot_user_id),
+            text=earlier + plain_text(str(event.get("text") or ""), bot_user_id),
             event_id=event_id(key.channel_id, str(event["ts"])),
             received_at=datetime.now(UTC),
             attachments=tuple(collected.attachments),
@@ -191,3 +196,41 @@ class Conversations:
         self.remember(key, user.user_id)
         outcome = await self.core.conversations.handle(message, replier)
         log.debug("slack turn %s: %s", message.event_id, outcome)
+
+    async def _earlier_in_thread(
+        self, key: ConversationKey, event: dict[str, Any], bot_user_id: str | None
+    ) -> str:
+        """When the bot is first called into a thread people were already talking in, what they said there
+        (the newest messages, as text ahead of the question); "" for a new thread or a known conversation."""
+        thread_ts, ts = event.get("thread_ts"), str(event["ts"])
+        if not thread_ts or thread_ts == ts or await self.core.commands.is_conversation(key):
+            return ""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        try:
+            for _ in range(THREAD_CONTEXT_PAGES):
+                page = await self.client.conversations_replies(
+                    channel=key.channel_id, ts=str(thread_ts), limit=100, cursor=cursor
+                )
+                found.extend(m for m in page.get("messages") or [] if float(m.get("ts", 0)) < float(ts))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except SlackApiError as exc:  # no history scope in this channel: answer the question alone
+            log.info("cannot read thread %s in %s: %s", thread_ts, key.channel_id, exc.response.get("error"))
+            return ""
+        lines = []
+        for message in found[-THREAD_CONTEXT_MESSAGES:]:
+            text = plain_text(str(message.get("text") or ""), bot_user_id)
+            if not text:
+                continue
+            author = message.get("user")
+            if message.get("bot_id") or author == bot_user_id or not author:
+                name = "a bot" if author != bot_user_id else "you (the assistant)"
+            else:
+                name = (await self.directory.user(str(author))).display_name
+            lines.append(f"{name}: {text}")
+        if not lines:
+            return ""
+        context = "\n".join(lines)[-THREAD_CONTEXT_CHARS:]
+        return f"Earlier in this Slack thread:\n{context}\n\nThe message to you:\n"

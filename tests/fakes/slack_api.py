@@ -103,6 +103,7 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.unreachable_channels: set[str] = set()  # chat.postMessage answers not_in_channel here
         self.file_delay = 0.0  # seconds a hosted file download takes (to test ordering)
+        self.said: list[dict[str, Any]] = []  # messages people posted (message_event(record=True))
         self.socket_envelopes: list[dict[str, Any]] = []
         self.socket_acks: list[dict[str, Any]] = []
         self.socket_connected = asyncio.Event()
@@ -340,6 +341,33 @@ class FakeSlack:
             return {"ok": False, "error": "users_list_not_supplied"}
         return {"ok": True, "channel": {"id": "D" + users.split(",")[0].removeprefix("U")}}
 
+    def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A thread's messages, oldest first, people's and the bot's, paged by ``limit``/``cursor``."""
+        channel, thread = str(args.get("channel") or ""), str(args.get("ts") or "")
+        if not channel or not thread:
+            return {"ok": False, "error": "invalid_arguments"}
+        people = [
+            m
+            for m in self.said
+            if m["channel"] == channel and (m["ts"] == thread or m.get("thread_ts") == thread)
+        ]
+        bot = [
+            self._shape(m) | {"text": m.current}
+            for m in self.messages
+            if m.channel == channel and (m.ts == thread or m.thread_ts == thread) and not m.deleted
+        ]
+        thread_messages = sorted(people + bot, key=lambda m: float(m["ts"]))
+        limit = int(args.get("limit") or 100)
+        start = int(args.get("cursor") or 0)
+        page = thread_messages[start : start + limit]
+        more = start + limit < len(thread_messages)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     def _m_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "file_not_found"}
 
@@ -493,8 +521,10 @@ class FakeSlack:
         files: list[dict[str, Any]] | None = None,
         mention: bool = False,
         ts: str | None = None,
+        record: bool = False,
     ) -> dict[str, Any]:
-        """A ``message`` event (``mention=True``: its ``app_mention`` twin, same ts)."""
+        """A ``message`` event (``mention=True``: its ``app_mention`` twin, same ts); ``record``: also part of
+        the channel's history (``conversations.replies``) without being delivered."""
         ts = ts or self.next_ts()
         event: dict[str, Any] = {
             "type": "app_mention" if mention else "message",
@@ -524,6 +554,8 @@ class FakeSlack:
             event["display_as_bot"] = False
             if not mention:
                 event["subtype"] = "file_share"
+        if record:
+            self.said.append({**event, "type": "message"})
         return event
 
     def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:

@@ -643,3 +643,22 @@ async def test_ai_ask_shows_the_question_only_once_let_through_and_redacted(slac
     assert blocked.current == "<@U0ALICE> asked a question."  # what was asked never appeared
     assert all("bomb" not in text for m in slack.fake.bot_messages() for text in [m.text, *m.edits])
     assert refusal.thread_ts == blocked.ts and refusal.current.startswith(":warning:")
+
+
+async def test_called_into_a_running_thread_it_reads_what_was_said_before(slack: Slack) -> None:
+    parent = slack.fake.message_event("Deploy failed on staging again", record=True)
+    slack.fake.message_event("It's the migration, I think", user="U0BOB", thread_ts=parent["ts"], record=True)
+    slack.fake.message_event(
+        "my key is sk-proj-" + "A" * 40, user="U0BOB", thread_ts=parent["ts"], record=True
+    )
+    slack.openai.script(Reply(text="Looks like the migration."), Reply(text="Sure."))
+    await slack.mention("what do you make of this?", thread_ts=parent["ts"])
+    asked = chat_messages(slack.openai)[-1]["content"]
+    assert asked.startswith("Earlier in this Slack thread:\nalice: Deploy failed on staging again\n")
+    assert "bob: It's the migration, I think" in asked
+    assert "[REDACTED:openai_key]" in asked and "sk-proj-" not in asked  # the thread is redacted too
+    assert asked.endswith("The message to you:\nwhat do you make of this?")
+    # once the bot takes part, the thread is its conversation: no second read of the history
+    await slack.message("and now?", thread_ts=parent["ts"])
+    assert chat_messages(slack.openai)[-1]["content"] == "and now?"
+    assert len(slack.fake.calls_of("conversations.replies")) == 1
