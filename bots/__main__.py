@@ -47,7 +47,8 @@ from core.tools.calculator import calculator_tool
 from core.tools.executor import ToolExecutor
 from core.tools.fetch import FetchOptions, fetch_url_tool
 from core.tools.governance import ToolGovernance
-from core.tools.mcp_servers import McpServers, parse_mcp_servers_json
+from core.tools.mcp_config import parse_mcp_servers_json
+from core.tools.mcp_servers import McpServers
 from core.tools.registry import ToolRegistry
 from core.types import IncomingMessage
 

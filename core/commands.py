@@ -181,8 +181,7 @@ class Commands:
                 f"This erases {preview.describe()}. Nothing can bring it back. "
                 "To go ahead, run `/ai forget confirm`."
             )
-        erased = await self._retention.erase(user.platform, user.user_id)
-        self._conversations.drop_caches()
+        erased = await self._retention.erase(user.platform, user.user_id)  # cached windows reload themselves
         return CommandReply(f"Erased {erased.describe()}.")
 
     # ---- admins -------------------------------------------------------------------------------------------

@@ -143,8 +143,9 @@ class ConversationService:
         return outcome
 
     async def screen(self, message: IncomingMessage) -> IncomingMessage:
-        """Run the turn guards (ban, rate limit, limits, redaction, moderation) on a message that is not a
-        chat turn, e.g. the prompt of ``/ai image``; raises the guard's BotError."""
+        """Run the turn guards (ban, rate limit, limits, redaction, moderation): first step of every turn, and
+        all there is for a message that is not a chat turn, e.g. the prompt of ``/ai image``; raises the
+        guard's BotError."""
         for guard in self._guards:
             message = await guard.check(message)
         return message
@@ -174,10 +175,6 @@ class ConversationService:
                 found = (conversation.id, model)
             self._conversations[key] = found
 
-    def drop_caches(self) -> None:
-        """Forget every cached history window (after data was erased underneath them)."""
-        self._history.clear()
-
     async def reset(self, key: ConversationKey) -> int:
         """Hide the history of ``key`` from later turns (kept for audit until retention); returns how many
         messages were hidden. Waits for a turn in progress in that conversation."""
@@ -197,8 +194,7 @@ class ConversationService:
         user: _Pending | None = None
         images: list[_Image] = []
         try:
-            for guard in self._guards:
-                message = await guard.check(message)
+            message = await self.screen(message)
             conversation_id, stored_model = await self._conversation(message.key)
             model = model_override or stored_model or self._config.default_model
             user, images = self._user_message(message, model)

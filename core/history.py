@@ -168,9 +168,6 @@ class HistoryStore:
     def forget(self, conversation_id: int) -> None:
         self._cache.pop(conversation_id, None)
 
-    def clear(self) -> None:
-        self._cache.clear()
-
     async def _load(
         self, repo: MessageRepository, conversation_id: int, model: str, encoding: str, budget: int
     ) -> _Window:

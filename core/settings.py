@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.redaction import ALL_RULES
-from core.tools.mcp_servers import parse_mcp_servers_json
+from core.tools.mcp_config import parse_mcp_servers_json
 
 
 class SettingsError(Exception):

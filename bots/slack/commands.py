@@ -18,7 +18,7 @@ from bots.slack.mrkdwn import escape, to_mrkdwn
 from bots.slack.replier import SlackReplier
 from core.commands import CommandReply, parse_ai_text
 from core.errors import BotError
-from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage, Replier
+from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 
 if TYPE_CHECKING:
     from core.commands import Commands
@@ -143,9 +143,10 @@ class SlashCommands:
         )
         replier = SlackReplier(self._client, channel, ts, interval=self._conversations.edit_interval)
         shown = f"<@{user.user_id}> asked: {escape(self._commands.display(prompt))}"
-        parent = QuestionParent(self._client, channel, ts, shown, f"<@{user.user_id}> asked a question.")
+        failed = f"<@{user.user_id}> asked a question."
+        parent = QuestionParent(self._client, channel, ts, shown, failed, replier)
         self._conversations.remember(message.key, user.user_id)
-        await self._conversations.core.conversations.handle(message, parent.wrap(replier))
+        await self._conversations.core.conversations.handle(message, parent)
 
     async def _image(
         self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond
@@ -205,44 +206,42 @@ class SlashCommands:
 
 
 class QuestionParent:
-    """The channel message a `/ai ask|chat` thread hangs from: it shows the (redacted) question once the turn
-    starts, i.e. once the core's guards let it through, and a neutral line if the turn fails before that."""
+    """The Replier of a `/ai ask|chat` turn: the channel message the thread hangs from shows the (redacted)
+    question once the turn starts, i.e. once the core's guards let it through, and a neutral line if the turn
+    fails before that. Everything else goes to the thread's SlackReplier."""
 
-    def __init__(self, client: AsyncWebClient, channel: str, ts: str, shown: str, failed: str) -> None:
+    def __init__(
+        self, client: AsyncWebClient, channel: str, ts: str, shown: str, failed: str, replier: SlackReplier
+    ) -> None:
         self._client = client
         self._channel = channel
         self._ts = ts
         self._shown = shown
         self._failed = failed
+        self._replier = replier
         self._revealed = False
 
-    def wrap(self, replier: SlackReplier) -> Replier:
-        parent = self
+    async def start(self) -> None:
+        await self._set(self._shown)
+        self._revealed = True
+        await self._replier.start()
 
-        class Revealing:
-            async def start(self) -> None:
-                await parent._set(parent._shown)
-                parent._revealed = True
-                await replier.start()
+    async def update(self, text: str) -> None:
+        await self._replier.update(text)
 
-            async def update(self, text: str) -> None:
-                await replier.update(text)
+    async def status(self, text: str) -> None:
+        await self._replier.status(text)
 
-            async def status(self, text: str) -> None:
-                await replier.status(text)
+    async def finish(self, text: str) -> None:
+        await self._replier.finish(text)
 
-            async def finish(self, text: str) -> None:
-                await replier.finish(text)
+    async def attach(self, attachment: Attachment) -> None:
+        await self._replier.attach(attachment)
 
-            async def attach(self, attachment: Attachment) -> None:
-                await replier.attach(attachment)
-
-            async def error(self, error: BotError) -> None:
-                if not parent._revealed:
-                    await parent._set(parent._failed)
-                await replier.error(error)
-
-        return Revealing()
+    async def error(self, error: BotError) -> None:
+        if not self._revealed:
+            await self._set(self._failed)
+        await self._replier.error(error)
 
     async def _set(self, text: str) -> None:
         try:

@@ -94,15 +94,6 @@ class MessageRepository:
                 .values(history_version=Conversation.history_version + 1)
             )
 
-    async def latest_id(self, conversation_id: int) -> int | None:
-        """Id of the newest message the model may see (served by the (conversation, status, id) index)."""
-        result = await self._session.execute(
-            select(func.max(Message.id)).where(
-                Message.conversation_id == conversation_id, Message.status == "ok"
-            )
-        )
-        return result.scalar_one_or_none()
-
     async def hide_all(self, conversation_id: int) -> int:
         """Mark every visible message of a conversation ``reset`` (the model no longer sees them)."""
         result = await self._session.execute(

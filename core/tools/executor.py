@@ -59,6 +59,9 @@ class ToolExecutor:
         self._is_admin = is_admin
         self._redactor = redactor
         self._max_calls = max_calls_per_round
+        # A tool's schema is derived once (pydantic work), not on every turn; a tool replaced in the registry
+        # under the same name gets its own.
+        self._definitions: dict[str, tuple[Tool, dict[str, Any]]] = {}
 
     async def available(self, message: IncomingMessage) -> list[Tool]:
         """Tools the model may call for this message: enabled in the channel, admin-only ones for admins."""
@@ -72,7 +75,13 @@ class ToolExecutor:
         ]
 
     async def definitions(self, message: IncomingMessage) -> Sequence[dict[str, Any]]:
-        return [tool.definition() for tool in await self.available(message)]
+        return [self._definition(tool) for tool in await self.available(message)]
+
+    def _definition(self, tool: Tool) -> dict[str, Any]:
+        cached = self._definitions.get(tool.name)
+        if cached is None or cached[0] is not tool:
+            cached = self._definitions[tool.name] = (tool, tool.definition())
+        return cached[1]
 
     async def run(
         self, calls: Sequence[ToolCall], message: IncomingMessage, conversation_id: int | None = None
