@@ -41,14 +41,14 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
-from core.conversations import ConversationService, TurnConfig, TurnOutcome
 from core.db.migrate import upgrade
 from core.db.models import Message
 from core.db.repositories import ConversationRepository
 from core.db.session import Database
-from core.history import HistoryStore, wire_message
-from core.tokens import REPLY_PRIMING, TokenCounter, context_window
-from core.types import ConversationKey
+from core.domain.types import ConversationKey
+from core.llm.tokens import REPLY_PRIMING, TokenCounter, context_window
+from core.turn.history import HistoryStore, wire_message
+from core.turn.service import ConversationService, TurnConfig, TurnOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 

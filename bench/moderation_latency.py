@@ -37,22 +37,19 @@ if str(REPO) not in sys.path:
 if not os.environ.get("TIKTOKEN_CACHE_DIR") and (REPO.parent / "shared" / "tiktoken").is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(REPO.parent / "shared" / "tiktoken")
 
-from core.conversations import ConversationService, TurnConfig, TurnOutcome  # noqa: E402
 from core.db.migrate import upgrade  # noqa: E402
 from core.db.session import Database  # noqa: E402
-from core.hooks import TurnGuard  # noqa: E402
-from core.llm import LLMClient  # noqa: E402
-from core.moderation import (  # noqa: E402
-    ModerationAudit,
-    ModerationGuard,
-    ModerationPolicy,
-    Moderator,
-    OutputModeration,
-)
-from core.redaction import Redactor  # noqa: E402
-from core.safety import InjectionGuard, RedactionGuard  # noqa: E402
-from core.tokens import TokenCounter  # noqa: E402
-from core.types import ChatUser, ConversationKey, IncomingMessage  # noqa: E402
+from core.domain.ports import TurnGuard  # noqa: E402
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage  # noqa: E402
+from core.guards.audit import ModerationAudit  # noqa: E402
+from core.guards.injection import InjectionGuard  # noqa: E402
+from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator  # noqa: E402
+from core.guards.output_moderation import OutputModeration  # noqa: E402
+from core.guards.redaction import RedactionGuard  # noqa: E402
+from core.guards.redactor import Redactor  # noqa: E402
+from core.llm.client import LLMClient  # noqa: E402
+from core.llm.tokens import TokenCounter  # noqa: E402
+from core.turn.service import ConversationService, TurnConfig, TurnOutcome  # noqa: E402
 from tests.fakes.openai_api import FakeOpenAI, Reply  # noqa: E402
 from tests.support import RecordingReplier  # noqa: E402
 

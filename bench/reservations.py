@@ -22,15 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
 
-from core.budgets import Budgets, defaults_from
 from core.db import migrate
 from core.db.repositories import ConversationRepository
 from core.db.session import Database, create_engine
-from core.hooks import CallPlan, CallUsage
-from core.llm import Usage
-from core.pricing import ModelPrice, PriceTable, usd
+from core.domain.ports import CallPlan, CallUsage
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+from core.llm.types import Usage
+from core.money.budgets import Budgets, defaults_from
+from core.money.pricing import ModelPrice, PriceTable, usd
 from core.settings import LimitSettings
-from core.types import ChatUser, ConversationKey, IncomingMessage
 
 PRICES = PriceTable(fallback=ModelPrice(usd("10"), usd("10"), usd("40")), image_fallback=usd("0.25"))
 LIMITS = LimitSettings(  # type: ignore[call-arg]

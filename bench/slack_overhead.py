@@ -284,8 +284,8 @@ async def seed_history(core: Any, threads: int, messages: int, users: Sequence[s
     from bots.slack.identity import PLATFORM
     from core.db.models import Message
     from core.db.repositories import ConversationRepository
-    from core.history import wire_message
-    from core.types import ConversationKey
+    from core.domain.types import ConversationKey
+    from core.turn.history import wire_message
     from tests.fakes.slack_api import TEAM_ID
 
     table = Message.metadata.tables["messages"]

@@ -28,8 +28,8 @@ from sqlalchemy import select  # noqa: E402
 
 from bots.__main__ import open_core  # noqa: E402
 from core.db.models import ToolCallRecord, UsageRecord  # noqa: E402
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage  # noqa: E402
 from core.settings import load_settings  # noqa: E402
-from core.types import ChatUser, ConversationKey, IncomingMessage  # noqa: E402
 from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec  # noqa: E402
 from tests.support import RecordingReplier  # noqa: E402
 

@@ -18,30 +18,32 @@ from datetime import timedelta
 from bots.admin_cli import add_admin_commands, run_admin
 from bots.console import ConsoleChat
 from bots.http import HttpServer
-from core.admin import AdminService
-from core.bans import BanGuard
-from core.budgets import Budgets, defaults_from
-from core.channel_policies import ChannelPolicies
-from core.commands import Commands
-from core.conversations import ConversationService, TurnConfig
+from core.admin.retention import Retention
+from core.admin.service import AdminService
+from core.commands.dispatch import Commands
 from core.db import migrate
 from core.db.session import Database
-from core.errors import BotError
-from core.history import HistoryStore
-from core.hooks import TurnGuard
-from core.image_generation import ImageGenerator, ImageOptions
-from core.input_limits import InputLimitGuard, InputLimits
-from core.llm import LLMClient
+from core.domain.errors import BotError
+from core.domain.ports import TurnGuard
+from core.domain.types import IncomingMessage
+from core.guards.audit import ModerationAudit
+from core.guards.bans import BanGuard
+from core.guards.channel_policy import ChannelPolicies
+from core.guards.injection import InjectionGuard
+from core.guards.input_limits import InputLimitGuard, InputLimits
+from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
+from core.guards.modlog import ModLog
+from core.guards.output_moderation import OutputModeration
+from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
+from core.guards.redaction import RedactionGuard
+from core.guards.redactor import Redactor
+from core.llm.client import LLMClient
+from core.llm.image_generation import ImageGenerator, ImageOptions
+from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
-from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator, OutputModeration
-from core.modlog import ModLog
-from core.pricing import ModelPrice, PriceFileError, PriceTable, usd
-from core.ratelimit import RateLimitGuard, rate_limit_storage
-from core.redaction import Redactor
-from core.retention import Retention
-from core.safety import InjectionGuard, RedactionGuard
+from core.money.budgets import Budgets, defaults_from
+from core.money.pricing import ModelPrice, PriceFileError, PriceTable, usd
 from core.settings import Settings, SettingsError, load_settings
-from core.tokens import TokenCounter
 from core.tools.builtin import current_time_tool, generate_image_tool
 from core.tools.calculator import calculator_tool
 from core.tools.executor import ToolExecutor
@@ -50,7 +52,8 @@ from core.tools.governance import ToolGovernance
 from core.tools.mcp_config import parse_mcp_servers_json
 from core.tools.mcp_servers import McpServers
 from core.tools.registry import ToolRegistry
-from core.types import IncomingMessage
+from core.turn.history import HistoryStore
+from core.turn.service import ConversationService, TurnConfig
 
 log = logging.getLogger("threadwise")
 

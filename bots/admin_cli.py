@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from core.admin import AdminService, describe_limit, describe_moderation
-from core.periods import parse_duration
-from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
-from core.retention import Retention
+from core.admin.retention import Retention
+from core.admin.service import AdminService, describe_limit, describe_moderation
+from core.domain.clock import parse_duration
+from core.domain.types import ChatUser
+from core.money.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
 from core.tools.governance import ToolGovernance, parse_channel
-from core.types import ChatUser
 
 
 def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from core.conversations import ConversationService, TurnOutcome
-from core.errors import BotError
-from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.domain.errors import BotError
+from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.turn.service import ConversationService, TurnOutcome
 
 PLATFORM = "console"
 

@@ -16,7 +16,7 @@ import pydantic_settings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.redaction import ALL_RULES
+from core.guards.redactor import ALL_RULES
 from core.tools.mcp_config import parse_mcp_servers_json
 
 

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.conversations import ConversationService, TurnConfig
 from core.db.session import Database
-from core.errors import BotError
-from core.history import HistoryStore
-from core.hooks import BudgetGate, ToolRunner, TurnGuard
-from core.llm import LLMClient
-from core.moderation import OutputModeration
-from core.tokens import TokenCounter
-from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.domain.errors import BotError
+from core.domain.ports import BudgetGate, ToolRunner, TurnGuard
+from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.guards.output_moderation import OutputModeration
+from core.llm.client import LLMClient
+from core.llm.tokens import TokenCounter
+from core.turn.history import HistoryStore
+from core.turn.service import ConversationService, TurnConfig
 
 
 @dataclass

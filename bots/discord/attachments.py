@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import discord
 
-from core.images import sniff_image
-from core.types import Attachment
+from core.domain.types import Attachment
+from core.llm.images import sniff_image
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from bots.discord.config import DiscordOptions
 from bots.discord.events import MessageEvents
 from bots.discord.inflight import InFlight
 from bots.discord.replier import NO_MENTIONS
-from core.errors import BotError
-from core.modlog import ModerationNotice
+from core.domain.errors import BotError
+from core.guards.modlog import ModerationNotice
 
 if TYPE_CHECKING:
     from bots.__main__ import Core

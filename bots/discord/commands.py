@@ -27,9 +27,9 @@ from bots.discord.identity import (
 )
 from bots.discord.inflight import InFlight
 from bots.discord.replier import NO_MENTIONS, ChannelSink, DiscordReplier, InteractionSink, Sink, to_file
-from core.commands import CommandReply
-from core.errors import BotError
-from core.types import ChatUser, ConversationKey, IncomingMessage
+from core.commands.dispatch import CommandReply
+from core.domain.errors import BotError
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 
 if TYPE_CHECKING:
     from bots.__main__ import Core

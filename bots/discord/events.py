@@ -30,9 +30,9 @@ from bots.discord.identity import (
 )
 from bots.discord.inflight import InFlight
 from bots.discord.replier import ChannelSink, DiscordReplier, Sink, ThreadStarterSink
-from core.conversations import TurnOutcome
-from core.ordering import KeyedLocks
-from core.types import ConversationKey, IncomingMessage
+from core.domain.types import ConversationKey, IncomingMessage
+from core.turn.ordering import KeyedLocks
+from core.turn.service import TurnOutcome
 
 if TYPE_CHECKING:
     from bots.__main__ import Core

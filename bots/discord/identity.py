@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from core.types import ChatUser, ConversationKey
+from core.domain.types import ChatUser, ConversationKey
 
 PLATFORM = "discord"
 DM = "@dm"

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import discord
 
 from bots.discord.chunks import MESSAGE_LIMIT, split_message
-from core.errors import BotError
-from core.types import Attachment
+from core.domain.errors import BotError
+from core.domain.types import Attachment
 
 log = logging.getLogger(__name__)
 

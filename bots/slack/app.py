@@ -28,7 +28,7 @@ from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
 from bots.slack.replier import EDIT_INTERVAL
-from core.modlog import ModerationNotice
+from core.guards.modlog import ModerationNotice
 from core.settings import SettingsError
 
 if TYPE_CHECKING:

@@ -16,12 +16,12 @@ from bots.slack.events import Conversations, event_id, plain_text
 from bots.slack.identity import PLATFORM
 from bots.slack.mrkdwn import escape, to_mrkdwn
 from bots.slack.replier import SlackReplier
-from core.commands import CommandReply, parse_ai_text
-from core.errors import BotError
-from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.commands.dispatch import CommandReply, parse_ai_text
+from core.domain.errors import BotError
+from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 
 if TYPE_CHECKING:
-    from core.commands import Commands
+    from core.commands.dispatch import Commands
 
 log = logging.getLogger(__name__)
 

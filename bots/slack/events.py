@@ -18,8 +18,8 @@ from bots.slack.background import Background
 from bots.slack.files import FileFetcher
 from bots.slack.identity import PLATFORM, Directory
 from bots.slack.replier import EDIT_INTERVAL, SlackReplier
-from core.ordering import KeyedLocks
-from core.types import ConversationKey, IncomingMessage
+from core.domain.types import ConversationKey, IncomingMessage
+from core.turn.ordering import KeyedLocks
 
 if TYPE_CHECKING:
     from bots.__main__ import Core

@@ -14,9 +14,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.conversations import MAX_INLINE_TEXT_CHARS
-from core.images import sniff_image
-from core.types import Attachment
+from core.domain.types import Attachment
+from core.llm.images import sniff_image
+from core.turn.service import MAX_INLINE_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 

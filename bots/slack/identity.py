@@ -9,7 +9,7 @@ import time
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.types import ChatUser
+from core.domain.types import ChatUser
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.mrkdwn import MESSAGE_LIMIT, escape, split_message, to_mrkdwn
-from core.errors import BotError
-from core.types import Attachment
+from core.domain.errors import BotError
+from core.domain.types import Attachment
 
 log = logging.getLogger(__name__)
 

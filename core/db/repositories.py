@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from core.db.base import utcnow
 from core.db.models import Conversation, Message, ProcessedEvent
-from core.types import ConversationKey
+from core.domain.types import ConversationKey
 
 
 def insert_for(session: AsyncSession, table: Any) -> Any:

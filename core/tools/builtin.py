@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
 
-from core.errors import BotError
-from core.image_generation import ImageGenerator
-from core.periods import Clock, utc_now
+from core.domain.clock import Clock, utc_now
+from core.domain.errors import BotError
+from core.domain.types import IncomingMessage
+from core.llm.image_generation import ImageGenerator
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput
-from core.types import IncomingMessage
 
 Screen = Callable[[IncomingMessage], Awaitable[IncomingMessage]]
 

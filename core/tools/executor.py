@@ -13,14 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.channel_policies import ChannelPolicies, channel_of
 from core.db.models import ToolCallRecord
 from core.db.session import Database
-from core.hooks import ToolResult
-from core.llm import ToolCall
-from core.redaction import Redactor
+from core.domain.ports import ToolResult
+from core.domain.types import Attachment, ChatUser, IncomingMessage
+from core.guards.channel_policy import ChannelPolicies, channel_of
+from core.guards.redactor import Redactor
+from core.llm.types import ToolCall
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
-from core.types import Attachment, ChatUser, IncomingMessage
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.admin import AdminService
-from core.channel_policies import Channel, ChannelPolicies
-from core.errors import BadInput
+from core.admin.service import AdminService
+from core.domain.errors import BadInput
+from core.domain.types import ChatUser
+from core.guards.channel_policy import Channel, ChannelPolicies
 from core.tools.registry import ToolRegistry
-from core.types import ChatUser
 
 
 class ToolGovernance:

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 from pydantic import BaseModel
 
-from core.types import Attachment, IncomingMessage
+from core.domain.types import Attachment, IncomingMessage
 
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 

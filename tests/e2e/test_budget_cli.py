@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 from bots.__main__ import open_core
-from core.conversations import TurnOutcome
-from core.errors import QuotaExceeded
-from core.pricing import MICROS_PER_USD, format_usd
-from core.reports import CHART_SIZE
+from core.domain.errors import QuotaExceeded
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+from core.llm.tokens import REPLY_PRIMING, TokenCounter
+from core.money.pricing import MICROS_PER_USD, format_usd
+from core.money.reports import CHART_SIZE
 from core.settings import load_settings
-from core.tokens import REPLY_PRIMING, TokenCounter
-from core.types import ChatUser, ConversationKey, IncomingMessage
+from core.turn.service import TurnOutcome
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.support import RecordingReplier
 

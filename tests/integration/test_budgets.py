@@ -12,21 +12,21 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from core.admin import AdminService
-from core.bans import BanGuard
-from core.budgets import Budgets, defaults_from, describe_usage
-from core.conversations import ConversationService, TurnConfig, TurnOutcome
+from core.admin.service import AdminService
 from core.db.models import AdminAction, BudgetCounter, Reservation, UsageRecord
 from core.db.session import Database
-from core.errors import NotAuthorized, QuotaExceeded, RateLimited
-from core.history import HistoryStore
-from core.hooks import CallPlan, TurnGuard
-from core.llm import LLMClient
-from core.pricing import ModelPrice, PriceTable, usd
-from core.ratelimit import RateLimitGuard, rate_limit_storage
+from core.domain.errors import NotAuthorized, QuotaExceeded, RateLimited
+from core.domain.ports import CallPlan, TurnGuard
+from core.domain.types import ChatUser
+from core.guards.bans import BanGuard
+from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
+from core.llm.client import LLMClient
+from core.llm.tokens import REPLY_PRIMING, TokenCounter
+from core.money.budgets import Budgets, defaults_from, describe_usage
+from core.money.pricing import ModelPrice, PriceTable, usd
 from core.settings import LimitSettings
-from core.tokens import REPLY_PRIMING, TokenCounter
-from core.types import ChatUser
+from core.turn.history import HistoryStore
+from core.turn.service import ConversationService, TurnConfig, TurnOutcome
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, ToolCallSpec
 from tests.integration.test_conversations import Calculator
 from tests.support import Clock, RecordingReplier, incoming, make_llm
@@ -363,7 +363,9 @@ async def test_usage_of_the_caller(database: Database, fake_openai: FakeOpenAI) 
 async def test_a_call_that_was_made_is_charged_even_when_the_turn_fails_after_it(
     database: Database, fake_openai: FakeOpenAI
 ) -> None:
-    from core.moderation import ModerationAudit, ModerationPolicy, Moderator, OutputModeration
+    from core.guards.audit import ModerationAudit
+    from core.guards.moderation import ModerationPolicy, Moderator
+    from core.guards.output_moderation import OutputModeration
 
     fake_openai.moderation_flags = {"bad words": {"hate": 0.99}}
     fake_openai.script(Reply(text="some bad words", prompt_tokens=1000, completion_tokens=100))

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from bots.__main__ import Core, open_core
-from core.commands import parse_ai_text, parse_amount, scope_subject, user_subject
+from core.commands.dispatch import parse_ai_text, parse_amount, scope_subject, user_subject
 from core.db.models import AdminAction, UsageRecord
-from core.errors import BadInput, ContentBlocked, NotAuthorized
-from core.images import sniff_image
+from core.domain.errors import BadInput, ContentBlocked, NotAuthorized
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+from core.llm.images import sniff_image
 from core.settings import load_settings
-from core.types import ChatUser, ConversationKey, IncomingMessage
 from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingReplier
 

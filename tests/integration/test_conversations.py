@@ -13,13 +13,13 @@ import tiktoken
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from core.conversations import TurnOutcome
 from core.db.models import Conversation, Message, ProcessedEvent
 from core.db.session import Database
-from core.errors import BadInput, LLMUnavailable, RateLimited
-from core.hooks import ToolResult
-from core.llm import ToolCall
-from core.types import Attachment, IncomingMessage
+from core.domain.errors import BadInput, LLMUnavailable, RateLimited
+from core.domain.ports import ToolResult
+from core.domain.types import Attachment, IncomingMessage
+from core.llm.types import ToolCall
+from core.turn.service import TurnOutcome
 from tests.fakes.openai_api import Disconnect, FakeOpenAI, Fault, Hang, Reply, ToolCallSpec, png_bytes
 from tests.support import RecordingReplier, incoming, make_llm, make_service
 

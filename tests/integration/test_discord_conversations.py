@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import BotError
-from core.types import ChatUser
+from core.domain.errors import BotError
+from core.domain.types import ChatUser
 from tests.fakes.openai_api import Reply
 from tests.integration.discord_harness import EDIT_INTERVAL, Harness, running_bot
 

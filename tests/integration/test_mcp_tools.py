@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.tools.mcp_servers import McpServerConfig, McpServers, parse_mcp_servers, parse_mcp_servers_json
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
-from core.types import ChatUser, ConversationKey, IncomingMessage
 from tests.fakes.mcp_server import LONG_DOTTED_NAME, PNG_1X1
 
 ROOT = Path(__file__).resolve().parents[2]

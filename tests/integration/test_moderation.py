@@ -8,15 +8,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.budgets import Budgets
-from core.conversations import TurnOutcome
 from core.db.models import BudgetCounter, Message, ModerationEvent, UsageRecord
 from core.db.session import Database
-from core.errors import ContentBlocked
-from core.llm import LLMClient
-from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator, OutputModeration
-from core.pricing import ModelPrice, PriceTable, usd
-from core.types import Attachment
+from core.domain.errors import ContentBlocked
+from core.domain.types import Attachment
+from core.guards.audit import ModerationAudit
+from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
+from core.guards.output_moderation import OutputModeration
+from core.llm.client import LLMClient
+from core.money.budgets import Budgets
+from core.money.pricing import ModelPrice, PriceTable, usd
+from core.turn.service import TurnOutcome
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, png_bytes
 from tests.support import RecordingReplier, incoming, make_llm, make_service
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from core.db.models import UsageRecord
 from core.db.session import Database
-from core.reports import CHART_SIZE, build_report, from_csv, resolve_period, to_csv, to_png, to_text
+from core.money.reports import CHART_SIZE, build_report, from_csv, resolve_period, to_csv, to_png, to_text
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 

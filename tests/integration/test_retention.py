@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from core.budgets import Budgets
+from core.admin.retention import Retention
 from core.db.models import (
     Attachment,
     Conversation,
@@ -18,12 +18,13 @@ from core.db.models import (
     UsageRecord,
 )
 from core.db.session import Database
-from core.errors import BadInput
-from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator
-from core.pricing import ModelPrice, PriceTable
-from core.retention import Retention
-from core.types import Attachment as Upload
-from core.types import ChatUser, IncomingMessage
+from core.domain.errors import BadInput
+from core.domain.types import Attachment as Upload
+from core.domain.types import ChatUser, IncomingMessage
+from core.guards.audit import ModerationAudit
+from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
+from core.money.budgets import Budgets
+from core.money.pricing import ModelPrice, PriceTable
 from tests.fakes.openai_api import FakeOpenAI, png_bytes
 from tests.support import RecordingReplier, incoming, key, make_llm, make_service
 

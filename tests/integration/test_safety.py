@@ -8,15 +8,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.conversations import TurnOutcome
 from core.db.models import Message, ModerationEvent
 from core.db.session import Database
-from core.errors import ContentBlocked
-from core.llm import LLMClient
-from core.moderation import ModerationAudit, ModerationGuard, ModerationPolicy, Moderator
-from core.redaction import Redactor
-from core.safety import InjectionGuard, RedactionGuard
-from core.types import Attachment
+from core.domain.errors import ContentBlocked
+from core.domain.types import Attachment
+from core.guards.audit import ModerationAudit
+from core.guards.injection import InjectionGuard
+from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
+from core.guards.redaction import RedactionGuard
+from core.guards.redactor import Redactor
+from core.llm.client import LLMClient
+from core.turn.service import TurnOutcome
 from tests.fakes.openai_api import FakeOpenAI
 from tests.support import RecordingReplier, incoming, make_llm, make_service
 

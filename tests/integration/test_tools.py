@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from bots.__main__ import Core, open_core
 from core.db.models import ToolCallRecord, UsageRecord
-from core.images import sniff_image
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+from core.llm.images import sniff_image
 from core.settings import load_settings
 from core.tools.registry import Tool, ToolContext, ToolOutput
-from core.types import ChatUser, ConversationKey, IncomingMessage
 from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec
 from tests.support import RecordingReplier
 

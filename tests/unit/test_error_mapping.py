@@ -8,8 +8,8 @@ import httpx2
 import openai
 import pytest
 
-from core.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, RateLimited
-from core.llm import map_openai_error
+from core.domain.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, RateLimited
+from core.llm.client import map_openai_error
 
 MODEL = "gpt-4o-mini"
 REQUEST = httpx2.Request("POST", "http://x/v1/chat/completions")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.history import HistoryEntry, trim, wire_message
+from core.turn.history import HistoryEntry, trim, wire_message
 from tests.fakes.openai_api import png_bytes
 
 # --- wire_message ----------------------------------------------------------------------------------------

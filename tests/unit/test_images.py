@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from core.images import ImageInfo, sniff_image
+from core.llm.images import ImageInfo, sniff_image
 from tests.fakes.openai_api import png_bytes
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.moderation import ModerationPolicy, Thresholds
-from core.moderation import decide as decide_with
+from core.guards.moderation import ModerationPolicy, Thresholds
+from core.guards.moderation import decide as decide_with
 
 SERVER = ModerationPolicy(Thresholds(0.4, 0.8), {"violence": Thresholds(0.6, 0.95)})
 

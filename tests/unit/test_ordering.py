@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from core.ordering import KeyedLocks
+from core.turn.ordering import KeyedLocks
 
 GUARD_SECONDS = 5  # only a deadlock guard: every test finishes without waiting on time
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.pricing import ModelPrice, PriceFileError, PriceTable, format_usd, usd
+from core.money.pricing import ModelPrice, PriceFileError, PriceTable, format_usd, usd
 
 FALLBACK = ModelPrice(usd("10"), usd("10"), usd("40"))
 
@@ -45,7 +45,7 @@ def test_dated_snapshots_use_their_family_price() -> None:
 
 def test_unknown_model_is_charged_the_fallback_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     prices = table()
-    with caplog.at_level(logging.WARNING, logger="core.pricing"):
+    with caplog.at_level(logging.WARNING, logger="core.money.pricing"):
         first = prices.chat_cost("my-llama", input_tokens=1_000, cached_tokens=0, output_tokens=1_000)
         prices.chat_cost("my-llama", input_tokens=10, cached_tokens=0, output_tokens=10)
     assert first.micros == 10_000 + 40_000

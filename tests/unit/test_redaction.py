@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from core.redaction import ALL_RULES, Redacted, Redaction, Redactor, placeholder
+from core.guards.redactor import ALL_RULES, Redacted, Redaction, Redactor, placeholder
 
 REDACTOR = Redactor()
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import tiktoken
 
-from core.tokens import TokenCounter, context_window, image_tokens
+from core.llm.tokens import TokenCounter, context_window, image_tokens
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +269,7 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         """\
         import json, logging, sys
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-        from core.tokens import TokenCounter
+        from core.llm.tokens import TokenCounter
 
         texts = json.loads(sys.argv[1])
         counter = TokenCounter()
@@ -309,7 +309,7 @@ def test_offline_logs_exactly_one_warning(offline: dict[str, Any]) -> None:
 
     mentions = [line for line in lines if "TIKTOKEN_CACHE_DIR" in line]
     assert len(mentions) == 1
-    assert mentions[0].startswith("WARNING:core.tokens:")
+    assert mentions[0].startswith("WARNING:core.llm.tokens:")
     assert "o200k_base" in mentions[0]
     assert [line for line in lines if line.startswith("WARNING")] == mentions
 

@@ -17,16 +17,26 @@ from core.db.models import Attachment as AttachmentRow
 from core.db.models import Message
 from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
 from core.db.session import Database
-from core.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, QuotaExceeded
-from core.history import HistoryEntry, HistoryStore, wire_message
-from core.hooks import BudgetGate, CallPlan, CallUsage, NoBudget, ToolResult, ToolRunner, TurnGuard
-from core.images import sniff_image
-from core.llm import Completion, LLMClient, ToolCall, Usage
+from core.domain.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, QuotaExceeded
+from core.domain.ports import (
+    BudgetGate,
+    CallPlan,
+    CallUsage,
+    NoBudget,
+    Replier,
+    ToolResult,
+    ToolRunner,
+    TurnGuard,
+)
+from core.domain.types import ConversationKey, IncomingMessage
+from core.guards.output_moderation import ModeratedStream, OutputModeration
+from core.llm.client import LLMClient
+from core.llm.images import sniff_image
+from core.llm.tokens import REPLY_PRIMING, TokenCounter, context_window
+from core.llm.types import Completion, ToolCall, Usage
 from core.metrics import Metrics
-from core.moderation import ModeratedStream, OutputModeration
-from core.ordering import KeyedLocks
-from core.tokens import REPLY_PRIMING, TokenCounter, context_window
-from core.types import ConversationKey, IncomingMessage, Replier
+from core.turn.history import HistoryEntry, HistoryStore, wire_message
+from core.turn.ordering import KeyedLocks
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from sqlalchemy import select
 
 from core.db.models import Ban
 from core.db.session import Database
-from core.errors import NotAuthorized
-from core.periods import Clock, utc_now
-from core.types import IncomingMessage
+from core.domain.clock import Clock, utc_now
+from core.domain.errors import NotAuthorized
+from core.domain.types import IncomingMessage
 
 
 class BanGuard:

@@ -17,7 +17,7 @@ from typing import Any
 from core.db.models import Message
 from core.db.repositories import MessageRepository
 from core.db.session import Database
-from core.tokens import TokenCounter
+from core.llm.tokens import TokenCounter
 
 PAGE_SIZE = 200
 

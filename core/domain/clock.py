@@ -1,4 +1,4 @@
-"""UTC budget periods: days and calendar months, their keys and bounds."""
+"""Time as the core sees it: an injectable UTC clock, and durations typed by admins or shown to users."""
 
 from __future__ import annotations
 
@@ -6,34 +6,13 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from core.errors import BadInput
+from core.domain.errors import BadInput
 
 Clock = Callable[[], datetime]
-PERIODS = ("day", "month")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def period_start(period: str, now: datetime) -> datetime:
-    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day if period == "day" else day.replace(day=1)
-
-
-def period_end(period: str, now: datetime) -> datetime:
-    start = period_start(period, now)
-    if period == "day":
-        return start + timedelta(days=1)
-    return (
-        start.replace(year=start.year + 1, month=1)
-        if start.month == 12
-        else start.replace(month=start.month + 1)
-    )
-
-
-def period_key(period: str, now: datetime) -> str:
-    return period_start(period, now).strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
 
 
 def humanize(delta: timedelta) -> str:

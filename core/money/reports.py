@@ -14,9 +14,9 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import UsageRecord
-from core.errors import BadInput
-from core.periods import period_end, period_start
-from core.pricing import MICROS_PER_USD, format_usd
+from core.domain.errors import BadInput
+from core.money.periods import period_end, period_start
+from core.money.pricing import MICROS_PER_USD, format_usd
 
 GROUPS = ("user", "channel", "workspace", "model", "day")
 PERIOD_HELP = "today, yesterday, this-month, last-month, last-7-days, last-30-days or YYYY-MM-DD..YYYY-MM-DD"

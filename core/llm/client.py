@@ -18,42 +18,13 @@ import openai
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from core.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, RateLimited
-from core.periods import humanize
+from core.domain.clock import humanize
+from core.domain.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, RateLimited
+from core.llm.types import Completion, ToolCall, Usage
 
 log = logging.getLogger(__name__)
 
 OnText = Callable[[str], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str  # raw JSON text as the model produced it (may be malformed)
-
-    def wire(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    text: str
-    model: str
-    finish_reason: str | None
-    usage: Usage | None
-    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(slots=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import BadInput
-from core.types import IncomingMessage
+from core.domain.errors import BadInput
+from core.domain.types import IncomingMessage
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ Thresholds are per category (score 0..1); every decision is written to ``moderat
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from collections.abc import Mapping, Sequence
@@ -17,15 +16,12 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
-from core.channel_policies import ChannelPolicies, channel_of
-from core.db.models import ModerationEvent
-from core.db.session import Database
-from core.errors import ContentBlocked
-from core.images import sniff_image
-from core.modlog import ModerationNotice, ModLog
-from core.periods import Clock, utc_now
+from core.domain.errors import ContentBlocked
+from core.domain.types import IncomingMessage
+from core.guards.audit import Decision, ModerationAudit
+from core.guards.channel_policy import ChannelPolicies, channel_of
+from core.llm.images import sniff_image
 from core.settings import SettingsError
-from core.types import IncomingMessage
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +101,6 @@ class ModerationPolicy:
         return cls(default, per_category, fail_open)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    action: str  # allow | flag | block | unavailable
-    categories: tuple[str, ...] = ()  # categories at or over their flag threshold
-    scores: Mapping[str, float] = field(default_factory=dict)
-
-
 class Moderator:
     """Calls the moderation endpoint and applies the policy."""
 
@@ -161,63 +150,6 @@ class Moderator:
         return decide(scores, policy or self.policy)
 
 
-class ModerationAudit:
-    """Writes decisions to ``moderation_events`` (scores and categories; raw content only if allowed)."""
-
-    def __init__(
-        self,
-        database: Database,
-        *,
-        keep_content: bool = False,
-        clock: Clock = utc_now,
-        modlog: ModLog | None = None,
-    ) -> None:
-        self._db = database
-        self._keep_content = keep_content
-        self._clock = clock
-        self._modlog = modlog
-
-    async def record(
-        self,
-        message: IncomingMessage,
-        direction: str,
-        decision: Decision,
-        *,
-        content: str = "",
-        redactions: Sequence[str] = (),
-    ) -> None:
-        async with self._db.unit_of_work() as session:
-            session.add(
-                ModerationEvent(
-                    platform=message.key.platform,
-                    workspace_id=message.key.workspace_id,
-                    channel_id=message.key.channel_id,
-                    user_id=message.user.user_id,
-                    direction=direction,
-                    action=decision.action,
-                    categories=list(decision.categories),
-                    scores={c: round(s, 6) for c, s in decision.scores.items() if s >= 0.01},
-                    redactions=list(redactions),
-                    content=content if self._keep_content and decision.action in ("flag", "block") else None,
-                    created_at=self._clock(),
-                )
-            )
-        if self._modlog is not None and decision.action in ("flag", "block"):
-            key = message.key
-            self._modlog.notify(
-                ModerationNotice(
-                    key.platform,
-                    key.workspace_id,
-                    key.channel_id,
-                    message.user.user_id,
-                    direction,
-                    decision.action,
-                    tuple(decision.categories),
-                    dict(decision.scores),
-                )
-            )
-
-
 def refusal(decision: Decision, direction: str) -> ContentBlocked:
     if decision.action == "unavailable":
         return ContentBlocked(
@@ -252,98 +184,6 @@ class ModerationGuard:
         if decision.action == "block" or (decision.action == "unavailable" and not policy.fail_open):
             raise refusal(decision, "input")
         return message
-
-
-class OutputModeration:
-    """Moderates the answer while it streams: text is shown only once the paragraph holding it has passed.
-
-    Completed segments (ending at a blank line, or every ``segment_chars``) are checked concurrently while the
-    model keeps writing; the reply the user sees never runs ahead of what was checked.
-    """
-
-    def __init__(
-        self,
-        moderator: Moderator,
-        audit: ModerationAudit,
-        *,
-        segment_chars: int = 800,
-        policies: ChannelPolicies | None = None,
-    ) -> None:
-        self._moderator = moderator
-        self._audit = audit
-        self._segment_chars = segment_chars
-        self._policies = policies
-
-    async def stream(self, message: IncomingMessage) -> ModeratedStream:
-        policy = await policy_for(self._moderator, self._policies, message)
-        return ModeratedStream(self._moderator, self._audit, message, self._segment_chars, policy)
-
-
-class ModeratedStream:
-    def __init__(
-        self,
-        moderator: Moderator,
-        audit: ModerationAudit,
-        message: IncomingMessage,
-        segment_chars: int,
-        policy: ModerationPolicy,
-    ) -> None:
-        self._policy = policy
-        self._moderator = moderator
-        self._audit = audit
-        self._message = message
-        self._segment_chars = segment_chars
-        self._submitted = 0
-        self._checks: list[tuple[int, asyncio.Task[Decision]]] = []
-        self._cleared = 0
-
-    def _boundary(self, text: str) -> int | None:
-        pending = text[self._submitted :]
-        cut = pending.rfind("\n\n")
-        if cut > 0:
-            return self._submitted + cut + 2
-        if len(pending) >= self._segment_chars:
-            space = pending.rfind(" ", 0, self._segment_chars)
-            return self._submitted + (space + 1 if space > 0 else self._segment_chars)
-        return None
-
-    def _submit(self, text: str, end: int) -> None:
-        segment = text[self._submitted : end]
-        self._checks.append((end, asyncio.create_task(self._moderator.check(segment, (), self._policy))))
-        self._submitted = end
-
-    async def visible(self, text: str) -> int:
-        """Feed the text so far; returns how much of it may be shown now."""
-        while (end := self._boundary(text)) is not None:
-            self._submit(text, end)
-        while self._checks and self._checks[0][1].done():
-            end, task = self._checks.pop(0)
-            await self._settle(task.result(), text)
-            self._cleared = end
-        return self._cleared
-
-    async def finish(self, text: str) -> None:
-        """The whole answer: check the rest, wait for every check; raises ContentBlocked on a block."""
-        if self._submitted < len(text):
-            self._submit(text, len(text))
-        worst = Decision("allow")
-        try:
-            for _end, task in self._checks:
-                decision = await task
-                await self._settle(decision, text)
-                if decision.action != "allow" and worst.action == "allow":
-                    worst = decision
-        finally:
-            for _end, task in self._checks:
-                task.cancel()
-        await self._audit.record(self._message, "output", worst, content=text)
-
-    async def _settle(self, decision: Decision, text: str) -> None:
-        if decision.action == "block" or (decision.action == "unavailable" and not self._policy.fail_open):
-            for _end, task in self._checks:
-                task.cancel()
-            await self._audit.record(self._message, "output", decision, content=text)
-            raise refusal(decision, "output")
 
 
 def decide(scores: Mapping[str, float], policy: ModerationPolicy) -> Decision:

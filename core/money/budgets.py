@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
 from core.db.repositories import insert_for
 from core.db.session import Database
-from core.errors import QuotaExceeded
-from core.hooks import CallPlan, CallUsage
-from core.periods import PERIODS, Clock, humanize, period_end, period_key, period_start, utc_now
-from core.pricing import ChatCost, PriceTable, format_usd
-from core.types import ChatUser, ConversationKey, IncomingMessage
+from core.domain.clock import Clock, humanize, utc_now
+from core.domain.errors import QuotaExceeded
+from core.domain.ports import CallPlan, CallUsage
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+from core.money.periods import PERIODS, period_end, period_key, period_start
+from core.money.pricing import ChatCost, PriceTable, format_usd
 
 log = logging.getLogger(__name__)
 
@@ -470,7 +471,7 @@ class Budgets:
 
 def defaults_from(settings: Any) -> dict[tuple[str, str], tuple[int | None, int | None]]:
     """Default limits from ``LimitSettings`` (USD as Decimal, tokens as int)."""
-    from core.pricing import usd
+    from core.money.pricing import usd
 
     result: dict[tuple[str, str], tuple[int | None, int | None]] = {}
     for scope in SCOPES:

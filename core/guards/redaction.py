@@ -1,15 +1,13 @@
-"""Turn guards for redaction and prompt-injection signals (DESIGN.md §3 step 4), each audited."""
+"""The redaction guard: secrets and personal data replaced before anything else sees the message."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 
-from core.errors import ContentBlocked
-from core.injection import detect_injection
-from core.moderation import Decision, ModerationAudit
-from core.redaction import Redactor
-from core.types import IncomingMessage, attached_text
+from core.domain.types import IncomingMessage, attached_text
+from core.guards.audit import Decision, ModerationAudit
+from core.guards.redactor import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +45,3 @@ class RedactionGuard:
         await self._audit.record(redacted, "input", Decision("redact"), redactions=kinds)
         log.info("redacted %s in %s", ", ".join(kinds), message.event_id)
         return redacted
-
-
-class InjectionGuard:
-    """Flags prompt-injection attempts in the audit; refuses the turn only when the policy says ``block``.
-
-    The signals never grant anything: admin rights come from the platform identity alone.
-    """
-
-    def __init__(self, audit: ModerationAudit, *, block: bool = False) -> None:
-        self._audit = audit
-        self._block = block
-
-    async def check(self, message: IncomingMessage) -> IncomingMessage:
-        signals = detect_injection(message.all_text())
-        if not signals:
-            return message
-        kinds = tuple(dict.fromkeys(f"injection/{signal.kind}" for signal in signals))
-        action = "block" if self._block else "flag"
-        await self._audit.record(message, "input", Decision(action, kinds), content=message.all_text())
-        log.warning("prompt-injection signals %s in %s (%s)", ", ".join(kinds), message.event_id, action)
-        if self._block:
-            raise ContentBlocked(
-                "I can't act on that: it looks like an attempt to change my instructions.",
-                detail=", ".join(kinds),
-            )
-        return message

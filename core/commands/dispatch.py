@@ -15,20 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from core.admin import AdminService, describe_limit, describe_moderation
-from core.budgets import Budgets, describe_usage
-from core.channel_policies import Channel, ChannelPolicies
-from core.conversations import ConversationService
-from core.errors import BadInput
-from core.image_generation import ImageGenerator
-from core.moderation import ModerationPolicy
-from core.periods import Clock, parse_duration, utc_now
-from core.pricing import format_usd
-from core.redaction import Redactor
-from core.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
-from core.retention import Retention
+from core.admin.retention import Retention
+from core.admin.service import AdminService, describe_limit, describe_moderation
+from core.domain.clock import Clock, parse_duration, utc_now
+from core.domain.errors import BadInput
+from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.guards.channel_policy import Channel, ChannelPolicies
+from core.guards.moderation import ModerationPolicy
+from core.guards.redactor import Redactor
+from core.llm.image_generation import ImageGenerator
+from core.money.budgets import Budgets, describe_usage
+from core.money.pricing import format_usd
+from core.money.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
 from core.tools.governance import ToolGovernance
-from core.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.turn.service import ConversationService
 
 Tenant = tuple[str, str] | None  # (platform, workspace_id) a server admin is limited to; None: an operator
 OPERATORS_ONLY = (

@@ -11,8 +11,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.llm import ToolCall, Usage
-from core.types import Attachment, IncomingMessage
+from core.domain.errors import BotError
+from core.domain.types import Attachment, IncomingMessage
+from core.llm.types import ToolCall, Usage
 
 
 class TurnGuard(Protocol):
@@ -91,3 +92,25 @@ class NoBudget:
 
     def affordable_rounds(self, plan: CallPlan) -> int:
         return plan.rounds
+
+
+class Replier(Protocol):
+    """How the core talks back to the user; each adapter implements it for its platform."""
+
+    async def start(self) -> None:
+        """A reply is being prepared (typing indicator, placeholder message, status)."""
+
+    async def update(self, text: str) -> None:
+        """The reply so far (full text, not a delta). Adapters throttle edits to their platform's limits."""
+
+    async def status(self, text: str) -> None:
+        """A short progress note while no text streams, e.g. "Using calculator…"."""
+
+    async def finish(self, text: str) -> None:
+        """The complete reply."""
+
+    async def attach(self, attachment: Attachment) -> None:
+        """Send a file (generated image, chart, CSV) with the reply."""
+
+    async def error(self, error: BotError) -> None:
+        """The turn failed; show ``error.user_message``."""

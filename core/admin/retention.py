@@ -25,8 +25,8 @@ from core.db.models import (
 )
 from core.db.repositories import MessageRepository
 from core.db.session import Database
-from core.errors import BadInput
-from core.periods import Clock, utc_now
+from core.domain.clock import Clock, utc_now
+from core.domain.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete, null, select
 from core.db.models import ChannelPolicy
 from core.db.repositories import insert_for
 from core.db.session import Database
-from core.types import ConversationKey
+from core.domain.types import ConversationKey
 
 Channel = tuple[str, str, str]  # platform, workspace_id, channel_id
 

@@ -1,12 +1,9 @@
-"""Frozen values that cross the core/adapter boundary, and the protocol adapters implement."""
+"""Frozen values that cross the core/adapter boundary (DESIGN.md §2)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
-
-from core.errors import BotError
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,25 +57,3 @@ class IncomingMessage:
         """The message and its attached text files, as one text (what guards must look at)."""
         texts = [self.text, *(t for a in self.attachments if (t := attached_text(a)) is not None)]
         return "\n\n".join(text for text in texts if text)
-
-
-class Replier(Protocol):
-    """How the core talks back to the user; each adapter implements it for its platform."""
-
-    async def start(self) -> None:
-        """A reply is being prepared (typing indicator, placeholder message, status)."""
-
-    async def update(self, text: str) -> None:
-        """The reply so far (full text, not a delta). Adapters throttle edits to their platform's limits."""
-
-    async def status(self, text: str) -> None:
-        """A short progress note while no text streams, e.g. "Using calculator…"."""
-
-    async def finish(self, text: str) -> None:
-        """The complete reply."""
-
-    async def attach(self, attachment: Attachment) -> None:
-        """Send a file (generated image, chart, CSV) with the reply."""
-
-    async def error(self, error: BotError) -> None:
-        """The turn failed; show ``error.user_message``."""

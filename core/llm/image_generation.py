@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import openai
 
-from core.budgets import Budgets
-from core.errors import BotError, LLMUnavailable
-from core.images import sniff_image
-from core.llm import LLMClient, map_openai_error
-from core.types import Attachment, IncomingMessage
+from core.domain.errors import BotError, LLMUnavailable
+from core.domain.types import Attachment, IncomingMessage
+from core.llm.client import LLMClient, map_openai_error
+from core.llm.images import sniff_image
+from core.money.budgets import Budgets
 
 log = logging.getLogger(__name__)
 

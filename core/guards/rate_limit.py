@@ -14,9 +14,9 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from core.errors import RateLimited
-from core.periods import humanize
-from core.types import IncomingMessage
+from core.domain.clock import humanize
+from core.domain.errors import RateLimited
+from core.domain.types import IncomingMessage
 
 
 def rate_limit_storage(redis_url: str | None) -> Storage:

@@ -9,11 +9,18 @@ typographic apostrophes are normalised first.
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["INJECTION_KINDS", "MAX_EXCERPT", "InjectionSignal", "detect_injection"]
+from core.domain.errors import ContentBlocked
+from core.domain.types import IncomingMessage
+from core.guards.audit import Decision, ModerationAudit
+
+log = logging.getLogger(__name__)
+
+__all__ = ["INJECTION_KINDS", "MAX_EXCERPT", "InjectionGuard", "InjectionSignal", "detect_injection"]
 
 INJECTION_KINDS: tuple[str, ...] = ("ignore_instructions", "reveal_prompt", "act_as_admin", "tool_on_behalf")
 MAX_EXCERPT = 80
@@ -172,3 +179,29 @@ def detect_injection(text: str) -> tuple[InjectionSignal, ...]:
             seen.add(signal)
             signals.append(signal)
     return tuple(signals)
+
+
+class InjectionGuard:
+    """Flags prompt-injection attempts in the audit; refuses the turn only when the policy says ``block``.
+
+    The signals never grant anything: admin rights come from the platform identity alone.
+    """
+
+    def __init__(self, audit: ModerationAudit, *, block: bool = False) -> None:
+        self._audit = audit
+        self._block = block
+
+    async def check(self, message: IncomingMessage) -> IncomingMessage:
+        signals = detect_injection(message.all_text())
+        if not signals:
+            return message
+        kinds = tuple(dict.fromkeys(f"injection/{signal.kind}" for signal in signals))
+        action = "block" if self._block else "flag"
+        await self._audit.record(message, "input", Decision(action, kinds), content=message.all_text())
+        log.warning("prompt-injection signals %s in %s (%s)", ", ".join(kinds), message.event_id, action)
+        if self._block:
+            raise ContentBlocked(
+                "I can't act on that: it looks like an attempt to change my instructions.",
+                detail=", ".join(kinds),
+            )
+        return message

@@ -17,15 +17,16 @@ from typing import Any, NoReturn
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.budgets import SCOPES, BudgetLimit, Budgets
 from core.db.models import AdminAction, Ban, Budget, ModerationEvent
 from core.db.repositories import insert_for
 from core.db.session import Database
-from core.errors import BadInput, NotAuthorized
-from core.periods import PERIODS, Clock, utc_now
-from core.pricing import format_usd, usd
-from core.reports import Report, build_report, resolve_period
-from core.types import ChatUser
+from core.domain.clock import Clock, utc_now
+from core.domain.errors import BadInput, NotAuthorized
+from core.domain.types import ChatUser
+from core.money.budgets import SCOPES, BudgetLimit, Budgets
+from core.money.periods import PERIODS
+from core.money.pricing import format_usd, usd
+from core.money.reports import Report, build_report, resolve_period
 
 log = logging.getLogger(__name__)
 
