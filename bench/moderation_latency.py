@@ -42,6 +42,7 @@ from core.db.session import Database  # noqa: E402
 from core.domain.ports import TurnGuard  # noqa: E402
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage  # noqa: E402
 from core.guards.audit import ModerationAudit  # noqa: E402
+from core.guards.chain import GuardChain  # noqa: E402
 from core.guards.injection import InjectionGuard  # noqa: E402
 from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator  # noqa: E402
 from core.guards.output_moderation import OutputModeration  # noqa: E402
@@ -75,7 +76,12 @@ def build(setup: str, database: Database, llm: LLMClient, counter: TokenCounter)
     output = OutputModeration(moderator, audit) if setup in ("in+out", "+redact") else None
     config = TurnConfig(default_model="gpt-4o-mini", system_prompt="You are a test.", max_output_tokens=256)
     return ConversationService(
-        database=database, llm=llm, counter=counter, config=config, guards=guards, output_moderation=output
+        database=database,
+        llm=llm,
+        counter=counter,
+        config=config,
+        guards=GuardChain(guards),
+        output_moderation=output,
     )
 
 

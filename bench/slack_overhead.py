@@ -331,9 +331,10 @@ async def seed_history(core: Any, threads: int, messages: int, users: Sequence[s
 
 async def serve_threadwise(seed_threads: int, seed_messages: int, users: Sequence[str]) -> None:
     """The real adapter, composed as `threadwise serve` composes it (HTTP events mode)."""
-    from bots.__main__ import open_core
+    from bots.bootstrap import open_core
     from bots.http import HttpServer
     from bots.slack.app import open_slack
+    from bots.slack.config import SlackOptions
     from core.settings import load_settings
 
     settings = load_settings(None)
@@ -341,7 +342,7 @@ async def serve_threadwise(seed_threads: int, seed_messages: int, users: Sequenc
     async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
         extra = await seed_history(core, seed_threads, seed_messages, users) if seed_threads else {}
         http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
-        await stack.enter_async_context(open_slack(core, http))
+        await stack.enter_async_context(open_slack(core.chat, SlackOptions.from_settings(settings), http))
         await stack.enter_async_context(http)
         http.ready = True
         _announce(http.port, **extra)

@@ -26,7 +26,7 @@ if not os.environ.get("TIKTOKEN_CACHE_DIR") and (REPO.parent / "shared" / "tikto
 
 from sqlalchemy import select  # noqa: E402
 
-from bots.__main__ import open_core  # noqa: E402
+from bots.bootstrap import open_core  # noqa: E402
 from core.db.models import ToolCallRecord, UsageRecord  # noqa: E402
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage  # noqa: E402
 from core.settings import load_settings  # noqa: E402
@@ -62,7 +62,7 @@ async def main() -> None:
             question = "what is 2**10 and what time is it in Tokyo? then draw it"
             user = ChatUser("slack", "U0ADA", "ada")
             message = IncomingMessage(key, user, question, "C1:1700000000.000100", datetime.now(UTC))
-            await core.conversations.handle(message, replier)
+            await core.turns.handle(message, replier)
             attached = sum(1 for kind, _ in replier.events if kind == "attach")
             print(f"reply: {replier.finished} ({attached} attachment)")
             async with core.database.reader() as session:

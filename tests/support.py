@@ -12,6 +12,7 @@ from core.db.session import Database
 from core.domain.errors import BotError
 from core.domain.ports import BudgetGate, ToolRunner, TurnGuard
 from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.guards.chain import GuardChain
 from core.guards.output_moderation import OutputModeration
 from core.llm.client import LLMClient
 from core.llm.tokens import TokenCounter
@@ -90,7 +91,7 @@ def make_service(
         config=config,
         history=history,
         tools=tools,
-        guards=guards,
+        guards=GuardChain(guards),
         output_moderation=output_moderation,
         budget=budget,
     )

@@ -31,8 +31,8 @@ from core.domain.errors import BotError
 from core.guards.modlog import ModerationNotice
 
 if TYPE_CHECKING:
-    from bots.__main__ import Core
     from bots.http import HttpServer
+    from bots.services import ChatServices
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def use_endpoints(api_url: str, gateway_url: str | None) -> Callable[[], None]:
 
 
 def build_client(
-    core: Core, options: DiscordOptions, *, inflight: InFlight, guild_ready_timeout: float = 2.0
+    services: ChatServices, options: DiscordOptions, *, inflight: InFlight, guild_ready_timeout: float = 2.0
 ) -> tuple[discord.Client, app_commands.CommandTree[Any]]:
     kind: type[discord.Client] = discord.AutoShardedClient if options.sharded else discord.Client
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = (
@@ -78,13 +78,10 @@ def build_client(
         chunk_guilds_at_startup=False,
         guild_ready_timeout=guild_ready_timeout,
     )
-    api_url = core.settings.discord.api_url
     tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
-    tree.add_command(AiCommands(core, inflight=inflight, edit_interval=options.edit_interval))
-    tree.add_command(AdminCommands(core, inflight=inflight))
-    events = MessageEvents(
-        core, client, api_url=api_url, inflight=inflight, edit_interval=options.edit_interval
-    )
+    tree.add_command(AiCommands(services, inflight=inflight, edit_interval=options.edit_interval))
+    tree.add_command(AdminCommands(services, inflight=inflight))
+    events = MessageEvents(services, client, options, inflight=inflight)
 
     async def on_message(message: discord.Message) -> None:
         await events.on_message(message)
@@ -137,24 +134,22 @@ async def _connected(client: discord.Client, connection: asyncio.Task[None], wit
 
 @contextlib.asynccontextmanager
 async def open_discord(
-    core: Core,
+    services: ChatServices,
+    options: DiscordOptions,
     http: HttpServer,
     *,
-    options: DiscordOptions | None = None,
     guild_ready_timeout: float = 2.0,
 ) -> AsyncIterator[None]:
-    """The AdapterFactory of Discord (see bots/__main__.py): connected and answering inside the block."""
-    settings = core.settings.discord
-    if settings.bot_token is None:
+    """An adapter factory (see bots/bootstrap.py): connected and answering inside the block."""
+    if options.bot_token is None:
         raise BotError("DISCORD_BOT_TOKEN is not set.")
-    options = options or DiscordOptions.from_settings(core.settings)
-    restore = use_endpoints(settings.api_url, settings.gateway_url)
+    restore = use_endpoints(options.api_url, options.gateway_url)
     inflight = InFlight()
-    client, tree = build_client(core, options, inflight=inflight, guild_ready_timeout=guild_ready_timeout)
+    client, tree = build_client(services, options, inflight=inflight, guild_ready_timeout=guild_ready_timeout)
     connection: asyncio.Task[None] | None = None
     try:
         try:
-            await client.login(settings.bot_token.get_secret_value())
+            await client.login(options.bot_token.get_secret_value())
         except discord.LoginFailure as exc:
             raise BotError("Discord rejected DISCORD_BOT_TOKEN.", detail=str(exc)) from None
         await sync_commands(tree, options.guilds)
@@ -162,14 +157,14 @@ async def open_discord(
         await _connected(client, connection, options.ready_timeout)
         user = client.user
         log.info("Discord: connected as %s (%s) in %d guild(s)", user, user and user.id, len(client.guilds))
-        modlog_channel = core.settings.threadwise.discord_modlog_channel
+        modlog_channel = options.modlog_channel
         if modlog_channel is not None:
-            core.modlog.register("discord", _modlog_sink(client, modlog_channel))
+            services.modlog.register("discord", _modlog_sink(client, modlog_channel))
         yield
     finally:
         await inflight.drain(SHUTDOWN_GRACE)
-        await core.modlog.drain()  # notices of the last turns, while the client can still post
-        core.modlog.unregister("discord")
+        await services.modlog.drain()  # notices of the last turns, while the client can still post
+        services.modlog.unregister("discord")
         await client.close()
         if connection is not None:
             connection.cancel()

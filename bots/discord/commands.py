@@ -32,7 +32,7 @@ from core.domain.errors import BotError
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 
 if TYPE_CHECKING:
-    from bots.__main__ import Core
+    from bots.services import ChatServices
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,9 @@ async def deliver(interaction: Interaction, reply: CommandReply, *, deferred_eph
 class AiCommands(app_commands.Group):
     """`/ai ask|chat|reset|usage|model|image|help`."""
 
-    def __init__(self, core: Core, *, inflight: InFlight, edit_interval: float) -> None:
+    def __init__(self, services: ChatServices, *, inflight: InFlight, edit_interval: float) -> None:
         super().__init__(name="ai", description="Talk to Threadwise, the AI assistant")
-        self._core = core
+        self._services = services
         self._inflight = inflight
         self._edit_interval = edit_interval
 
@@ -140,7 +140,7 @@ class AiCommands(app_commands.Group):
             sink, prefix=prefix, on_error=private_error, edit_interval=self._edit_interval
         )
         with self._inflight.track():
-            await self._core.conversations.handle(message, replier)
+            await self._services.turns.handle(message, replier)
 
     @app_commands.command(name="ask", description="Ask one question; the answer appears right here")
     @app_commands.describe(prompt="Your question")
@@ -148,7 +148,7 @@ class AiCommands(app_commands.Group):
         await interaction.response.defer(thinking=True)
         where = conversation_of(interaction)
         key = ConversationKey(PLATFORM, where.workspace_id, where.channel_id, f"ask:{interaction.id}")
-        shown = self._core.commands.display(prompt)  # quoted above the answer: redacted like the history
+        shown = self._services.commands.display(prompt)  # quoted above the answer: redacted like the history
         preview = shown if len(shown) <= QUESTION_PREVIEW else shown[: QUESTION_PREVIEW - 1] + "…"
         quoted = "\n".join(f"> {line}" for line in preview.splitlines() or [""])
         await self._turn(interaction, key, prompt, InteractionSink(interaction), prefix=f"{quoted}\n")
@@ -157,7 +157,7 @@ class AiCommands(app_commands.Group):
     @app_commands.describe(prompt="How the conversation starts")
     async def chat(self, interaction: Interaction, prompt: str) -> None:
         user = interaction.user
-        shown = self._core.commands.display(prompt)  # redacted like everything the core stores
+        shown = self._services.commands.display(prompt)  # redacted like everything the core stores
         opening = split_message(f"💬 **{user.display_name}**: {shown}")[0]
         callback = await interaction.response.send_message(opening, allowed_mentions=NO_MENTIONS)
         channel: Any = interaction.channel
@@ -185,7 +185,7 @@ class AiCommands(app_commands.Group):
 
     @app_commands.command(name="reset", description="Forget this conversation's history")
     async def reset(self, interaction: Interaction) -> None:
-        commands = self._core.commands
+        commands = self._services.commands
         await self._command(
             interaction,
             lambda: commands.reset(caller(interaction), conversation_of(interaction)),
@@ -196,7 +196,7 @@ class AiCommands(app_commands.Group):
         name="usage", description="What you have spent today and this month, and your limits"
     )
     async def usage(self, interaction: Interaction) -> None:
-        commands = self._core.commands
+        commands = self._services.commands
         await self._command(
             interaction,
             lambda: commands.usage(caller(interaction), conversation_of(interaction)),
@@ -206,7 +206,7 @@ class AiCommands(app_commands.Group):
     @app_commands.command(name="model", description="Show or change the model of this conversation")
     @app_commands.describe(name="Model name; leave empty to see the current one and the choices")
     async def model(self, interaction: Interaction, name: str = "") -> None:
-        commands = self._core.commands
+        commands = self._services.commands
         await self._command(
             interaction,
             lambda: commands.set_model(caller(interaction), conversation_of(interaction), name),
@@ -216,7 +216,7 @@ class AiCommands(app_commands.Group):
     @app_commands.command(name="image", description="Generate an image")
     @app_commands.describe(prompt="What the image should show")
     async def image(self, interaction: Interaction, prompt: str) -> None:
-        commands = self._core.commands
+        commands = self._services.commands
         await self._command(
             interaction,
             lambda: commands.image(caller(interaction), conversation_of(interaction), prompt),
@@ -226,7 +226,7 @@ class AiCommands(app_commands.Group):
     @app_commands.command(name="forget", description="Erase your messages and personal data (asks first)")
     @app_commands.describe(confirm="Type confirm to erase; leave empty to see what would be erased")
     async def forget(self, interaction: Interaction, confirm: str = "") -> None:
-        commands = self._core.commands
+        commands = self._services.commands
         await self._command(
             interaction,
             lambda: commands.forget(caller(interaction), conversation_of(interaction), confirm),
@@ -235,7 +235,7 @@ class AiCommands(app_commands.Group):
 
     @app_commands.command(name="help", description="What Threadwise can do")
     async def help(self, interaction: Interaction) -> None:
-        reply = self._core.commands.help(caller(interaction))
+        reply = self._services.commands.help(caller(interaction))
         await interaction.response.send_message(
             split_message(reply.text)[0], ephemeral=True, allowed_mentions=NO_MENTIONS
         )
@@ -244,13 +244,13 @@ class AiCommands(app_commands.Group):
 class AdminCommands(app_commands.Group):
     """`/ai-admin quota|report|ban|unban|moderation args:…`: Manage Server by default, THREADWISE_ADMINS."""
 
-    def __init__(self, core: Core, *, inflight: InFlight) -> None:
+    def __init__(self, services: ChatServices, *, inflight: InFlight) -> None:
         super().__init__(
             name="ai-admin",
             description="Threadwise budgets, reports, bans and moderation (admins)",
             default_permissions=discord.Permissions(manage_guild=True),
         )
-        self._core = core
+        self._services = services
         self._inflight = inflight
 
     async def _run(self, interaction: Interaction, command: str, args: str) -> None:
@@ -258,7 +258,7 @@ class AdminCommands(app_commands.Group):
         with self._inflight.track():
             try:
                 key = conversation_of(interaction)
-                reply = await self._core.commands.admin(caller(interaction), key, command, args)
+                reply = await self._services.commands.admin(caller(interaction), key, command, args)
             except BotError as error:
                 await show_error(interaction, error)
                 return

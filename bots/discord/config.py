@@ -1,8 +1,10 @@
-"""Discord adapter options (``THREADWISE_DISCORD_*``), taken from the service settings."""
+"""Discord adapter options (``DISCORD_*``, ``THREADWISE_DISCORD_*``), taken from the service settings once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pydantic import SecretStr
 
 from core.settings import Settings
 
@@ -13,12 +15,29 @@ class DiscordOptions:
     commands are global, which Discord may take a while to show). ``sharded``: an ``AutoShardedClient`` (bots
     in thousands of guilds). ``edit_interval``: seconds between edits of a streamed reply."""
 
+    bot_token: SecretStr | None = None
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str | None = None
     guilds: tuple[int, ...] = ()
     sharded: bool = False
     edit_interval: float = 1.0
     ready_timeout: float = 60.0
+    modlog_channel: int | None = None
+    max_files: int = 4
+    max_file_bytes: int = 20 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DiscordOptions:
-        tw = settings.threadwise
-        return cls(tw.discord_guilds, tw.discord_sharded, tw.discord_edit_interval, tw.discord_ready_timeout)
+        discord, tw, safety = settings.discord, settings.threadwise, settings.safety
+        return cls(
+            bot_token=discord.bot_token,
+            api_url=discord.api_url,
+            gateway_url=discord.gateway_url,
+            guilds=tw.discord_guilds,
+            sharded=tw.discord_sharded,
+            edit_interval=tw.discord_edit_interval,
+            ready_timeout=tw.discord_ready_timeout,
+            modlog_channel=tw.discord_modlog_channel,
+            max_files=safety.max_attachments,
+            max_file_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+        )

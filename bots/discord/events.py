@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bots.discord.attachments import read_attachments
+from bots.discord.config import DiscordOptions
 from bots.discord.identity import (
     chat_user,
     dm_key,
@@ -35,7 +36,7 @@ from core.turn.ordering import KeyedLocks
 from core.turn.service import TurnOutcome
 
 if TYPE_CHECKING:
-    from bots.__main__ import Core
+    from bots.services import ChatServices
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,15 @@ class MessageEvents:
     """``on_message`` of the Discord client."""
 
     def __init__(
-        self, core: Core, client: discord.Client, *, api_url: str, inflight: InFlight, edit_interval: float
+        self, services: ChatServices, client: discord.Client, options: DiscordOptions, *, inflight: InFlight
     ) -> None:
-        self._core = core
+        self._services = services
         self._client = client
-        self._api_url = api_url
+        self._api_url = options.api_url
+        self._max_files = options.max_files
+        self._max_file_bytes = options.max_file_bytes
         self._inflight = inflight
-        self._edit_interval = edit_interval
+        self._edit_interval = options.edit_interval
         self._arrival = KeyedLocks()
 
     async def on_message(self, message: discord.Message) -> None:
@@ -90,7 +93,7 @@ class MessageEvents:
         needs_conversation: bool,
     ) -> None:
         async with self._arrival.hold(key):
-            if needs_conversation and not await self._core.commands.is_conversation(key):
+            if needs_conversation and not await self._services.commands.is_conversation(key):
                 return
             await self._turn(message, key, sink, bot_id)
 
@@ -103,11 +106,10 @@ class MessageEvents:
             return channel
 
     async def _turn(self, message: discord.Message, key: ConversationKey, sink: Sink, bot_id: int) -> None:
-        safety = self._core.settings.safety
         read = await read_attachments(
             list(message.attachments),
-            max_bytes=int(safety.max_attachment_mb * 1024 * 1024),
-            max_count=safety.max_attachments,
+            max_bytes=self._max_file_bytes,
+            max_count=self._max_files,
             api_url=self._api_url,
         )
         incoming = IncomingMessage(
@@ -119,6 +121,6 @@ class MessageEvents:
             attachments=read.attachments,
         )
         replier = DiscordReplier(sink, notes=read.notices, edit_interval=self._edit_interval)
-        outcome = await self._core.conversations.handle(incoming, replier)
+        outcome = await self._services.turns.handle(incoming, replier)
         if outcome is TurnOutcome.DUPLICATE:
             log.info("message %s was already answered", message.id)

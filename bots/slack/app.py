@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -21,18 +20,17 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.http import HttpServer
+from bots.services import ChatServices
 from bots.slack.assistant import build_assistant
 from bots.slack.background import Background
 from bots.slack.commands import SlashCommands
+from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
 from bots.slack.replier import EDIT_INTERVAL
 from core.guards.modlog import ModerationNotice
 from core.settings import SettingsError
-
-if TYPE_CHECKING:
-    from bots.__main__ import Core
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,15 @@ RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
 
 
 def build_app(
-    core: Core,
+    services: ChatServices,
+    options: SlackOptions,
     session: aiohttp.ClientSession,
     background: Background,
     *,
     edit_interval: float = EDIT_INTERVAL,
 ) -> AsyncApp:
     """The bolt app with every listener the manifest subscribes to (an event without one answers 404)."""
-    slack = core.settings.slack
+    slack = options
     if slack.bot_token is None:
         raise SettingsError("SLACK_BOT_TOKEN is required for Slack")
     token = slack.bot_token.get_secret_value()
@@ -73,18 +72,17 @@ def build_app(
         process_before_response=True,
         logger=logging.getLogger("threadwise.slack.bolt"),
     )
-    safety = core.settings.safety
     fetcher = FileFetcher(
         session,
         client,
         token=token,
         api_url=slack.api_url,
-        limits=FileLimits(
-            max_files=safety.max_attachments, max_bytes=int(safety.max_attachment_mb * 1024 * 1024)
-        ),
+        limits=FileLimits(max_files=options.max_files, max_bytes=options.max_file_bytes),
     )
-    directory = Directory(client, admins=core.settings.threadwise.admins)
-    conversations = Conversations(core, client, directory, fetcher, background, edit_interval=edit_interval)
+    directory = Directory(client, admins=options.admins)
+    conversations = Conversations(
+        services, client, directory, fetcher, background, edit_interval=edit_interval
+    )
     app.assistant(build_assistant(conversations))
     conversations.register(app)
     SlashCommands(conversations).register(app)
@@ -93,7 +91,8 @@ def build_app(
 
 @contextlib.asynccontextmanager
 async def open_slack(
-    core: Core,
+    services: ChatServices,
+    options: SlackOptions,
     http: HttpServer,
     *,
     edit_interval: float = EDIT_INTERVAL,
@@ -103,10 +102,10 @@ async def open_slack(
 
     On exit it stops taking events, gives running turns ``SHUTDOWN_GRACE`` seconds, and cancels the rest.
     """
-    slack = core.settings.slack
+    slack = options
     tasks = background or Background()
     async with aiohttp.ClientSession() as session:
-        app = build_app(core, session, tasks, edit_interval=edit_interval)
+        app = build_app(services, options, session, tasks, edit_interval=edit_interval)
         try:
             identity = await app.client.auth_test()  # a wrong token stops start-up with a clear message
         except SlackApiError as exc:
@@ -115,7 +114,7 @@ async def open_slack(
                 "Token (xoxb-…) from OAuth & Permissions"
             ) from None
         log.info("Slack bot %s in workspace %s", identity.get("user_id"), identity.get("team"))
-        modlog_channel = core.settings.threadwise.slack_modlog_channel
+        modlog_channel = options.modlog_channel
         if modlog_channel:
 
             async def post_notice(notice: ModerationNotice) -> None:
@@ -124,7 +123,7 @@ async def open_slack(
                     channel=modlog_channel, text=f":triangular_flag_on_post: {text}"
                 )
 
-            core.modlog.register("slack", post_notice)
+            services.modlog.register("slack", post_notice)
         try:
             if slack.app_token is not None:
                 handler = AsyncSocketModeHandler(
@@ -151,5 +150,5 @@ async def open_slack(
                 yield
         finally:
             await tasks.close(SHUTDOWN_GRACE)
-            await core.modlog.drain()  # notices of the last turns, while the client can still post
-            core.modlog.unregister("slack")
+            await services.modlog.drain()  # notices of the last turns, while the client can still post
+            services.modlog.unregister("slack")

@@ -47,7 +47,7 @@ def build_assistant(conversations: Conversations) -> AsyncAssistant:
 
     async def titled_turn(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
         key = conversations.key(body, event)
-        if not await conversations.core.commands.is_conversation(key):
+        if not await conversations.services.commands.is_conversation(key):
             title = plain_text(str(event.get("text") or ""), bot_user_id)[:TITLE_CHARS]
             if title:
                 try:

@@ -44,7 +44,7 @@ class SlashCommands:
 
     @property
     def _commands(self) -> Commands:
-        return self._conversations.core.commands
+        return self._conversations.services.commands
 
     def register(self, app: AsyncApp) -> None:
         app.command("/ai")(self.on_ai)
@@ -146,7 +146,7 @@ class SlashCommands:
         failed = f"<@{user.user_id}> asked a question."
         parent = QuestionParent(self._client, channel, ts, shown, failed, replier)
         self._conversations.remember(message.key, user.user_id)
-        await self._conversations.core.conversations.handle(message, parent)
+        await self._conversations.services.turns.handle(message, parent)
 
     async def _image(
         self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond

@@ -22,7 +22,7 @@ from core.domain.types import ConversationKey, IncomingMessage
 from core.turn.ordering import KeyedLocks
 
 if TYPE_CHECKING:
-    from bots.__main__ import Core
+    from bots.services import ChatServices
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Conversations:
 
     def __init__(
         self,
-        core: Core,
+        services: ChatServices,
         client: AsyncWebClient,
         directory: Directory,
         fetcher: FileFetcher,
@@ -88,7 +88,7 @@ class Conversations:
         *,
         edit_interval: float = EDIT_INTERVAL,
     ) -> None:
-        self.core = core
+        self.services = services
         self.client = client
         self.directory = directory
         self.fetcher = fetcher
@@ -155,7 +155,7 @@ class Conversations:
     async def _follow_up(self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
         key = self.key(body, event)
         async with self._arrivals.hold(key):
-            if await self.core.commands.is_conversation(key):
+            if await self.services.commands.is_conversation(key):
                 await self._turn(key, body, event, bot_user_id)
 
     async def turn(
@@ -194,7 +194,7 @@ class Conversations:
             attachments=tuple(collected.attachments),
         )
         self.remember(key, user.user_id)
-        outcome = await self.core.conversations.handle(message, replier)
+        outcome = await self.services.turns.handle(message, replier)
         log.debug("slack turn %s: %s", message.event_id, outcome)
 
     async def _earlier_in_thread(
@@ -203,7 +203,7 @@ class Conversations:
         """When the bot is first called into a thread people were already talking in, what they said there
         (the newest messages, as text ahead of the question); "" for a new thread or a known conversation."""
         thread_ts, ts = event.get("thread_ts"), str(event["ts"])
-        if not thread_ts or thread_ts == ts or await self.core.commands.is_conversation(key):
+        if not thread_ts or thread_ts == ts or await self.services.commands.is_conversation(key):
             return ""
         found: list[dict[str, Any]] = []
         cursor: str | None = None

@@ -8,7 +8,10 @@ spending limit.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -192,3 +195,24 @@ def _usage_of(platform: str, user_id: str) -> tuple[ColumnElement[bool], ...]:
 
 def _count(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@contextlib.asynccontextmanager
+async def purging(retention: Retention, days: int, every: float = 3600.0) -> AsyncIterator[None]:
+    """While serving: purge what is older than ``days`` now, then every ``every`` seconds."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await retention.purge(days)
+            except Exception:
+                log.exception("retention purge failed; retrying in %.0f s", every)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(loop(), name="retention")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -3,8 +3,10 @@ derive from them through the OpenAI SDK's ``pydantic_function_tool``."""
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +85,17 @@ class ToolRegistry:
         for tool in tools:
             self.add(tool)
 
-    def remove_source(self, source: str) -> None:
-        for name in [name for name, tool in self.tools.items() if tool.source == source]:
-            del self.tools[name]
+    def apply_policy(self, *, builtin_on: Collection[str], admin_only: Iterable[str]) -> None:
+        """The operator's tool policy: which built-in tools are on by default (MCP tools are: their servers
+        were configured on purpose), and which tools only admins may use (``server__*`` patterns too)."""
+        patterns = tuple(admin_only)
+        for name, tool in list(self.tools.items()):
+            builtin = tool.source == "builtin"
+            self.tools[name] = dataclasses.replace(
+                tool,
+                enabled_by_default=name in builtin_on if builtin else tool.enabled_by_default,
+                admin_only=any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns),
+            )
 
     def get(self, name: str) -> Tool | None:
         return self.tools.get(name)

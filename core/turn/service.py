@@ -26,9 +26,9 @@ from core.domain.ports import (
     Replier,
     ToolResult,
     ToolRunner,
-    TurnGuard,
 )
 from core.domain.types import ConversationKey, IncomingMessage
+from core.guards.chain import GuardChain
 from core.guards.output_moderation import ModeratedStream, OutputModeration
 from core.llm.client import LLMClient
 from core.llm.images import sniff_image
@@ -107,7 +107,7 @@ class ConversationService:
         counter: TokenCounter,
         config: TurnConfig,
         history: HistoryStore | None = None,
-        guards: Sequence[TurnGuard] = (),
+        guards: GuardChain | None = None,
         budget: BudgetGate | None = None,
         tools: ToolRunner | None = None,
         metrics: Metrics | None = None,
@@ -119,7 +119,7 @@ class ConversationService:
         self._counter = counter
         self._config = config
         self._history = history or HistoryStore(database, counter)
-        self._guards = tuple(guards)
+        self._guards = guards or GuardChain()
         self._budget: BudgetGate = budget or NoBudget()
         self._tools = tools
         self._footer = footer
@@ -156,9 +156,7 @@ class ConversationService:
         """Run the turn guards (ban, rate limit, limits, redaction, moderation): first step of every turn, and
         all there is for a message that is not a chat turn, e.g. the prompt of ``/ai image``; raises the
         guard's BotError."""
-        for guard in self._guards:
-            message = await guard.check(message)
-        return message
+        return await self._guards.check(message)
 
     async def exists(self, key: ConversationKey) -> bool:
         """Whether ``key`` already holds a conversation (a thread the assistant has taken part in)."""

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bots.__main__ import open_core
+from bots.bootstrap import open_core
 from core.domain.errors import QuotaExceeded
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.llm.tokens import REPLY_PRIMING, TokenCounter
@@ -69,7 +69,7 @@ async def test_thirty_concurrent_turns_against_a_budget_for_five(
     async with open_core(load_settings(env_file=None)) as core:
         outcomes = await asyncio.gather(
             *(
-                core.conversations.handle(
+                core.turns.handle(
                     IncomingMessage(
                         key=ConversationKey("slack", "T1", "C1", f"17000000{i:02d}.000100"),
                         user=user,

@@ -4,12 +4,13 @@ real discord.py client talking to the Discord fake and the real openai SDK talki
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bots.__main__ import Core, open_core
+from bots.bootstrap import Core, open_core
 from bots.discord.config import DiscordOptions
 from bots.http import HttpServer
 from core.settings import Settings, load_settings
@@ -62,12 +63,12 @@ async def running_bot(
                 "discord_modlog_channel": discord.channel_id,
             }
         settings = settings_for(discord, openai, tmp_path, **groups)
-        options = DiscordOptions(edit_interval=EDIT_INTERVAL, sharded=sharded)
+        options = dataclasses.replace(
+            DiscordOptions.from_settings(settings), edit_interval=EDIT_INTERVAL, sharded=sharded
+        )
         async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
             http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
-            await stack.enter_async_context(
-                open_discord(core, http, options=options, guild_ready_timeout=0.05)
-            )
+            await stack.enter_async_context(open_discord(core.chat, options, http, guild_ready_timeout=0.05))
             await stack.enter_async_context(http)
             http.ready = True
             yield Harness(discord, openai, core)

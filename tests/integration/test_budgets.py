@@ -19,6 +19,7 @@ from core.domain.errors import NotAuthorized, QuotaExceeded, RateLimited
 from core.domain.ports import CallPlan, TurnGuard
 from core.domain.types import ChatUser
 from core.guards.bans import BanGuard
+from core.guards.chain import GuardChain
 from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
 from core.llm.client import LLMClient
 from core.llm.tokens import REPLY_PRIMING, TokenCounter
@@ -74,7 +75,7 @@ def build(
         config=config,
         history=HistoryStore(database, counter),
         budget=budgets,
-        guards=guards or [],
+        guards=GuardChain(guards or []),
         tools=tools,
     )
 

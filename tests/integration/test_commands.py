@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bots.__main__ import Core, open_core
+from bots.bootstrap import Core, open_core
 from core.commands.dispatch import parse_ai_text, parse_amount, scope_subject, user_subject
 from core.db.models import AdminAction, UsageRecord
 from core.domain.errors import BadInput, ContentBlocked, NotAuthorized
@@ -49,7 +49,7 @@ async def core(
 async def turn(core: Core, text: str, event: str, user: ChatUser = ADA) -> RecordingReplier:
     replier = RecordingReplier()
     message = IncomingMessage(KEY, user, text, event, datetime.now(UTC))
-    await core.conversations.handle(message, replier)
+    await core.turns.handle(message, replier)
     return replier
 
 
@@ -155,7 +155,7 @@ async def test_a_workspace_admin_manages_only_their_own_workspace(
     other = IncomingMessage(
         elsewhere, ChatUser("slack", "U0ZED", "zed"), "spend in T2", "e2", datetime.now(UTC)
     )
-    await core.conversations.handle(other, RecordingReplier())
+    await core.turns.handle(other, RecordingReplier())
 
     # allowed: their channels and their workspace
     assert (await core.commands.admin(ADMIN, KEY, "quota", "set channel here day $2")).text.startswith("Set:")
@@ -253,7 +253,7 @@ async def test_admins_tighten_moderation_for_one_channel(core: Core, fake_openai
     other = ConversationKey("slack", "T1", "C2", "1700000000.000900")
     message = IncomingMessage(other, ADA, "a fight elsewhere", "e3", datetime.now(UTC))
     elsewhere = RecordingReplier()
-    await core.conversations.handle(message, elsewhere)
+    await core.turns.handle(message, elsewhere)
     assert elsewhere.finished  # other channels keep the defaults
     shown = (await core.commands.admin(ADMIN, KEY, "moderation", "policy here")).text
     assert "violence: flag 0.4, block 0.45" in shown and "(channel settings)" in shown

@@ -18,10 +18,11 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.__main__ import Core, open_core
+from bots.bootstrap import Core, open_core
 from bots.http import HttpServer
 from bots.slack.app import open_slack
 from bots.slack.background import Background
+from bots.slack.config import SlackOptions
 from bots.slack.replier import SlackReplier
 from core.settings import SettingsError, load_settings
 from tests.fakes.openai_api import FakeOpenAI, Reply, png_bytes
@@ -104,7 +105,9 @@ async def running_slack(
         async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
             http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
             background = Background()
-            await stack.enter_async_context(open_slack(core, http, background=background))
+            await stack.enter_async_context(
+                open_slack(core.chat, SlackOptions.from_settings(settings), http, background=background)
+            )
             await stack.enter_async_context(http)
             http.ready = True
             session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -241,7 +244,7 @@ async def test_a_wrong_bot_token_stops_start_up_with_a_clear_message(
         async with open_core(settings) as core:
             http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
             with pytest.raises(SettingsError, match=r"SLACK_BOT_TOKEN.*invalid_auth"):
-                async with open_slack(core, http):
+                async with open_slack(core.chat, SlackOptions.from_settings(settings), http):
                     pass
 
 

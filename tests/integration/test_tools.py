@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from bots.__main__ import Core, open_core
+from bots.bootstrap import Core, open_core
 from core.db.models import ToolCallRecord, UsageRecord
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.llm.images import sniff_image
@@ -52,7 +52,7 @@ async def core(
 
 async def turn(core: Core, text: str, event: str, user: ChatUser = ADA) -> RecordingReplier:
     replier = RecordingReplier()
-    await core.conversations.handle(IncomingMessage(KEY, user, text, event, datetime.now(UTC)), replier)
+    await core.turns.handle(IncomingMessage(KEY, user, text, event, datetime.now(UTC)), replier)
     return replier
 
 

@@ -1,0 +1,385 @@
+"""The composition root: settings -> database -> core services -> adapters, each owned by ``async with``.
+
+Only the CLI (bots/__main__.py), tests and benchmarks import this module. Adapters never do: each gets the
+narrow ``ChatServices`` and its own options, built here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bots.http import HttpServer
+from bots.services import ChatServices
+from core.admin.retention import Retention, purging
+from core.admin.service import AdminService
+from core.commands.dispatch import Commands
+from core.db import migrate
+from core.db.session import Database
+from core.domain.ports import TurnGuard
+from core.guards.audit import ModerationAudit
+from core.guards.bans import BanGuard
+from core.guards.chain import GuardChain
+from core.guards.channel_policy import ChannelPolicies
+from core.guards.injection import InjectionGuard
+from core.guards.input_limits import InputLimitGuard, InputLimits
+from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
+from core.guards.modlog import ModLog
+from core.guards.output_moderation import OutputModeration
+from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
+from core.guards.redaction import RedactionGuard
+from core.guards.redactor import Redactor
+from core.llm.client import LLMClient
+from core.llm.image_generation import ImageGenerator, ImageOptions
+from core.llm.tokens import TokenCounter
+from core.metrics import Metrics
+from core.money.budgets import Budgets, defaults_from
+from core.money.pricing import ModelPrice, PriceTable, usd
+from core.settings import Settings, SettingsError
+from core.tools.builtin import current_time_tool, generate_image_tool
+from core.tools.calculator import calculator_tool
+from core.tools.executor import ToolExecutor
+from core.tools.fetch import FetchOptions, fetch_url_tool
+from core.tools.governance import ToolGovernance
+from core.tools.mcp_config import parse_mcp_servers_json
+from core.tools.mcp_servers import McpServers
+from core.tools.registry import ToolRegistry
+from core.turn.history import HistoryStore
+from core.turn.service import ConversationService, TurnConfig
+
+log = logging.getLogger("threadwise")
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """Everything a running service holds, for the CLI and tests; adapters get ``chat`` only."""
+
+    settings: Settings
+    database: Database
+    llm: LLMClient
+    counter: TokenCounter
+    metrics: Metrics
+    budgets: Budgets
+    admin: AdminService
+    turns: ConversationService
+    commands: Commands
+    tools: ToolRegistry
+    modlog: ModLog
+
+    @property
+    def chat(self) -> ChatServices:
+        return ChatServices(self.turns, self.commands, self.modlog)
+
+
+def build_budgets(settings: Settings, database: Database) -> Budgets:
+    limits = settings.limits
+    prices = PriceTable.load(
+        limits.prices_file,
+        fallback=ModelPrice(
+            usd(limits.unknown_model_input_usd),
+            usd(limits.unknown_model_input_usd),
+            usd(limits.unknown_model_output_usd),
+        ),
+        image_fallback=usd(limits.unknown_image_usd),
+    )
+    return Budgets(
+        database,
+        prices,
+        defaults_from(limits),
+        reservation_ttl=timedelta(seconds=limits.reservation_ttl_seconds),
+        turn_cap_micros=usd(settings.threadwise.turn_max_usd) if settings.threadwise.turn_max_usd else None,
+    )
+
+
+def build_admin(settings: Settings, database: Database, budgets: Budgets) -> AdminService:
+    return AdminService(database, budgets, admins=settings.threadwise.admins)
+
+
+def build_redactor(settings: Settings) -> Redactor | None:
+    """One redactor for user text, tool output and what commands echo (None: redaction is off)."""
+    safety = settings.safety
+    return Redactor(safety.redact_rules) if safety.redact and safety.redact_rules else None
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """The database, migrated to the newest schema."""
+    async with Database.from_url(settings.service.database_url) as database:
+        await migrate.upgrade(database.engine)
+        yield database
+
+
+@dataclass(frozen=True, slots=True)
+class Safety:
+    guards: GuardChain  # every turn, in order
+    content: GuardChain  # what text the model wrote for a tool must also pass (redaction, moderation)
+    output: OutputModeration | None
+    policy: ModerationPolicy | None  # the server-wide moderation policy (None: moderation off)
+
+
+def build_safety(
+    settings: Settings,
+    database: Database,
+    llm: LLMClient,
+    policies: ChannelPolicies,
+    modlog: ModLog,
+    redactor: Redactor | None,
+) -> Safety:
+    limits = settings.limits
+    safety = settings.safety
+    guards: list[TurnGuard] = [
+        BanGuard(database),
+        RateLimitGuard(
+            rate_limit_storage(settings.service.redis_url),
+            per_user=limits.user_rate_limit,
+            per_channel=limits.channel_rate_limit,
+        ),
+        InputLimitGuard(
+            InputLimits(
+                max_text_chars=safety.max_message_chars,
+                max_attachments=safety.max_attachments,
+                max_attachment_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+            )
+        ),
+    ]
+    content: list[TurnGuard] = []
+    audit = ModerationAudit(database, keep_content=safety.moderation_keep_content, modlog=modlog)
+    if redactor is not None:
+        content.append(RedactionGuard(redactor, audit))
+    guards.extend(content)
+    guards.append(InjectionGuard(audit, block=safety.injection_action == "block"))
+    output = None
+    policy = None
+    if safety.moderation:
+        policy = ModerationPolicy.from_settings(
+            flag=safety.moderation_flag_threshold,
+            block=safety.moderation_block_threshold,
+            overrides=safety.moderation_thresholds,
+            fail_open=safety.moderation_fail_open,
+        )
+        moderator = Moderator(llm.sdk, policy, model=safety.moderation_model)
+        moderation = ModerationGuard(moderator, audit, policies)
+        guards.append(moderation)
+        content.append(moderation)
+        if safety.moderate_output:
+            output = OutputModeration(moderator, audit, policies=policies)
+    return Safety(GuardChain(guards), GuardChain(content), output, policy)
+
+
+def builtin_tools(settings: Settings, images: ImageGenerator | None, content: GuardChain) -> ToolRegistry:
+    """The built-in tools the settings ask for (which are on by default: ``apply_tool_policy``)."""
+    tw = settings.threadwise
+    registry = ToolRegistry()
+    registry.add(current_time_tool())
+    registry.add(calculator_tool())
+    if images is not None and tw.max_images_per_turn > 0:
+        registry.add(generate_image_tool(images, content.check, per_turn=tw.max_images_per_turn))
+    if tw.fetch_url:
+        options = FetchOptions(
+            allow=tw.fetch_allow,
+            max_bytes=tw.fetch_max_bytes,
+            max_chars=tw.fetch_max_chars,
+            timeout=tw.fetch_timeout,
+            max_redirects=tw.fetch_max_redirects,
+        )
+        try:
+            registry.add(fetch_url_tool(options))
+        except ValueError as exc:
+            raise SettingsError(f"THREADWISE_FETCH_ALLOW: {exc}") from None
+    return registry
+
+
+def apply_tool_policy(registry: ToolRegistry, settings: Settings) -> None:
+    """THREADWISE_TOOLS (built-ins on by default) and THREADWISE_ADMIN_ONLY_TOOLS, once every tool is in."""
+    tw = settings.threadwise
+    registry.apply_policy(builtin_on=tw.tools, admin_only=tw.admin_only_tools)
+
+
+@contextlib.asynccontextmanager
+async def open_tools(
+    settings: Settings, images: ImageGenerator | None, content: GuardChain
+) -> AsyncIterator[ToolRegistry]:
+    """Built-in tools and those of the configured MCP servers (connected inside the block)."""
+    tw = settings.threadwise
+    registry = builtin_tools(settings, images, content)
+    async with contextlib.AsyncExitStack() as stack:
+        if tw.mcp_servers is not None:
+            configs = parse_mcp_servers_json(tw.mcp_servers.get_secret_value())
+            servers = await stack.enter_async_context(
+                McpServers(configs, connect_timeout=tw.mcp_connect_timeout)
+            )
+            registry.extend(servers.tools())
+            log.info("MCP servers: %s", servers.status())
+        apply_tool_policy(registry, settings)
+        yield registry
+
+
+def turn_config(settings: Settings) -> TurnConfig:
+    tw = settings.threadwise
+    return TurnConfig(
+        default_model=tw.model,
+        system_prompt=tw.system_prompt,
+        max_output_tokens=tw.max_output_tokens,
+        max_tool_rounds=tw.max_tool_rounds,
+        history_max_tokens=tw.history_max_tokens,
+        context_windows=dict(tw.context_windows),
+        fallback_model=settings.limits.fallback_model,
+        tool_round_tokens=tw.tool_round_tokens,
+    )
+
+
+def offered_models(settings: Settings) -> tuple[str, ...]:
+    """What `/ai model` offers: THREADWISE_MODELS, else the default and fallback models; the default first."""
+    tw = settings.threadwise
+    fallback = settings.limits.fallback_model
+    models = tw.models or tuple(dict.fromkeys(m for m in (tw.model, fallback) if m))
+    return models if tw.model in models else (tw.model, *models)
+
+
+@contextlib.asynccontextmanager
+async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
+    tw = settings.threadwise
+    counter = TokenCounter()
+    await counter.preload(model or tw.model)  # logs one warning when offline without tables
+    api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
+    llm = LLMClient.create(
+        api_key=api_key,
+        base_url=settings.openai.base_url,
+        timeout=tw.openai_timeout,
+        max_retries=tw.openai_max_retries,
+    )
+    try:
+        async with open_database(settings) as database:
+            metrics = Metrics()
+            budgets = build_budgets(settings, database)
+            admin = build_admin(settings, database, budgets)
+            policies = ChannelPolicies(database)
+            modlog = ModLog()
+            redactor = build_redactor(settings)
+            safety = build_safety(settings, database, llm, policies, modlog, redactor)
+            images = (
+                ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
+                if tw.images
+                else None
+            )
+            async with open_tools(settings, images, safety.content) as registry:
+                tools = ToolExecutor(
+                    registry,
+                    database,
+                    policies,
+                    is_admin=admin.is_admin,
+                    redactor=redactor,
+                    max_calls_per_round=tw.max_tool_calls_per_round,
+                )
+                turns = ConversationService(
+                    database=database,
+                    llm=llm,
+                    counter=counter,
+                    config=turn_config(settings),
+                    history=HistoryStore(database, counter, cache_size=tw.history_cache_conversations),
+                    guards=safety.guards,
+                    budget=budgets,
+                    tools=tools if registry.tools else None,
+                    metrics=metrics,
+                    footer=budgets.cost_footer if settings.limits.cost_footer else None,
+                    output_moderation=safety.output,
+                )
+                commands = Commands(
+                    conversations=turns,
+                    budgets=budgets,
+                    admin=admin,
+                    images=images,
+                    retention=Retention(database),
+                    tools=ToolGovernance(admin, policies, registry),
+                    policies=policies,
+                    moderation=safety.policy,
+                    redactor=redactor,
+                    default_model=tw.model,
+                    models=offered_models(settings),
+                )
+                yield Core(
+                    settings,
+                    database,
+                    llm,
+                    counter,
+                    metrics,
+                    budgets,
+                    admin,
+                    turns,
+                    commands,
+                    registry,
+                    modlog,
+                )
+                await modlog.drain()
+    finally:
+        await llm.close()
+
+
+@dataclass(frozen=True, slots=True)
+class AdminShell:
+    """What `threadwise admin …` uses: no model client, no MCP server."""
+
+    admin: AdminService
+    retention: Retention
+    tools: ToolGovernance
+
+
+@contextlib.asynccontextmanager
+async def open_admin_shell(settings: Settings) -> AsyncIterator[AdminShell]:
+    async with open_database(settings) as database:
+        admin = build_admin(settings, database, build_budgets(settings, database))
+        # The shell knows the built-in tools by name and takes other names (MCP tools) with a note.
+        registry = builtin_tools(settings, None, GuardChain())
+        apply_tool_policy(registry, settings)
+        images = ("generate_image",) if settings.threadwise.images else ()
+        tools = ToolGovernance(admin, ChannelPolicies(database), registry, also_known=images, open_ended=True)
+        yield AdminShell(admin, Retention(database), tools)
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    platforms = []
+    if settings.slack.bot_token and (settings.slack.app_token or settings.slack.signing_secret):
+        platforms.append("slack")
+    if settings.discord.bot_token:
+        platforms.append("discord")
+    return platforms
+
+
+# An adapter is an async context manager, up (connected, routes added to the HTTP app) inside its block.
+AdapterFactory = Callable[[ChatServices, HttpServer], contextlib.AbstractAsyncContextManager[None]]
+
+
+def adapter_factory(platform: str, settings: Settings) -> AdapterFactory:
+    """The adapter of ``platform`` with its options; its SDK is imported only now (serving that platform)."""
+    if platform == "slack":
+        from bots.slack.app import open_slack
+        from bots.slack.config import SlackOptions
+
+        slack = SlackOptions.from_settings(settings)
+        return lambda services, http: open_slack(services, slack, http)
+    if platform == "discord":
+        from bots.discord.client import open_discord
+        from bots.discord.config import DiscordOptions
+
+        discord = DiscordOptions.from_settings(settings)
+        return lambda services, http: open_discord(services, discord, http)
+    raise SettingsError(f"no adapter for {platform!r}")
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator[HttpServer]:
+    """`threadwise serve`: the core, every adapter of ``platforms``, /healthz and /metrics, and the retention
+    purge; ready (healthz 200) inside the block."""
+    factories = [adapter_factory(platform, settings) for platform in platforms]
+    async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
+        http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
+        for factory in factories:
+            await stack.enter_async_context(factory(core.chat, http))
+        await stack.enter_async_context(http)
+        if settings.safety.retention_days is not None:
+            await stack.enter_async_context(purging(Retention(core.database), settings.safety.retention_days))
+        http.ready = True
+        yield http

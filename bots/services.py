@@ -1,0 +1,16 @@
+"""What a chat adapter gets of the core: the turn, the command vocabulary and the mod log. Nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.commands.dispatch import Commands
+from core.guards.modlog import ModLog
+from core.turn.service import ConversationService
+
+
+@dataclass(frozen=True, slots=True)
+class ChatServices:
+    turns: ConversationService  # runs a turn: handle(message, replier)
+    commands: Commands  # `/ai …` and `/ai-admin …`, structured results
+    modlog: ModLog  # where an adapter registers its mod-log channel

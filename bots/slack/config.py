@@ -1,0 +1,35 @@
+"""Slack adapter options, taken from the service settings once, at the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from core.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SlackOptions:
+    bot_token: SecretStr | None
+    app_token: SecretStr | None  # Socket Mode when set
+    signing_secret: SecretStr | None  # HTTP events when there is no app token
+    api_url: str
+    admins: tuple[str, ...] = ()  # THREADWISE_ADMINS (platform:user_id)
+    modlog_channel: str | None = None
+    max_files: int = 4
+    max_file_bytes: int = 20 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlackOptions:
+        slack, tw, safety = settings.slack, settings.threadwise, settings.safety
+        return cls(
+            bot_token=slack.bot_token,
+            app_token=slack.app_token,
+            signing_secret=slack.signing_secret,
+            api_url=slack.api_url,
+            admins=tw.admins,
+            modlog_channel=tw.slack_modlog_channel,
+            max_files=safety.max_attachments,
+            max_file_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+        )
