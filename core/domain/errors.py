@@ -44,9 +44,5 @@ class LLMUnavailable(BotError):
     default_message = "The AI model is unavailable right now. Please try again in a few minutes."
 
 
-class ToolFailed(BotError):
-    default_message = "A tool the assistant needed failed."
-
-
 class BadInput(BotError):
     default_message = "I couldn't understand that input."

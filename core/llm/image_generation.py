@@ -12,7 +12,8 @@ import openai
 
 from core.domain.errors import BotError, LLMUnavailable
 from core.domain.types import Attachment, IncomingMessage
-from core.llm.client import LLMClient, map_openai_error
+from core.llm.client import LLMClient
+from core.llm.errors import map_openai_error
 from core.llm.images import sniff_image
 from core.money.budgets import Budgets
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from core.domain.errors import BadInput, BotError, ContentBlocked, LLMUnavailable, RateLimited
-from core.llm.client import map_openai_error
+from core.llm.errors import map_openai_error
 
 MODEL = "gpt-4o-mini"
 REQUEST = httpx2.Request("POST", "http://x/v1/chat/completions")
