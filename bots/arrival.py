@@ -21,15 +21,15 @@ class Place:
     """One event's place in its conversation's line; entering it waits for the events ahead."""
 
     def __init__(self, ahead: Place | None) -> None:
-        self._ahead = ahead  # kept until this event's turn came: one that gives up earlier passes it on
+        self.ahead = ahead  # kept until this event's turn came: one that gives up earlier passes it on
         self.done = asyncio.Event()  # this event has been handed over, or given up
 
     async def __aenter__(self) -> None:
-        ahead = self._ahead
+        ahead = self.ahead
         while ahead is not None:
             await ahead.done.wait()
-            ahead = ahead._ahead  # not None only if that event gave up before its turn
-        self._ahead = None
+            ahead = ahead.ahead  # not None only if that event gave up before its turn
+        self.ahead = None
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
@@ -53,7 +53,18 @@ class Arrivals:
         finally:
             place.done.set()
             if self._last.get(key) is place:
-                del self._last[key]
+                self._leave(key, place)
+
+    def _leave(self, key: Hashable, place: Place) -> None:
+        """The last event of ``key`` is through: the line ends, or, if it gave up before its turn, its end
+        is the first event ahead still running."""
+        ahead = place.ahead
+        while ahead is not None and ahead.done.is_set():
+            ahead = ahead.ahead
+        if ahead is None:
+            del self._last[key]
+        else:
+            self._last[key] = ahead
 
     def __len__(self) -> int:
         return len(self._last)
