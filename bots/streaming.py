@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from bots.splitting import split_message
+from bots.splitting import Splitting
 from core.domain.errors import BotError
 from core.domain.types import Attachment
 
@@ -32,8 +32,8 @@ class ReplySink(Protocol):
     """One platform's side of a streamed reply: where its messages go and what they say."""
 
     @property
-    def limit(self) -> int:
-        """Most characters of one message."""
+    def splitting(self) -> Splitting:
+        """How a long reply is split into messages (the platform's limit and its preferred cuts)."""
         ...
 
     @property
@@ -193,7 +193,7 @@ class StreamingReply:
     async def _show(self, text: str) -> None:
         async with self._write:
             self._last_edit = self._clock()
-            pieces = split_message(text, self.sink.limit)
+            pieces = self.sink.splitting.split(text)
             for index, piece in enumerate(pieces):
                 if index >= len(self._messages):
                     self._messages.append((await self.sink.post(piece), piece))

@@ -1,12 +1,14 @@
-"""Discord's message limit, and a reply split at it (the splitting itself is bots/splitting.py)."""
+"""Discord's message limit, and how a reply is split at it (the splitting itself is bots/splitting.py):
+at the last line break past half a message, a space, or hard."""
 
 from __future__ import annotations
 
-from bots import splitting
+from bots.splitting import Splitting
 
 MESSAGE_LIMIT = 2000
+SPLITTING = Splitting(MESSAGE_LIMIT)
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     """``text`` as Discord messages of at most ``limit`` characters."""
-    return splitting.split_message(text, limit)
+    return Splitting(limit).split(text)

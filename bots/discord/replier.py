@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import discord
 
-from bots.discord.chunks import MESSAGE_LIMIT
+from bots.discord.chunks import SPLITTING
 from bots.streaming import StreamingReply
 from core.domain.errors import BotError
 from core.domain.types import Attachment
@@ -143,7 +143,7 @@ class DiscordSink:
     (e.g. the quoted question of `/ai ask`), ``notes`` under the final text and under an error, a status only
     while nothing is posted yet."""
 
-    limit = MESSAGE_LIMIT
+    splitting = SPLITTING
     transient: tuple[type[Exception], ...] = (discord.HTTPException,)
 
     def __init__(self, sink: Sink, *, notes: tuple[str, ...] = (), prefix: str = "") -> None:

@@ -1,4 +1,5 @@
-"""Markdown (as models write it) to Slack mrkdwn (long mrkdwn is split by bots/splitting.py).
+"""Markdown (as models write it) to Slack mrkdwn, and how long mrkdwn is split into messages Slack shows whole
+(the splitting itself is bots/splitting.py).
 
 Slack's mrkdwn is not Markdown: ``*bold*``, ``_italic_``, ``~strike~``, ``<url|text>`` links, no headings,
 no tables, and ``&``, ``<``, ``>`` must be escaped. Code blocks and inline code are kept (escaped only).
@@ -7,6 +8,8 @@ no tables, and ``&``, ``<``, ``>`` must be escaped. Code blocks and inline code 
 from __future__ import annotations
 
 import re
+
+from bots.splitting import Splitting
 
 MESSAGE_LIMIT = 3_900  # Slack shows about 4,000 characters of a message's text before "Show more"/truncation
 
@@ -106,3 +109,13 @@ def _link(url: str, label: str) -> str:
     label = _INLINE_CODE.sub(r"\2", label).replace("|", "¦")
     url = escape(url)
     return f"<{url}>" if label == url else f"<{url}|{escape(label)}>"
+
+
+def splitting(limit: int = MESSAGE_LIMIT) -> Splitting:
+    """Slack's way: whole paragraphs and code blocks per message where they fit, words cut cleanly."""
+    return Splitting(limit, paragraphs=True, trim_spaces=True)
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """``text`` as Slack messages of at most ``limit`` characters."""
+    return splitting(limit).split(text)

@@ -13,7 +13,7 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack.mrkdwn import MESSAGE_LIMIT, escape, to_mrkdwn
+from bots.slack.mrkdwn import MESSAGE_LIMIT, escape, splitting, to_mrkdwn
 from bots.streaming import EDIT_INTERVAL, StreamingReply
 from core.domain.types import Attachment
 
@@ -48,7 +48,7 @@ class SlackSink:
         self.channel = channel
         self.thread_ts = thread_ts
         self._assistant = assistant
-        self.limit = limit
+        self.splitting = splitting(limit)
         self._notice = notice
         self._native_status = False
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from bots.slack.events import plain_text
-from bots.slack.mrkdwn import to_mrkdwn
-from bots.splitting import split_message
+from bots.slack.mrkdwn import split_message, to_mrkdwn
 
 
 def test_emphasis_links_headings_and_lists() -> None:

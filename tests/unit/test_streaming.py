@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bots.splitting import Splitting
 from bots.streaming import StreamingReply
 from core.domain.errors import BotError
 from core.domain.types import Attachment
@@ -23,7 +24,7 @@ class RecordingSink:
     transient: tuple[type[Exception], ...] = (Refused,)
 
     def __init__(self, limit: int = 1000, placeholder: str | None = "…") -> None:
-        self.limit = limit
+        self.splitting = Splitting(limit, paragraphs=True)
         self.placeholder = placeholder
         self.calls: list[tuple[str, object, str]] = []
         self.messages: dict[int, str] = {}
