@@ -24,6 +24,11 @@ class Place:
         self.ahead = ahead  # kept until this event's turn came: one that gives up earlier passes it on
         self.done = asyncio.Event()  # this event has been handed over, or given up
 
+    @property
+    def first(self) -> bool:
+        """No event ahead of this one is still being prepared or handed over."""
+        return _running_ahead(self) is None
+
     async def __aenter__(self) -> None:
         ahead = self.ahead
         while ahead is not None:
@@ -58,9 +63,7 @@ class Arrivals:
     def _leave(self, key: Hashable, place: Place) -> None:
         """The last event of ``key`` is through: the line ends, or, if it gave up before its turn, its end
         is the first event ahead still running."""
-        ahead = place.ahead
-        while ahead is not None and ahead.done.is_set():
-            ahead = ahead.ahead
+        ahead = _running_ahead(place)
         if ahead is None:
             del self._last[key]
         else:
@@ -68,3 +71,11 @@ class Arrivals:
 
     def __len__(self) -> int:
         return len(self._last)
+
+
+def _running_ahead(place: Place) -> Place | None:
+    """The nearest event ahead of ``place`` that is not through yet, if any."""
+    ahead = place.ahead
+    while ahead is not None and ahead.done.is_set():
+        ahead = ahead.ahead
+    return ahead

@@ -93,9 +93,10 @@ class MessageEvents:
         needs_conversation: bool,
     ) -> None:
         async with self._arrivals.arrive(key) as place:
+            first = place.first
             if needs_conversation and not await self._services.commands.is_conversation(key):
-                # not (yet) a conversation: ask again once the messages ahead of this one are through
-                await self._when_conversation(message, key, sink, bot_id, place)
+                if not first:  # not yet a conversation: maybe once the messages ahead of this one are through
+                    await self._when_conversation(message, key, sink, bot_id, place)
                 return
             read = await self._read(message)  # while earlier messages of ``key`` run
             async with place:

@@ -114,3 +114,13 @@ async def test_close_waits_for_the_grace_period_then_cancels_and_refuses_new_wor
     inflight.spawn(quick(), name="late")
     assert len(inflight) == 0
     await handler
+
+
+async def test_a_place_knows_whether_anything_ahead_is_still_running() -> None:
+    arrivals = Arrivals()
+    async with arrivals.arrive("k") as one:
+        assert one.first
+        async with arrivals.arrive("k") as two, arrivals.arrive("other") as elsewhere:
+            assert not two.first and elsewhere.first
+    async with arrivals.arrive("k") as three:
+        assert three.first
