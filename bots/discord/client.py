@@ -25,8 +25,8 @@ from discord.http import Route
 from bots.discord.commands import AdminCommands, AiCommands, report_failure
 from bots.discord.config import DiscordOptions
 from bots.discord.events import MessageEvents
-from bots.discord.inflight import InFlight
 from bots.discord.replier import NO_MENTIONS
+from bots.inflight import InFlight
 from core.domain.errors import BotError
 from core.guards.modlog import ModerationNotice
 
@@ -144,7 +144,7 @@ async def open_discord(
     if options.bot_token is None:
         raise BotError("DISCORD_BOT_TOKEN is not set.")
     restore = use_endpoints(options.api_url, options.gateway_url)
-    inflight = InFlight()
+    inflight = InFlight("Discord")
     client, tree = build_client(services, options, inflight=inflight, guild_ready_timeout=guild_ready_timeout)
     connection: asyncio.Task[None] | None = None
     try:
@@ -162,7 +162,7 @@ async def open_discord(
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
         yield
     finally:
-        await inflight.drain(SHUTDOWN_GRACE)
+        await inflight.close(SHUTDOWN_GRACE)
         await services.modlog.drain()  # notices of the last turns, while the client can still post
         services.modlog.unregister("discord")
         await client.close()

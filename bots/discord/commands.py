@@ -25,8 +25,8 @@ from bots.discord.identity import (
     thread_key,
     thread_name,
 )
-from bots.discord.inflight import InFlight
 from bots.discord.replier import NO_MENTIONS, ChannelSink, DiscordReplier, InteractionSink, Sink, to_file
+from bots.inflight import InFlight
 from core.commands.dispatch import CommandReply
 from core.domain.errors import BotError
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage

@@ -6,8 +6,8 @@
   there; the thread is the conversation.
 - A DM: every message is a turn of the DM's conversation.
 Bot, webhook and system messages are ignored. De-duplication, per-conversation ordering, guards and budgets
-belong to the core (``ConversationService.handle``); the adapter keeps arrival order only through the
-downloads it does before handing a message over.
+belong to the core (``ConversationService.handle``); the adapter downloads the files of a message while
+earlier messages of its conversation run and hands messages over in arrival order (bots/arrival.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bots.discord.attachments import read_attachments
+from bots.arrival import Arrivals, Place
+from bots.discord.attachments import ReadAttachments, read_attachments
 from bots.discord.config import DiscordOptions
 from bots.discord.identity import (
     chat_user,
@@ -29,10 +30,9 @@ from bots.discord.identity import (
     thread_name,
     without_mention,
 )
-from bots.discord.inflight import InFlight
 from bots.discord.replier import ChannelSink, DiscordReplier, Sink, ThreadStarterSink
+from bots.inflight import InFlight
 from core.domain.types import ConversationKey, IncomingMessage
-from core.turn.ordering import KeyedLocks
 from core.turn.service import TurnOutcome
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class MessageEvents:
         self._max_file_bytes = options.max_file_bytes
         self._inflight = inflight
         self._edit_interval = options.edit_interval
-        self._arrival = KeyedLocks()
+        self._arrivals = Arrivals()
 
     async def on_message(self, message: discord.Message) -> None:
         me = self._client.user
@@ -92,10 +92,22 @@ class MessageEvents:
         bot_id: int,
         needs_conversation: bool,
     ) -> None:
-        async with self._arrival.hold(key):
+        async with self._arrivals.arrive(key) as place:
+            first = place.first
             if needs_conversation and not await self._services.commands.is_conversation(key):
+                if not first:  # not yet a conversation: maybe once the messages ahead of this one are through
+                    await self._when_conversation(message, key, sink, bot_id, place)
                 return
-            await self._turn(message, key, sink, bot_id)
+            read = await self._read(message)  # while earlier messages of ``key`` run
+            async with place:
+                await self._turn(message, key, sink, bot_id, read)
+
+    async def _when_conversation(
+        self, message: discord.Message, key: ConversationKey, sink: Sink, bot_id: int, place: Place
+    ) -> None:
+        async with place:
+            if await self._services.commands.is_conversation(key):
+                await self._turn(message, key, sink, bot_id, await self._read(message))
 
     async def _resolve(self, channel: discord.PartialMessageable) -> Any:
         """A channel the cache does not know (e.g. a thread from before a restart that was not announced)."""
@@ -105,13 +117,17 @@ class MessageEvents:
             log.warning("could not look up channel %s: %s", channel.id, exc)
             return channel
 
-    async def _turn(self, message: discord.Message, key: ConversationKey, sink: Sink, bot_id: int) -> None:
-        read = await read_attachments(
+    async def _read(self, message: discord.Message) -> ReadAttachments:
+        return await read_attachments(
             list(message.attachments),
             max_bytes=self._max_file_bytes,
             max_count=self._max_files,
             api_url=self._api_url,
         )
+
+    async def _turn(
+        self, message: discord.Message, key: ConversationKey, sink: Sink, bot_id: int, read: ReadAttachments
+    ) -> None:
         incoming = IncomingMessage(
             key=key,
             user=chat_user(message.author, admin=member_is_admin(message.author)),

@@ -1,5 +1,6 @@
-"""The Discord Replier: typing indicator, one message edited as the answer streams (at most about once a
-second), split over several messages past 2,000 characters, files sent as attachments.
+"""The Discord Replier: the shared pump (bots/streaming.py) over a ``DiscordSink``: typing indicator, one
+message edited as the answer streams (at most about once a second), split over several messages past 2,000
+characters, files sent as attachments.
 
 Where the messages go is a ``Sink``: a channel or thread (``ChannelSink``), a thread opened lazily from the
 message that mentioned the bot (``ThreadStarterSink``), or an interaction's original response and its
@@ -18,13 +19,15 @@ from typing import Any, Protocol
 
 import discord
 
-from bots.discord.chunks import MESSAGE_LIMIT, split_message
+from bots.discord.chunks import SPLITTING
+from bots.streaming import StreamingReply
 from core.domain.errors import BotError
 from core.domain.types import Attachment
 
 log = logging.getLogger(__name__)
 
 EDIT_INTERVAL = 1.0  # seconds between edits of one streamed reply (Discord allows about 5 edits / 5 s)
+NO_ANSWER = "_(no answer)_"  # Discord refuses empty messages
 TYPING_REFRESH = 8.0  # Discord shows "typing…" for 10 s after each trigger
 NO_MENTIONS = discord.AllowedMentions.none()
 
@@ -135,8 +138,78 @@ class InteractionSink:
             await handle.delete()
 
 
-class DiscordReplier:
-    """Implements core.types.Replier over a Sink; see the module docstring."""
+class DiscordSink:
+    """A reply through a ``Sink``: "typing…" refreshed until the first message, ``prefix`` ahead of the text
+    (e.g. the quoted question of `/ai ask`), ``notes`` under the final text and under an error, a status only
+    while nothing is posted yet."""
+
+    splitting = SPLITTING
+    transient: tuple[type[Exception], ...] = (discord.HTTPException,)
+
+    def __init__(self, sink: Sink, *, notes: tuple[str, ...] = (), prefix: str = "") -> None:
+        self.sink = sink
+        self._notes = notes
+        self._prefix = prefix
+        self._typing: asyncio.Task[None] | None = None
+
+    async def begin(self) -> None:
+        self._typing = asyncio.create_task(self._keep_typing())
+
+    async def native_status(self, text: str) -> bool:
+        return False
+
+    async def post(self, text: str) -> Any:
+        self._stop_typing()
+        return await self.sink.send(text, [])
+
+    async def edit(self, handle: object, text: str) -> None:
+        await self.sink.edit(handle, text)
+
+    async def delete(self, handle: object) -> None:
+        await self.sink.delete(handle)
+
+    async def upload(self, attachment: Attachment) -> None:
+        self._stop_typing()
+        await self.sink.send("", [to_file(attachment)])
+
+    async def announce(self) -> None:
+        """The notes are part of the final text."""
+
+    async def end(self) -> None:
+        self._stop_typing()
+
+    def streaming(self, text: str, status: str | None, posted: bool) -> str | None:
+        if status is not None and not posted:
+            return f"{self._prefix}*{status}*"
+        return self._prefix + text if text.strip() else None
+
+    def final(self, text: str) -> str:
+        shown = self._prefix + self._with_notes(text)
+        return shown if shown.strip() else NO_ANSWER
+
+    def failure(self, message: str, streamed: str, shown: str) -> str:
+        warning = self._with_notes(f"⚠️ {message}")
+        if shown and not shown.removeprefix(self._prefix).startswith("*"):  # under the answer, not a status
+            return f"{shown}\n\n{warning}"
+        return self._prefix + warning
+
+    def _with_notes(self, text: str) -> str:
+        return "\n\n".join([text, *(f"_{note}_" for note in self._notes)])
+
+    async def _keep_typing(self) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            while True:
+                await self.sink.typing()
+                await asyncio.sleep(TYPING_REFRESH)
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
+
+
+class DiscordReplier(StreamingReply):
+    """The pump over a ``DiscordSink``; ``on_error`` shows an error privately while nothing is posted."""
 
     def __init__(
         self,
@@ -148,142 +221,9 @@ class DiscordReplier:
         edit_interval: float = EDIT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.sink = sink
-        self._notes = notes
-        self._prefix = prefix
-        self._on_error = on_error
-        self._interval = edit_interval
-        self._clock = clock
-        self._sent: list[tuple[Any, str]] = []  # (handle, content) of each message of this reply
-        self._pending: str | None = None
-        self._last_flush = float("-inf")
-        self._pump_task: asyncio.Task[None] | None = None
-        self._sleeping = False
-        self._shown = ""  # the full text the messages show
-        self._typing_task: asyncio.Task[None] | None = None
-        self._write = asyncio.Lock()
-        self._finished = False
-
-    # -- Replier
-
-    async def start(self) -> None:
-        self._typing_task = asyncio.create_task(self._keep_typing())
-
-    async def update(self, text: str) -> None:
-        """Never waits for Discord: the text is shown by a background pump, at most once per interval."""
-        if self._finished or not text.strip():
-            return
-        self._pending = self._prefix + text
-        if self._pump_task is None or self._pump_task.done():
-            self._pump_task = asyncio.create_task(self._pump())
-
-    async def status(self, text: str) -> None:
-        if not self._sent and not self._finished:
-            await self.update(f"*{text}*")
-
-    async def finish(self, text: str) -> None:
-        await self._close(self._prefix + self._with_notes(text))
-
-    async def attach(self, attachment: Attachment) -> None:
-        async with self._write:
-            self._stop_typing()
-            await self.sink.send("", [to_file(attachment)])
-
-    async def error(self, error: BotError) -> None:
-        """Shown privately through ``on_error`` when nothing of the reply is visible yet, else under it."""
-        if self._on_error is not None and not self._sent:
-            self._finished = True
-            await self._stop_pump()
-            if not self._sent:
-                self._stop_typing()
-                await self._on_error(error)
-                return
-        await self._close(self._with_notes(f"⚠️ {error.user_message}"), append=True)
-
-    # -- internals
-
-    def _with_notes(self, text: str) -> str:
-        return "\n\n".join([text, *(f"_{note}_" for note in self._notes)])
-
-    async def _stop_pump(self) -> None:
-        pump, self._pump_task = self._pump_task, None
-        if pump is not None and not pump.done():
-            if self._sleeping:
-                pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-
-    async def _close(self, text: str, *, append: bool = False) -> None:
-        self._finished = True
-        await self._stop_pump()
-        shown = self._shown
-        if append and shown and not shown.removeprefix(self._prefix).startswith("*"):
-            text = f"{shown}\n\n{text}"
-        elif append:
-            text = self._prefix + text
-        if not text.strip():
-            text = "_(no answer)_"  # Discord refuses empty messages
-        self._pending = text
-        try:
-            await self._flush()
-        finally:
-            self._stop_typing()
-
-    async def _pump(self) -> None:
-        while self._pending is not None and not self._finished:
-            wait = self._last_flush + self._interval - self._clock()
-            if wait > 0:
-                self._sleeping = True
-                try:
-                    await asyncio.sleep(wait)
-                finally:
-                    self._sleeping = False
-            try:
-                await self._flush()
-            except discord.HTTPException as exc:  # the next update or finish tries again
-                log.warning("could not show a streamed update: %s", exc)
-
-    async def _flush(self) -> None:
-        async with self._write:
-            text = self._pending
-            if text is None:
-                return
-            self._pending = None
-            self._last_flush = self._clock()
-            await self._render(text)
-            self._shown = text
-
-    async def _render(self, text: str) -> None:
-        pieces = split_message(text, MESSAGE_LIMIT)
-        for index, piece in enumerate(pieces):
-            if index < len(self._sent):
-                handle, shown = self._sent[index]
-                if shown != piece:
-                    await self.sink.edit(handle, piece)
-                    self._sent[index] = (handle, piece)
-            else:
-                self._stop_typing()
-                handle = await self.sink.send(piece, [])
-                self._sent.append((handle, piece))
-        for handle, _ in self._sent[len(pieces) :]:  # the text got shorter (a tool round restarted it)
-            await self.sink.delete(handle)
-        del self._sent[len(pieces) :]
-
-    async def _keep_typing(self) -> None:
-        with contextlib.suppress(discord.HTTPException):
-            while True:
-                await self.sink.typing()
-                await asyncio.sleep(TYPING_REFRESH)
-
-    def _stop_typing(self) -> None:
-        if self._typing_task is not None:
-            self._typing_task.cancel()
-            self._typing_task = None
-
-
-async def run_quietly(what: str, action: Callable[[], Awaitable[Any]]) -> None:
-    """Best effort (e.g. an error notice on a platform that already failed): log, never raise."""
-    try:
-        await action()
-    except discord.HTTPException as exc:
-        log.warning("could not %s: %s", what, exc)
+        super().__init__(
+            DiscordSink(sink, notes=notes, prefix=prefix),
+            interval=edit_interval,
+            on_error=on_error,
+            clock=clock,
+        )

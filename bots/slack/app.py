@@ -20,9 +20,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.http import HttpServer
+from bots.inflight import InFlight
 from bots.services import ChatServices
 from bots.slack.assistant import build_assistant
-from bots.slack.background import Background
 from bots.slack.commands import SlashCommands
 from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
@@ -43,7 +43,7 @@ def build_app(
     services: ChatServices,
     options: SlackOptions,
     session: aiohttp.ClientSession,
-    background: Background,
+    background: InFlight,
     *,
     edit_interval: float = EDIT_INTERVAL,
 ) -> AsyncApp:
@@ -96,14 +96,14 @@ async def open_slack(
     http: HttpServer,
     *,
     edit_interval: float = EDIT_INTERVAL,
-    background: Background | None = None,
+    background: InFlight | None = None,
 ) -> AsyncIterator[None]:
     """The adapter is up inside the block: connected over Socket Mode, or its route added to ``http.app``.
 
     On exit it stops taking events, gives running turns ``SHUTDOWN_GRACE`` seconds, and cancels the rest.
     """
     slack = options
-    tasks = background or Background()
+    tasks = background if background is not None else InFlight("Slack")
     async with aiohttp.ClientSession() as session:
         app = build_app(services, options, session, tasks, edit_interval=edit_interval)
         try:

@@ -14,12 +14,12 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack.background import Background
+from bots.arrival import Arrivals
+from bots.inflight import InFlight
 from bots.slack.files import FileFetcher
 from bots.slack.identity import PLATFORM, Directory
 from bots.slack.replier import EDIT_INTERVAL, SlackReplier
 from core.domain.types import ConversationKey, IncomingMessage
-from core.turn.ordering import KeyedLocks
 
 if TYPE_CHECKING:
     from bots.services import ChatServices
@@ -84,7 +84,7 @@ class Conversations:
         client: AsyncWebClient,
         directory: Directory,
         fetcher: FileFetcher,
-        background: Background,
+        background: InFlight,
         *,
         edit_interval: float = EDIT_INTERVAL,
     ) -> None:
@@ -95,9 +95,11 @@ class Conversations:
         self.background = background
         self.edit_interval = edit_interval
         self._recent: OrderedDict[tuple[str, str, str], str] = OrderedDict()
-        # Events of one thread are prepared (user, files) and handed to the core in arrival order, so a
-        # follow-up behind a message with a large file is never answered first.
-        self._arrivals = KeyedLocks()
+        # Events of one thread are handed to the core in arrival order, so a follow-up behind a message with
+        # a large file is never answered first. Their preparation (user, thread so far, files) runs in that
+        # order too: what a thread said before and whether it is a conversation depend on the turns ahead,
+        # and one users.info answers every message of a user.
+        self._arrivals = Arrivals()
 
     def remember(self, key: ConversationKey, user_id: str) -> None:
         """The thread ``user_id`` last talked in, per channel (slash commands carry no thread)."""
@@ -154,7 +156,7 @@ class Conversations:
 
     async def _follow_up(self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
         key = self.key(body, event)
-        async with self._arrivals.hold(key):
+        async with self._arrivals.arrive(key) as place, place:
             if await self.services.commands.is_conversation(key):
                 await self._turn(key, body, event, bot_user_id)
 
@@ -162,7 +164,7 @@ class Conversations:
         self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *, assistant: bool = False
     ) -> None:
         key = self.key(body, event)
-        async with self._arrivals.hold(key):
+        async with self._arrivals.arrive(key) as place, place:
             await self._turn(key, body, event, bot_user_id, assistant=assistant)
 
     async def _turn(

@@ -1,4 +1,5 @@
-"""Markdown (as models write it) to Slack mrkdwn, and long mrkdwn split into messages Slack shows whole.
+"""Markdown (as models write it) to Slack mrkdwn, and how long mrkdwn is split into messages Slack shows whole
+(the splitting itself is bots/splitting.py).
 
 Slack's mrkdwn is not Markdown: ``*bold*``, ``_italic_``, ``~strike~``, ``<url|text>`` links, no headings,
 no tables, and ``&``, ``<``, ``>`` must be escaped. Code blocks and inline code are kept (escaped only).
@@ -7,6 +8,8 @@ no tables, and ``&``, ``<``, ``>`` must be escaped. Code blocks and inline code 
 from __future__ import annotations
 
 import re
+
+from bots.splitting import Splitting
 
 MESSAGE_LIMIT = 3_900  # Slack shows about 4,000 characters of a message's text before "Show more"/truncation
 
@@ -108,86 +111,11 @@ def _link(url: str, label: str) -> str:
     return f"<{url}>" if label == url else f"<{url}|{escape(label)}>"
 
 
+def splitting(limit: int = MESSAGE_LIMIT) -> Splitting:
+    """Slack's way: whole paragraphs and code blocks per message where they fit, words cut cleanly."""
+    return Splitting(limit, paragraphs=True, trim_spaces=True)
+
+
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Cut ``text`` into pieces of at most ``limit`` characters at paragraph or code-block boundaries.
-
-    Greedy: each piece takes as many whole blocks as fit, so earlier pieces stay the same while text is
-    appended (streaming). A block longer than ``limit`` is cut at line ends (a code block is closed and
-    reopened around the cut), and a line longer than ``limit`` at the last space before it.
-    """
-    if len(text) <= limit:
-        return [text]
-    pieces: list[str] = []
-    current = ""
-    for block in _blocks(text):
-        for part in _fit(block, limit):
-            joined = f"{current}\n\n{part}" if current else part
-            if len(joined) <= limit:
-                current = joined
-            else:
-                if current:
-                    pieces.append(current)
-                current = part
-    if current or not pieces:
-        pieces.append(current)
-    return pieces
-
-
-def _blocks(text: str) -> list[str]:
-    """Paragraphs and whole code blocks (blank lines inside a code block do not end it)."""
-    blocks: list[str] = []
-    current: list[str] = []
-    in_code = False
-    for line in text.split("\n"):
-        if line.strip().startswith("```"):
-            if not in_code and current:
-                blocks.append("\n".join(current))
-                current = []
-            current.append(line)
-            in_code = not in_code
-            if not in_code:
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        if not in_code and not line.strip():
-            if current:
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        current.append(line)
-    if current:
-        blocks.append("\n".join(current))
-    return blocks
-
-
-def _fit(block: str, limit: int) -> list[str]:
-    if len(block) <= limit:
-        return [block]
-    code = block.startswith("```") and block.endswith("```") and len(block) >= 6
-    if code:
-        inner = block[3:-3].strip("\n")
-        return [f"```\n{chunk}\n```" for chunk in _cut_lines(inner, limit - 8)]
-    return _cut_lines(block, limit)
-
-
-def _cut_lines(text: str, limit: int) -> list[str]:
-    chunks: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            cut = line.rfind(" ", 0, limit)
-            cut = cut if cut > limit // 2 else limit
-            head, line = line[:cut], line[cut:].lstrip(" ")
-            if current:
-                chunks.append(current)
-                current = ""
-            chunks.append(head)
-        joined = f"{current}\n{line}" if current else line
-        if len(joined) <= limit:
-            current = joined
-        else:
-            chunks.append(current)
-            current = line
-    if current:
-        chunks.append(current)
-    return chunks
+    """``text`` as Slack messages of at most ``limit`` characters."""
+    return splitting(limit).split(text)

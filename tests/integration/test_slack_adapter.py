@@ -20,8 +20,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.bootstrap import Core, open_core
 from bots.http import HttpServer
+from bots.inflight import InFlight
 from bots.slack.app import open_slack
-from bots.slack.background import Background
 from bots.slack.config import SlackOptions
 from bots.slack.replier import SlackReplier
 from core.settings import SettingsError, load_settings
@@ -43,7 +43,7 @@ class Slack:
     fake: FakeSlack
     openai: FakeOpenAI
     core: Core
-    background: Background
+    background: InFlight
     sender: EventSender
 
     async def mention(self, text: str, **options: Any) -> dict[str, Any]:
@@ -104,7 +104,7 @@ async def running_slack(
         settings = settings_for(tmp_path, openai, fake, socket=socket, **threadwise)
         async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
             http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
-            background = Background()
+            background = InFlight("Slack")
             await stack.enter_async_context(
                 open_slack(core.chat, SlackOptions.from_settings(settings), http, background=background)
             )
