@@ -16,7 +16,7 @@ from core.commands.parsing import (
     user_subject,
     words_of,
 )
-from core.commands.results import Heading, Preformatted, Reply, Text, line, say
+from core.commands.results import Heading, Preformatted, Reply, line, say
 from core.commands.tenancy import AdminCall, operators_only, within
 from core.domain.clock import Clock, parse_duration
 from core.domain.errors import BadInput
@@ -57,8 +57,11 @@ class AdminCommands:
         if command == "report":
             return await self._report(call, words)
         if command in ("ban", "unban"):
-            await operators_only(self._admin, call, command, None)
-            return await (self._ban(call, words) if command == "ban" else self._unban(call, words))
+            await operators_only(self._admin, call, command, None)  # a ban reaches every workspace
+        if command == "ban":
+            return await self._ban(call, words)
+        if command == "unban":
+            return await self._unban(call, words)
         if command == "moderation":
             return await self._moderation.run(call, words)
         if command == "tools":
@@ -135,7 +138,7 @@ class AdminCommands:
             rest = rest[1:]
         info = await self._admin.ban(call.user, target, reason=" ".join(rest), until=until)
         when = f" until {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else ""
-        return say(Text(f"Banned {target}{when}."))
+        return say(f"Banned {target}{when}.")
 
     async def _unban(self, call: AdminCall, words: list[str]) -> Reply:
         if len(words) != 1:

@@ -14,7 +14,7 @@ Renderers live with the adapters (bots/slack/render.py, bots/discord/render.py, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.domain.types import Attachment
@@ -83,7 +83,7 @@ def say(*spans: Span | str, public: bool = False) -> Reply:
     return Reply((line(*spans),), public=public)
 
 
-def codes(names: tuple[str, ...] | list[str], separator: str = ", ") -> tuple[Span, ...]:
+def codes(names: Sequence[str], separator: str = ", ") -> tuple[Span, ...]:
     """``a``, ``b``, ``c`` as code spans with plain separators."""
     spans: list[Span] = []
     for index, name in enumerate(names):
