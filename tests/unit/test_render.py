@@ -5,6 +5,7 @@ from __future__ import annotations
 from bots import plain
 from bots.discord import render as discord
 from bots.slack import render as slack
+from bots.slack.mrkdwn import to_mrkdwn
 from core.commands.help import ADMIN_HELP, USER_HELP
 from core.commands.results import (
     Bullets,
@@ -109,3 +110,9 @@ def test_help_as_each_platform_shows_it() -> None:
         "(subject: @user, #channel, `here` for this channel or workspace, `*` for global)"
     ) in both[1]
     assert slack.render(Reply(ADMIN_HELP)).startswith("_Admin commands_\n• `quota show")
+
+
+def test_slack_shows_what_the_markdown_of_discord_converts_to() -> None:
+    """Before replies were structured, Slack showed ``to_mrkdwn`` of the text Discord shows: still so."""
+    for reply in (SAMPLE, Reply(USER_HELP + ADMIN_HELP), Reply(ADMIN_HELP)):
+        assert slack.render(reply) == to_mrkdwn(discord.render(reply))
