@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from bots.plain import render_spans
 from core.admin.retention import Retention
-from core.admin.service import AdminService, describe_limit, describe_moderation
+from core.admin.service import AdminService
+from core.commands.describe import describe_limit, describe_moderation
 from core.domain.clock import parse_duration
 from core.domain.types import ChatUser
 from core.money.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
@@ -120,7 +122,7 @@ async def run_admin(
             actor, limit=args.limit, user=args.user, action=args.action, since=args.since
         )
         for event in events:
-            print(describe_moderation(event))
+            print(render_spans(describe_moderation(event)))
         if not events:
             print("no moderation events match")
         return 0
@@ -170,7 +172,8 @@ async def run_admin(
     if command == "quota":
         if args.quota_command == "show":
             for limit in await admin.quota_show(actor, scope=args.scope):
-                print(describe_limit(limit) + ("" if limit.overridden else "  (default from settings)"))
+                default = "" if limit.overridden else "  (default from settings)"
+                print(render_spans(describe_limit(limit)) + default)
             return 0
         if args.quota_command == "clear":
             removed = await admin.quota_clear(
@@ -194,7 +197,7 @@ async def run_admin(
             usd_limit=amount,
             token_limit=args.tokens,
         )
-        print("set: " + describe_limit(limit))
+        print("set: " + render_spans(describe_limit(limit)))
         return 0
     if command == "report":
         report = await admin.report(actor, period=args.period, by=args.by)

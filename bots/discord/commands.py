@@ -25,9 +25,11 @@ from bots.discord.identity import (
     thread_key,
     thread_name,
 )
+from bots.discord.mentions import neutral_args
+from bots.discord.render import render
 from bots.discord.replier import NO_MENTIONS, ChannelSink, DiscordReplier, InteractionSink, Sink, to_file
 from bots.inflight import InFlight
-from core.commands.dispatch import CommandReply
+from core.commands.results import Reply
 from core.domain.errors import BotError
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 
@@ -63,13 +65,13 @@ async def show_error(interaction: Interaction, error: BotError, *, deferred_ephe
         await interaction.followup.send(text, ephemeral=True)
 
 
-async def deliver(interaction: Interaction, reply: CommandReply, *, deferred_ephemeral: bool) -> None:
-    """A CommandReply into a deferred interaction: text split at 2,000 characters, files on the last message.
+async def deliver(interaction: Interaction, reply: Reply, *, deferred_ephemeral: bool) -> None:
+    """A reply into a deferred interaction: text split at 2,000 characters, files on the last message.
 
     The deferral's visibility is fixed; when the reply wants the other one, the deferred response is removed
     and the reply goes out as follow-ups with the right visibility.
     """
-    pieces = split_message(reply.text or "Done.")
+    pieces = split_message(render(reply) or "Done.")
     files = [to_file(attachment) for attachment in reply.attachments]
     ephemeral = not reply.public
     first = 0
@@ -100,7 +102,7 @@ class AiCommands(app_commands.Group):
         self._edit_interval = edit_interval
 
     async def _command(
-        self, interaction: Interaction, action: Callable[[], Awaitable[CommandReply]], *, ephemeral: bool
+        self, interaction: Interaction, action: Callable[[], Awaitable[Reply]], *, ephemeral: bool
     ) -> None:
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         with self._inflight.track():
@@ -237,7 +239,7 @@ class AiCommands(app_commands.Group):
     async def help(self, interaction: Interaction) -> None:
         reply = self._services.commands.help(caller(interaction))
         await interaction.response.send_message(
-            split_message(reply.text)[0], ephemeral=True, allowed_mentions=NO_MENTIONS
+            split_message(render(reply))[0], ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
 
@@ -258,6 +260,7 @@ class AdminCommands(app_commands.Group):
         with self._inflight.track():
             try:
                 key = conversation_of(interaction)
+                args = neutral_args(args)  # mentions as bare ids
                 reply = await self._services.commands.admin(caller(interaction), key, command, args)
             except BotError as error:
                 await show_error(interaction, error)

@@ -14,9 +14,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.events import Conversations, event_id, plain_text
 from bots.slack.identity import PLATFORM
-from bots.slack.mrkdwn import escape, to_mrkdwn
+from bots.slack.mentions import neutral_args
+from bots.slack.mrkdwn import escape
+from bots.slack.render import render
 from bots.slack.replier import SlackReplier
-from core.commands.dispatch import CommandReply, parse_ai_text
+from core.commands.parsing import parse_ai_text
+from core.commands.results import Reply
 from core.domain.errors import BotError
 from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 
@@ -110,7 +113,7 @@ class SlashCommands:
     async def _admin(self, command: dict[str, Any], respond: AsyncRespond) -> None:
         name, _, args = str(command.get("text") or "").strip().partition(" ")
         user = await self._user(command)
-        reply = await self._commands.admin(user, self._key(command), name, args.strip())
+        reply = await self._commands.admin(user, self._key(command), name, neutral_args(args.strip()))
         await self._send(reply, command, respond)
 
     async def _post_question(self, command: dict[str, Any], text: str, respond: AsyncRespond) -> str | None:
@@ -163,16 +166,15 @@ class SlashCommands:
             await self._client.chat_delete(channel=channel, ts=ts)
             raise
         await self._client.chat_update(channel=channel, ts=ts, text=question)
-        await self._upload(
-            reply.attachments, channel, ts, comment=to_mrkdwn(reply.text) if reply.text else None
-        )
+        text = render(reply)
+        await self._upload(reply.attachments, channel, ts, comment=text or None)
 
     async def _send(
-        self, reply: CommandReply, command: dict[str, Any], respond: AsyncRespond, thread_ts: str = ""
+        self, reply: Reply, command: dict[str, Any], respond: AsyncRespond, thread_ts: str = ""
     ) -> None:
         """Text ephemeral unless ``reply.public`` (then in the thread it concerns); files into the channel
         when public, else into the caller's DM with the bot (Slack has no ephemeral files)."""
-        text = to_mrkdwn(reply.text)
+        text = render(reply)
         channel = str(command["channel_id"])
         if reply.public:
             await self._client.chat_postMessage(

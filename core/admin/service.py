@@ -25,7 +25,7 @@ from core.domain.errors import BadInput, NotAuthorized
 from core.domain.types import ChatUser
 from core.money.budgets import SCOPES, BudgetLimit, Budgets
 from core.money.periods import PERIODS
-from core.money.pricing import format_usd, usd
+from core.money.pricing import usd
 from core.money.reports import Report, build_report, resolve_period
 
 log = logging.getLogger(__name__)
@@ -293,31 +293,9 @@ class AdminService:
         return list(rows.scalars())
 
 
-def describe_limit(limit: BudgetLimit) -> str:
-    parts = []
-    if limit.micros is not None:
-        parts.append(format_usd(limit.micros))
-    if limit.tokens is not None:
-        parts.append(f"{limit.tokens:,} tokens")
-    amount = " and ".join(parts) if parts else "no limit"
-    return f"{limit.scope} {limit.subject} per {limit.period}: {amount}"
-
-
 def _who(actor: ChatUser) -> str:
     return f"{actor.platform}:{actor.user_id}"
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
-
-
-def describe_moderation(event: ModerationEvent) -> str:
-    """One line of the moderation log: when, who, where, what was decided and why."""
-    what = ", ".join(event.categories) or "-"
-    redacted = f" redacted {', '.join(event.redactions)}" if event.redactions else ""
-    top = max(event.scores.items(), key=lambda item: item[1], default=None)
-    score = f" ({top[0]} {top[1]:.2f})" if top else ""
-    return (
-        f"{event.created_at:%Y-%m-%d %H:%M} {event.platform}:{event.user_id or '?'} in {event.channel_id} "
-        f"{event.direction} {event.action} {what}{score}{redacted}"
-    )

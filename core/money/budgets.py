@@ -480,21 +480,3 @@ def defaults_from(settings: Any) -> dict[tuple[str, str], tuple[int | None, int 
             tokens = getattr(settings, f"{scope}_{word}_budget_tokens")
             result[(scope, period)] = (usd(amount) if amount is not None else None, tokens)
     return result
-
-
-def describe_usage(usage: Sequence[PeriodUsage], now: datetime) -> str:
-    """What `/ai usage` shows: spend today and this month, the limits and what is left."""
-    lines = []
-    for period in usage:
-        name = "Today" if period.period == "day" else "This month"
-        line = f"{name}: {format_usd(period.spent_micros)} ({period.tokens:,} tokens)"
-        limit = period.limit
-        if limit is not None and limit.micros is not None:
-            left = max(0, limit.micros - period.spent_micros)
-            line += f" of {format_usd(limit.micros)}, {format_usd(left)} left"
-        if limit is not None and limit.tokens is not None:
-            line += f"; {max(0, limit.tokens - period.tokens):,} of {limit.tokens:,} tokens left"
-        if limit is not None:
-            line += f" (resets in {humanize(period.resets_at - now)})"
-        lines.append(line)
-    return "\n".join(lines)

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bots.plain import render_blocks
 from core.admin.service import AdminService
+from core.commands.describe import describe_usage
 from core.db.models import AdminAction, BudgetCounter, Reservation, UsageRecord
 from core.db.session import Database
 from core.domain.errors import NotAuthorized, QuotaExceeded, RateLimited
@@ -23,7 +25,7 @@ from core.guards.chain import GuardChain
 from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
 from core.llm.client import LLMClient
 from core.llm.tokens import REPLY_PRIMING, TokenCounter
-from core.money.budgets import Budgets, defaults_from, describe_usage
+from core.money.budgets import Budgets, defaults_from
 from core.money.pricing import ModelPrice, PriceTable, usd
 from core.settings import LimitSettings
 from core.turn.history import HistoryStore
@@ -353,7 +355,7 @@ async def test_usage_of_the_caller(database: Database, fake_openai: FakeOpenAI) 
     assert (day.period, day.spent_micros, day.tokens) == ("day", 210, 1100)  # 1000 x 0.15 + 100 x 0.6
     assert day.limit is not None and day.limit.micros == 1_000_000
     assert (month.period, month.spent_micros, month.limit) == ("month", 210, None)
-    text = describe_usage(usage, datetime.now(UTC))
+    text = render_blocks(describe_usage(usage, datetime.now(UTC)))
     assert text.splitlines()[0].startswith(
         "Today: $0.00021 (1,100 tokens) of $1.00, $0.99979 left (resets in "
     )

@@ -13,13 +13,15 @@ import pytest
 from sqlalchemy import select
 
 from bots.bootstrap import Core, open_core
-from core.commands.dispatch import parse_ai_text, parse_amount, scope_subject, user_subject
+from bots.slack.mentions import neutral_args
+from core.commands.parsing import parse_ai_text, parse_amount, scope_subject, user_subject
 from core.db.models import AdminAction, UsageRecord
 from core.domain.errors import BadInput, ContentBlocked, NotAuthorized
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.llm.images import sniff_image
 from core.settings import load_settings
 from tests.fakes.openai_api import FakeOpenAI
+from tests.rendered import slack
 from tests.support import RecordingReplier
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
@@ -67,47 +69,47 @@ def test_amounts_and_subjects_as_admins_type_them() -> None:
     assert parse_amount("unlimited") == (None, None)
     with pytest.raises(BadInput):
         parse_amount("lots")
-    assert user_subject("<@U0ADA|ada>", KEY) == "slack:U0ADA"
+    assert user_subject(neutral_args("<@U0ADA|ada>"), KEY) == "slack:U0ADA"
     assert user_subject("discord:42", KEY) == "discord:42"
-    assert scope_subject("channel", "<#C9|random>", KEY) == "slack:T1:C9"
+    assert scope_subject("channel", neutral_args("<#C9|random>"), KEY) == "slack:T1:C9"
     assert scope_subject("channel", "here", KEY) == "slack:T1:C1"
     assert scope_subject("workspace", "here", KEY) == "slack:T1"
 
 
 async def test_reset_hides_history_from_the_next_turn(core: Core, fake_openai: FakeOpenAI) -> None:
-    assert await core.commands.is_conversation(KEY) is False
+    assert await slack(core).is_conversation(KEY) is False
     await turn(core, "my name is Ada", "e1")
-    assert await core.commands.is_conversation(KEY) is True
-    reply = await core.commands.reset(ADA, KEY)
+    assert await slack(core).is_conversation(KEY) is True
+    reply = await slack(core).reset(ADA, KEY)
     assert "2 earlier messages" in reply.text and not reply.public
     await turn(core, "what is my name?", "e2")
     last = fake_openai.chat_requests()[-1]["messages"]
     assert [m["role"] for m in last] == ["system", "user"]
-    assert (await core.commands.reset(ADA, KEY)).text.startswith("Done")  # e2's pair
-    assert "nothing to forget" in (await core.commands.reset(ADA, KEY)).text
+    assert (await slack(core).reset(ADA, KEY)).text.startswith("Done")  # e2's pair
+    assert "nothing to forget" in (await slack(core).reset(ADA, KEY)).text
 
 
 async def test_model_is_chosen_per_conversation_from_the_allowed_list(
     core: Core, fake_openai: FakeOpenAI
 ) -> None:
-    assert "`gpt-4o-mini`" in (await core.commands.set_model(ADA, KEY, "")).text
+    assert "`gpt-4o-mini`" in (await slack(core).set_model(ADA, KEY, "")).text
     with pytest.raises(BadInput, match="not available"):
-        await core.commands.set_model(ADA, KEY, "gpt-5-pro")
-    await core.commands.set_model(ADA, KEY, "gpt-4.1-mini")
+        await slack(core).set_model(ADA, KEY, "gpt-5-pro")
+    await slack(core).set_model(ADA, KEY, "gpt-4.1-mini")
     await turn(core, "hello", "e1")
     assert fake_openai.chat_requests()[-1]["model"] == "gpt-4.1-mini"
     other = ConversationKey("slack", "T1", "C1", "1700000000.000200")
-    assert "`gpt-4o-mini`" in (await core.commands.set_model(ADA, other, "")).text
+    assert "`gpt-4o-mini`" in (await slack(core).set_model(ADA, other, "")).text
 
 
 async def test_usage_shows_spend_and_the_daily_limit(core: Core) -> None:
     await turn(core, "hello", "e1")
-    text = (await core.commands.usage(ADA, KEY)).text
+    text = (await slack(core).usage(ADA, KEY)).text
     assert "Today: $0.0000" in text and "of $1.00" in text and "This month" in text
 
 
 async def test_image_is_generated_priced_and_recorded(core: Core, fake_openai: FakeOpenAI) -> None:
-    reply = await core.commands.image(ADA, KEY, "a lighthouse at dusk")
+    reply = await slack(core).image(ADA, KEY, "a lighthouse at dusk")
     (attachment,) = reply.attachments
     info = sniff_image(attachment.data)
     assert info is not None and (info.mime, info.width, info.height) == ("image/png", 1024, 1024)
@@ -122,7 +124,7 @@ async def test_image_is_generated_priced_and_recorded(core: Core, fake_openai: F
 async def test_image_prompt_goes_through_moderation(core: Core, fake_openai: FakeOpenAI) -> None:
     fake_openai.moderation_flags = {"gore": {"violence/graphic": 0.97}}
     with pytest.raises(ContentBlocked):
-        await core.commands.image(ADA, KEY, "lots of gore")
+        await slack(core).image(ADA, KEY, "lots of gore")
     assert not [r for r in fake_openai.requests if r.path == "/v1/images/generations"]
 
 
@@ -140,7 +142,7 @@ async def test_non_admins_are_refused_and_the_refusal_is_recorded(core: Core) ->
     ]
     for command, args in attempts:
         with pytest.raises(NotAuthorized) as refused:
-            await core.commands.admin(ADA, KEY, command, args)
+            await slack(core).admin(ADA, KEY, command, args)
         assert refused.value.user_message == "Only admins can do that."
     async with core.database.reader() as session:
         rows = (await session.execute(select(AdminAction).where(AdminAction.allowed.is_(False)))).scalars()
@@ -158,11 +160,11 @@ async def test_a_workspace_admin_manages_only_their_own_workspace(
     await core.turns.handle(other, RecordingReplier())
 
     # allowed: their channels and their workspace
-    assert (await core.commands.admin(ADMIN, KEY, "quota", "set channel here day $2")).text.startswith("Set:")
-    assert (await core.commands.admin(ADMIN, KEY, "quota", "set workspace here month $50")).text.startswith(
+    assert (await slack(core).admin(ADMIN, KEY, "quota", "set channel here day $2")).text.startswith("Set:")
+    assert (await slack(core).admin(ADMIN, KEY, "quota", "set workspace here month $50")).text.startswith(
         "Set:"
     )
-    report = (await core.commands.admin(ADMIN, KEY, "report", "today by user")).text
+    report = (await slack(core).admin(ADMIN, KEY, "report", "today by user")).text
     assert "slack:U0ADA" in report and "U0ZED" not in report  # their workspace's spend only
     assert "T1" in report
     # refused: another workspace, users, global limits, bans (they reach every workspace)
@@ -178,26 +180,26 @@ async def test_a_workspace_admin_manages_only_their_own_workspace(
     ]
     for command, args in refusals:
         with pytest.raises(NotAuthorized):
-            await core.commands.admin(ADMIN, KEY, command, args)
+            await slack(core).admin(ADMIN, KEY, command, args)
     # an operator sees everything
-    everything = (await core.commands.admin(OPERATOR, KEY, "report", "today by user")).text
+    everything = (await slack(core).admin(OPERATOR, KEY, "report", "today by user")).text
     assert "slack:U0ADA" in everything and "slack:U0ZED" in everything
 
 
 async def test_admin_sets_a_quota_in_chat_words_and_it_applies(core: Core) -> None:
-    reply = await core.commands.admin(OPERATOR, KEY, "quota", "set user <@U0ADA> day $0.000001")
+    reply = await slack(core).admin(OPERATOR, KEY, "quota", "set user <@U0ADA> day $0.000001")
     assert reply.text == "Set: user slack:U0ADA per day: $0.000001"
     refused = await turn(core, "hello", "e1")
     assert refused.errors and "daily budget" in refused.errors[0].user_message
-    shown = (await core.commands.admin(OPERATOR, KEY, "quota", "show user")).text
+    shown = (await slack(core).admin(OPERATOR, KEY, "quota", "show user")).text
     assert "user slack:U0ADA per day: $0.000001" in shown and "(default)" in shown
-    await core.commands.admin(OPERATOR, KEY, "quota", "clear user <@U0ADA> day")
+    await slack(core).admin(OPERATOR, KEY, "quota", "clear user <@U0ADA> day")
     assert (await turn(core, "hello again", "e2")).finished
 
 
 async def test_report_carries_a_chart_and_a_csv(core: Core) -> None:
     await turn(core, "hello", "e1")
-    reply = await core.commands.admin(ADMIN, KEY, "report", "today by user")
+    reply = await slack(core).admin(ADMIN, KEY, "report", "today by user")
     chart, table = reply.attachments
     assert chart.mime == "image/png" and sniff_image(chart.data) is not None
     rows = list(csv.reader(io.StringIO(table.data.decode())))
@@ -206,12 +208,12 @@ async def test_report_carries_a_chart_and_a_csv(core: Core) -> None:
 
 
 async def test_ban_and_unban_from_chat(core: Core) -> None:
-    assert (await core.commands.admin(OPERATOR, KEY, "ban", "<@U0ADA> 2h spamming")).text.startswith(
+    assert (await slack(core).admin(OPERATOR, KEY, "ban", "<@U0ADA> 2h spamming")).text.startswith(
         "Banned slack:U0ADA until"
     )
-    assert "spamming" in (await core.commands.admin(OPERATOR, KEY, "ban", "list")).text
+    assert "spamming" in (await slack(core).admin(OPERATOR, KEY, "ban", "list")).text
     assert (await turn(core, "hello", "e1")).errors
-    assert (await core.commands.admin(OPERATOR, KEY, "unban", "<@U0ADA>")).text == "Unbanned slack:U0ADA."
+    assert (await slack(core).admin(OPERATOR, KEY, "unban", "<@U0ADA>")).text == "Unbanned slack:U0ADA."
     assert (await turn(core, "hello", "e2")).finished
 
 
@@ -221,10 +223,10 @@ async def test_moderation_log_lists_recent_decisions_with_filters(
     fake_openai.moderation_flags = {"idiot": {"harassment": 0.5}}
     await turn(core, "you idiot", "e1")
     await turn(core, "write to jane@example.com", "e2")
-    everything = (await core.commands.admin(OPERATOR, KEY, "moderation", "")).text
+    everything = (await slack(core).admin(OPERATOR, KEY, "moderation", "")).text
     assert "input flag harassment (harassment 0.50)" in everything
     assert "redacted email" in everything
-    flagged = (await core.commands.admin(OPERATOR, KEY, "moderation", "5 action flag user <@U0ADA>")).text
+    flagged = (await slack(core).admin(OPERATOR, KEY, "moderation", "5 action flag user <@U0ADA>")).text
     lines = flagged.splitlines()[1:]  # the echoed answer was flagged too
     assert [line.split()[5:7] for line in lines] == [["output", "flag"], ["input", "flag"]]
     assert "jane@example.com" not in everything
@@ -233,20 +235,20 @@ async def test_moderation_log_lists_recent_decisions_with_filters(
 async def test_forget_asks_first_then_erases_the_callers_data(core: Core) -> None:
     await turn(core, "my phone is in my bag", "e1")
     await turn(core, "something from bob", "e2", user=ChatUser("slack", "U0BOB", "bob"))
-    asked = await core.commands.forget(ADA, KEY, "")
+    asked = await slack(core).forget(ADA, KEY, "")
     assert "2 messages in 1 conversations" in asked.text and "/ai forget confirm" in asked.text
     assert await turn(core, "still here?", "e3")  # nothing erased before confirmation
-    done = await core.commands.forget(ADA, KEY, "confirm")
+    done = await slack(core).forget(ADA, KEY, "confirm")
     assert done.text.startswith("Erased 4 messages")
-    assert (await core.commands.forget(ADA, KEY, "")).text == "I hold nothing of yours."
-    bob = await core.commands.forget(ChatUser("slack", "U0BOB", "bob"), KEY, "")
+    assert (await slack(core).forget(ADA, KEY, "")).text == "I hold nothing of yours."
+    bob = await slack(core).forget(ChatUser("slack", "U0BOB", "bob"), KEY, "")
     assert "This erases 2 messages in 1 conversations" in bob.text  # Bob's part is untouched
 
 
 async def test_admins_tighten_moderation_for_one_channel(core: Core, fake_openai: FakeOpenAI) -> None:
     fake_openai.moderation_flags = {"fight": {"violence": 0.5}}
     assert (await turn(core, "a fight scene", "e1")).finished  # 0.5 is a flag by the server's defaults
-    reply = await core.commands.admin(ADMIN, KEY, "moderation", "policy here violence block 0.45")
+    reply = await slack(core).admin(ADMIN, KEY, "moderation", "policy here violence block 0.45")
     assert reply.text == 'Moderation thresholds of slack:T1:C1 set: {"violence": {"block": 0.45}}.'
     refused = await turn(core, "another fight scene", "e2")
     assert refused.errors and "(violence)" in refused.errors[0].user_message
@@ -255,11 +257,11 @@ async def test_admins_tighten_moderation_for_one_channel(core: Core, fake_openai
     elsewhere = RecordingReplier()
     await core.turns.handle(message, elsewhere)
     assert elsewhere.finished  # other channels keep the defaults
-    shown = (await core.commands.admin(ADMIN, KEY, "moderation", "policy here")).text
+    shown = (await slack(core).admin(ADMIN, KEY, "moderation", "policy here")).text
     assert "violence: flag 0.4, block 0.45" in shown and "(channel settings)" in shown
     with pytest.raises(BadInput, match=r"Unknown moderation category 'gore'"):
-        await core.commands.admin(ADMIN, KEY, "moderation", "policy here gore block 0.1")
+        await slack(core).admin(ADMIN, KEY, "moderation", "policy here gore block 0.1")
     with pytest.raises(NotAuthorized):
-        await core.commands.admin(ADA, KEY, "moderation", "policy here clear")
-    await core.commands.admin(ADMIN, KEY, "moderation", "policy here clear")
+        await slack(core).admin(ADA, KEY, "moderation", "policy here clear")
+    await slack(core).admin(ADMIN, KEY, "moderation", "policy here clear")
     assert (await turn(core, "a third fight scene", "e4")).finished

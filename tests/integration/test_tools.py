@@ -22,6 +22,7 @@ from core.llm.images import sniff_image
 from core.settings import load_settings
 from core.tools.registry import Tool, ToolContext, ToolOutput
 from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec
+from tests.rendered import slack
 from tests.support import RecordingReplier
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
@@ -183,7 +184,7 @@ async def test_channel_tool_lists_and_admin_only_tools_are_enforced(
         return "classified"
 
     core.tools.add(Tool("secret", "Admins only.", Nap, secret, admin_only=True))
-    reply = await core.commands.admin(ADMIN, KEY, "tools", "set here calculator")
+    reply = await slack(core).admin(ADMIN, KEY, "tools", "set here calculator")
     assert reply.text == "slack:T1:C1 now offers: calculator."
     fake_openai.script(
         Reply(
@@ -201,11 +202,9 @@ async def test_channel_tool_lists_and_admin_only_tools_are_enforced(
     assert "not enabled in this channel" in results["off"]["error"]
     assert "only available to admins" in results["admin"]["error"]
 
-    shown = (await core.commands.admin(ADMIN, KEY, "tools", "show here")).text
+    shown = (await slack(core).admin(ADMIN, KEY, "tools", "show here")).text
     assert "slack:T1:C1: calculator" in shown and "secret * admin: Admins only." in shown
-    assert (await core.commands.admin(ADMIN, KEY, "tools", "clear here")).text.endswith(
-        "default tools again."
-    )
+    assert (await slack(core).admin(ADMIN, KEY, "tools", "clear here")).text.endswith("default tools again.")
 
 
 async def test_the_model_generates_an_image_that_is_attached_and_priced(
@@ -311,7 +310,7 @@ async def test_an_admin_only_tool_enabled_in_a_channel_is_offered_to_admins_only
         return "classified"
 
     core.tools.add(Tool("secret", "Admins only.", Nap, secret, admin_only=True))
-    await core.commands.admin(ADMIN, KEY, "tools", "set here calculator,secret")
+    await slack(core).admin(ADMIN, KEY, "tools", "set here calculator,secret")
     fake_openai.script(
         Reply(tool_calls=[ToolCallSpec("secret", '{"seconds": 1}', id="s1")]),
         Reply(text="no"),
