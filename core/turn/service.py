@@ -1,20 +1,6 @@
 """What adapters and commands use of the turn: ``ConversationService``, a thin facade over the turn pipeline
 (pipeline.py) and the conversation registry (conversations.py), wired to the SQL store and the history cache.
-
-    core/turn/
-      service.py       this facade: handle, screen, exists, conversation_id, model_of, set_model, reset
-      pipeline.py      the turn, step by step (DESIGN.md §3)
-      ordering.py      3. per-conversation order (one FIFO lock per conversation)
-      conversations.py the conversation registry: id and model by key, cached; /ai model, /ai reset
-      user_message.py  the new message as the model reads it (text, files, images)
-      context.py       5. system prompt + trimmed history + new message, and the budget's CallPlan
-      history.py       5. stored history -> wire messages, exact trimming, the window cache
-      reservation.py   6. the worst case held before the first call; the fallback model
-      tool_loop.py     7. model rounds streamed through output moderation, tool calls fed back
-      fitting.py       7. tool results cut to the room the reservation planned
-      store.py         2./8. the SQL TurnStore: event claim, persist + settle in one transaction, failures
-      config.py        TurnConfig
-"""
+The map of the package is in core/turn/__init__.py."""
 
 from __future__ import annotations
 
