@@ -144,7 +144,7 @@ class Reply:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage | None = None
-    error: BotError | None = None
+    error: BaseException | None = None
     error_after_chars: int = 0  # how much of ``text`` streams before ``error`` is raised
 
 

@@ -3,8 +3,11 @@ notice of one turn, without a database or HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import pytest
 
 from core.domain.errors import BotError, ContentBlocked, LLMUnavailable, QuotaExceeded, RateLimited
 from core.domain.ports import CallUsage, OutputModerator, ToolRunner, TurnGuard
@@ -28,7 +31,6 @@ from tests.support import RecordingReplier, incoming
 
 MODEL = "gpt-4o-mini"
 FALLBACK = "gpt-4o"
-COUNTER = TokenCounter()
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Rig:
     budget: FakeBudget
     store: FakeStore
     history: FakeHistory
+    counter: TokenCounter
 
 
 def rig(
@@ -64,8 +67,9 @@ def rig(
         max_tool_rounds=max_tool_rounds,
         fallback_model=fallback,
     )
-    pipeline = TurnPipeline(ports, counter=COUNTER, config=config, guards=GuardChain(guards), footer=footer)
-    return Rig(pipeline, model, budget, store, history)
+    counter = TokenCounter()
+    pipeline = TurnPipeline(ports, counter=counter, config=config, guards=GuardChain(guards), footer=footer)
+    return Rig(pipeline, model, budget, store, history, counter)
 
 
 def updates(replier: RecordingReplier) -> list[str]:
@@ -164,7 +168,7 @@ async def test_the_fallback_model_answers_when_the_budget_cannot_cover_the_prima
     ]
     assert t.budget.settled == [(t.budget.holds[0], [CallUsage(FALLBACK, Usage(20, 0, 3), 1)])]
     assert t.store.turns[0].messages[1].model == FALLBACK
-    assert t.store.turns[0].encoding == COUNTER.encoding_for(FALLBACK)
+    assert t.store.turns[0].encoding == t.counter.encoding_for(FALLBACK)
 
 
 async def test_the_cost_footer_goes_under_the_answer() -> None:
@@ -249,7 +253,7 @@ async def test_a_stop_by_output_moderation_is_charged_for_what_was_read_and_writ
     assert updates(replier) == ["A first paragraph.\n\n"]  # never past what was cleared
     assert len(replier.errors) == 1 and isinstance(replier.errors[0], ContentBlocked)
     assert replier.finished == [] and t.store.turns == []
-    written = COUNTER.count_text(MODEL, "A first paragraph.\n\nthen forbidden")
+    written = t.counter.count_text(MODEL, "A first paragraph.\n\nthen forbidden")
     prompt = t.budget.plans[0].prompt_tokens
     assert t.budget.settled == [(t.budget.holds[0], [CallUsage(MODEL, Usage(prompt, 0, written), 1)])]
     assert t.budget.released == []
@@ -282,3 +286,14 @@ async def test_a_failure_before_any_call_releases_the_hold() -> None:
     assert t.budget.settled == [] and t.store.charges == []
     assert t.budget.open_holds == []
     assert t.store.failures[0].user is not None
+
+
+async def test_a_cancelled_turn_gives_the_hold_back() -> None:
+    t = rig([Reply("Half an ans", error=asyncio.CancelledError(), error_after_chars=4)])
+    replier = RecordingReplier()
+
+    with pytest.raises(asyncio.CancelledError):
+        await t.pipeline.handle(incoming("hello", "e1"), replier)
+
+    assert t.budget.released == t.budget.holds and len(t.budget.holds) == 1
+    assert t.budget.settled == [] and t.store.turns == []
