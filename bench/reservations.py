@@ -70,7 +70,7 @@ async def measure(database: Database, *, workers: int, per_worker: int, shared_u
             hold = await budgets.reserve(plan)
             async with database.unit_of_work() as session:
                 usage = CallUsage("gpt-4o-mini", Usage(500, 0, 120), conversation_id)
-                await budgets.settle(session, hold, [usage])
+                await budgets.settle_in(session, hold, [usage])
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(number) for number in range(workers)))

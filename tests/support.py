@@ -10,12 +10,13 @@ from typing import Any
 
 from core.db.session import Database
 from core.domain.errors import BotError
-from core.domain.ports import BudgetGate, ToolRunner, TurnGuard
+from core.domain.ports import ToolRunner, TurnGuard
 from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 from core.guards.chain import GuardChain
 from core.guards.output_moderation import OutputModeration
 from core.llm.client import LLMClient
 from core.llm.tokens import TokenCounter
+from core.money.budgets import Budgets
 from core.turn.history import HistoryStore
 from core.turn.service import ConversationService, TurnConfig
 
@@ -72,7 +73,7 @@ def make_service(
     cache_size: int = 256,
     guards: Sequence[TurnGuard] = (),
     output_moderation: OutputModeration | None = None,
-    budget: BudgetGate | None = None,
+    budget: Budgets | None = None,
 ) -> ConversationService:
     counter = counter or TokenCounter()
     config = TurnConfig(

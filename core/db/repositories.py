@@ -120,13 +120,6 @@ class MessageRepository:
         result = await self._session.execute(statement)
         return result.scalars().all()
 
-    async def all_for(self, conversation_id: int) -> Sequence[Message]:
-        """Every message of a conversation in order, failed turns included (for inspection and tests)."""
-        result = await self._session.execute(
-            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
-        )
-        return result.scalars().all()
-
 
 class EventRepository:
     def __init__(self, session: AsyncSession) -> None:

@@ -1,25 +1,94 @@
-"""Extension points of a turn (DESIGN.md §3): guards (step 4), budget reservation (step 6), tools (step 7).
+"""The ports of a turn (DESIGN.md §3): what the turn pipeline needs from the world, as Protocols and values.
 
-The spine ships neutral defaults; moderation, rate limits, bans, budgets and tools plug in here.
+Guards (step 4), conversation lookup and history (step 5), budget reservation (step 6), the model call and
+tools (step 7), output moderation and persistence (step 8). Nothing here names a database, an SDK or a
+platform: the SQL store, the OpenAI client and the budgets implement these; the unit tests, in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from core.domain.errors import BotError
-from core.domain.types import Attachment, IncomingMessage
-from core.llm.types import ToolCall, Usage
+from core.domain.types import Attachment, ConversationKey, IncomingMessage
+from core.llm.types import Completion, ToolCall, Usage
+
+OnText = Callable[[str], Awaitable[None]]
 
 
 class TurnGuard(Protocol):
     """Runs first; returns the message to use (e.g. redacted) or raises BotError to refuse the turn."""
 
     async def check(self, message: IncomingMessage) -> IncomingMessage: ...
+
+
+# ---- values a turn passes through its ports ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRef:
+    """A conversation as a turn needs it: its id and the model chosen for it (None: the default)."""
+
+    id: int
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One stored message as the model sees it, with its exact token count."""
+
+    message_id: int
+    role: str
+    wire: dict[str, Any]
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnMessage:
+    """A message produced during the turn (the user's, the assistant's, tool results), stored when it ends."""
+
+    role: str
+    parts: list[dict[str, Any]]
+    wire: dict[str, Any]
+    tokens: int
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserImage:
+    """An image the user attached, as it is stored and shown to the model."""
+
+    name: str
+    mime: str
+    data: bytes
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTurn:
+    """What an answered turn stores: the user message, what the model and tools produced, the images."""
+
+    message: IncomingMessage
+    conversation_id: int
+    messages: Sequence[TurnMessage]
+    images: Sequence[UserImage]
+    encoding: str  # the token encoding the counts of ``messages`` were made with
+
+
+@dataclass(frozen=True, slots=True)
+class FailedTurn:
+    """A turn that ended in ``error``; ``user`` is None when it failed before the message was read."""
+
+    message: IncomingMessage
+    conversation_id: int | None
+    user: TurnMessage | None
+    images: Sequence[UserImage]
+    error: BotError
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +110,14 @@ class CallUsage:
     conversation_id: int
 
 
-class BudgetGate(Protocol):
-    async def reserve(self, plan: CallPlan) -> object:
-        """Hold the worst-case cost of ``plan`` or raise QuotaExceeded; the handle goes to settle/release."""
-        ...
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What a reservation hands back: the reservation (None when no limit applies) and whom it is for."""
 
-    async def settle(self, session: AsyncSession, handle: object, usages: Sequence[CallUsage]) -> None:
-        """Replace the hold by the real usage, inside the turn's transaction (writes the ledger)."""
-        ...
-
-    async def release(self, handle: object) -> None:
-        """The turn failed: give the hold back."""
-        ...
-
-    def affordable_rounds(self, plan: CallPlan) -> int:
-        """How many of ``plan.rounds`` model calls fit the per-turn spend cap (at least 1)."""
-        ...
+    reservation_id: int | None
+    micros: int
+    tokens: int
+    message: IncomingMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +127,68 @@ class ToolResult:
     attachments: tuple[Attachment, ...] = ()  # files for the user, e.g. a generated image
 
 
+# ---- ports -------------------------------------------------------------------------------------------------
+
+
+class ConversationDirectory(Protocol):
+    """Step 5: which conversation a key is, created on first use."""
+
+    async def open(self, key: ConversationKey) -> ConversationRef: ...
+
+
+class HistoryWindow(Protocol):
+    """Step 5: the newest history that fits a token budget, kept current as turns append to it."""
+
+    async def window(
+        self, conversation_id: int, model: str, budget: int, *, ceiling: int | None = None
+    ) -> tuple[list[HistoryEntry], int | None]:
+        """The newest whole turns fitting ``budget`` tokens, and the id of the newest visible message."""
+        ...
+
+    def appended(
+        self, conversation_id: int, previous_last_id: int | None, entries: Sequence[HistoryEntry]
+    ) -> None:
+        """A turn stored ``entries`` after ``previous_last_id``."""
+        ...
+
+
+class BudgetGate(Protocol):
+    """Step 6: the worst case of the model calls is held before they run. Settling the hold with the real
+    usage is the TurnStore's job, inside the transaction that stores the turn."""
+
+    async def reserve(self, plan: CallPlan) -> Hold:
+        """Hold the worst-case cost of ``plan`` or raise QuotaExceeded."""
+        ...
+
+    async def release(self, hold: Hold) -> None:
+        """The turn failed before any model call completed: give the hold back."""
+        ...
+
+    def affordable_rounds(self, plan: CallPlan) -> int:
+        """How many of ``plan.rounds`` model calls fit the per-turn spend cap (at least 1)."""
+        ...
+
+
+class ModelClient(Protocol):
+    """Step 7: one streamed chat completion; errors leave as BotError."""
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        max_output_tokens: int,
+        on_text: OnText | None = None,
+        tools: Sequence[dict[str, Any]] = (),
+        tool_choice: str | None = None,
+    ) -> Completion:
+        """``on_text`` receives the full text so far after each delta."""
+        ...
+
+
 class ToolRunner(Protocol):
+    """Step 7: the tools a message may use, and running the calls of one model response."""
+
     async def definitions(self, message: IncomingMessage) -> Sequence[dict[str, Any]]:
         """Tool definitions (Chat Completions ``tools`` entries) offered for this message."""
         ...
@@ -78,16 +200,51 @@ class ToolRunner(Protocol):
         ...
 
 
+class CheckedText(Protocol):
+    """Step 8: output moderation of one model response while it streams."""
+
+    async def visible(self, text: str) -> int:
+        """Feed the text so far; returns how much of it may be shown now (raises ContentBlocked)."""
+        ...
+
+    async def finish(self, text: str) -> None:
+        """The whole response: wait for every check (raises ContentBlocked)."""
+        ...
+
+
+class OutputModerator(Protocol):
+    async def stream(self, message: IncomingMessage) -> CheckedText: ...
+
+
+class TurnStore(Protocol):
+    """Steps 2 and 8: the event claim, and what a turn leaves behind."""
+
+    async def claim(self, message: IncomingMessage) -> bool:
+        """Record the message's event id; False when it was already recorded (a redelivery)."""
+        ...
+
+    async def persist(
+        self, turn: FinishedTurn, hold: Hold, usages: Sequence[CallUsage]
+    ) -> list[HistoryEntry]:
+        """Store the turn and settle ``hold`` with ``usages``, in one transaction; the stored messages."""
+        ...
+
+    async def charge(self, hold: Hold, usages: Sequence[CallUsage]) -> None:
+        """A turn failed after model calls completed: settle ``hold`` with what they used."""
+        ...
+
+    async def record_failure(self, turn: FailedTurn) -> None:
+        """Keep the failed turn out of the history the model sees, and mark its event failed."""
+        ...
+
+
 class NoBudget:
     """No limits configured: nothing is held, nothing is recorded."""
 
-    async def reserve(self, plan: CallPlan) -> object:
-        return None
+    async def reserve(self, plan: CallPlan) -> Hold:
+        return Hold(None, 0, 0, plan.message)
 
-    async def settle(self, session: AsyncSession, handle: object, usages: Sequence[CallUsage]) -> None:
-        return None
-
-    async def release(self, handle: object) -> None:
+    async def release(self, hold: Hold) -> None:
         return None
 
     def affordable_rounds(self, plan: CallPlan) -> int:

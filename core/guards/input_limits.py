@@ -42,7 +42,7 @@ class InputLimitGuard:
                     f"{attachment.name!r} is {_megabytes(len(attachment.data))}; files up to "
                     f"{_megabytes(limits.max_attachment_bytes)} are accepted."
                 )
-        return message  # whether a file can be read at all is decided where it is read (ConversationService)
+        return message  # whether a file can be read at all is decided where it is read (turn/user_message)
 
 
 def _megabytes(size: int) -> str:

@@ -23,7 +23,7 @@ from core.db.repositories import insert_for
 from core.db.session import Database
 from core.domain.clock import Clock, humanize, utc_now
 from core.domain.errors import QuotaExceeded
-from core.domain.ports import CallPlan, CallUsage
+from core.domain.ports import CallPlan, CallUsage, Hold
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.money.periods import PERIODS, period_end, period_key, period_start
 from core.money.pricing import ChatCost, PriceTable, format_usd
@@ -77,16 +77,6 @@ class BudgetLimit:
     micros: int | None
     tokens: int | None
     overridden: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """What ``reserve`` hands back: the reservation (None when no limit applies) and whom it is for."""
-
-    reservation_id: int | None
-    micros: int
-    tokens: int
-    message: IncomingMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +222,10 @@ class Budgets:
             await session.flush()
             return Hold(reservation.id, cost.micros, cost.tokens, message)
 
-    async def settle(self, session: AsyncSession, handle: object, usages: Sequence[CallUsage]) -> None:
-        """Write the priced ledger rows, swap the hold for the real spend (inside the turn's transaction)."""
-        assert isinstance(handle, Hold)
-        message = handle.message
+    async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
+        """Write the priced ledger rows, swap the hold for the real spend, inside the caller's transaction
+        (the turn's: a turn is stored and charged together or not at all)."""
+        message = hold.message
         now = self._clock()
         spent_micros = spent_tokens = 0
         for call in usages:
@@ -264,14 +254,13 @@ class Budgets:
             )
             spent_micros += cost.micros
             spent_tokens += cost.tokens
-        await self._apply(session, handle, message.key, message.user.user_id, spent_micros, spent_tokens, now)
+        await self._apply(session, hold, message.key, message.user.user_id, spent_micros, spent_tokens, now)
 
-    async def release(self, handle: object) -> None:
-        assert isinstance(handle, Hold)
-        if handle.reservation_id is None:
+    async def release(self, hold: Hold) -> None:
+        if hold.reservation_id is None:
             return
         async with self._db.unit_of_work() as session:
-            reservation = await session.get(Reservation, handle.reservation_id)
+            reservation = await session.get(Reservation, hold.reservation_id)
             if reservation is not None:
                 await self._unhold(session, [reservation])
 

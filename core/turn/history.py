@@ -17,17 +17,10 @@ from typing import Any
 from core.db.models import Message
 from core.db.repositories import MessageRepository
 from core.db.session import Database
+from core.domain.ports import HistoryEntry
 from core.llm.tokens import TokenCounter
 
 PAGE_SIZE = 200
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    message_id: int
-    role: str
-    wire: dict[str, Any]
-    tokens: int
 
 
 def wire_message(
@@ -114,7 +107,8 @@ class _Window:
 
 
 class HistoryStore:
-    """Reads the trimmed history of a conversation, caching each conversation's window in memory."""
+    """Reads the trimmed history of a conversation, caching each conversation's window in memory (the
+    HistoryWindow of the turn)."""
 
     def __init__(self, database: Database, counter: TokenCounter, *, cache_size: int = 256) -> None:
         self._database = database

@@ -1,0 +1,101 @@
+"""What the model reads (DESIGN.md §3 step 5): system prompt + the newest history that fits + the new message,
+and the CallPlan the budget reservation is sized from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from core.domain.errors import BadInput
+from core.domain.ports import BudgetGate, CallPlan, HistoryWindow, ToolRunner, TurnMessage
+from core.domain.types import IncomingMessage
+from core.llm.tokens import REPLY_PRIMING, TokenCounter, context_window
+from core.turn.config import TurnConfig
+
+FRAMING_SLACK = 64  # the assistant message's own framing around its tool calls
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    prompt_tokens: int
+    last_id: int | None  # the newest stored message the history ends with
+    plan: CallPlan
+
+    @property
+    def model(self) -> str:
+        return self.plan.model
+
+
+@dataclass(frozen=True, slots=True)
+class _Room:
+    """How many tokens history may use this turn (``budget``), and at most in any turn (``ceiling``)."""
+
+    fixed: int
+    budget: int
+    ceiling: int
+
+
+class ContextBuilder:
+    def __init__(
+        self,
+        counter: TokenCounter,
+        config: TurnConfig,
+        history: HistoryWindow,
+        budget: BudgetGate,
+        tools: ToolRunner | None,
+    ) -> None:
+        self._counter = counter
+        self._config = config
+        self._history = history
+        self._budget = budget
+        self._tools = tools
+
+    async def build(
+        self, message: IncomingMessage, conversation_id: int, model: str, user: TurnMessage
+    ) -> TurnContext:
+        """The messages of the first model call of the turn; raises BadInput when the new message alone does
+        not fit the model's window."""
+        system = {"role": "system", "content": self._config.system_prompt}
+        tools = list(await self._tools.definitions(message)) if self._tools else []
+        room = self._room(model, system, tools, user)
+        history, last_id = await self._history.window(
+            conversation_id, model, room.budget, ceiling=room.ceiling
+        )
+        messages = [system, *(entry.wire for entry in history), user.wire]
+        prompt_tokens = room.fixed + sum(entry.tokens for entry in history)
+        return TurnContext(
+            messages, tools, prompt_tokens, last_id, self._plan(message, model, prompt_tokens, tools)
+        )
+
+    def _room(
+        self, model: str, system: dict[str, Any], tools: list[dict[str, Any]], user: TurnMessage
+    ) -> _Room:
+        config = self._config
+        system_tokens = self._counter.count_message(model, system, [])
+        tool_tokens = sum(self._counter.count_text(model, json.dumps(tool)) for tool in tools)
+        fixed = system_tokens + user.tokens + tool_tokens + REPLY_PRIMING
+        window = context_window(model, config.context_windows)
+        ceiling = window - config.max_output_tokens - (fixed - user.tokens)
+        if config.history_max_tokens is not None:
+            ceiling = min(ceiling, config.history_max_tokens)
+        budget = min(ceiling, window - config.max_output_tokens - fixed)
+        if budget < 0:
+            raise BadInput(
+                f"Your message is too long for {model}: it needs {fixed} tokens and the model accepts "
+                f"{window - config.max_output_tokens} besides the answer. Please shorten it.",
+            )
+        return _Room(fixed, budget, ceiling)
+
+    def _plan(
+        self, message: IncomingMessage, model: str, prompt_tokens: int, tools: list[dict[str, Any]]
+    ) -> CallPlan:
+        """The worst case of the turn's model calls: every tool round, then an answer in words."""
+        config = self._config
+        rounds = config.max_tool_rounds + 1 if tools else 1
+        growth = config.max_output_tokens + config.tool_round_tokens + FRAMING_SLACK if tools else 0
+        plan = CallPlan(message, model, prompt_tokens, config.max_output_tokens, rounds, growth)
+        return dataclasses.replace(plan, rounds=max(1, self._budget.affordable_rounds(plan)))

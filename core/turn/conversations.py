@@ -1,0 +1,86 @@
+"""The conversation registry: which conversation a key is, its model, and the commands that change them.
+
+Ids and models are cached per process (a conversation's id never changes; its model changes only through
+``set_model`` of this process or, on another replica, takes effect here at the latest when the entry leaves
+the cache). Writes hold the conversation's turn lock, so they wait for a turn in progress.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from core.db.repositories import ConversationRepository, MessageRepository
+from core.db.session import Database
+from core.domain.ports import ConversationRef
+from core.domain.types import ConversationKey
+from core.turn.history import HistoryStore
+from core.turn.ordering import KeyedLocks
+
+CACHE_SIZE = 4096
+
+
+class Conversations:
+    """The ConversationDirectory of the turn, and the conversation commands (`/ai model`, `/ai reset`)."""
+
+    def __init__(
+        self, database: Database, history: HistoryStore, locks: KeyedLocks, default_model: str
+    ) -> None:
+        self._db = database
+        self._history = history
+        self._locks = locks
+        self._default_model = default_model
+        self._cache: OrderedDict[ConversationKey, ConversationRef] = OrderedDict()
+
+    async def open(self, key: ConversationKey) -> ConversationRef:
+        """The conversation of ``key``, created on first use."""
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        async with self._db.unit_of_work() as session:
+            conversation = await ConversationRepository(session).get_or_create(key)
+            found = ConversationRef(conversation.id, conversation.model)
+        self._remember(key, found)
+        return found
+
+    async def exists(self, key: ConversationKey) -> bool:
+        """Whether ``key`` already holds a conversation (a thread the assistant has taken part in)."""
+        if key in self._cache:
+            return True
+        async with self._db.reader() as session:
+            return await ConversationRepository(session).find(key) is not None
+
+    async def conversation_id(self, key: ConversationKey) -> int:
+        return (await self.open(key)).id
+
+    async def model_of(self, key: ConversationKey) -> str:
+        """The model the next turn of ``key`` uses."""
+        async with self._db.reader() as session:
+            found = await ConversationRepository(session).find(key)
+        return (found.model if found is not None else None) or self._default_model
+
+    async def set_model(self, key: ConversationKey, model: str | None) -> None:
+        """Use ``model`` for later turns of ``key`` (None: back to the default)."""
+        async with self._locks.hold(key):
+            async with self._db.unit_of_work() as session:
+                conversation = await ConversationRepository(session).get_or_create(key)
+                conversation.model = model
+                found = ConversationRef(conversation.id, model)
+            self._cache[key] = found
+
+    async def reset(self, key: ConversationKey) -> int:
+        """Hide the history of ``key`` from later turns (kept for audit until retention); returns how many
+        messages were hidden. Waits for a turn in progress in that conversation."""
+        async with self._locks.hold(key):
+            async with self._db.unit_of_work() as session:
+                found = await ConversationRepository(session).find(key)
+                if found is None:
+                    return 0
+                hidden = await MessageRepository(session).hide_all(found.id)
+            self._history.forget(found.id)
+        return hidden
+
+    def _remember(self, key: ConversationKey, found: ConversationRef) -> None:
+        self._cache[key] = found
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)

@@ -1,0 +1,219 @@
+"""One turn, in the order of DESIGN.md §3; each step is one named call:
+
+    handle          2. claim the event (a redelivery is answered once)  3. per-conversation order
+    _turn           4. guards  ·  the conversation  ·  the user message
+    _answer         5. context + 6. reserve (context.py, reservation.py)  7. model call and tool loop
+                    (tool_loop.py)  8. reply finished, then persist + settle in one transaction (store.py)
+    _fail           a failed turn: kept hidden, the error shown, completed calls charged, holds released
+
+The pipeline sees the world only through the ports of core/domain/ports.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from core.domain.errors import BotError
+from core.domain.ports import (
+    BudgetGate,
+    CallUsage,
+    ConversationDirectory,
+    FailedTurn,
+    FinishedTurn,
+    HistoryWindow,
+    Hold,
+    ModelClient,
+    NoBudget,
+    OutputModerator,
+    Replier,
+    ToolRunner,
+    TurnMessage,
+    TurnStore,
+    UserImage,
+)
+from core.domain.types import IncomingMessage
+from core.guards.chain import GuardChain
+from core.llm.tokens import TokenCounter
+from core.metrics import Metrics
+from core.turn.config import TurnConfig
+from core.turn.context import ContextBuilder
+from core.turn.ordering import KeyedLocks
+from core.turn.reservation import Reservation
+from core.turn.tool_loop import ToolLoop
+from core.turn.user_message import UserMessage, user_message
+
+log = logging.getLogger(__name__)
+
+Footer = Callable[[Sequence[CallUsage]], str]
+
+
+class TurnOutcome(StrEnum):
+    ANSWERED = "answered"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPorts:
+    """What a turn reads and writes, and whom it calls."""
+
+    store: TurnStore
+    conversations: ConversationDirectory
+    history: HistoryWindow
+    llm: ModelClient
+    budget: BudgetGate = field(default_factory=NoBudget)
+    tools: ToolRunner | None = None
+    output: OutputModerator | None = None
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a turn got: what a failure record keeps."""
+
+    conversation_id: int | None = None
+    user: TurnMessage | None = None
+    images: list[UserImage] = field(default_factory=list)
+
+
+class TurnPipeline:
+    """Runs turns: idempotent, ordered per conversation, concurrent across conversations."""
+
+    def __init__(
+        self,
+        ports: TurnPorts,
+        *,
+        counter: TokenCounter,
+        config: TurnConfig,
+        guards: GuardChain | None = None,
+        locks: KeyedLocks | None = None,
+        metrics: Metrics | None = None,
+        footer: Footer | None = None,
+    ) -> None:
+        self._ports = ports
+        self._counter = counter
+        self._config = config
+        self._guards = guards or GuardChain()
+        self._locks = locks or KeyedLocks()
+        self.metrics = metrics or Metrics()
+        self._footer = footer
+        contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools)
+        self._reservation = Reservation(ports.budget, contexts, counter, config.fallback_model)
+        self._loop = ToolLoop(
+            ports.llm,
+            counter,
+            self.metrics,
+            max_output_tokens=config.max_output_tokens,
+            tool_round_tokens=config.tool_round_tokens,
+            tools=ports.tools,
+            output=ports.output,
+        )
+
+    async def handle(
+        self, message: IncomingMessage, replier: Replier, *, model: str | None = None
+    ) -> TurnOutcome:
+        """Answer ``message`` through ``replier``; a redelivered ``event_id`` is answered only once."""
+        started = time.perf_counter()
+        async with self._locks.hold(message.key):  # 3. one turn of a conversation at a time, in order
+            claimed = await self._claim(message, replier)  # 2. idempotency
+            if claimed is None:
+                outcome = TurnOutcome.FAILED
+            elif not claimed:
+                log.info("duplicate event %s for %s ignored", message.event_id, message.key)
+                outcome = TurnOutcome.DUPLICATE
+            else:
+                outcome = await self._turn(message, replier, model)
+        self.metrics.turns.labels(message.key.platform, outcome.value).inc()
+        self.metrics.turn_seconds.labels(message.key.platform).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _claim(self, message: IncomingMessage, replier: Replier) -> bool | None:
+        """True: this delivery runs the turn; False: a redelivery; None: the claim could not be recorded."""
+        try:
+            return await self._ports.store.claim(message)
+        except Exception:
+            log.exception("could not record event %s; the turn is not run", message.event_id)
+            await _show_error(replier, BotError(), message.event_id)
+            return None
+
+    async def _turn(
+        self, message: IncomingMessage, replier: Replier, model_override: str | None
+    ) -> TurnOutcome:
+        progress = _Progress()
+        try:
+            message = await self._guards.check(message)  # 4. guards
+            conversation = await self._ports.conversations.open(message.key)
+            progress.conversation_id = conversation.id
+            model = model_override or conversation.model or self._config.default_model
+            user = user_message(message, self._counter, model)
+            progress.user, progress.images = user.message, user.images
+            await self._answer(message, replier, conversation.id, model, user)
+            return TurnOutcome.ANSWERED
+        except Exception as exc:
+            await self._fail(message, replier, progress, exc)
+            return TurnOutcome.FAILED
+
+    async def _answer(
+        self,
+        message: IncomingMessage,
+        replier: Replier,
+        conversation_id: int,
+        model: str,
+        user: UserMessage,
+    ) -> None:
+        reserved = await self._reservation.reserve(message, conversation_id, model, user.message)  # 5. + 6.
+        usages: list[CallUsage] = []
+        try:
+            await replier.start()
+            answer = await self._loop.run(message, conversation_id, reserved.context, replier, usages)  # 7.
+            await replier.finish(self._reply_text(answer.text, reserved.notes, usages))  # 8.
+            turn = FinishedTurn(
+                message,
+                conversation_id,
+                [reserved.user, *answer.produced],
+                user.images,
+                self._counter.encoding_for(reserved.context.model),
+            )
+            stored = await self._ports.store.persist(turn, reserved.hold, usages)
+        except BaseException:
+            await self._charge_or_release(reserved.hold, usages)
+            raise
+        self._ports.history.appended(conversation_id, reserved.context.last_id, stored)
+
+    def _reply_text(self, text: str, notes: list[str], usages: Sequence[CallUsage]) -> str:
+        """The answer, and under it the notes (fallback model, cost footer) in italics."""
+        notes = [*notes, self._footer(usages)] if self._footer is not None else notes
+        return "\n\n".join([text, *(f"_{note}_" for note in notes)])
+
+    async def _charge_or_release(self, hold: Hold, usages: Sequence[CallUsage]) -> None:
+        """A failed turn: calls that completed were paid for and are charged; otherwise the hold goes back."""
+        if not usages:
+            await self._ports.budget.release(hold)
+            return
+        await self._ports.store.charge(hold, usages)
+
+    async def _fail(
+        self, message: IncomingMessage, replier: Replier, progress: _Progress, exc: Exception
+    ) -> None:
+        """Log the failure, keep the turn hidden from later context, and show the user the error."""
+        error = exc if isinstance(exc, BotError) else BotError(detail=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, BotError):
+            log.info("turn %s failed: %s (%s)", message.event_id, type(exc).__name__, error.detail)
+        else:
+            log.exception("turn %s failed unexpectedly", message.event_id)
+        failed = FailedTurn(message, progress.conversation_id, progress.user, progress.images, error)
+        try:
+            await self._ports.store.record_failure(failed)
+        except Exception:
+            log.exception("could not record the failure of turn %s", message.event_id)
+        await _show_error(replier, error, message.event_id)
+
+
+async def _show_error(replier: Replier, error: BotError, event_id: str) -> None:
+    try:
+        await replier.error(error)
+    except Exception:
+        log.exception("could not show the error of turn %s", event_id)
