@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from bots.plain import render_spans
+from bots.plain import PLAIN
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.describe import describe_limit, describe_moderation
@@ -122,7 +122,7 @@ async def run_admin(
             actor, limit=args.limit, user=args.user, action=args.action, since=args.since
         )
         for event in events:
-            print(render_spans(describe_moderation(event)))
+            print(PLAIN.spans(describe_moderation(event)))
         if not events:
             print("no moderation events match")
         return 0
@@ -173,7 +173,7 @@ async def run_admin(
         if args.quota_command == "show":
             for limit in await admin.quota_show(actor, scope=args.scope):
                 default = "" if limit.overridden else "  (default from settings)"
-                print(render_spans(describe_limit(limit)) + default)
+                print(PLAIN.spans(describe_limit(limit)) + default)
             return 0
         if args.quota_command == "clear":
             removed = await admin.quota_clear(
@@ -197,7 +197,7 @@ async def run_admin(
             usd_limit=amount,
             token_limit=args.tokens,
         )
-        print("set: " + render_spans(describe_limit(limit)))
+        print("set: " + PLAIN.spans(describe_limit(limit)))
         return 0
     if command == "report":
         report = await admin.report(actor, period=args.period, by=args.by)

@@ -239,67 +239,101 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
     return models if tw.model in models else (tw.model, *models)
 
 
-@contextlib.asynccontextmanager
-async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
+def build_llm(settings: Settings) -> LLMClient:
     tw = settings.threadwise
-    counter = TokenCounter()
-    await counter.preload(model or tw.model)  # logs one warning when offline without tables
     api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
-    llm = LLMClient.create(
+    return LLMClient.create(
         api_key=api_key,
         base_url=settings.openai.base_url,
         timeout=tw.openai_timeout,
         max_retries=tw.openai_max_retries,
     )
+
+
+def build_images(settings: Settings, llm: LLMClient, budgets: Budgets) -> ImageGenerator | None:
+    tw = settings.threadwise
+    if not tw.images:
+        return None
+    return ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
+
+
+@dataclass(frozen=True, slots=True)
+class _Services:
+    """The services both the turn and the commands use."""
+
+    database: Database
+    budgets: Budgets
+    admin: AdminService
+    policies: ChannelPolicies
+    redactor: Redactor | None
+    safety: Safety
+    images: ImageGenerator | None
+
+
+def build_turns(
+    settings: Settings, llm: LLMClient, counter: TokenCounter, parts: _Services, registry: ToolRegistry
+) -> ConversationService:
+    tw = settings.threadwise
+    database, budgets = parts.database, parts.budgets
+    tools = ToolExecutor(
+        registry,
+        database,
+        parts.policies,
+        is_admin=parts.admin.is_admin,
+        redactor=parts.redactor,
+        max_calls_per_round=tw.max_tool_calls_per_round,
+    )
+    return ConversationService(
+        database=database,
+        llm=llm,
+        counter=counter,
+        config=turn_config(settings),
+        history=HistoryStore(database, counter, cache_size=tw.history_cache_conversations),
+        guards=parts.safety.guards,
+        budget=budgets,
+        tools=tools if registry.tools else None,
+        metrics=Metrics(),
+        footer=budgets.cost_footer if settings.limits.cost_footer else None,
+        output_moderation=parts.safety.output,
+    )
+
+
+def build_commands(
+    settings: Settings, turns: ConversationService, parts: _Services, registry: ToolRegistry
+) -> Commands:
+    return Commands(
+        conversations=turns,
+        budgets=parts.budgets,
+        admin=parts.admin,
+        images=parts.images,
+        retention=Retention(parts.database),
+        tools=ToolGovernance(parts.admin, parts.policies, registry),
+        policies=parts.policies,
+        moderation=parts.safety.policy,
+        redactor=parts.redactor,
+        default_model=settings.threadwise.model,
+        models=offered_models(settings),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
+    """The core of a running service, on a migrated database, with its MCP servers connected."""
+    counter = TokenCounter()
+    await counter.preload(model or settings.threadwise.model)  # one warning when offline without tables
+    llm = build_llm(settings)
     try:
         async with open_database(settings) as database:
-            metrics = Metrics()
             budgets = build_budgets(settings, database)
-            admin = build_admin(settings, database, budgets)
-            policies = ChannelPolicies(database)
-            modlog = ModLog()
-            redactor = build_redactor(settings)
+            policies, modlog, redactor = ChannelPolicies(database), ModLog(), build_redactor(settings)
             safety = build_safety(settings, database, llm, policies, modlog, redactor)
-            images = (
-                ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
-                if tw.images
-                else None
-            )
+            admin = build_admin(settings, database, budgets)
+            images = build_images(settings, llm, budgets)
+            parts = _Services(database, budgets, admin, policies, redactor, safety, images)
             async with open_tools(settings, images, safety.content) as registry:
-                tools = ToolExecutor(
-                    registry,
-                    database,
-                    policies,
-                    is_admin=admin.is_admin,
-                    redactor=redactor,
-                    max_calls_per_round=tw.max_tool_calls_per_round,
-                )
-                turns = ConversationService(
-                    database=database,
-                    llm=llm,
-                    counter=counter,
-                    config=turn_config(settings),
-                    history=HistoryStore(database, counter, cache_size=tw.history_cache_conversations),
-                    guards=safety.guards,
-                    budget=budgets,
-                    tools=tools if registry.tools else None,
-                    metrics=metrics,
-                    footer=budgets.cost_footer if settings.limits.cost_footer else None,
-                    output_moderation=safety.output,
-                )
-                commands = Commands(
-                    conversations=turns,
-                    budgets=budgets,
-                    admin=admin,
-                    images=images,
-                    retention=Retention(database),
-                    tools=ToolGovernance(admin, policies, registry),
-                    policies=policies,
-                    moderation=safety.policy,
-                    redactor=redactor,
-                    default_model=tw.model,
-                    models=offered_models(settings),
-                )
+                turns = build_turns(settings, llm, counter, parts, registry)
+                commands = build_commands(settings, turns, parts, registry)
+                metrics = turns.metrics
                 yield Core(
                     settings,
                     database,

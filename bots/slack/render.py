@@ -7,46 +7,24 @@ show in italics, code in backticks, tables in a code block.
 
 from __future__ import annotations
 
+from bots.markup import Markup
 from bots.slack.mrkdwn import escape, to_mrkdwn
-from core.commands.results import (
-    Block,
-    Bullets,
-    Code,
-    Heading,
-    Paragraph,
-    Reply,
-    Span,
-    Text,
-    stack,
+from core.commands.results import Reply
+
+
+def _italic(text: str) -> str:
+    return f"_{escape(text)}_"
+
+
+SLACK = Markup(
+    text=to_mrkdwn,
+    code=lambda text: f"`{escape(text)}`",
+    emphasis=_italic,
+    heading=_italic,
+    preformatted=lambda text: f"```\n{escape(text)}\n```",
 )
 
 
 def render(reply: Reply) -> str:
     """The text of ``reply`` (files and visibility are the caller's)."""
-    return render_blocks(reply.blocks)
-
-
-def render_blocks(blocks: tuple[Block, ...]) -> str:
-    return stack(blocks, _block)
-
-
-def _block(block: Block) -> str:
-    if isinstance(block, Paragraph):
-        return _spans(block.spans)
-    if isinstance(block, Heading):
-        return f"_{escape(block.text)}_"
-    if isinstance(block, Bullets):
-        return "\n".join(f"• {_spans(item)}" for item in block.items)
-    return f"```\n{escape(block.text)}\n```"
-
-
-def _spans(spans: tuple[Span, ...]) -> str:
-    return "".join(_span(span) for span in spans)
-
-
-def _span(span: Span) -> str:
-    if isinstance(span, Text):
-        return to_mrkdwn(span.text)
-    if isinstance(span, Code):
-        return f"`{escape(span.text)}`"
-    return f"_{escape(span.text)}_"
+    return SLACK.render(reply)

@@ -229,12 +229,7 @@ class Budgets:
         now = self._clock()
         spent_micros = spent_tokens = 0
         for call in usages:
-            cost = self.prices.chat_cost(
-                call.model,
-                input_tokens=call.usage.prompt_tokens,
-                cached_tokens=call.usage.cached_tokens,
-                output_tokens=call.usage.completion_tokens,
-            )
+            cost = self._price(call)
             session.add(
                 UsageRecord(
                     platform=message.key.platform,
@@ -313,15 +308,19 @@ class Budgets:
                 )
         return result
 
+    def _price(self, call: CallUsage) -> ChatCost:
+        usage = call.usage
+        return self.prices.chat_cost(
+            call.model,
+            input_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            output_tokens=usage.completion_tokens,
+        )
+
     def cost_footer(self, usages: Sequence[CallUsage]) -> str:
         micros = tokens = 0
         for call in usages:
-            cost = self.prices.chat_cost(
-                call.model,
-                input_tokens=call.usage.prompt_tokens,
-                cached_tokens=call.usage.cached_tokens,
-                output_tokens=call.usage.completion_tokens,
-            )
+            cost = self._price(call)
             micros += cost.micros
             tokens += cost.tokens
         return f"{tokens:,} tokens · {format_usd(micros)}"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bots.plain import render_blocks
+from bots.plain import PLAIN
 from core.admin.service import AdminService
 from core.commands.describe import describe_usage
 from core.db.models import AdminAction, BudgetCounter, Reservation, UsageRecord
@@ -355,7 +355,7 @@ async def test_usage_of_the_caller(database: Database, fake_openai: FakeOpenAI) 
     assert (day.period, day.spent_micros, day.tokens) == ("day", 210, 1100)  # 1000 x 0.15 + 100 x 0.6
     assert day.limit is not None and day.limit.micros == 1_000_000
     assert (month.period, month.spent_micros, month.limit) == ("month", 210, None)
-    text = render_blocks(describe_usage(usage, datetime.now(UTC)))
+    text = PLAIN.blocks(describe_usage(usage, datetime.now(UTC)))
     assert text.splitlines()[0].startswith(
         "Today: $0.00021 (1,100 tokens) of $1.00, $0.99979 left (resets in "
     )

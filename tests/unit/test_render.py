@@ -66,7 +66,7 @@ def test_discord_writes_markdown_as_it_is() -> None:
 
 
 def test_plain_text_has_no_markup() -> None:
-    assert plain.render(SAMPLE) == (
+    assert plain.PLAIN.render(SAMPLE) == (
         "Moderation log (newest first)\n"
         "Uses gpt <4o> & co. Available: a, b.\n"
         "\n"
@@ -76,21 +76,21 @@ def test_plain_text_has_no_markup() -> None:
         "group  cost\n"
         "<all>  $1 & more"
     )
-    assert plain.render_spans(Text("slack:U1 per day: $5.00")) == "slack:U1 per day: $5.00"
+    assert plain.PLAIN.spans(Text("slack:U1 per day: $5.00")) == "slack:U1 per day: $5.00"
 
 
 def test_a_heading_first_has_no_blank_line_before_it() -> None:
     reply = Reply((Heading("Bans"), *lines("slack:U1 until unbanned\nslack:U2 until unbanned")))
     assert slack.render(reply) == "_Bans_\nslack:U1 until unbanned\nslack:U2 until unbanned"
     assert discord.render(reply) == "*Bans*\nslack:U1 until unbanned\nslack:U2 until unbanned"
-    assert plain.render(reply) == "Bans\nslack:U1 until unbanned\nslack:U2 until unbanned"
+    assert plain.PLAIN.render(reply) == "Bans\nslack:U1 until unbanned\nslack:U2 until unbanned"
 
 
 def test_plain_text_reads_like_typed_markdown_on_each_platform() -> None:
     reply = say("Image for: a **red** fox ~~maybe~~ <http://x.y>")
     assert slack.render(reply) == "Image for: a *red* fox ~maybe~ <http://x.y>"
     assert discord.render(reply) == "Image for: a **red** fox ~~maybe~~ <http://x.y>"
-    assert plain.render(reply) == "Image for: a **red** fox ~~maybe~~ <http://x.y>"
+    assert plain.PLAIN.render(reply) == "Image for: a **red** fox ~~maybe~~ <http://x.y>"
     assert not reply.public and reply.attachments == ()
 
 
