@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -106,6 +107,19 @@ def parse_day(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day like 2026-11-30") from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Shell:
+    admin: AdminService
+    retention: Retention
+    tools: ToolGovernance | None
+    retention_days: int | None
+    confirm: Callable[[str], bool]
+    actor: ChatUser
+
+
+Handler = Callable[[_Shell, argparse.Namespace], Awaitable[int]]
+
+
 async def run_admin(
     admin: AdminService,
     retention: Retention,
@@ -115,115 +129,150 @@ async def run_admin(
     tools: ToolGovernance | None = None,
     confirm: Callable[[str], bool] | None = None,
 ) -> int:
-    actor = cli_actor()
-    command = args.admin_command
-    if command == "moderation":
-        events = await admin.moderation(
-            actor, limit=args.limit, user=args.user, action=args.action, since=args.since
-        )
-        for event in events:
-            print(PLAIN.spans(describe_moderation(event)))
-        if not events:
-            print("no moderation events match")
+    shell = _Shell(admin, retention, tools, retention_days, confirm or _ask, cli_actor())
+    return await _HANDLERS[args.admin_command](shell, args)
+
+
+def _fail(command: str, problem: str) -> int:
+    print(f"threadwise admin {command}: {problem}", file=sys.stderr)
+    return 2
+
+
+async def _moderation(shell: _Shell, args: argparse.Namespace) -> int:
+    events = await shell.admin.moderation(
+        shell.actor, limit=args.limit, user=args.user, action=args.action, since=args.since
+    )
+    for event in events:
+        print(PLAIN.spans(describe_moderation(event)))
+    if not events:
+        print("no moderation events match")
+    return 0
+
+
+async def _forget(shell: _Shell, args: argparse.Namespace) -> int:
+    platform, _, user_id = args.user.partition(":")
+    if not user_id:
+        return _fail("forget", "give the user as platform:user_id")
+    preview = await shell.retention.erasure_preview(platform, user_id)
+    if preview.empty:
+        print(f"nothing is stored for {args.user}")
         return 0
-    if command == "forget":
-        platform, _, user_id = args.user.partition(":")
-        if not user_id:
-            print("threadwise admin forget: give the user as platform:user_id", file=sys.stderr)
-            return 2
-        preview = await retention.erasure_preview(platform, user_id)
-        if preview.empty:
-            print(f"nothing is stored for {args.user}")
-            return 0
-        print(f"{args.user}: {preview.describe()}")
-        if not args.yes and not (confirm or _ask)("Erase all of it? Type yes: "):
-            print("nothing erased")
-            return 1
-        await admin.record(actor, "forget", args.user, {})
-        erased = await retention.erase(platform, user_id)
-        print(f"erased {erased.describe()}")
+    print(f"{args.user}: {preview.describe()}")
+    if not args.yes and not shell.confirm("Erase all of it? Type yes: "):
+        print("nothing erased")
+        return 1
+    await shell.admin.record(shell.actor, "forget", args.user, {})
+    erased = await shell.retention.erase(platform, user_id)
+    print(f"erased {erased.describe()}")
+    return 0
+
+
+async def _tools(shell: _Shell, args: argparse.Namespace) -> int:
+    tools = shell.tools
+    if tools is None:
+        return _fail("tools", "tools are switched off (THREADWISE_TOOLS=none)")
+    if args.tools_command == "show":
+        channel = parse_channel(args.channel) if args.channel else None
+        print(await tools.show(shell.actor, channel))
+    elif args.tools_command == "set":
+        names = [] if args.tools.strip().lower() == "none" else [n.strip() for n in args.tools.split(",")]
+        print(await tools.set(shell.actor, parse_channel(args.channel), [n for n in names if n]))
+    else:
+        print(await tools.clear(shell.actor, parse_channel(args.channel)))
+    return 0
+
+
+async def _purge(shell: _Shell, args: argparse.Namespace) -> int:
+    days = args.days or shell.retention_days
+    if not days:
+        return _fail("purge", "give --days or set THREADWISE_RETENTION_DAYS")
+    summary = await shell.retention.purge(days)
+    await shell.admin.record(shell.actor, "purge", None, {"days": days})
+    print(
+        f"older than {days} days: {summary.messages} messages of {summary.conversations} conversations, "
+        f"{summary.moderation_events} moderation events, {summary.processed_events} event ids removed; "
+        f"{summary.usage_rows_anonymised} usage rows anonymised"
+    )
+    return 0
+
+
+async def _quota(shell: _Shell, args: argparse.Namespace) -> int:
+    admin, actor = shell.admin, shell.actor
+    if args.quota_command == "show":
+        for limit in await admin.quota_show(actor, scope=args.scope):
+            default = "" if limit.overridden else "  (default from settings)"
+            print(PLAIN.spans(describe_limit(limit)) + default)
         return 0
-    if command == "tools":
-        if tools is None:
-            print("threadwise admin tools: tools are switched off (THREADWISE_TOOLS=none)", file=sys.stderr)
-            return 2
-        if args.tools_command == "show":
-            channel = parse_channel(args.channel) if args.channel else None
-            print(await tools.show(actor, channel))
-        elif args.tools_command == "set":
-            names = [] if args.tools.strip().lower() == "none" else [n.strip() for n in args.tools.split(",")]
-            print(await tools.set(actor, parse_channel(args.channel), [n for n in names if n]))
-        else:
-            print(await tools.clear(actor, parse_channel(args.channel)))
+    if args.quota_command == "clear":
+        removed = await admin.quota_clear(actor, scope=args.scope, subject=args.subject, period=args.period)
+        print("override removed" if removed else "there was no override; defaults apply")
         return 0
-    if command == "purge":
-        days = args.days or retention_days
-        if not days:
-            print("threadwise admin purge: give --days or set THREADWISE_RETENTION_DAYS", file=sys.stderr)
-            return 2
-        summary = await retention.purge(days)
-        await admin.record(actor, "purge", None, {"days": days})
-        print(
-            f"older than {days} days: {summary.messages} messages of {summary.conversations} conversations, "
-            f"{summary.moderation_events} moderation events, {summary.processed_events} event ids removed; "
-            f"{summary.usage_rows_anonymised} usage rows anonymised"
-        )
-        return 0
-    if command == "quota":
-        if args.quota_command == "show":
-            for limit in await admin.quota_show(actor, scope=args.scope):
-                default = "" if limit.overridden else "  (default from settings)"
-                print(PLAIN.spans(describe_limit(limit)) + default)
-            return 0
-        if args.quota_command == "clear":
-            removed = await admin.quota_clear(
-                actor, scope=args.scope, subject=args.subject, period=args.period
-            )
-            print("override removed" if removed else "there was no override; defaults apply")
-            return 0
-        if not (args.usd or args.tokens is not None or args.unlimited):
-            print("threadwise admin quota set: give --usd, --tokens or --unlimited", file=sys.stderr)
-            return 2
-        try:
-            amount = Decimal(args.usd) if args.usd else None
-        except InvalidOperation:
-            print(f"threadwise admin quota set: --usd {args.usd!r} is not an amount", file=sys.stderr)
-            return 2
-        limit = await admin.quota_set(
-            actor,
-            scope=args.scope,
-            subject=args.subject,
-            period=args.period,
-            usd_limit=amount,
-            token_limit=args.tokens,
-        )
-        print("set: " + PLAIN.spans(describe_limit(limit)))
-        return 0
-    if command == "report":
-        report = await admin.report(actor, period=args.period, by=args.by)
-        print(to_text(report))
-        if args.csv:
-            args.csv.write_text(to_csv(report), encoding="utf-8")
-            print(f"CSV written to {args.csv}")
-        if args.chart:
-            args.chart.write_bytes(to_png(report))
-            print(f"chart written to {args.chart}")
-        return 0
-    if command == "ban":
-        until = datetime.now(UTC) + parse_duration(args.duration) if args.duration else None
-        info = await admin.ban(actor, args.user, reason=args.reason, until=until)
-        when = f" until {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else ""
-        print(f"banned {args.user}{when}")
-        return 0
-    if command == "unban":
-        print(
-            f"unbanned {args.user}" if await admin.unban(actor, args.user) else f"{args.user} was not banned"
-        )
-        return 0
-    for ban in await admin.bans(actor):
+    return await _quota_set(shell, args)
+
+
+async def _quota_set(shell: _Shell, args: argparse.Namespace) -> int:
+    if not (args.usd or args.tokens is not None or args.unlimited):
+        return _fail("quota set", "give --usd, --tokens or --unlimited")
+    try:
+        amount = Decimal(args.usd) if args.usd else None
+    except InvalidOperation:
+        return _fail("quota set", f"--usd {args.usd!r} is not an amount")
+    limit = await shell.admin.quota_set(
+        shell.actor,
+        scope=args.scope,
+        subject=args.subject,
+        period=args.period,
+        usd_limit=amount,
+        token_limit=args.tokens,
+    )
+    print("set: " + PLAIN.spans(describe_limit(limit)))
+    return 0
+
+
+async def _report(shell: _Shell, args: argparse.Namespace) -> int:
+    report = await shell.admin.report(shell.actor, period=args.period, by=args.by)
+    print(to_text(report))
+    if args.csv:
+        args.csv.write_text(to_csv(report), encoding="utf-8")
+        print(f"CSV written to {args.csv}")
+    if args.chart:
+        args.chart.write_bytes(to_png(report))
+        print(f"chart written to {args.chart}")
+    return 0
+
+
+async def _ban(shell: _Shell, args: argparse.Namespace) -> int:
+    until = datetime.now(UTC) + parse_duration(args.duration) if args.duration else None
+    info = await shell.admin.ban(shell.actor, args.user, reason=args.reason, until=until)
+    when = f" until {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else ""
+    print(f"banned {args.user}{when}")
+    return 0
+
+
+async def _unban(shell: _Shell, args: argparse.Namespace) -> int:
+    removed = await shell.admin.unban(shell.actor, args.user)
+    print(f"unbanned {args.user}" if removed else f"{args.user} was not banned")
+    return 0
+
+
+async def _bans(shell: _Shell, args: argparse.Namespace) -> int:
+    for ban in await shell.admin.bans(shell.actor):
         when = f"until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else "until unbanned"
         print(f"{ban.platform}:{ban.user_id}  {when}  by {ban.banned_by}  {ban.reason}")
     return 0
+
+
+_HANDLERS: dict[str, Handler] = {
+    "moderation": _moderation,
+    "forget": _forget,
+    "tools": _tools,
+    "purge": _purge,
+    "quota": _quota,
+    "report": _report,
+    "ban": _ban,
+    "unban": _unban,
+    "bans": _bans,
+}
 
 
 def _ask(question: str) -> bool:
