@@ -6,7 +6,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -77,16 +77,25 @@ def resolve_period(text: str, now: datetime) -> tuple[datetime, datetime, str]:
         return today - timedelta(days=days - 1), today + timedelta(days=1), f"the last {days} days"
     found = re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", name)
     if found:
-        try:
-            first, last = (date.fromisoformat(part) for part in found.groups())
-        except ValueError:
-            raise BadInput(f"{text!r} has an invalid date.") from None
-        start = today.replace(year=first.year, month=first.month, day=first.day)
-        end = today.replace(year=last.year, month=last.month, day=last.day) + timedelta(days=1)
-        if end <= start:
-            raise BadInput(f"{text!r}: the range ends before it starts.")
-        return start, end, f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
+        return _date_range(text, *found.groups())
     raise BadInput(f"Unknown period {text!r}. Use {PERIOD_HELP}.")
+
+
+LAST_DAY = date.max - timedelta(days=1)  # the last day whose end (midnight after it) a datetime can hold
+
+
+def _date_range(text: str, first_text: str, last_text: str) -> tuple[datetime, datetime, str]:
+    try:
+        first, last = date.fromisoformat(first_text), date.fromisoformat(last_text)
+    except ValueError:
+        raise BadInput(f"{text!r} has an invalid date.") from None
+    if last > LAST_DAY:
+        raise BadInput(f"{text!r}: dates in a range go up to {LAST_DAY:%Y-%m-%d}.")
+    if last < first:
+        raise BadInput(f"{text!r}: the range ends before it starts.")
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    return start, end, f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
 
 
 def _group_column(by: str, dialect: str) -> Any:

@@ -265,3 +265,21 @@ async def test_admins_tighten_moderation_for_one_channel(core: Core, fake_openai
         await slack(core).admin(ADA, KEY, "moderation", "policy here clear")
     await slack(core).admin(ADMIN, KEY, "moderation", "policy here clear")
     assert (await turn(core, "a third fight scene", "e4")).finished
+
+
+@pytest.mark.parametrize(
+    ("period", "message"),
+    [
+        ("2024-01-01..9999-12-31", "9999-12-30"),
+        ("9999-12-31..9999-12-31", "9999-12-30"),
+        ("0001-01-01..2024-01-01", None),  # the far past is a valid (empty) range
+    ],
+)
+async def test_report_of_a_range_at_the_edge_of_the_calendar_is_a_clear_refusal(
+    core: Core, period: str, message: str | None
+) -> None:
+    if message is None:
+        assert "(no usage in this period)" in (await slack(core).admin(ADMIN, KEY, "report", period)).text
+        return
+    with pytest.raises(BadInput, match=message):
+        await slack(core).admin(ADMIN, KEY, "report", period)
