@@ -148,6 +148,7 @@ class TurnPipeline:
             conversation = await self._ports.conversations.open(message.key)
             progress.conversation_id = conversation.id
             model = model_override or conversation.model or self._config.default_model
+            await self._counter.preload(model)  # a first load (maybe a download) off the loop, not in a count
             user = user_message(message, self._counter, model)
             progress.user, progress.images = user.message, user.images
             await self._answer(message, replier, conversation.id, model, user)

@@ -43,6 +43,7 @@ class Reservation:
         candidates = [model] if not self._fallback or self._fallback == model else [model, self._fallback]
         for index, candidate in enumerate(candidates):
             if candidate != model:
+                await self._counter.preload(candidate)  # its encoding loads off the loop
                 user = user_message(message, self._counter, candidate).message
             context = await self._contexts.build(message, conversation_id, candidate, user)
             try:
