@@ -44,7 +44,7 @@ from core.turn.context import ContextBuilder
 from core.turn.ordering import KeyedLocks
 from core.turn.reservation import Reservation
 from core.turn.tool_loop import ToolLoop
-from core.turn.user_message import UserMessage, user_message
+from core.turn.user_message import UserMessage, build_user_message
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class TurnPipeline:
             progress.conversation_id = conversation.id
             model = model_override or conversation.model or self._config.default_model
             await self._counter.preload(model)  # a first load (maybe a download) off the loop, not in a count
-            user = user_message(message, self._counter, model)
+            user = await build_user_message(message, self._counter, model)
             progress.user, progress.images = user.message, user.images
             await self._answer(message, replier, conversation.id, model, user)
             return TurnOutcome.ANSWERED

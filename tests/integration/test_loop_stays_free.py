@@ -106,3 +106,35 @@ async def test_a_hostile_calculation_leaves_the_loop_free_and_comes_back_as_a_to
         ]
         assert any("too large to compute" in (t or "") for t in texts)
         assert any("Hello Bob." in (t or "") for t in texts)
+
+
+async def test_huge_files_that_only_look_like_images_are_refused_without_holding_the_loop(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """15 MB that start like a JPEG (a byte-by-byte walk: seconds on the loop per file) and 1 MB of text (far
+    over the characters read: refused by its size, not decoded)."""
+    fake_openai.script(Reply(text="I read your question."))
+    async with running_slack(tmp_path, fake_openai) as slack:
+        files = [
+            slack.fake.add_file("photo.jpg", b"\xff\xd8\xff" + bytes(15_000_000), "image/jpeg", "jpg"),
+            slack.fake.add_file("log.txt", b"a" * 1_000_000, "text/plain", "text"),
+        ]
+        longest = 0.0
+
+        async def ticker() -> None:
+            nonlocal longest
+            while True:
+                before = time.perf_counter()
+                await asyncio.sleep(0.01)
+                longest = max(longest, time.perf_counter() - before)
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            event = await slack.message(f"<@{BOT_USER_ID}> what is this?", files=files)
+            await asyncio.sleep(0.05)  # the ticker's last sleep is measured too
+        finally:
+            ticking.cancel()
+        notice, answer = slack.fake.bot_messages(thread_ts=event["ts"])
+        assert "photo.jpg" in notice.current and "log.txt" in notice.current
+        assert answer.current == "I read your question."
+        assert longest < 1.0, longest
