@@ -17,7 +17,7 @@ from core.admin.service import AdminService
 from core.commands.describe import describe_limit, describe_moderation
 from core.domain.clock import parse_duration
 from core.domain.types import ChatUser
-from core.money.reports import GROUPS, PERIOD_HELP, to_csv, to_png, to_text
+from core.money.reports import GROUPS, PERIOD_HELP, render_png, to_csv, to_text
 from core.tools.governance import ToolGovernance, parse_channel
 
 
@@ -236,7 +236,7 @@ async def _report(shell: _Shell, args: argparse.Namespace) -> int:
         args.csv.write_text(to_csv(report), encoding="utf-8")
         print(f"CSV written to {args.csv}")
     if args.chart:
-        args.chart.write_bytes(to_png(report))
+        args.chart.write_bytes(await render_png(report))
         print(f"chart written to {args.chart}")
     return 0
 

@@ -106,6 +106,11 @@ class FileFetcher:
             return None, "Slack did not let me download it"  # Slack's sign-in page instead of the file
         if str(file.get("filetype") or "") in ("pdf", "zip", "gzip", "docx", "xlsx", "pptx", "binary"):
             return None, f"{file['filetype']} files are not supported"
+        if len(data) > 4 * self._limits.max_text_chars:  # UTF-8: at most 4 bytes a character; not decoded
+            return (
+                None,
+                f"{_mb(len(data))}; text files up to {self._limits.max_text_chars:,} characters are read",
+            )
         if b"\x00" in data:
             return None, "not an image or text file"
         try:

@@ -43,12 +43,17 @@ def _webp(data: bytes) -> ImageInfo | None:
     return None
 
 
+MAX_JPEG_STEPS = 10_000  # markers read before the frame header; real files need a handful
+
+
 def _jpeg(data: bytes) -> ImageInfo | None:
+    """The frame header's size; bounded work whatever the bytes (a 20 MB file of filler must not cost seconds
+    of the event loop's time)."""
     index = 2
-    while index + 9 < len(data):
-        if data[index] != 0xFF:
-            index += 1
-            continue
+    for _ in range(MAX_JPEG_STEPS):
+        index = data.find(b"\xff", index)  # bytes between markers are skipped at C speed
+        if index < 0 or index + 9 >= len(data):
+            return None
         marker = data[index + 1]
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
             index += 1 if marker == 0xFF else 2

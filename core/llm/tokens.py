@@ -73,6 +73,14 @@ def image_tokens(model: str, width: int | None, height: int | None, detail: str 
     return base + per_tile * tiles
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class TokenCounter:
     """Counts tokens of chat messages for a model. Thread-safe; encodings load once and are shared."""
 
@@ -90,7 +98,12 @@ class TokenCounter:
     def _encoding(self, name: str) -> tiktoken.Encoding | None:
         if name in self._encodings:
             return self._encodings[name]
-        with self._lock:
+        # On an event loop, never wait for another thread's load (a download that may take long): count
+        # with the conservative estimate until it is there. Turns load their model's encoding beforehand,
+        # off the loop (``preload``), so they count exactly whenever the tables can be had.
+        if not self._lock.acquire(blocking=not _on_event_loop()):
+            return None
+        try:
             if name not in self._encodings:
                 try:
                     self._encodings[name] = tiktoken.get_encoding(name)
@@ -104,11 +117,15 @@ class TokenCounter:
                         str(exc).splitlines()[0][:200] if str(exc) else "",
                     )
                     self._encodings[name] = None
+        finally:
+            self._lock.release()
         return self._encodings[name]
 
     async def preload(self, model: str, limit_seconds: float = 15.0) -> str:
         """Load the model's encoding off the event loop; returns what counts will use (or ``estimate``)."""
         name = self.encoding_name(model)
+        if name in self._encodings:  # loaded (or known to be missing): no thread hop on every turn
+            return self.encoding_for(model)
         try:
             await asyncio.wait_for(asyncio.to_thread(self._encoding, name), limit_seconds)
         except TimeoutError:

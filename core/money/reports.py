@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
+import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -77,16 +79,25 @@ def resolve_period(text: str, now: datetime) -> tuple[datetime, datetime, str]:
         return today - timedelta(days=days - 1), today + timedelta(days=1), f"the last {days} days"
     found = re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", name)
     if found:
-        try:
-            first, last = (date.fromisoformat(part) for part in found.groups())
-        except ValueError:
-            raise BadInput(f"{text!r} has an invalid date.") from None
-        start = today.replace(year=first.year, month=first.month, day=first.day)
-        end = today.replace(year=last.year, month=last.month, day=last.day) + timedelta(days=1)
-        if end <= start:
-            raise BadInput(f"{text!r}: the range ends before it starts.")
-        return start, end, f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
+        return _date_range(text, *found.groups())
     raise BadInput(f"Unknown period {text!r}. Use {PERIOD_HELP}.")
+
+
+LAST_DAY = date.max - timedelta(days=1)  # the last day whose end (midnight after it) a datetime can hold
+
+
+def _date_range(text: str, first_text: str, last_text: str) -> tuple[datetime, datetime, str]:
+    try:
+        first, last = date.fromisoformat(first_text), date.fromisoformat(last_text)
+    except ValueError:
+        raise BadInput(f"{text!r} has an invalid date.") from None
+    if last > LAST_DAY:
+        raise BadInput(f"{text!r}: dates in a range go up to {LAST_DAY:%Y-%m-%d}.")
+    if last < first:
+        raise BadInput(f"{text!r}: the range ends before it starts.")
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    return start, end, f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
 
 
 def _group_column(by: str, dialect: str) -> Any:
@@ -228,29 +239,50 @@ def from_csv(text: str) -> list[ReportRow]:
 CHART_SIZE = (1200, 700)  # pixels
 
 
+MAX_DAY_BARS = 62  # a chart by day shows the latest two months; earlier days are one bar
+
+
+def chart_rows(report: Report, *, max_bars: int = 25) -> list[ReportRow]:
+    """The bars of the chart, bounded whatever the period: the top ``max_bars`` groups and the rest summed as
+    "others"; by day, the latest ``MAX_DAY_BARS`` days and the earlier ones summed (drawing a bar costs
+    milliseconds, so hundreds of them cost seconds)."""
+    rows = list(report.rows)
+    if report.by == "day" and len(rows) > MAX_DAY_BARS:
+        earlier = rows[: len(rows) - MAX_DAY_BARS + 1]
+        return [_summed(f"{len(earlier)} earlier days", earlier), *rows[len(earlier) :]]
+    if report.by != "day" and len(rows) > max_bars:
+        return [*rows[: max_bars - 1], _summed(f"{len(rows) - max_bars + 1} others", rows[max_bars - 1 :])]
+    return rows
+
+
+def _summed(group: str, rows: list[ReportRow]) -> ReportRow:
+    return ReportRow(group, sum(r.calls for r in rows), 0, 0, 0, 0, sum(r.cost_micros for r in rows))
+
+
+# Matplotlib's figures are not meant to be drawn from several threads at once; charts are drawn in worker
+# threads (never on the event loop), one at a time.
+_RENDERING = threading.Lock()
+
+
+async def render_png(report: Report) -> bytes:
+    """``to_png`` in a worker thread: the event loop stays free while the chart is drawn."""
+    return await asyncio.to_thread(to_png, report)
+
+
 def to_png(report: Report, *, max_bars: int = 25) -> bytes:
-    """A horizontal bar chart of cost per group (top ``max_bars``, the rest summed as "others")."""
+    """A horizontal bar chart of cost per group (see ``chart_rows`` for which bars). Blocking: call it
+    through ``render_png`` from async code."""
+    with _RENDERING:
+        return _draw(report, chart_rows(report, max_bars=max_bars))
+
+
+def _draw(report: Report, rows: list[ReportRow]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    rows = list(report.rows)
-    if report.by != "day" and len(rows) > max_bars:
-        rest = rows[max_bars - 1 :]
-        rows = [
-            *rows[: max_bars - 1],
-            ReportRow(
-                f"{len(rest)} others",
-                sum(r.calls for r in rest),
-                0,
-                0,
-                0,
-                0,
-                sum(r.cost_micros for r in rest),
-            ),
-        ]
     dpi = 100
     figure = Figure(figsize=(CHART_SIZE[0] / dpi, CHART_SIZE[1] / dpi), dpi=dpi)
     axes = figure.subplots()

@@ -44,7 +44,7 @@ from core.turn.context import ContextBuilder
 from core.turn.ordering import KeyedLocks
 from core.turn.reservation import Reservation
 from core.turn.tool_loop import ToolLoop
-from core.turn.user_message import UserMessage, user_message
+from core.turn.user_message import UserMessage, build_user_message
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,8 @@ class TurnPipeline:
             conversation = await self._ports.conversations.open(message.key)
             progress.conversation_id = conversation.id
             model = model_override or conversation.model or self._config.default_model
-            user = user_message(message, self._counter, model)
+            await self._counter.preload(model)  # a first load (maybe a download) off the loop, not in a count
+            user = await build_user_message(message, self._counter, model)
             progress.user, progress.images = user.message, user.images
             await self._answer(message, replier, conversation.id, model, user)
             return TurnOutcome.ANSWERED

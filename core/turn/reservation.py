@@ -11,7 +11,7 @@ from core.domain.ports import BudgetGate, Hold, TurnMessage
 from core.domain.types import IncomingMessage
 from core.llm.tokens import TokenCounter
 from core.turn.context import ContextBuilder, TurnContext
-from core.turn.user_message import user_message
+from core.turn.user_message import build_user_message
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class Reservation:
         candidates = [model] if not self._fallback or self._fallback == model else [model, self._fallback]
         for index, candidate in enumerate(candidates):
             if candidate != model:
-                user = user_message(message, self._counter, candidate).message
+                await self._counter.preload(candidate)  # its encoding loads off the loop
+                user = (await build_user_message(message, self._counter, candidate)).message
             context = await self._contexts.build(message, conversation_id, candidate, user)
             try:
                 hold = await self._budget.reserve(context.plan)

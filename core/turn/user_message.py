@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +14,21 @@ from core.llm.tokens import TokenCounter
 from core.turn.history import wire_message
 
 MAX_INLINE_TEXT_CHARS = 100_000
+ON_LOOP_MAX_CHARS = 20_000  # a message this small is decoded and counted in well under a millisecond
 
 
 @dataclass(frozen=True, slots=True)
 class UserMessage:
     message: TurnMessage
     images: list[UserImage]
+
+
+async def build_user_message(message: IncomingMessage, counter: TokenCounter, model: str) -> UserMessage:
+    """``user_message`` off the event loop when the message is large (attached files: decoding, sniffing and
+    counting hundreds of thousands of characters cost tens to hundreds of milliseconds); the same counts."""
+    if not message.attachments and len(message.text) <= ON_LOOP_MAX_CHARS:
+        return user_message(message, counter, model)
+    return await asyncio.to_thread(user_message, message, counter, model)
 
 
 def user_message(message: IncomingMessage, counter: TokenCounter, model: str) -> UserMessage:

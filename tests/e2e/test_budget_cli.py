@@ -146,3 +146,5 @@ async def test_admin_cli_quota_ban_and_errors(run_cli, tmp_path: Path) -> None: 
     assert bad.code == 2 and "platform:workspace_id:channel_id" in bad.err and "Traceback" not in bad.err
     bad_period = await run_cli("admin", "report", "--period", "fortnight")
     assert bad_period.code == 2 and "Unknown period" in bad_period.err
+    far = await run_cli("admin", "report", "--period", "2024-01-01..9999-12-31")
+    assert far.code == 2 and "9999-12-30" in far.err and "Traceback" not in far.err + far.out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -265,3 +267,69 @@ async def test_admins_tighten_moderation_for_one_channel(core: Core, fake_openai
         await slack(core).admin(ADA, KEY, "moderation", "policy here clear")
     await slack(core).admin(ADMIN, KEY, "moderation", "policy here clear")
     assert (await turn(core, "a third fight scene", "e4")).finished
+
+
+@pytest.mark.parametrize(
+    ("period", "message"),
+    [
+        ("2024-01-01..9999-12-31", "9999-12-30"),
+        ("9999-12-31..9999-12-31", "9999-12-30"),
+        ("0001-01-01..2024-01-01", None),  # the far past is a valid (empty) range
+    ],
+)
+async def test_report_of_a_range_at_the_edge_of_the_calendar_is_a_clear_refusal(
+    core: Core, period: str, message: str | None
+) -> None:
+    if message is None:
+        assert "(no usage in this period)" in (await slack(core).admin(ADMIN, KEY, "report", period)).text
+        return
+    with pytest.raises(BadInput, match=message):
+        await slack(core).admin(ADMIN, KEY, "report", period)
+
+
+async def _seed_days(core: Core, days: int) -> None:
+    first = datetime(2023, 1, 1, 9, tzinfo=UTC)
+    async with core.database.unit_of_work() as session:
+        session.add_all(
+            UsageRecord(
+                platform="slack",
+                workspace_id="T1",
+                channel_id="C1",
+                conversation_id=None,
+                user_id="U0ADA",
+                model="gpt-4o-mini",
+                kind="chat",
+                input_tokens=10,
+                cached_tokens=0,
+                output_tokens=10,
+                images=0,
+                cost_micros=1_000 + n,
+                created_at=first + timedelta(days=n),
+            )
+            for n in range(days)
+        )
+
+
+async def test_a_report_of_many_days_renders_its_chart_off_the_event_loop(core: Core) -> None:
+    """A chart of hundreds of daily bars took seconds of CPU on the loop; now it is bounded and rendered in a
+    worker thread, so the loop keeps ticking while the admin waits."""
+    await _seed_days(core, 700)
+    longest = 0.0
+
+    async def ticker() -> None:
+        nonlocal longest
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            longest = max(longest, time.perf_counter() - before)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        reply = await slack(core).admin(OPERATOR, KEY, "report", "2023-01-01..2024-12-31 by day")
+        await asyncio.sleep(0.05)  # the ticker's last sleep is measured too
+    finally:
+        ticking.cancel()
+    chart, table = reply.attachments
+    assert sniff_image(chart.data) is not None
+    assert len(list(csv.reader(io.StringIO(table.data.decode())))) == 701  # every day in the CSV
+    assert longest < 1.0, longest  # seconds on the loop before; milliseconds between ticks after

@@ -9,7 +9,19 @@ from PIL import Image
 
 from core.db.models import UsageRecord
 from core.db.session import Database
-from core.money.reports import CHART_SIZE, build_report, from_csv, resolve_period, to_csv, to_png, to_text
+from core.money.reports import (
+    CHART_SIZE,
+    MAX_DAY_BARS,
+    Report,
+    ReportRow,
+    build_report,
+    chart_rows,
+    from_csv,
+    resolve_period,
+    to_csv,
+    to_png,
+    to_text,
+)
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -118,3 +130,18 @@ async def test_chart_is_a_readable_png_of_the_expected_size(database: Database) 
     assert image.format == "PNG" and image.size == CHART_SIZE
     empty = Image.open(io.BytesIO(to_png(await report(database, "user", "2020-01-01..2020-01-02"))))
     assert empty.size == CHART_SIZE
+
+
+def test_the_chart_has_a_bounded_number_of_bars_whatever_the_period() -> None:
+    def report(by: str, count: int) -> Report:
+        rows = tuple(ReportRow(f"g{n:04d}", 1, 1, 0, 1, 0, 10 + n) for n in range(count))
+        return Report(by=by, label="x", start=NOW, end=NOW, rows=rows)
+
+    days = chart_rows(report("day", 1000))
+    assert len(days) == MAX_DAY_BARS
+    assert days[0].group == f"{1000 - MAX_DAY_BARS + 1} earlier days" and days[-1].group == "g0999"
+    assert sum(row.cost_micros for row in days) == sum(10 + n for n in range(1000))
+    assert chart_rows(report("day", 31)) == list(report("day", 31).rows)  # a month by day: every day
+    users = chart_rows(report("user", 100))
+    assert len(users) == 25 and users[-1].group == "76 others"
+    assert Image.open(io.BytesIO(to_png(report("day", 1000)))).size == CHART_SIZE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 
@@ -128,3 +129,16 @@ def test_webp_lossy_ignores_scale_bits() -> None:
 )
 def test_not_an_image(data: bytes) -> None:
     assert sniff_image(data) is None
+
+
+@pytest.mark.parametrize(
+    "filler",
+    [b"\x00", b"\xff\xd0", b"\xff"],  # bytes between markers, restart markers, fill bytes
+)
+def test_sniffing_a_huge_jpeg_lookalike_is_bounded_work(filler: bytes) -> None:
+    """20 MB that start like a JPEG and never reach a frame header: refused in milliseconds, where the
+    byte-by-byte walk took seconds of the event loop."""
+    data = b"\xff\xd8\xff" + filler * (20_000_000 // len(filler))
+    started = time.perf_counter()
+    assert sniff_image(data) is None
+    assert time.perf_counter() - started < 0.5
