@@ -281,6 +281,7 @@ def build_turns(
         parts.policies,
         is_admin=parts.admin.is_admin,
         redactor=parts.redactor,
+        audit=ModerationAudit(database),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
     )
     return ConversationService(
