@@ -281,6 +281,7 @@ def build_turns(
         parts.policies,
         is_admin=parts.admin.is_admin,
         redactor=parts.redactor,
+        audit=ModerationAudit(database),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
     )
     return ConversationService(
@@ -288,7 +289,12 @@ def build_turns(
         llm=llm,
         counter=counter,
         config=turn_config(settings),
-        history=HistoryStore(database, counter, cache_size=tw.history_cache_conversations),
+        history=HistoryStore(
+            database,
+            counter,
+            cache_size=tw.history_cache_conversations,
+            cache_bytes=int(tw.history_cache_mb * 1024 * 1024),
+        ),
         guards=parts.safety.guards,
         budget=budgets,
         tools=tools if registry.tools else None,

@@ -103,6 +103,7 @@ class ThreadwiseSettings(BaseSettings):
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
     history_cache_conversations: int = Field(default=256, ge=0)
+    history_cache_mb: float = Field(default=32, ge=0)  # bytes of cached history windows (no image data)
     log_level: str = "INFO"
     models: Annotated[tuple[str, ...], NoDecode] = ()  # what `/ai model` may choose (default: only `model`)
     images: bool = True

@@ -71,6 +71,7 @@ def make_service(
     tools: ToolRunner | None = None,
     max_tool_rounds: int = 3,
     cache_size: int = 256,
+    history: HistoryStore | None = None,
     guards: Sequence[TurnGuard] = (),
     output_moderation: OutputModeration | None = None,
     budget: Budgets | None = None,
@@ -84,7 +85,7 @@ def make_service(
         history_max_tokens=history_max_tokens,
         context_windows=context_windows,
     )
-    history = HistoryStore(database, counter, cache_size=cache_size)
+    history = history or HistoryStore(database, counter, cache_size=cache_size)
     return ConversationService(
         database=database,
         llm=llm,

@@ -200,7 +200,7 @@ class ModerationEvent(Base):
     workspace_id: Mapped[str] = mapped_column(String(64))
     channel_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    direction: Mapped[str] = mapped_column(String(8))  # input | output
+    direction: Mapped[str] = mapped_column(String(8))  # input | output | tool (a tool result redacted)
     action: Mapped[str] = mapped_column(String(16))  # allow | flag | block | unavailable
     categories: Mapped[list[str]] = mapped_column(Json, default=list)
     scores: Mapped[dict[str, float]] = mapped_column(Json, default=dict)

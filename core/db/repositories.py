@@ -120,6 +120,15 @@ class MessageRepository:
         result = await self._session.execute(statement)
         return result.scalars().all()
 
+    async def with_attachments(self, message_ids: Sequence[int]) -> Sequence[Message]:
+        """These messages with their attachments (by primary key)."""
+        statement = (
+            select(Message)
+            .where(Message.id.in_(list(message_ids)))
+            .options(selectinload(Message.attachments))
+        )
+        return (await self._session.execute(statement)).scalars().all()
+
 
 class EventRepository:
     def __init__(self, session: AsyncSession) -> None:

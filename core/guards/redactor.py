@@ -12,13 +12,20 @@ Design points:
   numbers, card numbers) and on the side of redacting where a miss would leak a credential.
 - ``redact`` repeats its passes until nothing changes, so redacting its own output changes nothing: a
   placeholder never matches a rule, and a neighbour that a replacement exposes is handled in the same call.
+- Rules match a folded copy of the text (NFKC, invisible characters removed; ``core/guards/folding.py``) and
+  then the text as written, so a zero-width space inside a key or a full-width e-mail address is found; what
+  they find in the copy is replaced in the text, whose other characters stay exactly as they were. An ASCII
+  text, or one that folding leaves alone, costs one run of the rules.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from core.guards.folding import Folded, fold
 
 __all__ = ["ALL_RULES", "Redacted", "Redaction", "Redactor", "placeholder"]
 
@@ -74,14 +81,18 @@ def placeholder(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
 
-_RuleFn = Callable[[str], tuple[str, int]]
+_Span = tuple[int, int]
+_RuleFn = Callable[[str], list[_Span]]  # the spans of the text to replace, in order, not overlapping
 
 # --- credentials with a recognisable prefix -----------------------------------------------------------------
 
 _OPENAI_KEY = re.compile(r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{20,}", re.ASCII)
 _OPENAI_KEY_BODY_SIGNAL = re.compile(r"[A-Z0-9]")  # real keys are mixed-case base62; slugs are lowercase
 
-_SLACK_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])(?:xox[abprs]|xapp)-[A-Za-z0-9-]{10,}", re.ASCII)
+# Bot, user, app-level, refresh (xoxe), client (xoxc) and cookie (xoxd, often URL-encoded) tokens.
+_SLACK_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:xoxe\.)?(?:xox[abcdeprs]|xapp)-[A-Za-z0-9%+/=-]{10,}", re.ASCII
+)
 
 _GITHUB_TOKEN = re.compile(
     r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
@@ -160,30 +171,18 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _pattern_rule(
-    kind: str, pattern: re.Pattern[str], accept: Callable[[str], bool] | None = None
-) -> _RuleFn:
-    replacement = placeholder(kind)
+def _pattern_rule(pattern: re.Pattern[str], accept: Callable[[str], bool] | None = None) -> _RuleFn:
     if accept is None:
 
-        def plain(text: str) -> tuple[str, int]:
-            return pattern.subn(replacement, text)
+        def plain(text: str) -> list[_Span]:
+            return [match.span() for match in pattern.finditer(text)]
 
         return plain
 
     check = accept
 
-    def checked(text: str) -> tuple[str, int]:
-        count = 0
-
-        def replace(match: re.Match[str]) -> str:
-            nonlocal count
-            if check(match.group()):
-                count += 1
-                return replacement
-            return match.group()
-
-        return pattern.sub(replace, text), count
+    def checked(text: str) -> list[_Span]:
+        return [match.span() for match in pattern.finditer(text) if check(match.group())]
 
     return checked
 
@@ -223,27 +222,19 @@ def _phone_span(match: re.Match[str]) -> int:
     return end
 
 
-def _redact_phones(text: str) -> tuple[str, int]:
-    replacement = placeholder("phone")
-    count = 0
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal count
-        span = _phone_span(match)
-        if span == 0:
-            return match.group()
-        count += 1
-        return replacement + match.group()[span:]
-
-    return _PHONE.sub(replace, text), count
+def _redact_phones(text: str) -> list[_Span]:
+    spans = []
+    for match in _PHONE.finditer(text):
+        length = _phone_span(match)
+        if length:
+            spans.append((match.start(), match.start() + length))
+    return spans
 
 
-def _redact_private_keys(text: str) -> tuple[str, int]:
+def _redact_private_keys(text: str) -> list[_Span]:
     if "PRIVATE KEY" not in text:
-        return text, 0
-    replacement = placeholder("private_key")
-    parts: list[str] = []
-    count = 0
+        return []
+    spans: list[_Span] = []
     copied_to = 0
     # Both searches return "the first hit at or after p"; a cached hit at or after the new p is still the
     # answer, so each is scanned over the text once however many BEGIN markers there are.
@@ -265,34 +256,29 @@ def _redact_private_keys(text: str) -> tuple[str, int]:
         if stop is None:  # truncated or interrupted block: take the header and the key material after it
             tail = _PEM_TAIL.match(text, body_start)
             stop = body_start + (len(tail.group().rstrip()) if tail is not None else 0)
-        parts.append(text[copied_to : begin.start()])
-        parts.append(replacement)
-        count += 1
+        spans.append((begin.start(), stop))
         copied_to = stop
-    if not count:
-        return text, 0
-    parts.append(text[copied_to:])
-    return "".join(parts), count
+    return spans
 
 
 def _guarded(marker: str, rule: _RuleFn) -> _RuleFn:
     """Skip a rule's regex entirely when a substring every match contains is absent."""
 
-    def guarded(text: str) -> tuple[str, int]:
-        return rule(text) if marker in text else (text, 0)
+    def guarded(text: str) -> list[_Span]:
+        return rule(text) if marker in text else []
 
     return guarded
 
 
 _RULES: dict[str, _RuleFn] = {
-    "openai_key": _guarded("sk-", _pattern_rule("openai_key", _OPENAI_KEY, _openai_key_ok)),
-    "slack_token": _pattern_rule("slack_token", _SLACK_TOKEN),
-    "github_token": _pattern_rule("github_token", _GITHUB_TOKEN),
-    "aws_access_key": _pattern_rule("aws_access_key", _AWS_ACCESS_KEY),
+    "openai_key": _guarded("sk-", _pattern_rule(_OPENAI_KEY, _openai_key_ok)),
+    "slack_token": _pattern_rule(_SLACK_TOKEN),
+    "github_token": _pattern_rule(_GITHUB_TOKEN),
+    "aws_access_key": _pattern_rule(_AWS_ACCESS_KEY),
     "private_key": _redact_private_keys,
-    "email": _guarded("@", _pattern_rule("email", _EMAIL)),
+    "email": _guarded("@", _pattern_rule(_EMAIL)),
     "phone": _redact_phones,
-    "card": _pattern_rule("card", _CARD, _card_ok),
+    "card": _pattern_rule(_CARD, _card_ok),
 }
 assert set(_RULES) == set(ALL_RULES) == set(_APPLY_ORDER)
 
@@ -324,14 +310,95 @@ class Redactor:
         return f"Redactor(enabled={self._enabled!r})"
 
     def redact(self, text: str) -> Redacted:
+        """``text`` with every match replaced: first in its folded copy (what a zero-width character or a
+        full-width form hid), mapped back onto the text, then in the text as written (an invisible character
+        that separates a secret from a word before it)."""
         counts: dict[str, int] = {}
+        redacted = text
+        folded = fold(text)
+        if folded is not None:
+            edit = self._run(folded.text, counts)
+            if edit.marks:
+                redacted = edit.onto(text, folded)
+        redacted = self._run(redacted, counts).text
+        found = tuple(Redaction(name, counts[name]) for name in ALL_RULES if name in counts)
+        return Redacted(redacted if found else text, found)
+
+    def _run(self, text: str, counts: dict[str, int]) -> _Edit:
+        edit = _Edit(text)
         for _ in range(_MAX_PASSES):
             changed = False
             for name, rule in self._rules:
-                text, found = rule(text)
-                if found:
-                    counts[name] = counts.get(name, 0) + found
+                spans = rule(edit.text)
+                if spans:
+                    edit.replace(spans, placeholder(name))
+                    counts[name] = counts.get(name, 0) + len(spans)
                     changed = True
             if not changed:
                 break
-        return Redacted(text, tuple(Redaction(name, counts[name]) for name in ALL_RULES if name in counts))
+        return edit
+
+
+class _Edit:
+    """A text being redacted, and for each placeholder in it the span of the starting text it replaced."""
+
+    __slots__ = ("marks", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        # per placeholder: (start, end) in this text, (start, end) of what it replaced in the starting text
+        self.marks: list[tuple[int, int, int, int]] = []
+
+    def _source(self, position: int) -> int:
+        """Where the character at ``position`` (not inside a placeholder) was in the starting text."""
+        index = bisect_right(self.marks, (position, position)) - 1
+        if index < 0:
+            return position
+        _, end, _, source_end = self.marks[index]
+        return source_end + position - end
+
+    def _mark_at(self, position: int) -> tuple[int, int, int, int] | None:
+        index = bisect_right(self.marks, (position, len(self.text) + 1)) - 1
+        if index >= 0 and self.marks[index][0] <= position < self.marks[index][1]:
+            return self.marks[index]
+        return None
+
+    def replace(self, spans: list[_Span], replacement: str) -> None:
+        """Replace each span with ``replacement``; a placeholder a span overlaps becomes part of it."""
+        pieces: list[str] = []
+        marks: list[tuple[int, int, int, int]] = []
+        kept = iter(self.marks)
+        pending = next(kept, None)
+        copied = shift = 0
+        for start, end in spans:
+            first, last = self._mark_at(start), self._mark_at(end - 1)
+            source_start = first[2] if first is not None else self._source(start)
+            source_end = last[3] if last is not None else self._source(end - 1) + 1
+            while pending is not None and pending[0] < end:  # marks before the span stay; inside it, go
+                if pending[1] <= start:
+                    marks.append((pending[0] + shift, pending[1] + shift, pending[2], pending[3]))
+                pending = next(kept, None)
+            pieces.append(self.text[copied:start])
+            at = start + shift
+            marks.append((at, at + len(replacement), source_start, source_end))
+            pieces.append(replacement)
+            shift += len(replacement) - (end - start)
+            copied = end
+        while pending is not None:
+            marks.append((pending[0] + shift, pending[1] + shift, pending[2], pending[3]))
+            pending = next(kept, None)
+        pieces.append(self.text[copied:])
+        self.text = "".join(pieces)
+        self.marks = marks
+
+    def onto(self, original: str, folded: Folded) -> str:
+        """The placeholders put into ``original``, of which the starting text was the folded copy."""
+        pieces: list[str] = []
+        copied = 0
+        for start, end, source_start, source_end in self.marks:
+            begin, stop = folded.original(source_start, source_end)
+            pieces.append(original[copied : max(begin, copied)])
+            pieces.append(self.text[start:end])
+            copied = max(stop, copied)
+        pieces.append(original[copied:])
+        return "".join(pieces)

@@ -1,9 +1,11 @@
 """Runs the tool calls of one model response: concurrently, each with its timeout, every failure turned into a
-structured result for the model, every call recorded (arguments redacted)."""
+structured result for the model, every call recorded (arguments redacted). What a tool returns is redacted
+like user text before the model or the history sees it (DESIGN.md §10), and what was taken out is audited."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -17,6 +19,7 @@ from core.db.models import ToolCallRecord
 from core.db.session import Database
 from core.domain.ports import ToolResult
 from core.domain.types import Attachment, ChatUser, IncomingMessage
+from core.guards.audit import Decision, ModerationAudit
 from core.guards.channel_policy import ChannelPolicies, channel_of
 from core.guards.redactor import Redactor
 from core.llm.types import ToolCall
@@ -51,6 +54,7 @@ class ToolExecutor:
         *,
         is_admin: Callable[[ChatUser], bool],
         redactor: Redactor | None = None,
+        audit: ModerationAudit | None = None,
         max_calls_per_round: int = 8,
     ) -> None:
         self.registry = registry
@@ -58,6 +62,7 @@ class ToolExecutor:
         self._policies = policies
         self._is_admin = is_admin
         self._redactor = redactor
+        self._audit = audit
         self._max_calls = max_calls_per_round
         # A tool's schema is derived once (pydantic work), not on every turn; a tool replaced in the registry
         # under the same name gets its own.
@@ -91,8 +96,34 @@ class ToolExecutor:
         outcomes = await asyncio.gather(
             *(self._one(call, index, offered, context) for index, call in enumerate(calls))
         )
+        outcomes, redactions = self._redact_results(outcomes)
         await self._record(message, conversation_id, outcomes)
+        if redactions:
+            await self._audit_redactions(message, redactions)
         return [outcome.result() for outcome in outcomes]
+
+    def _redact_results(self, outcomes: Sequence[_Outcome]) -> tuple[list[_Outcome], dict[str, int]]:
+        """The outcomes with their texts redacted like user text, and how many of each kind were found."""
+        counts: dict[str, int] = {}
+        if self._redactor is None:
+            return list(outcomes), counts
+        redacted: list[_Outcome] = []
+        for outcome in outcomes:
+            result = self._redactor.redact(outcome.text)
+            for found in result.redactions:
+                counts[found.kind] = counts.get(found.kind, 0) + found.count
+            redacted.append(dataclasses.replace(outcome, text=result.text) if result.changed else outcome)
+        return redacted, counts
+
+    async def _audit_redactions(self, message: IncomingMessage, counts: dict[str, int]) -> None:
+        kinds = [f"{kind}x{count}" if count > 1 else kind for kind, count in counts.items()]
+        log.info("redacted %s in tool results of %s", ", ".join(kinds), message.event_id)
+        if self._audit is None:
+            return
+        try:
+            await self._audit.record(message, "tool", Decision("redact"), redactions=kinds)
+        except Exception:  # the audit must not cost the user the answer
+            log.exception("could not audit the tool result redactions of %s", message.event_id)
 
     async def _one(
         self, call: ToolCall, index: int, offered: dict[str, Tool], context: ToolContext

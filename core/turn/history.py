@@ -4,14 +4,19 @@ A turn needs only the newest messages that fit the model's window, so history is
 stops as soon as the budget is exceeded; an in-process cache of that window makes the next turn of the same
 conversation read one indexed ``max(id)`` instead of the rows. Either way a turn's cost does not grow with
 the length of the thread.
+
+The cache is bounded in bytes (``THREADWISE_HISTORY_CACHE_MB``) as well as in conversations, and holds no
+image data: a cached message with images keeps its exact token count and is read back from the database,
+by primary key, when a window that includes it is used.
 """
 
 from __future__ import annotations
 
 import base64
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.db.models import Message
@@ -21,6 +26,7 @@ from core.domain.ports import HistoryEntry
 from core.llm.tokens import TokenCounter
 
 PAGE_SIZE = 200
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 
 
 def wire_message(
@@ -55,20 +61,43 @@ def wire_message(
     return {"role": role, "content": content}
 
 
-def entry_from_row(row: Message, model: str, counter: TokenCounter, encoding: str) -> HistoryEntry:
-    """The wire form of a stored message; its stored token count is reused unless the encoding changed."""
-    attachments = row.attachments
-    wire = wire_message(
+def stored_wire(row: Message) -> dict[str, Any]:
+    """The wire form of a stored message (its attachments loaded)."""
+    return wire_message(
         row.role,
         row.content,
-        [(a.mime, a.data) for a in attachments],
+        [(a.mime, a.data) for a in row.attachments],
         tool_calls=row.tool_calls,
         tool_call_id=row.tool_call_id,
     )
+
+
+def entry_from_row(row: Message, model: str, counter: TokenCounter, encoding: str) -> HistoryEntry:
+    """The wire form of a stored message; its stored token count is reused unless the encoding changed."""
+    wire = stored_wire(row)
     tokens = row.token_count
     if row.token_encoding != encoding:
-        tokens = counter.count_message(model, wire, [(a.width or 0, a.height or 0) for a in attachments])
+        sizes = [(a.width or 0, a.height or 0) for a in row.attachments]
+        tokens = counter.count_message(model, wire, sizes)
     return HistoryEntry(message_id=row.id, role=row.role, wire=wire, tokens=tokens)
+
+
+def has_images(wire: dict[str, Any]) -> bool:
+    content = wire.get("content")
+    return isinstance(content, list) and any(part.get("type") == "image_url" for part in content)
+
+
+def _weight(value: Any) -> int:
+    """Bytes a wire value holds, as ``sys.getsizeof`` counts its containers and strings."""
+    if isinstance(value, dict):
+        return sys.getsizeof(value) + sum(_weight(key) + _weight(item) for key, item in value.items())
+    if isinstance(value, list):
+        return sys.getsizeof(value) + sum(_weight(item) for item in value)
+    return sys.getsizeof(value)
+
+
+def _entry_weight(entry: HistoryEntry) -> int:
+    return sys.getsizeof(entry) + _weight(entry.wire)
 
 
 def trim(entries: Sequence[HistoryEntry], budget: int) -> list[HistoryEntry]:
@@ -96,25 +125,60 @@ def trim(entries: Sequence[HistoryEntry], budget: int) -> list[HistoryEntry]:
 @dataclass(slots=True)
 class _Window:
     encoding: str
-    entries: list[HistoryEntry]
     complete: bool  # holds every visible message of the conversation
     budget: int  # the budget it was loaded for (it holds at least that much unless complete)
-    version: int = 0  # the conversation's history_version when it was loaded
+    version: int  # the conversation's history_version when it was loaded
+    entries: list[HistoryEntry] = field(default_factory=list)  # image messages as stubs (role only)
+    images: set[int] = field(default_factory=set)  # ids of the messages whose wire is read back when used
+    size: int = 0  # bytes held by the entries
 
     @property
     def last_id(self) -> int | None:
         return self.entries[-1].message_id if self.entries else None
 
+    def add(self, entries: Sequence[HistoryEntry]) -> None:
+        for entry in entries:
+            if has_images(entry.wire):
+                self.images.add(entry.message_id)
+                entry = HistoryEntry(entry.message_id, entry.role, {"role": entry.role}, entry.tokens)
+            self.entries.append(entry)
+            self.size += _entry_weight(entry)
+
+    def keep_newest(self, count: int) -> None:
+        cut = len(self.entries) - count
+        dropped, self.entries = self.entries[:cut], self.entries[cut:]
+        for entry in dropped:
+            self.size -= _entry_weight(entry)
+            self.images.discard(entry.message_id)
+
 
 class HistoryStore:
     """Reads the trimmed history of a conversation, caching each conversation's window in memory (the
-    HistoryWindow of the turn)."""
+    HistoryWindow of the turn), at most ``cache_size`` windows and ``cache_bytes`` bytes of them."""
 
-    def __init__(self, database: Database, counter: TokenCounter, *, cache_size: int = 256) -> None:
+    def __init__(
+        self,
+        database: Database,
+        counter: TokenCounter,
+        *,
+        cache_size: int = 256,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self._database = database
         self._counter = counter
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
         self._cache: OrderedDict[int, _Window] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by the cached windows (image data is never among them)."""
+        return self._bytes
+
+    @property
+    def cached_conversations(self) -> int:
+        return len(self._cache)
 
     async def window(
         self, conversation_id: int, model: str, budget: int, *, ceiling: int | None = None
@@ -137,11 +201,14 @@ class HistoryStore:
                 and (latest, version) == (cached.last_id, cached.version)
             ):
                 self._cache.move_to_end(conversation_id)
-                return trim(cached.entries, budget), cached.last_id
-            loaded = await self._load(repo, conversation_id, model, encoding, ceiling)
-            loaded.version = version
+                served = await _with_images(repo, trim(cached.entries, budget), cached.images)
+                if served is not None:
+                    return served, cached.last_id
+            entries, complete = await self._load(repo, conversation_id, model, encoding, ceiling)
+        loaded = _Window(encoding=encoding, complete=complete, budget=ceiling, version=version)
+        loaded.add(entries)
         self._remember(conversation_id, loaded)
-        return trim(loaded.entries, budget), loaded.last_id
+        return trim(entries, budget), loaded.last_id
 
     def appended(
         self, conversation_id: int, previous_last_id: int | None, entries: Sequence[HistoryEntry]
@@ -151,20 +218,26 @@ class HistoryStore:
         if cached is None:
             return
         if cached.last_id != previous_last_id:
-            del self._cache[conversation_id]
+            self.forget(conversation_id)
             return
-        cached.entries.extend(entries)
+        before = cached.size
+        cached.add(entries)
         kept = trim(cached.entries, cached.budget)
         if len(kept) < len(cached.entries):
             cached.complete = False
-        cached.entries = kept
+            cached.keep_newest(len(kept))
+        self._bytes += cached.size - before
+        self._evict()
 
     def forget(self, conversation_id: int) -> None:
-        self._cache.pop(conversation_id, None)
+        window = self._cache.pop(conversation_id, None)
+        if window is not None:
+            self._bytes -= window.size
 
     async def _load(
         self, repo: MessageRepository, conversation_id: int, model: str, encoding: str, budget: int
-    ) -> _Window:
+    ) -> tuple[list[HistoryEntry], bool]:
+        """The newest entries as far as ``budget`` (one past it), oldest first, and whether that is all."""
         newest_first: list[HistoryEntry] = []
         used = 0
         before: int | None = None
@@ -182,12 +255,36 @@ class HistoryStore:
                 break
             before = rows[-1].id
         newest_first.reverse()
-        return _Window(encoding=encoding, entries=newest_first, complete=complete, budget=budget)
+        return newest_first, complete
 
     def _remember(self, conversation_id: int, window: _Window) -> None:
+        self.forget(conversation_id)
         if self._cache_size <= 0:
             return
         self._cache[conversation_id] = window
-        self._cache.move_to_end(conversation_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._bytes += window.size
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used windows until both bounds hold."""
+        while self._cache and (len(self._cache) > self._cache_size or self._bytes > self._cache_bytes):
+            _, window = self._cache.popitem(last=False)
+            self._bytes -= window.size
+
+
+async def _with_images(
+    repo: MessageRepository, entries: list[HistoryEntry], images: set[int]
+) -> list[HistoryEntry] | None:
+    """``entries`` with the wire of each image message read back from the database (None: one is gone)."""
+    wanted = [entry.message_id for entry in entries if entry.message_id in images]
+    if not wanted:
+        return entries
+    rows = {row.id: row for row in await repo.with_attachments(wanted)}
+    if len(rows) < len(set(wanted)):
+        return None
+    return [
+        HistoryEntry(entry.message_id, entry.role, stored_wire(rows[entry.message_id]), entry.tokens)
+        if entry.message_id in rows
+        else entry
+        for entry in entries
+    ]

@@ -358,7 +358,10 @@ class FakeOpenAI:
         async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
             response.headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex}")
 
-        app = web.Application(middlewares=[record_and_authenticate])
+        app = web.Application(
+            middlewares=[record_and_authenticate],
+            client_max_size=64 * 1024 * 1024,  # the real API takes requests with several large images
+        )
         app.on_response_prepare.append(add_request_id)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_post("/v1/moderations", self._moderations)

@@ -16,11 +16,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from bots.bootstrap import Core, open_core
-from core.db.models import ToolCallRecord, UsageRecord
+from core.db.models import Message, ModerationEvent, ToolCallRecord, UsageRecord
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.llm.images import sniff_image
 from core.settings import load_settings
-from core.tools.registry import Tool, ToolContext, ToolOutput
+from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput
 from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec
 from tests.rendered import slack
 from tests.support import RecordingReplier
@@ -139,6 +139,47 @@ async def test_broken_calls_go_back_to_the_model_as_structured_errors(
 
 class Nap(BaseModel):
     seconds: float
+
+
+LEAKY_KEY = "sk-" + "proj-" + "Ab3_" * 12  # assembled, so no secret scanner takes this file for a key
+
+
+async def test_secrets_in_tool_results_are_redacted_before_the_model_and_the_history_see_them(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
+    async def echo(args: Nap, context: ToolContext) -> str:
+        return f"page says: write to ada@example.com with key {LEAKY_KEY}"
+
+    async def broken(args: Nap, context: ToolContext) -> str:
+        raise ToolError(f"upstream said: bad key {LEAKY_KEY}")
+
+    core.tools.add(Tool("echo", "Echo a page.", Nap, echo))
+    core.tools.add(Tool("broken", "Fails loudly.", Nap, broken))
+    fake_openai.script(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("echo", '{"seconds": 0}', id="t1"),
+                ToolCallSpec("broken", '{"seconds": 0}', id="t2"),
+            ]
+        ),
+        Reply(text="Done."),
+        Reply(text="Still done."),
+    )
+    await turn(core, "fetch it", "e1")
+    results = tool_messages(fake_openai, 1)
+    assert results["t1"] == "page says: write to [REDACTED:email] with key [REDACTED:openai_key]"
+    assert "[REDACTED:openai_key]" in json.loads(results["t2"])["error"]
+    await turn(core, "and again", "e2")  # the next turn's history comes from the database and the cache
+    for request in fake_openai.chat_requests():
+        assert "ada@example.com" not in json.dumps(request) and LEAKY_KEY not in json.dumps(request)
+    async with core.database.reader() as session:
+        stored = (await session.execute(select(Message.content))).scalars().all()
+        events = (await session.execute(select(ModerationEvent))).scalars().all()
+    assert "ada@example.com" not in json.dumps(stored) and LEAKY_KEY not in json.dumps(stored)
+    assert "[REDACTED:email]" in json.dumps(stored)
+    assert [(e.action, sorted(e.redactions)) for e in events if e.direction == "tool"] == [
+        ("redact", ["email", "openai_keyx2"])
+    ]
 
 
 async def test_a_slow_tool_times_out_without_holding_up_the_turn(core: Core, fake_openai: FakeOpenAI) -> None:

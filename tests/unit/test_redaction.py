@@ -6,10 +6,13 @@ holds no literal that a secret scanner would take for a real key.
 
 from __future__ import annotations
 
+import sys
 import time
+import unicodedata
 
 import pytest
 
+from core.guards.folding import INVISIBLE
 from core.guards.redactor import ALL_RULES, Redacted, Redaction, Redactor, placeholder
 
 REDACTOR = Redactor()
@@ -27,6 +30,11 @@ SLACK_TOKENS = [
     "xoxr-" + "Ef9" * 10,
     "xoxs-" + "7" * 12 + "-" + "Gh" * 10,
     "xapp-" + "1-" + "A0" + "B" * 9 + "-" + "6" * 13 + "-" + "ab12" * 16,
+    "xoxe-" + "1-" + "My0x" * 20,  # refresh token of token rotation
+    "xoxe." + "xoxp-" + "1-" + "Rt5" * 20,  # rotating user token
+    "xoxc-" + "8" * 12 + "-" + "9" * 13 + "-" + "Cl1" * 20,  # client (browser session) token
+    "xoxd-" + "aB3%2Fc" * 8 + "%3D",  # session cookie, URL-encoded
+    "xoxd-" + "aB3+c/" * 8 + "==",  # session cookie, raw base64
 ]
 GITHUB_TOKENS = [prefix + "_" + "Ab1" * 12 for prefix in ("ghp", "gho", "ghu", "ghs", "ghr")] + [
     "github_pat_" + "11AB" * 5 + "CD_" + "xY9" * 20,
@@ -427,6 +435,105 @@ def test_a_replacement_that_exposes_a_neighbour_is_handled_in_the_same_call() ->
     assert kinds(result) == {"phone": 1, "card": 1}
 
 
+# --- invisible characters and compatibility forms ----------------------------------------------------------
+
+FULL_WIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}  # ASCII ! .. ~ -> U+FF01 .. U+FF5E
+
+
+def full_width(text: str) -> str:
+    return "".join(FULL_WIDTH.get(char, char) for char in text)
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e"])
+@pytest.mark.parametrize(
+    ("kind", "secret"),
+    [
+        ("openai_key", OPENAI_KEYS[0]),
+        ("slack_token", SLACK_TOKENS[0]),
+        ("github_token", GITHUB_TOKENS[0]),
+        ("aws_access_key", AWS_KEYS[0]),
+        ("email", "ada.lovelace@example.com"),
+        ("card", "4111 1111 1111 1111"),
+    ],
+)
+def test_a_format_character_inside_a_secret_does_not_hide_it(kind: str, secret: str, invisible: str) -> None:
+    for at in (1, 3, len(secret) // 2, len(secret) - 2):
+        hidden = secret[:at] + invisible + secret[at:]
+        result = REDACTOR.redact(f"héllo 👋 {hidden} — ok?")
+        assert result.text == f"héllo 👋 {placeholder(kind)} — ok?", hidden
+        assert result.redactions == (Redaction(kind, 1),)
+
+
+def test_several_format_characters_in_one_secret() -> None:
+    hidden = "\u200b".join("ada@example.com")
+    assert REDACTOR.redact(f"mail {hidden}!").text == "mail [REDACTED:email]!"
+    key = "\u2060\ufeff".join([OPENAI_KEYS[0][:2], OPENAI_KEYS[0][2:9], OPENAI_KEYS[0][9:]])
+    assert REDACTOR.redact(f"{key}\u200b").text == "[REDACTED:openai_key]\u200b"  # outside: kept
+
+
+@pytest.mark.parametrize(
+    ("kind", "secret"),
+    [
+        ("email", "ada@example.com"),
+        ("openai_key", OPENAI_KEYS[0]),
+        ("slack_token", SLACK_TOKENS[0]),
+        ("github_token", GITHUB_TOKENS[0]),
+        ("aws_access_key", AWS_KEYS[0]),
+        ("phone", "+1 415 555 2671"),
+    ],
+)
+def test_full_width_secrets_are_found(kind: str, secret: str) -> None:
+    wide = full_width(secret)
+    assert wide != secret
+    result = REDACTOR.redact(f"写信给 {wide} 吧")
+    assert result.text == f"写信给 {placeholder(kind)} 吧"
+    assert result.redactions == (Redaction(kind, 1),)
+
+
+def test_full_width_email_and_mixed_forms() -> None:
+    assert REDACTOR.redact("ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ").text == "[REDACTED:email]"
+    assert REDACTOR.redact("ada﹫example．com and ａｄａ@example.com").text == (
+        "[REDACTED:email] and [REDACTED:email]"
+    )
+
+
+UNICODE_PROSE = (
+    "Réunion à 10:30 🎉👍🏽 👩\u200d💻 🏳\ufe0f\u200d🌈 会议记录：请查看附件。Привет, мир! "
+    "\u200fمرحبا بالعالم\u200f — naïve cafe\u0301 ✅ ﬁle ①②③ ｆｕｌｌ ｗｉｄｔｈ \u00a0 x²"
+)
+
+
+def test_text_around_a_redaction_stays_exactly_as_it_was() -> None:
+    key = "sk-\u200b" + OPENAI_KEYS[0][3:]
+    text = f"{UNICODE_PROSE} ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ {UNICODE_PROSE} {key} {UNICODE_PROSE}"
+    result = REDACTOR.redact(text)
+    assert (
+        result.text
+        == f"{UNICODE_PROSE} [REDACTED:email] {UNICODE_PROSE} [REDACTED:openai_key] {UNICODE_PROSE}"
+    )
+    assert result.text.encode("utf-8").count(UNICODE_PROSE.encode("utf-8")) == 3
+
+
+def test_unicode_text_without_secrets_is_returned_unchanged() -> None:
+    for text in (UNICODE_PROSE, "\u200b" * 50, "ｆｕｌｌ ｗｉｄｔｈ １２３ ＠ｈｅｒｅ", "café\u0301 ½ ﬀ"):
+        assert REDACTOR.redact(text) == Redacted(text, ()), text
+
+
+def test_redaction_of_folded_text_is_idempotent() -> None:
+    once = REDACTOR.redact(f"{UNICODE_PROSE} ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ x\u200b{AWS_KEYS[0]}")
+    assert kinds(once) == {"email": 1, "aws_access_key": 1}
+    assert REDACTOR.redact(once.text) == Redacted(once.text, ())
+
+
+def test_every_format_character_counts_as_invisible() -> None:
+    missing = [
+        hex(code)
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) == "Cf" and INVISIBLE.fullmatch(chr(code)) is None
+    ]
+    assert missing == []
+
+
 # --- adversarial input --------------------------------------------------------------------------------------
 
 ADVERSARIAL = {
@@ -448,6 +555,12 @@ ADVERSARIAL = {
     "area codes": "+44 (0)" * 30_000,
     "short emails": "a@b.c" * 40_000,
     "mixed": "0 1-2.3 (4) +5 a@b. sk- " * 8_000,
+    "zero-width": "\u200b" * 200_000,
+    "zero-width in a key": "sk-" + "a\u200b" * 100_000,
+    "full-width at signs": "ａ＠" * 100_000,
+    "full-width digits": "４" * 200_000,
+    "ligatures": "ﬁ@" * 100_000,
+    "folded mixed": "０ １-２.３ (４) ＋５ ａ＠ｂ. ｓｋ- \u200b" * 8_000,
 }
 
 

@@ -318,3 +318,12 @@ def test_settings_are_frozen(env_file: Path) -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         settings.service.port = 1  # type: ignore[misc]
+
+
+def test_history_cache_is_bounded_in_megabytes(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load(env_file).threadwise.history_cache_mb == 32
+    monkeypatch.setenv("THREADWISE_HISTORY_CACHE_MB", "8.5")
+    assert load(env_file).threadwise.history_cache_mb == 8.5
+    monkeypatch.setenv("THREADWISE_HISTORY_CACHE_MB", "-1")
+    with pytest.raises(SettingsError):
+        load(env_file)
