@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -29,6 +30,7 @@ from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
 from bots.slack.replier import EDIT_INTERVAL
+from bots.slack.verify import Refused, SignatureCheck
 from core.guards.modlog import ModerationNotice
 from core.settings import SettingsError
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 SHUTDOWN_GRACE = 10.0  # seconds running turns get to finish when the service stops
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
+DELIVERY = "threadwise_delivery"  # bolt context key: the verified request's signature
 
 
 def build_app(
@@ -70,6 +73,9 @@ def build_app(
         # listeners only ack and hand work to `background`, so answering after them is still immediate, and
         # no work is left in bolt's untracked tasks
         process_before_response=True,
+        # POST /slack/events verifies signatures itself, before parsing (bots/slack/verify.py); bolt's check
+        # would come after its parse and log refused bodies in full
+        request_verification_enabled=False,
         logger=logging.getLogger("threadwise.slack.bolt"),
     )
     fetcher = FileFetcher(
@@ -87,6 +93,26 @@ def build_app(
     conversations.register(app)
     SlashCommands(conversations).register(app)
     return app
+
+
+def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``POST /slack/events``: size and signature checked on the raw bytes first, then bolt."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        try:
+            signed = await gate.check(request)
+        except Refused as refused:
+            log.debug("Slack request refused: %s", refused.reason)  # never the body
+            return web.json_response({"error": refused.reason}, status=refused.status)
+        bolt_request = AsyncBoltRequest(
+            body=signed.body.decode("utf-8", "replace"),
+            query=request.query_string,
+            headers=dict(request.headers),
+            context={DELIVERY: signed.signature},
+        )
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    return slack_events
 
 
 @contextlib.asynccontextmanager
@@ -141,11 +167,9 @@ async def open_slack(
                         "Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP events)"
                     )
 
-                async def slack_events(request: web.Request) -> web.Response:
-                    response = await app.async_dispatch(await to_bolt_request(request))
-                    return await to_aiohttp_response(response)
-
-                http.app.router.add_post(EVENTS_PATH, slack_events)
+                http.app.router.add_post(
+                    EVENTS_PATH, events_route(app, SignatureCheck(slack.signing_secret.get_secret_value()))
+                )
                 log.info("Slack events accepted at POST %s", EVENTS_PATH)
                 yield
         finally:
