@@ -29,6 +29,7 @@ from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
+from bots.slack.payloads import DELIVERY
 from bots.slack.replier import EDIT_INTERVAL
 from bots.slack.verify import Refused, SignatureCheck
 from core.guards.modlog import ModerationNotice
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 SHUTDOWN_GRACE = 10.0  # seconds running turns get to finish when the service stops
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
-DELIVERY = "threadwise_delivery"  # bolt context key: the verified request's signature
 
 
 def build_app(
