@@ -29,7 +29,7 @@ from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
-from bots.slack.payloads import DELIVERY
+from bots.slack.payloads import DELIVERY, judge
 from bots.slack.replier import EDIT_INTERVAL
 from bots.slack.verify import Refused, SignatureCheck
 from core.guards.modlog import ModerationNotice
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 SHUTDOWN_GRACE = 10.0  # seconds running turns get to finish when the service stops
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
+RELAYED_HEADERS = ("X-Slack-Retry-Num", "X-Slack-Retry-Reason")  # what bolt sees of the request's headers
 
 
 def build_app(
@@ -96,7 +97,8 @@ def build_app(
 
 
 def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """``POST /slack/events``: size and signature checked on the raw bytes first, then bolt."""
+    """``POST /slack/events``: size and signature checked on the raw bytes first, then the payload validated
+    (bots/slack/payloads.py), then bolt with a body rebuilt from the validated values."""
 
     async def slack_events(request: web.Request) -> web.Response:
         try:
@@ -104,10 +106,14 @@ def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request],
         except Refused as refused:
             log.debug("Slack request refused: %s", refused.reason)  # never the body
             return web.json_response({"error": refused.reason}, status=refused.status)
+        verdict = judge(signed.body, request.content_type)
+        if verdict.body is None:
+            return web.json_response(verdict.answer or {}, status=verdict.status)
+        headers = {name: request.headers[name] for name in RELAYED_HEADERS if name in request.headers}
         bolt_request = AsyncBoltRequest(
-            body=signed.body.decode("utf-8", "replace"),
+            body=verdict.body,
             query=request.query_string,
-            headers=dict(request.headers),
+            headers={**headers, "Content-Type": verdict.content_type},
             context={DELIVERY: signed.signature},
         )
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))

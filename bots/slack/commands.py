@@ -34,10 +34,17 @@ AI_USAGE = {
     "chat": "Usage: `/ai chat <message>`: starts a conversation in a thread",
     "image": "Usage: `/ai image <description>`",
 }
+ECHO_CHARS = 1_000
 CANNOT_POST = (
     "I can't post in this conversation. Invite me with `/invite @Threadwise`, mention me in a channel "
     "I'm in, or send me a direct message."
 )
+
+
+def echo(prompt: str) -> str:
+    """A prompt as repeated in the channel: cut to ``ECHO_CHARS`` (escaped, 10,000 ``<`` would pass Slack's
+    40,000-character cap on a message, and the question be lost after the answer was paid for)."""
+    return prompt if len(prompt) <= ECHO_CHARS else prompt[:ECHO_CHARS] + "…"
 
 
 def delivery_id(command: dict[str, Any], context: AsyncBoltContext) -> str:
@@ -171,7 +178,7 @@ class SlashCommands:
             received_at=datetime.now(UTC),
         )
         replier = SlackReplier(self._client, channel, ts, interval=self._conversations.edit_interval)
-        shown = f"<@{user.user_id}> asked: {escape(self._commands.display(prompt))}"
+        shown = f"<@{user.user_id}> asked: {escape(echo(self._commands.display(prompt)))}"
         failed = f"<@{user.user_id}> asked a question."
         parent = QuestionParent(self._client, channel, ts, shown, failed, replier)
         self._conversations.remember(message.key, user.user_id)
@@ -181,7 +188,7 @@ class SlashCommands:
         self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond
     ) -> None:
         channel = str(command["channel_id"])
-        question = f"<@{user.user_id}> asked for an image: {escape(self._commands.display(prompt))}"
+        question = f"<@{user.user_id}> asked for an image: {escape(echo(self._commands.display(prompt)))}"
         waiting = f"<@{user.user_id}> asked for an image :hourglass_flowing_sand:"
         ts = await self._post_question(command, waiting, respond)
         if ts is None:
