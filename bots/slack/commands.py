@@ -47,14 +47,15 @@ def echo(prompt: str) -> str:
     return prompt if len(prompt) <= ECHO_CHARS else prompt[:ECHO_CHARS] + "…"
 
 
-def delivery_id(command: dict[str, Any], context: AsyncBoltContext) -> str:
+def delivery_id(command: dict[str, Any], context: AsyncBoltContext) -> str | None:
     """What makes one slash command invocation unique. Slack mints a new ``trigger_id`` for every invocation
     and signs it with the rest of the body, so a replay (byte-identical, or its signature fails) carries the
     same one while two invocations never do. Without one, the request signature stands in: it is unique per
-    timestamp and body, and a replay must repeat both."""
+    timestamp and body, and a replay must repeat both. None (nothing to tell a replay by): no de-duplication.
+    """
     trigger = command.get("trigger_id")
     unique = trigger if isinstance(trigger, str) and trigger else str(context.get(DELIVERY) or "")
-    return f"slack-command:{command.get('team_id') or ''}:{unique}"
+    return f"slack-command:{command.get('team_id') or ''}:{unique}" if unique else None
 
 
 class SlashCommands:

@@ -15,12 +15,13 @@ class Admission:
         self._db = database
         self._limiter = limiter
 
-    async def admit(self, platform: str, user_id: str, delivery_id: str) -> bool:
+    async def admit(self, platform: str, user_id: str, delivery_id: str | None) -> bool:
         """False when ``delivery_id`` was seen before (a replay: do nothing); RateLimited when the user is
         over the command limit; True otherwise."""
-        async with self._db.unit_of_work() as session:
-            if not await EventRepository(session).claim(delivery_id, platform):
-                return False
+        if delivery_id is not None:
+            async with self._db.unit_of_work() as session:
+                if not await EventRepository(session).claim(delivery_id, platform):
+                    return False
         if self._limiter is not None:
             await self._limiter.check_commands(platform, user_id)
         return True

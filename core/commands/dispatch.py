@@ -62,9 +62,9 @@ class Commands:
             admin=admin, tools=tools, policies=policies, moderation=moderation, clock=clock
         )
 
-    async def admit(self, platform: str, user_id: str, delivery_id: str) -> bool:
-        """Call first, before any platform call for the user: False for a replayed delivery (do nothing),
-        RateLimited when ``user_id`` sends commands faster than allowed."""
+    async def admit(self, platform: str, user_id: str, delivery_id: str | None) -> bool:
+        """Call first, before any platform call for the user: False for a replayed delivery (do nothing;
+        ``delivery_id`` None: none to tell), RateLimited when ``user_id`` sends commands too fast."""
         if self._admission is None:
             return True
         return await self._admission.admit(platform, user_id, delivery_id)
