@@ -194,7 +194,6 @@ def _json(text: str) -> Verdict:
         return Verdict(status=400, answer={"error": "malformed JSON"})
     if not isinstance(payload, dict):
         return Verdict(status=400, answer={"error": "not a JSON object"})
-    clean_all(payload)
     kind = payload.get("type")
     model: type[Model]
     if kind == "event_callback":
@@ -210,7 +209,9 @@ def _json(text: str) -> Verdict:
     except ValidationError as exc:
         log.info("Slack %s ignored: invalid %s", kind, _fields(exc))
         return Verdict(answer={})
-    return Verdict(body=json.dumps(valid.model_dump(exclude_none=True)))
+    kept = valid.model_dump(exclude_none=True)
+    clean_all(kept)  # only what was kept: fields that are dropped cost no walk
+    return Verdict(body=json.dumps(kept))
 
 
 def _form(text: str) -> Verdict:
