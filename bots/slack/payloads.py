@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 DELIVERY = "threadwise_delivery"  # bolt context key: the verified request's signature
 MAX_FORM_FIELDS = 100
-MAX_COMMAND_TEXT = 8_000
+MAX_COMMAND_TEXT = 40_000  # Slack caps a message at 40,000 characters; the input limit guard applies its own
 INCOMPLETE = ":warning: That command arrived incomplete or malformed, so I ignored it. Please try again."
 TOO_LONG = f":warning: That is too long for a command (at most {MAX_COMMAND_TEXT:,} characters)."
 

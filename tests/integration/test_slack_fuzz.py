@@ -239,7 +239,7 @@ async def test_a_slash_command_without_channel_or_response_url_is_answered_clear
         delivery = await slack.sender.command(fields)
         assert delivery.status == 200
         assert "incomplete" in json.loads(delivery.body)["text"]
-    huge = await slack.sender.command(slack.fake.command_payload("/ai", "ask " + "x" * 9_000))
+    huge = await slack.sender.command(slack.fake.command_payload("/ai", "ask " + "x" * 40_001))
     assert huge.status == 200 and "too long" in json.loads(huge.body)["text"]
     await slack.background.idle()
     assert tracebacks(caplog) == []
