@@ -4,20 +4,26 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.http import HttpServer
@@ -29,7 +35,7 @@ from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
-from bots.slack.payloads import DELIVERY, judge
+from bots.slack.payloads import DELIVERY, judge, socket_payload
 from bots.slack.replier import EDIT_INTERVAL
 from bots.slack.verify import Refused, SignatureCheck
 from core.guards.modlog import ModerationNotice
@@ -96,6 +102,21 @@ def build_app(
     return app
 
 
+class CheckedSocketModeHandler(AsyncSocketModeHandler):
+    """Socket Mode with the same payload validation as HTTP (bots/slack/payloads.py) before bolt reads it."""
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        started = time.time()
+        verdict = socket_payload(req.type, req.payload)
+        if verdict.payload is None:  # acknowledged (with the answer, if any) and not dispatched
+            body = json.dumps(verdict.answer) if verdict.answer else ""
+            answer = BoltResponse(status=200, body=body, headers={"content-type": "application/json"})
+            await send_async_response(client, req, answer, started)
+            return
+        req.payload = verdict.payload
+        await super().handle(client, req)
+
+
 def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request], Awaitable[web.Response]]:
     """``POST /slack/events``: size and signature checked on the raw bytes first, then the payload validated
     (bots/slack/payloads.py), then bolt with a body rebuilt from the validated values."""
@@ -107,7 +128,7 @@ def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request],
             log.debug("Slack request refused: %s", refused.reason)  # never the body
             return web.json_response({"error": refused.reason}, status=refused.status)
         verdict = judge(signed.body, request.content_type)
-        if verdict.body is None:
+        if verdict.body is None:  # answered here: bolt never sees what did not validate
             return web.json_response(verdict.answer or {}, status=verdict.status)
         headers = {name: request.headers[name] for name in RELAYED_HEADERS if name in request.headers}
         bolt_request = AsyncBoltRequest(
@@ -158,7 +179,7 @@ async def open_slack(
             services.modlog.register("slack", post_notice)
         try:
             if slack.app_token is not None:
-                handler = AsyncSocketModeHandler(
+                handler = CheckedSocketModeHandler(
                     app, app_token=slack.app_token.get_secret_value(), web_client=app.client
                 )
                 await handler.connect_async()  # type: ignore[no-untyped-call]

@@ -140,12 +140,23 @@ class SlashCommand(Model):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Either ``body`` (rebuilt, with its content type) for bolt, or an answer of our own."""
+    """Either ``payload`` (the validated values, for bolt) or an answer of our own."""
 
-    body: str | None = None
-    content_type: str = "application/json"
+    payload: dict[str, Any] | None = None
+    form: bool = False  # a slash command (form-encoded over HTTP)
     status: int = 200
     answer: dict[str, Any] | None = None
+
+    @property
+    def body(self) -> str | None:
+        """``payload`` as an HTTP body of ``content_type``."""
+        if self.payload is None:
+            return None
+        return urlencode(self.payload) if self.form else json.dumps(self.payload)
+
+    @property
+    def content_type(self) -> str:
+        return "application/x-www-form-urlencoded" if self.form else "application/json"
 
 
 def clean(text: str) -> str:
@@ -194,6 +205,11 @@ def _json(text: str) -> Verdict:
         return Verdict(status=400, answer={"error": "malformed JSON"})
     if not isinstance(payload, dict):
         return Verdict(status=400, answer={"error": "not a JSON object"})
+    return envelope(payload)
+
+
+def envelope(payload: dict[str, Any]) -> Verdict:
+    """An Events API body (HTTP) or ``events_api`` payload (Socket Mode)."""
     kind = payload.get("type")
     model: type[Model]
     if kind == "event_callback":
@@ -209,9 +225,13 @@ def _json(text: str) -> Verdict:
     except ValidationError as exc:
         log.info("Slack %s ignored: invalid %s", kind, _fields(exc))
         return Verdict(answer={})
+    return Verdict(payload=_kept(valid))
+
+
+def _kept(valid: Model) -> dict[str, Any]:
     kept = valid.model_dump(exclude_none=True)
     clean_all(kept)  # only what was kept: fields that are dropped cost no walk
-    return Verdict(body=json.dumps(kept))
+    return kept
 
 
 def _form(text: str) -> Verdict:
@@ -224,12 +244,25 @@ def _form(text: str) -> Verdict:
         return Verdict(answer={})
     if "command" not in fields:
         return Verdict(status=400, answer={"error": "unsupported request"})
+    return command(fields)
+
+
+def command(fields: dict[str, Any]) -> Verdict:
+    """A slash command's fields (a form over HTTP, a ``slash_commands`` payload in Socket Mode)."""
     try:
-        command = SlashCommand.model_validate(fields)
+        valid = SlashCommand.model_validate(fields)
     except ValidationError as exc:
         log.info("Slack slash command ignored: invalid %s", _fields(exc))
         return Verdict(answer={"response_type": "ephemeral", "text": INCOMPLETE})
-    if len(command.text) > MAX_COMMAND_TEXT:
+    if len(valid.text) > MAX_COMMAND_TEXT:
         return Verdict(answer={"response_type": "ephemeral", "text": TOO_LONG})
-    body = urlencode(command.model_dump(exclude_none=True))
-    return Verdict(body=body, content_type="application/x-www-form-urlencoded")
+    return Verdict(payload=_kept(valid), form=True)
+
+
+def socket_payload(kind: str, payload: Any) -> Verdict:
+    """A Socket Mode request's payload; kinds the app does not serve are only acknowledged."""
+    if isinstance(payload, dict) and kind == "events_api":
+        return envelope(payload)
+    if isinstance(payload, dict) and kind == "slash_commands":
+        return command(payload)
+    return Verdict(answer={})

@@ -262,3 +262,23 @@ async def test_a_huge_image_prompt_still_shows_its_question(slack: Slack) -> Non
     assert question.current.startswith("<@U0ALICE> asked for an image: &lt;&lt;")
     assert len(question.current) < 40_000 and question.current.endswith("…")
     assert len(slack.fake.uploads) == 1
+
+
+async def test_socket_mode_payloads_are_validated_the_same_way(
+    tmp_path: Path, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_slack(tmp_path, fake_openai, socket=True) as slack:
+        fake = slack.fake
+        for fields in ({"user": False}, {"subtype": ["file_share"]}, {"user": {"id": "U0FZ001"}}):
+            event = fake.message_event(f"<@{BOT_USER_ID}> hi", mention=True) | fields
+            ack = await fake.socket_send("events_api", fake.envelope(event))
+            assert ack["envelope_id"] == fake.socket_envelopes[-1]["envelope_id"]
+        incomplete = fake.command_payload("/ai-admin", "report", user="U0ADMIN")
+        del incomplete["channel_id"]
+        ack = await fake.socket_send("slash_commands", incomplete)
+        assert "incomplete" in ack["payload"]["text"]
+        await fake.socket_send("slash_commands", fake.command_payload("/ai", "ask \ud800 ok?"))
+        await slack.background.idle()
+        question = fake.bot_messages("C0GENERAL")[0]
+        assert question.current.endswith("asked: \ufffd ok?")
+    assert tracebacks(caplog) == []
