@@ -16,6 +16,7 @@ from bots.http import HttpServer
 from bots.services import ChatServices
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
+from core.commands.admission import Admission
 from core.commands.dispatch import Commands
 from core.db import migrate
 from core.db.session import Database
@@ -118,6 +119,7 @@ class Safety:
     content: GuardChain  # what text the model wrote for a tool must also pass (redaction, moderation)
     output: OutputModeration | None
     policy: ModerationPolicy | None  # the server-wide moderation policy (None: moderation off)
+    commands: RateLimitGuard | None  # chat commands per user (same storage as the turns' windows)
 
 
 def build_safety(
@@ -130,10 +132,13 @@ def build_safety(
 ) -> Safety:
     limits = settings.limits
     safety = settings.safety
+    storage = rate_limit_storage(settings.service.redis_url)
+    per_command = limits.command_rate_limit
+    commands = RateLimitGuard(storage, per_user=per_command) if per_command else None
     guards: list[TurnGuard] = [
         BanGuard(database),
         RateLimitGuard(
-            rate_limit_storage(settings.service.redis_url),
+            storage,
             per_user=limits.user_rate_limit,
             per_channel=limits.channel_rate_limit,
         ),
@@ -166,7 +171,7 @@ def build_safety(
         content.append(moderation)
         if safety.moderate_output:
             output = OutputModeration(moderator, audit, policies=policies)
-    return Safety(GuardChain(guards), GuardChain(content), output, policy)
+    return Safety(GuardChain(guards), GuardChain(content), output, policy, commands)
 
 
 def builtin_tools(settings: Settings, images: ImageGenerator | None, content: GuardChain) -> ToolRegistry:
@@ -317,6 +322,7 @@ def build_commands(
         policies=parts.policies,
         moderation=parts.safety.policy,
         redactor=parts.redactor,
+        admission=Admission(parts.database, parts.safety.commands),
         default_model=settings.threadwise.model,
         models=offered_models(settings),
     )

@@ -224,10 +224,11 @@ class LimitSettings(BaseSettings):
     cost_footer: bool = False
     user_rate_limit: str | None = "20/minute"
     channel_rate_limit: str | None = None
+    command_rate_limit: str | None = "20/minute"  # chat commands per user, a window of their own
 
     _blank = field_validator(*_BUDGET_FIELDS, "prices_file", "fallback_model", mode="before")(_blank_to_none)
 
-    @field_validator("user_rate_limit", "channel_rate_limit", mode="before")
+    @field_validator("user_rate_limit", "channel_rate_limit", "command_rate_limit", mode="before")
     @classmethod
     def _rate_limit(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "off"):

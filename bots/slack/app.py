@@ -4,19 +4,26 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import send_async_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.http import HttpServer
@@ -28,7 +35,9 @@ from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
+from bots.slack.payloads import DELIVERY, judge, socket_payload
 from bots.slack.replier import EDIT_INTERVAL
+from bots.slack.verify import Refused, SignatureCheck
 from core.guards.modlog import ModerationNotice
 from core.settings import SettingsError
 
@@ -37,6 +46,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 SHUTDOWN_GRACE = 10.0  # seconds running turns get to finish when the service stops
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
+RELAYED_HEADERS = ("X-Slack-Retry-Num", "X-Slack-Retry-Reason")  # what bolt sees of the request's headers
 
 
 def build_app(
@@ -70,6 +80,9 @@ def build_app(
         # listeners only ack and hand work to `background`, so answering after them is still immediate, and
         # no work is left in bolt's untracked tasks
         process_before_response=True,
+        # POST /slack/events verifies signatures itself, before parsing (bots/slack/verify.py); bolt's check
+        # would come after its parse and log refused bodies in full
+        request_verification_enabled=False,
         logger=logging.getLogger("threadwise.slack.bolt"),
     )
     fetcher = FileFetcher(
@@ -87,6 +100,46 @@ def build_app(
     conversations.register(app)
     SlashCommands(conversations).register(app)
     return app
+
+
+class CheckedSocketModeHandler(AsyncSocketModeHandler):
+    """Socket Mode with the same payload validation as HTTP (bots/slack/payloads.py) before bolt reads it."""
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        started = time.time()
+        verdict = socket_payload(req.type, req.payload)
+        if verdict.payload is None:  # acknowledged (with the answer, if any) and not dispatched
+            body = json.dumps(verdict.answer) if verdict.answer else ""
+            answer = BoltResponse(status=200, body=body, headers={"content-type": "application/json"})
+            await send_async_response(client, req, answer, started)
+            return
+        req.payload = verdict.payload
+        await super().handle(client, req)
+
+
+def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``POST /slack/events``: size and signature checked on the raw bytes first, then the payload validated
+    (bots/slack/payloads.py), then bolt with a body rebuilt from the validated values."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        try:
+            signed = await gate.check(request)
+        except Refused as refused:
+            log.debug("Slack request refused: %s", refused.reason)  # never the body
+            return web.json_response({"error": refused.reason}, status=refused.status)
+        verdict = judge(signed.body, request.content_type)
+        if verdict.body is None:  # answered here: bolt never sees what did not validate
+            return web.json_response(verdict.answer or {}, status=verdict.status)
+        headers = {name: request.headers[name] for name in RELAYED_HEADERS if name in request.headers}
+        bolt_request = AsyncBoltRequest(
+            body=verdict.body,
+            query=request.query_string,
+            headers={**headers, "Content-Type": verdict.content_type},
+            context={DELIVERY: signed.signature},
+        )
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    return slack_events
 
 
 @contextlib.asynccontextmanager
@@ -126,7 +179,7 @@ async def open_slack(
             services.modlog.register("slack", post_notice)
         try:
             if slack.app_token is not None:
-                handler = AsyncSocketModeHandler(
+                handler = CheckedSocketModeHandler(
                     app, app_token=slack.app_token.get_secret_value(), web_client=app.client
                 )
                 await handler.connect_async()  # type: ignore[no-untyped-call]
@@ -141,11 +194,9 @@ async def open_slack(
                         "Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP events)"
                     )
 
-                async def slack_events(request: web.Request) -> web.Response:
-                    response = await app.async_dispatch(await to_bolt_request(request))
-                    return await to_aiohttp_response(response)
-
-                http.app.router.add_post(EVENTS_PATH, slack_events)
+                http.app.router.add_post(
+                    EVENTS_PATH, events_route(app, SignatureCheck(slack.signing_secret.get_secret_value()))
+                )
                 log.info("Slack events accepted at POST %s", EVENTS_PATH)
                 yield
         finally:

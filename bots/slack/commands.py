@@ -4,11 +4,11 @@ are ephemeral; ``ask``/``chat``/``image`` post the question to the channel and a
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -16,6 +16,7 @@ from bots.slack.events import Conversations, event_id, plain_text
 from bots.slack.identity import PLATFORM
 from bots.slack.mentions import neutral_args
 from bots.slack.mrkdwn import escape
+from bots.slack.payloads import DELIVERY
 from bots.slack.render import render
 from bots.slack.replier import SlackReplier
 from core.commands.parsing import parse_ai_text
@@ -33,10 +34,28 @@ AI_USAGE = {
     "chat": "Usage: `/ai chat <message>`: starts a conversation in a thread",
     "image": "Usage: `/ai image <description>`",
 }
+ECHO_CHARS = 1_000
 CANNOT_POST = (
     "I can't post in this conversation. Invite me with `/invite @Threadwise`, mention me in a channel "
     "I'm in, or send me a direct message."
 )
+
+
+def echo(prompt: str) -> str:
+    """A prompt as repeated in the channel: cut to ``ECHO_CHARS`` (escaped, 10,000 ``<`` would pass Slack's
+    40,000-character cap on a message, and the question be lost after the answer was paid for)."""
+    return prompt if len(prompt) <= ECHO_CHARS else prompt[:ECHO_CHARS] + "…"
+
+
+def delivery_id(command: dict[str, Any], context: AsyncBoltContext) -> str | None:
+    """What makes one slash command invocation unique. Slack mints a new ``trigger_id`` for every invocation
+    and signs it with the rest of the body, so a replay (byte-identical, or its signature fails) carries the
+    same one while two invocations never do. Without one, the request signature stands in: it is unique per
+    timestamp and body, and a replay must repeat both. None (nothing to tell a replay by): no de-duplication.
+    """
+    trigger = command.get("trigger_id")
+    unique = trigger if isinstance(trigger, str) and trigger else str(context.get(DELIVERY) or "")
+    return f"slack-command:{command.get('team_id') or ''}:{unique}" if unique else None
 
 
 class SlashCommands:
@@ -53,17 +72,32 @@ class SlashCommands:
         app.command("/ai")(self.on_ai)
         app.command("/ai-admin")(self.on_admin)
 
-    async def on_ai(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_ai(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
         await ack()
-        self._background.spawn(self._guarded(self._ai(command, respond), respond), name="slack /ai")
+        self._background.spawn(self._guarded(self._ai, command, context, respond), name="slack /ai")
 
-    async def on_admin(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_admin(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
         await ack()
-        self._background.spawn(self._guarded(self._admin(command, respond), respond), name="slack /ai-admin")
+        work = self._guarded(self._admin, command, context, respond)
+        self._background.spawn(work, name="slack /ai-admin")
 
-    async def _guarded(self, work: Coroutine[Any, Any, None], respond: AsyncRespond) -> None:
+    async def _guarded(
+        self,
+        run: Callable[[dict[str, Any], AsyncRespond], Coroutine[Any, Any, None]],
+        command: dict[str, Any],
+        context: AsyncBoltContext,
+        respond: AsyncRespond,
+    ) -> None:
         try:
-            await work
+            user_id, delivery = str(command["user_id"]), delivery_id(command, context)
+            if not await self._commands.admit(PLATFORM, user_id, delivery):
+                log.info("replayed slash command %s dropped", command.get("command"))
+                return
+            await run(command, respond)
         except BotError as exc:
             await respond(text=f":warning: {escape(exc.user_message)}", response_type="ephemeral")
         except Exception:
@@ -145,7 +179,7 @@ class SlashCommands:
             received_at=datetime.now(UTC),
         )
         replier = SlackReplier(self._client, channel, ts, interval=self._conversations.edit_interval)
-        shown = f"<@{user.user_id}> asked: {escape(self._commands.display(prompt))}"
+        shown = f"<@{user.user_id}> asked: {escape(echo(self._commands.display(prompt)))}"
         failed = f"<@{user.user_id}> asked a question."
         parent = QuestionParent(self._client, channel, ts, shown, failed, replier)
         self._conversations.remember(message.key, user.user_id)
@@ -155,7 +189,7 @@ class SlashCommands:
         self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond
     ) -> None:
         channel = str(command["channel_id"])
-        question = f"<@{user.user_id}> asked for an image: {escape(self._commands.display(prompt))}"
+        question = f"<@{user.user_id}> asked for an image: {escape(echo(self._commands.display(prompt)))}"
         waiting = f"<@{user.user_id}> asked for an image :hourglass_flowing_sand:"
         ts = await self._post_question(command, waiting, respond)
         if ts is None:

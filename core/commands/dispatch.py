@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.admin import AdminCommands
+from core.commands.admission import Admission
 from core.commands.results import Reply
 from core.commands.user import UserCommands
 from core.domain.clock import Clock, utc_now
@@ -39,6 +40,7 @@ class Commands:
         policies: ChannelPolicies | None = None,
         moderation: ModerationPolicy | None = None,
         redactor: Redactor | None = None,
+        admission: Admission | None = None,
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
@@ -46,6 +48,7 @@ class Commands:
         self._conversations = conversations
         self._admin = admin
         self._redactor = redactor
+        self._admission = admission
         self._user = UserCommands(
             conversations=conversations,
             budgets=budgets,
@@ -58,6 +61,13 @@ class Commands:
         self._admin_commands = AdminCommands(
             admin=admin, tools=tools, policies=policies, moderation=moderation, clock=clock
         )
+
+    async def admit(self, platform: str, user_id: str, delivery_id: str | None) -> bool:
+        """Call first, before any platform call for the user: False for a replayed delivery (do nothing;
+        ``delivery_id`` None: none to tell), RateLimited when ``user_id`` sends commands too fast."""
+        if self._admission is None:
+            return True
+        return await self._admission.admit(platform, user_id, delivery_id)
 
     def is_admin(self, user: ChatUser) -> bool:
         return self._admin.is_admin(user)

@@ -45,13 +45,22 @@ class RateLimitGuard:
             (item, ("channel", key.platform, key.workspace_id, key.channel_id), "This channel is")
             for item in self._channel
         ]
+        await self._hit(checks, "messages")
+        return message
+
+    async def check_commands(self, platform: str, user_id: str) -> None:
+        """Count one chat command of ``user_id`` against the per-user limit (its own window, in the same
+        storage as turns); RateLimited when over it."""
+        identifiers = ("command", platform, user_id)
+        await self._hit([(item, identifiers, "You are") for item in self._user], "commands")
+
+    async def _hit(self, checks: list[tuple[RateLimitItem, tuple[str, ...], str]], what: str) -> None:
         for item, identifiers, who in checks:
             if not await self._limiter.hit(item, *identifiers):
                 stats = await self._limiter.get_window_stats(item, *identifiers)
                 wait = max(1, math.ceil(stats.reset_time - time.time()))
                 raise RateLimited(
-                    f"{who} sending messages faster than allowed ({item}). "
+                    f"{who} sending {what} faster than allowed ({item}). "
                     f"Try again in {humanize(timedelta(seconds=wait))}.",
                     retry_after=float(wait),
                 )
-        return message

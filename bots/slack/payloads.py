@@ -1,0 +1,268 @@
+"""What a verified Slack request may carry, validated into typed values before bolt or our code reads it.
+
+Only the fields the adapter and bolt use survive, each with its type checked, lone surrogates and NULs
+replaced, and bolt gets a body rebuilt from them. A body that is no JSON object or form answers 400; an event
+that does not validate is ignored (200: Slack would only retry it); a slash command that does not validate
+tells the user so in the HTTP answer. Nothing logged here names a value, only field names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlencode
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+log = logging.getLogger(__name__)
+
+DELIVERY = "threadwise_delivery"  # bolt context key: the verified request's signature
+MAX_FORM_FIELDS = 100
+MAX_COMMAND_TEXT = 40_000  # Slack caps a message at 40,000 characters; the input limit guard applies its own
+INCOMPLETE = ":warning: That command arrived incomplete or malformed, so I ignored it. Please try again."
+TOO_LONG = f":warning: That is too long for a command (at most {MAX_COMMAND_TEXT:,} characters)."
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
+Ts = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}(\.[0-9]{1,9})?$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
+Short = Annotated[str, StringConstraints(max_length=2_000)]
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[!-~]{1,2000}$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class File(Model):
+    id: Id | None = None
+    name: Short | None = None
+    title: Short | None = None
+    mimetype: Short | None = None
+    filetype: Short | None = None
+    mode: Short | None = None
+    size: int | None = Field(default=None, ge=0)
+    url_private: Url | None = None
+    url_private_download: Url | None = None
+    file_access: Short | None = None
+
+
+class BotProfile(Model):
+    id: Id | None = None
+    name: Short | None = None
+
+
+class ThreadContext(Model):
+    channel_id: Id | None = None
+    team_id: Id | None = None
+    enterprise_id: Id | None = None
+
+
+class AssistantThread(Model):
+    user_id: Id | None = None
+    channel_id: Id
+    thread_ts: Ts
+    context: ThreadContext = ThreadContext()
+
+
+class Event(Model):
+    type: Name
+    subtype: Name | None = None
+    user: Id | None = None
+    bot_id: Id | None = None
+    bot_profile: BotProfile | None = None
+    hidden: bool | None = None
+    text: str | None = None
+    ts: Ts | None = None
+    thread_ts: Ts | None = None
+    event_ts: Ts | None = None
+    channel: Id | None = None
+    channel_type: Name | None = None
+    team: Id | None = None
+    files: list[File] | None = Field(default=None, max_length=100)
+    assistant_thread: AssistantThread | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> Event:
+        if self.type in ("message", "app_mention") and (self.channel is None or self.ts is None):
+            raise ValueError("a message needs its channel and ts")
+        return self
+
+
+class Authorization(Model):
+    enterprise_id: Id | None = None
+    team_id: Id | None = None
+    user_id: Id | None = None
+    is_bot: bool | None = None
+    is_enterprise_install: bool | None = None
+
+
+class Envelope(Model):
+    type: Literal["event_callback"]
+    token: Short | None = None
+    team_id: Id | None = None
+    enterprise_id: Id | None = None
+    context_team_id: Id | None = None
+    context_enterprise_id: Id | None = None
+    api_app_id: Id | None = None
+    event_id: Id | None = None
+    event_time: int | None = None
+    authorizations: list[Authorization] | None = Field(default=None, max_length=10)
+    is_ext_shared_channel: bool | None = None
+    event: Event
+
+
+class Challenge(Model):
+    type: Literal["url_verification"]
+    token: Short | None = None
+    challenge: Short
+
+
+class SlashCommand(Model):
+    command: Annotated[str, StringConstraints(pattern=r"^/[a-z0-9_-]{1,32}$")]
+    text: str = ""
+    user_id: Id
+    channel_id: Id
+    team_id: Id | None = None
+    enterprise_id: Id | None = None
+    response_url: Url
+    trigger_id: Id | None = None
+    user_name: Short | None = None
+    team_domain: Short | None = None
+    channel_name: Short | None = None
+    api_app_id: Id | None = None
+    is_enterprise_install: Literal["true", "false"] | None = None
+    token: Short | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Either ``payload`` (the validated values, for bolt) or an answer of our own."""
+
+    payload: dict[str, Any] | None = None
+    form: bool = False  # a slash command (form-encoded over HTTP)
+    status: int = 200
+    answer: dict[str, Any] | None = None
+
+    @property
+    def body(self) -> str | None:
+        """``payload`` as an HTTP body of ``content_type``."""
+        if self.payload is None:
+            return None
+        return urlencode(self.payload) if self.form else json.dumps(self.payload)
+
+    @property
+    def content_type(self) -> str:
+        return "application/x-www-form-urlencoded" if self.form else "application/json"
+
+
+def clean(text: str) -> str:
+    """``text`` safe to encode and store: lone surrogates become U+FFFD, NULs are dropped."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+    return text.replace("\x00", "")
+
+
+def clean_all(value: Any) -> None:
+    """Every string inside a parsed JSON value cleaned in place (iteratively: depth costs no stack)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        pairs = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in list(pairs):
+            if isinstance(child, str):
+                item[key] = clean(child)
+            elif isinstance(child, dict | list):
+                stack.append(child)
+
+
+def _fields(error: ValidationError) -> str:
+    return ", ".join(sorted({".".join(str(part) for part in e["loc"]) or "body" for e in error.errors()}))
+
+
+def judge(raw: bytes, content_type: str) -> Verdict:
+    """What to do with a verified body of ``content_type``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Verdict(status=400, answer={"error": "not UTF-8"})
+    if content_type == "application/json":
+        return _json(text)
+    if content_type == "application/x-www-form-urlencoded":
+        return _form(text)
+    return Verdict(status=400, answer={"error": "unsupported content type"})
+
+
+def _json(text: str) -> Verdict:
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        return Verdict(status=400, answer={"error": "malformed JSON"})
+    if not isinstance(payload, dict):
+        return Verdict(status=400, answer={"error": "not a JSON object"})
+    return envelope(payload)
+
+
+def envelope(payload: dict[str, Any]) -> Verdict:
+    """An Events API body (HTTP) or ``events_api`` payload (Socket Mode)."""
+    kind = payload.get("type")
+    model: type[Model]
+    if kind == "event_callback":
+        model = Envelope
+    elif kind == "url_verification":
+        model = Challenge
+    elif kind == "app_rate_limited":
+        return Verdict(answer={})
+    else:
+        return Verdict(status=400, answer={"error": "unsupported request"})
+    try:
+        valid = model.model_validate(payload)
+    except ValidationError as exc:
+        log.info("Slack %s ignored: invalid %s", kind, _fields(exc))
+        return Verdict(answer={})
+    return Verdict(payload=_kept(valid))
+
+
+def _kept(valid: Model) -> dict[str, Any]:
+    kept = valid.model_dump(exclude_none=True)
+    clean_all(kept)  # only what was kept: fields that are dropped cost no walk
+    return kept
+
+
+def _form(text: str) -> Verdict:
+    try:
+        form = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="replace")
+    except ValueError:
+        return Verdict(status=400, answer={"error": "malformed form"})
+    fields = {key: clean(values[0]) for key, values in form.items()}
+    if "ssl_check" in fields:
+        return Verdict(answer={})
+    if "command" not in fields:
+        return Verdict(status=400, answer={"error": "unsupported request"})
+    return command(fields)
+
+
+def command(fields: dict[str, Any]) -> Verdict:
+    """A slash command's fields (a form over HTTP, a ``slash_commands`` payload in Socket Mode)."""
+    try:
+        valid = SlashCommand.model_validate(fields)
+    except ValidationError as exc:
+        log.info("Slack slash command ignored: invalid %s", _fields(exc))
+        return Verdict(answer={"response_type": "ephemeral", "text": INCOMPLETE})
+    if len(valid.text) > MAX_COMMAND_TEXT:
+        return Verdict(answer={"response_type": "ephemeral", "text": TOO_LONG})
+    return Verdict(payload=_kept(valid), form=True)
+
+
+def socket_payload(kind: str, payload: Any) -> Verdict:
+    """A Socket Mode request's payload; kinds the app does not serve are only acknowledged."""
+    if isinstance(payload, dict) and kind == "events_api":
+        return envelope(payload)
+    if isinstance(payload, dict) and kind == "slash_commands":
+        return command(payload)
+    return Verdict(answer={})
