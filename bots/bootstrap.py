@@ -130,7 +130,7 @@ def build_safety(
 ) -> Safety:
     limits = settings.limits
     safety = settings.safety
-    guards: list[TurnGuard] = [
+    admission: list[TurnGuard] = [  # who is asking and what the event declares: run before any download
         BanGuard(database),
         RateLimitGuard(
             rate_limit_storage(settings.service.redis_url),
@@ -145,6 +145,7 @@ def build_safety(
             )
         ),
     ]
+    guards = list(admission)
     content: list[TurnGuard] = []
     audit = ModerationAudit(database, keep_content=safety.moderation_keep_content, modlog=modlog)
     if redactor is not None:
@@ -166,7 +167,7 @@ def build_safety(
         content.append(moderation)
         if safety.moderate_output:
             output = OutputModeration(moderator, audit, policies=policies)
-    return Safety(GuardChain(guards), GuardChain(content), output, policy)
+    return Safety(GuardChain(guards, admission=admission), GuardChain(content), output, policy)
 
 
 def builtin_tools(settings: Settings, images: ImageGenerator | None, content: GuardChain) -> ToolRegistry:

@@ -5,6 +5,7 @@ The map of the package is in core/turn/__init__.py."""
 from __future__ import annotations
 
 from core.db.session import Database
+from core.domain.errors import BotError
 from core.domain.ports import ModelClient, NoBudget, OutputModerator, Replier, ToolRunner
 from core.domain.types import ConversationKey, IncomingMessage
 from core.guards.chain import GuardChain
@@ -76,6 +77,17 @@ class ConversationService:
         all there is for a message that is not a chat turn, e.g. the prompt of ``/ai image``; raises the
         guard's BotError."""
         return await self._guards.check(message)
+
+    async def admit(self, message: IncomingMessage) -> bool:
+        """The identity-only guards (ban, rate limit, input limits of what the event declares), for an adapter
+        to run before it downloads a file or calls its platform for the user; ``message`` carries no files
+        yet. False: hand that same message to ``handle``, which refuses it with the guard's message, once per
+        event and without counting it twice against the rate limit."""
+        try:
+            await self._guards.admit(message)
+        except BotError:
+            return False
+        return True
 
     async def exists(self, key: ConversationKey) -> bool:
         """Whether ``key`` already holds a conversation (a thread the assistant has taken part in)."""
