@@ -95,7 +95,12 @@ def build_budgets(settings: Settings, database: Database) -> Budgets:
 
 
 def build_admin(settings: Settings, database: Database, budgets: Budgets) -> AdminService:
-    return AdminService(database, budgets, admins=settings.threadwise.admins)
+    return AdminService(
+        database,
+        budgets,
+        admins=settings.threadwise.admins,
+        admin_tools_for_workspace_admins=settings.threadwise.admin_tools_for_workspace_admins,
+    )
 
 
 def build_redactor(settings: Settings) -> Redactor | None:
@@ -280,7 +285,7 @@ def build_turns(
         registry,
         database,
         parts.policies,
-        is_admin=parts.admin.is_admin,
+        is_admin=parts.admin.may_use_admin_tools,
         redactor=parts.redactor,
         max_calls_per_round=tw.max_tool_calls_per_round,
     )
