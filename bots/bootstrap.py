@@ -317,6 +317,7 @@ def build_commands(
         policies=parts.policies,
         moderation=parts.safety.policy,
         redactor=parts.redactor,
+        bans=BanGuard(parts.database),
         default_model=settings.threadwise.model,
         models=offered_models(settings),
     )
