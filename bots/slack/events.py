@@ -7,6 +7,7 @@ import html
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ RECENT_THREADS = 10_000
 THREAD_CONTEXT_MESSAGES = 30  # earlier messages of a thread read when the bot is first mentioned in it
 THREAD_CONTEXT_CHARS = 8_000
 THREAD_CONTEXT_PAGES = 5  # conversations.replies pages (of 100) looked through for the newest ones
+Admitted = Callable[[ConversationKey], Awaitable[None]]
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -164,11 +166,18 @@ class Conversations:
                 await self._turn(key, body, event, bot_user_id)
 
     async def turn(
-        self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *, assistant: bool = False
+        self,
+        body: dict[str, Any],
+        event: dict[str, Any],
+        bot_user_id: str | None,
+        *,
+        assistant: bool = False,
+        admitted: Admitted | None = None,
     ) -> None:
+        """``admitted`` runs once the user is let through (e.g. the assistant panel's thread title)."""
         key = self.key(body, event)
         async with self._arrivals.arrive(key) as place, place:
-            await self._turn(key, body, event, bot_user_id, assistant=assistant)
+            await self._turn(key, body, event, bot_user_id, assistant=assistant, admitted=admitted)
 
     async def _turn(
         self,
@@ -178,6 +187,7 @@ class Conversations:
         bot_user_id: str | None,
         *,
         assistant: bool = False,
+        admitted: Admitted | None = None,
     ) -> None:
         user_id = str(event["user"])
         asking = IncomingMessage(  # what the event says, before anything is downloaded or asked of Slack
@@ -190,6 +200,8 @@ class Conversations:
         if not await self.services.turns.admit(asking):  # banned, too fast, too long: refused as it is
             await self.services.turns.handle(asking, self._replier(key, assistant, None))
             return
+        if admitted is not None:
+            await admitted(key)
         user = await self.directory.user(user_id)
         earlier = await self._earlier_in_thread(key, event, bot_user_id)
         async with self._downloads.slot(user_id):

@@ -108,3 +108,16 @@ async def test_a_rate_limited_discord_user_gets_no_attachment_downloaded(tmp_pat
         await fake.wait_for(lambda: len(fake.bot_messages(dm)) == 2)
         assert "faster than allowed" in fake.bot_messages(dm)[-1].content
         assert len(fake.cdn_gets) == 1
+
+
+async def test_a_banned_users_assistant_thread_gets_no_title_and_no_lookup(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_slack(tmp_path, fake_openai) as slack:
+        await ban(slack.core, "slack:U0ALICE")
+        thread_ts = slack.fake.next_ts()
+        await slack.message("Summarize our plan", channel="D0ALICE", channel_type="im", thread_ts=thread_ts)
+        (refusal,) = slack.fake.bot_messages("D0ALICE", thread_ts=thread_ts)
+        assert "an admin has blocked you" in refusal.current
+        assert slack.fake.calls_of("assistant.threads.setTitle") == []
+        assert slack.fake.calls_of("users.info") == []
