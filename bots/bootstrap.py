@@ -96,7 +96,12 @@ def build_budgets(settings: Settings, database: Database) -> Budgets:
 
 
 def build_admin(settings: Settings, database: Database, budgets: Budgets) -> AdminService:
-    return AdminService(database, budgets, admins=settings.threadwise.admins)
+    return AdminService(
+        database,
+        budgets,
+        admins=settings.threadwise.admins,
+        admin_tools_for_workspace_admins=settings.threadwise.admin_tools_for_workspace_admins,
+    )
 
 
 def build_redactor(settings: Settings) -> Redactor | None:
@@ -135,7 +140,7 @@ def build_safety(
     storage = rate_limit_storage(settings.service.redis_url)
     per_command = limits.command_rate_limit
     commands = RateLimitGuard(storage, per_user=per_command) if per_command else None
-    guards: list[TurnGuard] = [
+    admission: list[TurnGuard] = [  # who is asking and what the event declares: run before any download
         BanGuard(database),
         RateLimitGuard(
             storage,
@@ -150,6 +155,7 @@ def build_safety(
             )
         ),
     ]
+    guards = list(admission)
     content: list[TurnGuard] = []
     audit = ModerationAudit(database, keep_content=safety.moderation_keep_content, modlog=modlog)
     if redactor is not None:
@@ -171,7 +177,7 @@ def build_safety(
         content.append(moderation)
         if safety.moderate_output:
             output = OutputModeration(moderator, audit, policies=policies)
-    return Safety(GuardChain(guards), GuardChain(content), output, policy, commands)
+    return Safety(GuardChain(guards, admission=admission), GuardChain(content), output, policy, commands)
 
 
 def builtin_tools(settings: Settings, images: ImageGenerator | None, content: GuardChain) -> ToolRegistry:
@@ -284,7 +290,7 @@ def build_turns(
         registry,
         database,
         parts.policies,
-        is_admin=parts.admin.is_admin,
+        is_admin=parts.admin.may_use_admin_tools,
         redactor=parts.redactor,
         audit=ModerationAudit(database),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
@@ -323,6 +329,7 @@ def build_commands(
         moderation=parts.safety.policy,
         redactor=parts.redactor,
         admission=Admission(parts.database, parts.safety.commands),
+        bans=BanGuard(parts.database),
         default_model=settings.threadwise.model,
         models=offered_models(settings),
     )

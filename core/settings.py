@@ -112,6 +112,7 @@ class ThreadwiseSettings(BaseSettings):
     image_quality: str = "medium"
     tools: Annotated[tuple[str, ...], NoDecode] = ("current_time", "calculator", "generate_image")
     admin_only_tools: Annotated[tuple[str, ...], NoDecode] = ()
+    admin_tools_for_workspace_admins: bool = False  # admin-only tools: operators only unless true
     tool_round_tokens: int = Field(default=4000, ge=100)
     max_tool_calls_per_round: int = Field(default=8, ge=1, le=64)
     turn_max_usd: Decimal | None = Field(default=None, gt=0)

@@ -41,8 +41,8 @@ class RenderedCommands:
     async def is_conversation(self, key: ConversationKey) -> bool:
         return await self._commands.is_conversation(key)
 
-    def help(self, user: ChatUser) -> Shown:
-        return self._shown(self._commands.help(user))
+    async def help(self, user: ChatUser) -> Shown:
+        return self._shown(await self._commands.help(user))
 
     async def reset(self, user: ChatUser, key: ConversationKey) -> Shown:
         return self._shown(await self._commands.reset(user, key))

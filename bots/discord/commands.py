@@ -237,7 +237,11 @@ class AiCommands(app_commands.Group):
 
     @app_commands.command(name="help", description="What Threadwise can do")
     async def help(self, interaction: Interaction) -> None:
-        reply = self._services.commands.help(caller(interaction))
+        try:
+            reply = await self._services.commands.help(caller(interaction))
+        except BotError as error:  # banned
+            await show_error(interaction, error)
+            return
         await interaction.response.send_message(
             split_message(render(reply))[0], ephemeral=True, allowed_mentions=NO_MENTIONS
         )

@@ -13,6 +13,7 @@ earlier messages of its conversation run and hands messages over in arrival orde
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from bots.discord.identity import (
     without_mention,
 )
 from bots.discord.replier import ChannelSink, DiscordReplier, Sink, ThreadStarterSink
+from bots.downloads import DownloadSlots
 from bots.inflight import InFlight
 from core.domain.types import ConversationKey, IncomingMessage
 from core.turn.service import TurnOutcome
@@ -58,6 +60,7 @@ class MessageEvents:
         self._inflight = inflight
         self._edit_interval = options.edit_interval
         self._arrivals = Arrivals()
+        self._downloads = DownloadSlots()
 
     async def on_message(self, message: discord.Message) -> None:
         me = self._client.user
@@ -98,16 +101,18 @@ class MessageEvents:
                 if not first:  # not yet a conversation: maybe once the messages ahead of this one are through
                     await self._when_conversation(message, key, sink, bot_id, place)
                 return
-            read = await self._read(message)  # while earlier messages of ``key`` run
+            asking = self._asking(message, key, bot_id)
+            read = await self._read(message, asking)  # while earlier messages of ``key`` run
             async with place:
-                await self._turn(message, key, sink, bot_id, read)
+                await self._turn(asking, sink, read)
 
     async def _when_conversation(
         self, message: discord.Message, key: ConversationKey, sink: Sink, bot_id: int, place: Place
     ) -> None:
         async with place:
             if await self._services.commands.is_conversation(key):
-                await self._turn(message, key, sink, bot_id, await self._read(message))
+                asking = self._asking(message, key, bot_id)
+                await self._turn(asking, sink, await self._read(message, asking))
 
     async def _resolve(self, channel: discord.PartialMessageable) -> Any:
         """A channel the cache does not know (e.g. a thread from before a restart that was not announced)."""
@@ -117,26 +122,34 @@ class MessageEvents:
             log.warning("could not look up channel %s: %s", channel.id, exc)
             return channel
 
-    async def _read(self, message: discord.Message) -> ReadAttachments:
-        return await read_attachments(
-            list(message.attachments),
-            max_bytes=self._max_file_bytes,
-            max_count=self._max_files,
-            api_url=self._api_url,
-        )
+    async def _read(self, message: discord.Message, asking: IncomingMessage) -> ReadAttachments | None:
+        """The files of ``message``; None when the user may not be answered (banned, too fast, too long):
+        nothing is downloaded for them."""
+        if not await self._services.turns.admit(asking):
+            return None
+        async with self._downloads.slot(asking.user.user_id):
+            return await read_attachments(
+                list(message.attachments),
+                max_bytes=self._max_file_bytes,
+                max_count=self._max_files,
+                api_url=self._api_url,
+            )
 
-    async def _turn(
-        self, message: discord.Message, key: ConversationKey, sink: Sink, bot_id: int, read: ReadAttachments
-    ) -> None:
-        incoming = IncomingMessage(
+    @staticmethod
+    def _asking(message: discord.Message, key: ConversationKey, bot_id: int) -> IncomingMessage:
+        """The message as the gateway event gives it, without its files."""
+        return IncomingMessage(
             key=key,
             user=chat_user(message.author, admin=member_is_admin(message.author)),
             text=readable_text(message, bot_id),
             event_id=f"discord:{message.id}",
             received_at=datetime.now(UTC),
-            attachments=read.attachments,
         )
+
+    async def _turn(self, asking: IncomingMessage, sink: Sink, read: ReadAttachments | None) -> None:
+        read = read or ReadAttachments((), ())  # refused at admission: the turn says why
+        incoming = replace(asking, attachments=read.attachments)
         replier = DiscordReplier(sink, notes=read.notices, edit_interval=self._edit_interval)
         outcome = await self._services.turns.handle(incoming, replier)
         if outcome is TurnOutcome.DUPLICATE:
-            log.info("message %s was already answered", message.id)
+            log.info("message %s was already answered", asking.event_id)

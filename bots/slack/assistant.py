@@ -13,6 +13,7 @@ from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.errors import SlackApiError
 
 from bots.slack.events import Conversations, is_person, plain_text
+from core.domain.types import ConversationKey
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ def build_assistant(conversations: Conversations) -> AsyncAssistant:
         default would rewrite the greeting's metadata with two more API calls)."""
 
     async def titled_turn(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
-        key = conversations.key(body, event)
-        if not await conversations.services.commands.is_conversation(key):
+        async def title(key: ConversationKey) -> None:  # once the ban and rate-limit guards let the user in
+            if await conversations.services.commands.is_conversation(key):
+                return
             title = plain_text(str(event.get("text") or ""), bot_user_id)[:TITLE_CHARS]
             if title:
                 try:
@@ -56,7 +58,8 @@ def build_assistant(conversations: Conversations) -> AsyncAssistant:
                     )
                 except SlackApiError as exc:  # a plain DM thread has no title
                     log.debug("no title for %s: %s", key, exc.response.get("error"))
-        await conversations.turn(body, event, bot_user_id, assistant=True)
+
+        await conversations.turn(body, event, bot_user_id, assistant=True, admitted=title)
 
     @assistant.user_message
     async def user_message(body: dict[str, Any], payload: dict[str, Any], context: AsyncBoltContext) -> None:

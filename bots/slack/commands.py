@@ -142,7 +142,7 @@ class SlashCommands:
         elif sub == "forget":
             await self._send(await commands.forget(user, key, rest), command, respond)
         else:
-            await self._send(commands.help(user), command, respond)
+            await self._send(await commands.help(user), command, respond)
 
     async def _admin(self, command: dict[str, Any], respond: AsyncRespond) -> None:
         name, _, args = str(command.get("text") or "").strip().partition(" ")

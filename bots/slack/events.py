@@ -7,6 +7,8 @@ import html
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +17,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.arrival import Arrivals
+from bots.downloads import DownloadSlots
 from bots.inflight import InFlight
 from bots.slack.files import FileFetcher
 from bots.slack.identity import PLATFORM, Directory
 from bots.slack.replier import EDIT_INTERVAL, SlackReplier
-from core.domain.types import ConversationKey, IncomingMessage
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 
 if TYPE_CHECKING:
     from bots.services import ChatServices
@@ -34,6 +37,7 @@ RECENT_THREADS = 10_000
 THREAD_CONTEXT_MESSAGES = 30  # earlier messages of a thread read when the bot is first mentioned in it
 THREAD_CONTEXT_CHARS = 8_000
 THREAD_CONTEXT_PAGES = 5  # conversations.replies pages (of 100) looked through for the newest ones
+Admitted = Callable[[ConversationKey], Awaitable[None]]
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -100,6 +104,7 @@ class Conversations:
         # order too: what a thread said before and whether it is a conversation depend on the turns ahead,
         # and one users.info answers every message of a user.
         self._arrivals = Arrivals()
+        self._downloads = DownloadSlots()
 
     def remember(self, key: ConversationKey, user_id: str) -> None:
         """The thread ``user_id`` last talked in, per channel (slash commands carry no thread)."""
@@ -161,11 +166,18 @@ class Conversations:
                 await self._turn(key, body, event, bot_user_id)
 
     async def turn(
-        self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *, assistant: bool = False
+        self,
+        body: dict[str, Any],
+        event: dict[str, Any],
+        bot_user_id: str | None,
+        *,
+        assistant: bool = False,
+        admitted: Admitted | None = None,
     ) -> None:
+        """``admitted`` runs once the user is let through (e.g. the assistant panel's thread title)."""
         key = self.key(body, event)
         async with self._arrivals.arrive(key) as place, place:
-            await self._turn(key, body, event, bot_user_id, assistant=assistant)
+            await self._turn(key, body, event, bot_user_id, assistant=assistant, admitted=admitted)
 
     async def _turn(
         self,
@@ -175,29 +187,41 @@ class Conversations:
         bot_user_id: str | None,
         *,
         assistant: bool = False,
+        admitted: Admitted | None = None,
     ) -> None:
-        user = await self.directory.user(str(event["user"]))
+        user_id = str(event["user"])
+        asking = IncomingMessage(  # what the event says, before anything is downloaded or asked of Slack
+            key=key,
+            user=ChatUser(PLATFORM, user_id, user_id, False),
+            text=plain_text(str(event.get("text") or ""), bot_user_id),
+            event_id=event_id(key.channel_id, str(event["ts"])),
+            received_at=datetime.now(UTC),
+        )
+        if not await self.services.turns.admit(asking):  # banned, too fast, too long: refused as it is
+            await self.services.turns.handle(asking, self._replier(key, assistant, None))
+            return
+        if admitted is not None:
+            await admitted(key)
+        user = await self.directory.user(user_id)
         earlier = await self._earlier_in_thread(key, event, bot_user_id)
-        collected = await self.fetcher.collect(event.get("files") or [])
-        replier = SlackReplier(
+        async with self._downloads.slot(user_id):
+            collected = await self.fetcher.collect(event.get("files") or [])
+        message = replace(
+            asking, user=user, text=earlier + asking.text, attachments=tuple(collected.attachments)
+        )
+        self.remember(key, user.user_id)
+        outcome = await self.services.turns.handle(message, self._replier(key, assistant, collected.notice()))
+        log.debug("slack turn %s: %s", message.event_id, outcome)
+
+    def _replier(self, key: ConversationKey, assistant: bool, notice: str | None) -> SlackReplier:
+        return SlackReplier(
             self.client,
             key.channel_id,
             key.thread_id,
             assistant=assistant,
             interval=self.edit_interval,
-            notice=collected.notice(),
+            notice=notice,
         )
-        message = IncomingMessage(
-            key=key,
-            user=user,
-            text=earlier + plain_text(str(event.get("text") or ""), bot_user_id),
-            event_id=event_id(key.channel_id, str(event["ts"])),
-            received_at=datetime.now(UTC),
-            attachments=tuple(collected.attachments),
-        )
-        self.remember(key, user.user_id)
-        outcome = await self.services.turns.handle(message, replier)
-        log.debug("slack turn %s: %s", message.event_id, outcome)
 
     async def _earlier_in_thread(
         self, key: ConversationKey, event: dict[str, Any], bot_user_id: str | None

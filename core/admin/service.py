@@ -67,15 +67,28 @@ class BanInfo:
 
 class AdminService:
     def __init__(
-        self, database: Database, budgets: Budgets, *, admins: Sequence[str] = (), clock: Clock = utc_now
+        self,
+        database: Database,
+        budgets: Budgets,
+        *,
+        admins: Sequence[str] = (),
+        admin_tools_for_workspace_admins: bool = False,
+        clock: Clock = utc_now,
     ) -> None:
         self._db = database
         self._budgets = budgets
         self._admins = frozenset(admins)
+        self._workspace_admin_tools = admin_tools_for_workspace_admins
         self._clock = clock
 
     def is_admin(self, actor: ChatUser) -> bool:
         return actor.is_admin or self.is_operator(actor)
+
+    def may_use_admin_tools(self, actor: ChatUser) -> bool:
+        """Whether the asker's turns may use THREADWISE_ADMIN_ONLY_TOOLS: operators only, unless
+        THREADWISE_ADMIN_TOOLS_FOR_WORKSPACE_ADMINS extends them to workspace admins (anyone can create a
+        Discord server and be its admin). Judged on the asker alone: nothing in the context grants it."""
+        return self.is_operator(actor) or (self._workspace_admin_tools and actor.is_admin)
 
     def is_operator(self, actor: ChatUser) -> bool:
         """Listed in THREADWISE_ADMINS (or the shell): rights over every workspace, user and global limit.

@@ -3,7 +3,9 @@
 Adapters parse only what their platform hands them (Slack: one text; Discord: typed options), turn their
 mention syntax into bare ids, call these methods and render the structured ``Reply`` (core/commands/results).
 Admin rights come from the platform identity (``ChatUser.is_admin``) and ``THREADWISE_ADMINS``, never from
-message text; every admin call is recorded by ``AdminService``.
+message text; every admin call is recorded by ``AdminService``. A banned user is refused every `/ai` command
+with the ban's message. A conversation is shared by everyone in its thread: only whoever started it, an admin
+of its workspace or an operator may reset it or change its model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from core.commands.admission import Admission
 from core.commands.results import Reply
 from core.commands.user import UserCommands
 from core.domain.clock import Clock, utc_now
+from core.domain.errors import NotAuthorized
 from core.domain.types import ChatUser, ConversationKey
+from core.guards.bans import BanGuard
 from core.guards.channel_policy import ChannelPolicies
 from core.guards.moderation import ModerationPolicy
 from core.guards.redactor import Redactor
@@ -41,6 +45,7 @@ class Commands:
         moderation: ModerationPolicy | None = None,
         redactor: Redactor | None = None,
         admission: Admission | None = None,
+        bans: BanGuard | None = None,
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
@@ -49,6 +54,7 @@ class Commands:
         self._admin = admin
         self._redactor = redactor
         self._admission = admission
+        self._bans = bans
         self._user = UserCommands(
             conversations=conversations,
             budgets=budgets,
@@ -81,24 +87,50 @@ class Commands:
 
     # ---- everyone: `/ai …` ---------------------------------------------------------------------------------
 
-    def help(self, user: ChatUser) -> Reply:
+    async def help(self, user: ChatUser) -> Reply:
+        await self._not_banned(user)
         return self._user.help(admin=self.is_admin(user))
 
     async def reset(self, user: ChatUser, key: ConversationKey) -> Reply:
+        await self._may_change(user, key, "reset")
         return await self._user.reset(user, key)
 
     async def usage(self, user: ChatUser, key: ConversationKey) -> Reply:
+        await self._not_banned(user)
         return await self._user.usage(user, key)
 
     async def set_model(self, user: ChatUser, key: ConversationKey, name: str) -> Reply:
+        if name.strip():
+            await self._may_change(user, key, "change the model of")
+        else:  # only asks which model is used
+            await self._not_banned(user)
         return await self._user.set_model(user, key, name)
 
     async def image(self, user: ChatUser, key: ConversationKey, prompt: str) -> Reply:
+        await self._not_banned(user)
         return await self._user.image(user, key, prompt)
 
     async def forget(self, user: ChatUser, key: ConversationKey, confirm: str) -> Reply:
         """`/ai forget` shows what would be erased; `/ai forget confirm` erases it."""
+        await self._not_banned(user)
         return await self._user.forget(user, key, confirm)
+
+    async def _not_banned(self, user: ChatUser) -> None:
+        if self._bans is not None:
+            await self._bans.refuse_if_banned(user)
+
+    async def _may_change(self, user: ChatUser, key: ConversationKey, what: str) -> None:
+        """Whoever started the conversation of ``key``, an admin of its workspace (the platform says so of
+        the caller there) or an operator; anyone when nobody is known to have started it."""
+        await self._not_banned(user)
+        if self.is_admin(user):
+            return
+        starter = await self._conversations.started_by(key)
+        if starter is not None and starter != user.user_id:
+            raise NotAuthorized(
+                f"Only whoever started this conversation, or an admin of this workspace, can {what} it. "
+                "Start your own thread to talk to me with other settings."
+            )
 
     # ---- admins: `/ai-admin …` -----------------------------------------------------------------------------
 

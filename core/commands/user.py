@@ -60,7 +60,7 @@ class UserCommands:
         if name not in allowed:
             choices = ", ".join(f"`{m}`" for m in allowed)
             raise BadInput(f"`{name}` is not available here. Choose one of {choices}.")
-        await self._conversations.set_model(key, None if name == self._default_model else name)
+        await self._conversations.set_model(key, None if name == self._default_model else name, user.user_id)
         return say("This conversation now uses ", Code(name), ".", public=True)
 
     async def image(self, user: ChatUser, key: ConversationKey, prompt: str) -> Reply:
@@ -73,7 +73,7 @@ class UserCommands:
             key=key, user=user, text=prompt.strip(), event_id=f"image:{now.timestamp()}", received_at=now
         )
         message = await self._conversations.screen(message)
-        conversation_id = await self._conversations.conversation_id(key)
+        conversation_id = await self._conversations.conversation_id(key, user.user_id)
         result = await self._images.generate(message, conversation_id=conversation_id)
         cost = f" ({format_usd(result.cost_micros)})" if result.cost_micros else ""
         return Reply((line(f"Image for: {message.text}{cost}"),), (result.attachment,), public=True)

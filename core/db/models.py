@@ -31,6 +31,9 @@ class Conversation(Base):
     channel_id: Mapped[str] = mapped_column(String(64))
     thread_id: Mapped[str] = mapped_column(String(128))
     model: Mapped[str | None] = mapped_column(String(100))
+    # The user id (on ``platform``) whose message or command opened the conversation: with workspace admins
+    # and operators, the only one who may reset it or change its model. None: not known (older rows).
+    started_by: Mapped[str | None] = mapped_column(String(64))
     # Bumped whenever messages are hidden or deleted (reset, erasure, retention) so that every replica's
     # cached history window of the conversation is reloaded.
     history_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -26,7 +26,8 @@ class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get_or_create(self, key: ConversationKey) -> Conversation:
+    async def get_or_create(self, key: ConversationKey, started_by: str | None = None) -> Conversation:
+        """The conversation of ``key``; a new one records ``started_by`` (an existing one keeps its own)."""
         values = {
             "platform": key.platform,
             "workspace_id": key.workspace_id,
@@ -36,7 +37,7 @@ class ConversationRepository:
         now = utcnow()
         statement = (
             insert_for(self._session, Conversation)
-            .values(**values, created_at=now, updated_at=now)
+            .values(**values, started_by=started_by, created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=list(values))
         )
         await self._session.execute(statement)

@@ -133,7 +133,7 @@ class ToolResult:
 class ConversationDirectory(Protocol):
     """Step 5: which conversation a key is, created on first use."""
 
-    async def open(self, key: ConversationKey) -> ConversationRef: ...
+    async def open(self, key: ConversationKey, started_by: str | None = None) -> ConversationRef: ...
 
 
 class HistoryWindow(Protocol):

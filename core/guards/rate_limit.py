@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from datetime import timedelta
 
 from limits import RateLimitItem, parse_many
@@ -28,15 +29,42 @@ def rate_limit_storage(redis_url: str | None) -> Storage:
     return storage
 
 
+REMEMBERED_EVENTS = 10_000  # verdicts kept per process, so one event is counted once
+
+
 class RateLimitGuard:
-    """A TurnGuard: refuses a turn when the user (or the channel) is over its limit, saying when to retry."""
+    """A TurnGuard: refuses a turn when the user (or the channel) is over its limit, saying when to retry.
+
+    One event counts once: the verdict on an ``event_id`` is remembered, so the admission check of an adapter
+    (before it downloads files) and the turn's own check (or a redelivery) cost one hit, not two."""
 
     def __init__(self, storage: Storage, *, per_user: str | None, per_channel: str | None = None) -> None:
         self._limiter = MovingWindowRateLimiter(storage)
         self._user: list[RateLimitItem] = parse_many(per_user) if per_user else []
         self._channel: list[RateLimitItem] = parse_many(per_channel) if per_channel else []
+        self._verdicts: OrderedDict[tuple[str, str, str], RateLimited | None] = OrderedDict()
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
+        event = (message.user.platform, message.user.user_id, message.event_id)
+        if event in self._verdicts:
+            refused = self._verdicts[event]
+            if refused is not None:
+                raise refused
+            return message
+        try:
+            await self._count(message)
+        except RateLimited as refused:
+            self._remember(event, refused)
+            raise
+        self._remember(event, None)
+        return message
+
+    def _remember(self, event: tuple[str, str, str], verdict: RateLimited | None) -> None:
+        self._verdicts[event] = verdict
+        while len(self._verdicts) > REMEMBERED_EVENTS:
+            self._verdicts.popitem(last=False)
+
+    async def _count(self, message: IncomingMessage) -> None:
         key = message.key
         checks: list[tuple[RateLimitItem, tuple[str, ...], str]] = [
             (item, ("user", key.platform, message.user.user_id), "You are") for item in self._user
@@ -46,7 +74,6 @@ class RateLimitGuard:
             for item in self._channel
         ]
         await self._hit(checks, "messages")
-        return message
 
     async def check_commands(self, platform: str, user_id: str) -> None:
         """Count one chat command of ``user_id`` against the per-user limit (its own window, in the same

@@ -31,14 +31,14 @@ class Conversations:
         self._default_model = default_model
         self._cache: OrderedDict[ConversationKey, ConversationRef] = OrderedDict()
 
-    async def open(self, key: ConversationKey) -> ConversationRef:
-        """The conversation of ``key``, created on first use."""
+    async def open(self, key: ConversationKey, started_by: str | None = None) -> ConversationRef:
+        """The conversation of ``key``, created on first use (by ``started_by``, a user id)."""
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
         async with self._db.unit_of_work() as session:
-            conversation = await ConversationRepository(session).get_or_create(key)
+            conversation = await ConversationRepository(session).get_or_create(key, started_by)
             found = ConversationRef(conversation.id, conversation.model)
         self._remember(key, found)
         return found
@@ -50,8 +50,14 @@ class Conversations:
         async with self._db.reader() as session:
             return await ConversationRepository(session).find(key) is not None
 
-    async def conversation_id(self, key: ConversationKey) -> int:
-        return (await self.open(key)).id
+    async def conversation_id(self, key: ConversationKey, started_by: str | None = None) -> int:
+        return (await self.open(key, started_by)).id
+
+    async def started_by(self, key: ConversationKey) -> str | None:
+        """The user id that opened the conversation of ``key``; None when there is none or it is not known."""
+        async with self._db.reader() as session:
+            found = await ConversationRepository(session).find(key)
+        return found.started_by if found is not None else None
 
     async def model_of(self, key: ConversationKey) -> str:
         """The model the next turn of ``key`` uses."""
@@ -59,11 +65,11 @@ class Conversations:
             found = await ConversationRepository(session).find(key)
         return (found.model if found is not None else None) or self._default_model
 
-    async def set_model(self, key: ConversationKey, model: str | None) -> None:
-        """Use ``model`` for later turns of ``key`` (None: back to the default)."""
+    async def set_model(self, key: ConversationKey, model: str | None, by: str | None = None) -> None:
+        """Use ``model`` for later turns of ``key`` (None: back to the default); ``by`` starts it if new."""
         async with self._locks.hold(key):
             async with self._db.unit_of_work() as session:
-                conversation = await ConversationRepository(session).get_or_create(key)
+                conversation = await ConversationRepository(session).get_or_create(key, by)
                 conversation.model = model
                 found = ConversationRef(conversation.id, model)
             self._cache[key] = found

@@ -145,7 +145,7 @@ class TurnPipeline:
         progress = _Progress()
         try:
             message = await self._guards.check(message)  # 4. guards
-            conversation = await self._ports.conversations.open(message.key)
+            conversation = await self._ports.conversations.open(message.key, message.user.user_id)
             progress.conversation_id = conversation.id
             model = model_override or conversation.model or self._config.default_model
             await self._counter.preload(model)  # a first load (maybe a download) off the loop, not in a count

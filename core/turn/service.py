@@ -5,6 +5,7 @@ The map of the package is in core/turn/__init__.py."""
 from __future__ import annotations
 
 from core.db.session import Database
+from core.domain.errors import BotError
 from core.domain.ports import ModelClient, NoBudget, OutputModerator, Replier, ToolRunner
 from core.domain.types import ConversationKey, IncomingMessage
 from core.guards.chain import GuardChain
@@ -77,20 +78,36 @@ class ConversationService:
         guard's BotError."""
         return await self._guards.check(message)
 
+    async def admit(self, message: IncomingMessage) -> bool:
+        """The identity-only guards (ban, rate limit, input limits of what the event declares), for an adapter
+        to run before it downloads a file or calls its platform for the user; ``message`` carries no files
+        yet. False: hand that same message to ``handle``, which refuses it with the guard's message, once per
+        event and without counting it twice against the rate limit."""
+        try:
+            await self._guards.admit(message)
+        except BotError:
+            return False
+        return True
+
     async def exists(self, key: ConversationKey) -> bool:
         """Whether ``key`` already holds a conversation (a thread the assistant has taken part in)."""
         return await self._conversations.exists(key)
 
-    async def conversation_id(self, key: ConversationKey) -> int:
-        return await self._conversations.conversation_id(key)
+    async def conversation_id(self, key: ConversationKey, started_by: str | None = None) -> int:
+        return await self._conversations.conversation_id(key, started_by)
+
+    async def started_by(self, key: ConversationKey) -> str | None:
+        """The user id that started the conversation of ``key`` (None: no conversation, or not known)."""
+        return await self._conversations.started_by(key)
 
     async def model_of(self, key: ConversationKey) -> str:
         """The model the next turn of ``key`` uses."""
         return await self._conversations.model_of(key)
 
-    async def set_model(self, key: ConversationKey, model: str | None) -> None:
-        """Use ``model`` for later turns of ``key`` (None: back to the default)."""
-        await self._conversations.set_model(key, model)
+    async def set_model(self, key: ConversationKey, model: str | None, by: str | None = None) -> None:
+        """Use ``model`` for later turns of ``key`` (None: back to the default); ``by`` (a user id) starts
+        the conversation when there is none yet."""
+        await self._conversations.set_model(key, model, by)
 
     async def reset(self, key: ConversationKey) -> int:
         """Hide the history of ``key`` from later turns (kept for audit until retention); returns how many

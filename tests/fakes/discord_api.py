@@ -132,6 +132,7 @@ class FakeDiscord:
         self.calls: list[Call] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> registered commands
         self.cdn: dict[str, tuple[str, bytes]] = {}  # path -> (content type, bytes)
+        self.cdn_gets: list[str] = []  # paths of the attachments downloaded, in order
         self.identified = asyncio.Event()
         self.identify_payload: dict[str, Any] | None = None
         self._rate_limits: list[tuple[str, str, float]] = []
@@ -596,6 +597,7 @@ class FakeDiscord:
     # ------------------------------------------------------------------ CDN
 
     async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_gets.append(request.path)
         found = self.cdn.get(request.path)
         if found is None:
             return web.Response(status=404, text="not found")

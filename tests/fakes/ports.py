@@ -114,7 +114,7 @@ class FakeConversations:
         self.models = dict(models or {})
         self.ids: dict[ConversationKey, int] = {}
 
-    async def open(self, key: ConversationKey) -> ConversationRef:
+    async def open(self, key: ConversationKey, started_by: str | None = None) -> ConversationRef:
         conversation_id = self.ids.setdefault(key, len(self.ids) + 1)
         return ConversationRef(conversation_id, self.models.get(key))
 

@@ -65,3 +65,33 @@ async def test_migrations_match_the_models(database_url: str) -> None:
     async with database.engine.connect() as connection:
         assert await connection.run_sync(diff) == []
     await database.close()
+
+
+async def test_started_by_is_backfilled_from_the_first_user_message(database_url: str) -> None:
+    """0004 adds conversations.started_by and fills it for existing conversations (issue 13)."""
+    from sqlalchemy import text
+
+    database = Database.from_url(database_url)
+    await migrate.upgrade(database.engine, "0003")
+    message = (
+        "INSERT INTO messages (conversation_id, role, content, token_count, token_encoding, status, user_id,"
+        " created_at) VALUES (:c, :role, '[]', 1, 'o200k_base', 'ok', :user, CURRENT_TIMESTAMP)"
+    )
+    async with database.engine.begin() as connection:
+        for conversation in (1, 2):
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (id, platform, workspace_id, channel_id, thread_id,"
+                    " history_version, created_at, updated_at)"
+                    " VALUES (:c, 'slack', 'T1', 'C1', :t, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"c": conversation, "t": f"17000000{conversation}.0"},
+            )
+        for role, user in (("assistant", None), ("user", "U0ADA"), ("user", "U0BOB")):
+            await connection.execute(text(message), {"c": 1, "role": role, "user": user})
+    await migrate.upgrade(database.engine)
+    async with database.engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT id, started_by FROM conversations ORDER BY id"))).all()
+    assert [tuple(row) for row in rows] == [(1, "U0ADA"), (2, None)]
+    await migrate.downgrade(database.engine, "0003")
+    await database.close()
