@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -101,9 +102,42 @@ class ProcessedEvent(Base):
     conversation_id: Mapped[int | None] = mapped_column(
         ForeignKey("conversations.id", ondelete="SET NULL"), index=True
     )
-    status: Mapped[str] = mapped_column(String(16), default="claimed")  # claimed | done | failed
+    # claimed (queued or running) | done | failed | interrupted (its replica died or shut down mid-turn)
+    status: Mapped[str] = mapped_column(String(16), default="claimed")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # A turn's conversation (None for command deliveries), who sent it, which replica runs it and where
+    # its reply is shown (a platform's JSON reference, once a message of it is posted).
+    workspace_id: Mapped[str | None] = mapped_column(String(64))
+    channel_id: Mapped[str | None] = mapped_column(String(64))
+    thread_id: Mapped[str | None] = mapped_column(String(128))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(64))
+    reply: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+    __table_args__ = (
+        Index(
+            "ix_processed_events_claimed",
+            "platform",
+            "workspace_id",
+            "channel_id",
+            "thread_id",
+            "id",
+            sqlite_where=text("status = 'claimed'"),
+            postgresql_where=text("status = 'claimed'"),
+        ),
+        Index("ix_processed_events_user_place", "platform", "workspace_id", "channel_id", "user_id", "id"),
+    )
+
+
+class Replica(Base):
+    """A running process and its heartbeat: turns owned by a replica that stopped beating are resolved."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class UsageRecord(Base):
@@ -180,6 +214,7 @@ class Reservation(Base):
     tokens: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    event_id: Mapped[str | None] = mapped_column(String(255), index=True)  # the turn it holds for
 
 
 class Ban(Base):

@@ -14,6 +14,7 @@ from core.db.session import Database
 
 EXPECTED = {
     "conversations",
+    "replicas",
     "messages",
     "attachments",
     "processed_events",
