@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -54,6 +55,9 @@ class ConsoleReplier:
         path.write_bytes(attachment.data)
         self._err.write(f"[saved {attachment.mime} to {path}]\n")
         self._err.flush()
+
+    def track(self, on_posted: Callable[[dict[str, str]], None]) -> None:
+        """Nothing to find again: a terminal's reply is gone with the process."""
 
     async def error(self, error: BotError) -> None:
         if self._shown:

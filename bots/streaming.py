@@ -19,6 +19,7 @@ from typing import Protocol
 
 from bots.splitting import Splitting
 from core.domain.errors import BotError
+from core.domain.ports import ReplyLocation
 from core.domain.types import Attachment
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class ReplySink(Protocol):
     async def edit(self, handle: object, text: str) -> None: ...
 
     async def delete(self, handle: object) -> None: ...
+
+    def locate(self, handle: object) -> ReplyLocation | None:
+        """Where the posted message ``handle`` is, as the platform's resolver finds it again (None: it
+        cannot be found again from another process)."""
 
     async def upload(self, attachment: Attachment) -> None: ...
 
@@ -100,6 +105,7 @@ class StreamingReply:
         self._talking = False  # the pump's edit is talking to the platform (else it may be dropped)
         self._write = asyncio.Lock()
         self._last_edit = float("-inf")
+        self._on_posted: Callable[[ReplyLocation], None] | None = None
 
     @property
     def handles(self) -> list[object]:
@@ -132,6 +138,9 @@ class StreamingReply:
     async def attach(self, attachment: Attachment) -> None:
         async with self._write:
             await self.sink.upload(attachment)
+
+    def track(self, on_posted: Callable[[ReplyLocation], None]) -> None:
+        self._on_posted = on_posted
 
     async def error(self, error: BotError) -> None:
         if self._on_error is not None and not self._messages:
@@ -197,6 +206,8 @@ class StreamingReply:
             for index, piece in enumerate(pieces):
                 if index >= len(self._messages):
                     self._messages.append((await self.sink.post(piece), piece))
+                    if index == 0:
+                        self._posted(self._messages[0][0])
                 elif self._messages[index][1] != piece:
                     await self.sink.edit(self._messages[index][0], piece)
                     self._messages[index] = (self._messages[index][0], piece)
@@ -204,3 +215,10 @@ class StreamingReply:
                 await self.sink.delete(handle)
             del self._messages[len(pieces) :]
             self._shown = text
+
+    def _posted(self, handle: object) -> None:
+        """The reply's first message exists: tell the turn where it is (once)."""
+        on_posted, self._on_posted = self._on_posted, None
+        where = self.sink.locate(handle) if on_posted is not None else None
+        if on_posted is not None and where is not None:
+            on_posted(where)

@@ -3,7 +3,7 @@ ConversationService wired to a database and the OpenAI fake through the real SDK
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +44,9 @@ class RecordingReplier:
 
     async def error(self, error: BotError) -> None:
         self.events.append(("error", error))
+
+    def track(self, on_posted: Callable[[dict[str, str]], None]) -> None:
+        """A terminal-like replier: nothing is posted that could be found again."""
 
     @property
     def finished(self) -> list[str]:

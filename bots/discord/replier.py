@@ -165,6 +165,11 @@ class DiscordSink:
     async def edit(self, handle: object, text: str) -> None:
         await self.sink.edit(handle, text)
 
+    def locate(self, handle: object) -> dict[str, str] | None:
+        if isinstance(handle, discord.Message):
+            return {"channel": str(handle.channel.id), "message": str(handle.id)}
+        return None  # an interaction's own response: reachable only through its token, for 15 minutes
+
     async def delete(self, handle: object) -> None:
         await self.sink.delete(handle)
 

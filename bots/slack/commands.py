@@ -279,6 +279,9 @@ class QuestionParent:
             await self._set(self._failed)
         await self._replier.error(error)
 
+    def track(self, on_posted: Callable[[dict[str, str]], None]) -> None:
+        self._replier.track(on_posted)
+
     async def _set(self, text: str) -> None:
         try:
             await self._client.chat_update(channel=self._channel, ts=self._ts, text=text)

@@ -82,6 +82,9 @@ class SlackSink:
     async def delete(self, handle: object) -> None:
         await self._client.chat_delete(channel=self.channel, ts=str(handle))
 
+    def locate(self, handle: object) -> dict[str, str]:
+        return {"channel": self.channel, "ts": str(handle)}
+
     async def upload(self, attachment: Attachment) -> None:
         await self._client.files_upload_v2(
             channel=self.channel,

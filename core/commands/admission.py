@@ -20,7 +20,7 @@ class Admission:
         over the command limit; True otherwise."""
         if delivery_id is not None:
             async with self._db.unit_of_work() as session:
-                if not await EventRepository(session).claim(delivery_id, platform):
+                if await EventRepository(session).claim(delivery_id, platform, status="done") is None:
                     return False
         if self._limiter is not None:
             await self._limiter.check_commands(platform, user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -135,21 +135,111 @@ class EventRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def claim(self, event_id: str, platform: str) -> bool:
-        """Record ``event_id``; False when it was already recorded (by this or any concurrent delivery)."""
+    async def claim(
+        self,
+        event_id: str,
+        platform: str,
+        *,
+        key: ConversationKey | None = None,
+        user_id: str | None = None,
+        owner: str | None = None,
+        status: str = "claimed",
+    ) -> int | None:
+        """Record ``event_id``; its row id, or None when it was already recorded (by this or any concurrent
+        delivery). A turn's claim names its conversation (``key``), its sender and the replica running it
+        (``owner``); a delivery that is only deduplicated (a slash command) is recorded ``done``."""
         now = utcnow()
+        where = (
+            {"workspace_id": key.workspace_id, "channel_id": key.channel_id, "thread_id": key.thread_id}
+            if key is not None
+            else {}
+        )
         statement = (
             insert_for(self._session, ProcessedEvent)
-            .values(event_id=event_id, platform=platform, status="claimed", created_at=now, updated_at=now)
+            .values(
+                event_id=event_id,
+                platform=platform,
+                status=status,
+                user_id=user_id,
+                owner=owner,
+                created_at=now,
+                updated_at=now,
+                **where,
+            )
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(ProcessedEvent.id)
         )
         result = await self._session.execute(statement)
-        return result.scalar_one_or_none() is not None
+        return result.scalar_one_or_none()
 
-    async def finish(self, event_id: str, *, status: str, conversation_id: int | None) -> None:
+    async def queue(self, key: ConversationKey) -> tuple[int | None, int | None, str | None]:
+        """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row
+        id), and the conversation's id and model (None, None: not created yet)."""
+        head = select(func.min(ProcessedEvent.id)).where(
+            ProcessedEvent.platform == key.platform,
+            ProcessedEvent.workspace_id == key.workspace_id,
+            ProcessedEvent.channel_id == key.channel_id,
+            ProcessedEvent.thread_id == key.thread_id,
+            ProcessedEvent.status == "claimed",
+        )
+        row = (
+            await self._session.execute(
+                select(
+                    head.scalar_subquery(),
+                    select(Conversation.id).where(*_is(key)).scalar_subquery(),
+                    select(Conversation.model).where(*_is(key)).scalar_subquery(),
+                )
+            )
+        ).one()
+        return row[0], row[1], row[2]
+
+    async def finish(
+        self, event_id: str, *, status: str, conversation_id: int | None, owner: str | None = None
+    ) -> bool:
+        """Mark a claimed event finished; with ``owner``, only while it is still that replica's claim.
+        False when nothing was marked (another replica resolved it)."""
+        statement = update(ProcessedEvent).where(ProcessedEvent.event_id == event_id)
+        if owner is not None:
+            statement = statement.where(ProcessedEvent.owner == owner, ProcessedEvent.status == "claimed")
+        result = await self._session.execute(
+            statement.values(status=status, conversation_id=conversation_id, updated_at=utcnow())
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def locate(self, event_id: str, owner: str, reply: dict[str, str]) -> None:
+        """Where a claimed turn's reply is shown (while the claim is still ``owner``'s)."""
         await self._session.execute(
             update(ProcessedEvent)
-            .where(ProcessedEvent.event_id == event_id)
-            .values(status=status, conversation_id=conversation_id, updated_at=utcnow())
+            .where(
+                ProcessedEvent.event_id == event_id,
+                ProcessedEvent.owner == owner,
+                ProcessedEvent.status == "claimed",
+            )
+            .values(reply=reply)
         )
+
+    async def last_thread(
+        self, platform: str, workspace_id: str, channel_id: str, user_id: str
+    ) -> str | None:
+        """The thread of the newest turn ``user_id`` sent in the channel."""
+        found = await self._session.scalar(
+            select(ProcessedEvent.thread_id)
+            .where(
+                ProcessedEvent.platform == platform,
+                ProcessedEvent.workspace_id == workspace_id,
+                ProcessedEvent.channel_id == channel_id,
+                ProcessedEvent.user_id == user_id,
+            )
+            .order_by(ProcessedEvent.id.desc())
+            .limit(1)
+        )
+        return str(found) if found is not None else None
+
+
+def _is(key: ConversationKey) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Conversation.platform == key.platform,
+        Conversation.workspace_id == key.workspace_id,
+        Conversation.channel_id == key.channel_id,
+        Conversation.thread_id == key.thread_id,
+    )

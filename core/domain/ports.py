@@ -216,11 +216,34 @@ class OutputModerator(Protocol):
     async def stream(self, message: IncomingMessage) -> CheckedText: ...
 
 
-class TurnStore(Protocol):
-    """Steps 2 and 8: the event claim, and what a turn leaves behind."""
+@dataclass(frozen=True, slots=True)
+class QueuePlace:
+    """A claimed turn's place in its conversation's queue (shared by every replica on the database)."""
 
-    async def claim(self, message: IncomingMessage) -> bool:
-        """Record the message's event id; False when it was already recorded (a redelivery)."""
+    position: int  # the claim's order: earlier claims of the conversation run first
+    first: bool  # no earlier turn of the conversation is unfinished: this one may run now
+    conversation: ConversationRef | None  # the conversation as it is now; None: not created yet
+
+
+ReplyLocation = dict[str, str]  # where a reply is shown, as its platform names it (e.g. channel and ts)
+
+
+class TurnStore(Protocol):
+    """Steps 2 and 8: the event claim and the turn's place in its conversation's queue, and what a turn
+    leaves behind. Every write of a turn is conditional on its claim still being this process's: a turn
+    another replica resolved (ours was presumed dead) stores nothing."""
+
+    async def claim(self, message: IncomingMessage) -> QueuePlace | None:
+        """Record the message's event id and queue it in its conversation; None when it was already
+        recorded (a redelivery)."""
+        ...
+
+    async def place(self, message: IncomingMessage, position: int) -> QueuePlace:
+        """The claimed turn's place now (whether the turns ahead of it have finished)."""
+        ...
+
+    async def locate(self, message: IncomingMessage, where: ReplyLocation) -> None:
+        """Remember where the turn's reply is shown, so it can be resolved should this process die."""
         ...
 
     async def persist(
@@ -271,3 +294,14 @@ class Replier(Protocol):
 
     async def error(self, error: BotError) -> None:
         """The turn failed; show ``error.user_message``."""
+
+    def track(self, on_posted: Callable[[ReplyLocation], None]) -> None:
+        """Call ``on_posted`` with where the reply is once its first message is posted (crash recovery);
+        a replier with nothing to find again later (a terminal) never calls it."""
+
+
+class ReplyResolver(Protocol):
+    """A platform's side of crash recovery: show ``text`` where an interrupted turn's reply is (``where``,
+    as recorded through ``Replier.track``), or, when nothing was posted, in the conversation of ``key``."""
+
+    async def resolve(self, key: ConversationKey, where: ReplyLocation | None, text: str) -> None: ...

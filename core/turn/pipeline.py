@@ -1,6 +1,7 @@
 """One turn, in the order of DESIGN.md §3; each step is one named call:
 
-    handle          2. claim the event (a redelivery is answered once)  3. per-conversation order
+    handle          2. claim the event (a redelivery is answered once) and queue it in its conversation
+    _in_turn        3. wait for the conversation's earlier turns, on whichever replica they run
     _turn           4. guards  ·  the conversation  ·  the user message
     _answer         5. context + 6. reserve (context.py, reservation.py)  7. model call and tool loop
                     (tool_loop.py)  8. reply finished, then persist + settle in one transaction (store.py)
@@ -11,17 +12,20 @@ The pipeline sees the world only through the ports of core/domain/ports.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from core.domain.errors import BotError
 from core.domain.ports import (
     BudgetGate,
     CallUsage,
     ConversationDirectory,
+    ConversationRef,
     FailedTurn,
     FinishedTurn,
     HistoryWindow,
@@ -29,6 +33,7 @@ from core.domain.ports import (
     ModelClient,
     NoBudget,
     OutputModerator,
+    QueuePlace,
     Replier,
     ToolRunner,
     TurnMessage,
@@ -41,7 +46,7 @@ from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
 from core.turn.config import TurnConfig
 from core.turn.context import ContextBuilder
-from core.turn.ordering import KeyedLocks
+from core.turn.ordering import KeyedLocks, Waiters
 from core.turn.reservation import Reservation
 from core.turn.tool_loop import ToolLoop
 from core.turn.user_message import UserMessage, build_user_message
@@ -49,6 +54,8 @@ from core.turn.user_message import UserMessage, build_user_message
 log = logging.getLogger(__name__)
 
 Footer = Callable[[Sequence[CallUsage]], str]
+
+QUEUE_WAIT = 600.0  # the longest a turn waits for earlier ones (each is bounded by the turn deadline)
 
 
 class TurnOutcome(StrEnum):
@@ -72,11 +79,21 @@ class TurnPorts:
 
 @dataclass(slots=True)
 class _Progress:
-    """How far a turn got: what a failure record keeps."""
+    """How far a turn got: what a failure record keeps, and its writes still on their way."""
 
     conversation_id: int | None = None
     user: TurnMessage | None = None
     images: list[UserImage] = field(default_factory=list)
+    writes: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def remember(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run ``write`` (where the reply is) alongside the turn; the turn does not wait for it."""
+        self.writes.append(asyncio.create_task(write))
+
+    async def settled(self) -> None:
+        for outcome in await asyncio.gather(*self.writes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.warning("could not record where a reply is: %s", outcome)
 
 
 class TurnPipeline:
@@ -98,6 +115,7 @@ class TurnPipeline:
         self._config = config
         self._guards = guards or GuardChain()
         self._locks = locks or KeyedLocks()
+        self._waiters = Waiters()
         self.metrics = metrics or Metrics()
         self._footer = footer
         contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools)
@@ -117,35 +135,76 @@ class TurnPipeline:
     ) -> TurnOutcome:
         """Answer ``message`` through ``replier``; a redelivered ``event_id`` is answered only once."""
         started = time.perf_counter()
-        async with self._locks.hold(message.key):  # 3. one turn of a conversation at a time, in order
-            claimed = await self._claim(message, replier)  # 2. idempotency
-            if claimed is None:
-                outcome = TurnOutcome.FAILED
-            elif not claimed:
-                log.info("duplicate event %s for %s ignored", message.event_id, message.key)
-                outcome = TurnOutcome.DUPLICATE
-            else:
-                outcome = await self._turn(message, replier, model)
+        claimed = await self._claim(message, replier)  # 2. idempotency, and the turn's place in the queue
+        if isinstance(claimed, TurnOutcome):
+            outcome = claimed
+        else:
+            try:
+                outcome = await self._in_turn(message, replier, model, claimed)
+            finally:
+                self._waiters.finished(message.key)
         self.metrics.turns.labels(message.key.platform, outcome.value).inc()
         self.metrics.turn_seconds.labels(message.key.platform).observe(time.perf_counter() - started)
         return outcome
 
-    async def _claim(self, message: IncomingMessage, replier: Replier) -> bool | None:
-        """True: this delivery runs the turn; False: a redelivery; None: the claim could not be recorded."""
+    async def _claim(self, message: IncomingMessage, replier: Replier) -> QueuePlace | TurnOutcome:
+        """The claim's place; DUPLICATE for a redelivery; FAILED when the claim could not be recorded."""
         try:
-            return await self._ports.store.claim(message)
+            place = await self._ports.store.claim(message)
         except Exception:
             log.exception("could not record event %s; the turn is not run", message.event_id)
             await _show_error(replier, BotError(), message.event_id)
-            return None
+            return TurnOutcome.FAILED
+        if place is None:
+            log.info("duplicate event %s for %s ignored", message.event_id, message.key)
+            return TurnOutcome.DUPLICATE
+        return place
+
+    async def _in_turn(
+        self, message: IncomingMessage, replier: Replier, model: str | None, place: QueuePlace
+    ) -> TurnOutcome:
+        """3. Wait for the conversation's earlier turns (on any replica), then run this one."""
+        try:
+            place = await self._wait(message, place)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                exc = BotError(
+                    "An earlier message in this conversation is still being answered. "
+                    "Please send yours again in a minute.",
+                    detail=f"still queued after {QUEUE_WAIT:.0f} s",
+                )
+            await self._fail(message, replier, _Progress(), exc)
+            return TurnOutcome.FAILED
+        async with self._locks.hold(message.key):  # a command on this conversation waits for the turn
+            return await self._turn(message, replier, model, place.conversation)
+
+    async def _wait(self, message: IncomingMessage, place: QueuePlace) -> QueuePlace:
+        if place.first:
+            return place
+        current = place
+
+        async def ready() -> bool:
+            nonlocal current
+            current = await self._ports.store.place(message, place.position)
+            return current.first
+
+        log.info("turn %s waits for an earlier turn of %s", message.event_id, message.key)
+        async with asyncio.timeout(QUEUE_WAIT):
+            await self._waiters.wait_until(message.key, ready)
+        return current
 
     async def _turn(
-        self, message: IncomingMessage, replier: Replier, model_override: str | None
+        self,
+        message: IncomingMessage,
+        replier: Replier,
+        model_override: str | None,
+        known: ConversationRef | None,
     ) -> TurnOutcome:
         progress = _Progress()
+        replier.track(lambda where: progress.remember(self._ports.store.locate(message, where)))
         try:
             message = await self._guards.check(message)  # 4. guards
-            conversation = await self._ports.conversations.open(message.key, message.user.user_id)
+            conversation = known or await self._ports.conversations.open(message.key, message.user.user_id)
             progress.conversation_id = conversation.id
             model = model_override or conversation.model or self._config.default_model
             await self._counter.preload(model)  # a first load (maybe a download) off the loop, not in a count
@@ -156,6 +215,8 @@ class TurnPipeline:
         except Exception as exc:
             await self._fail(message, replier, progress, exc)
             return TurnOutcome.FAILED
+        finally:
+            await progress.settled()
 
     async def _answer(
         self,

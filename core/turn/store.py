@@ -1,12 +1,18 @@
-"""The TurnStore on SQLAlchemy (SQLite and PostgreSQL): the event claim, a finished turn stored and its budget
-settled in one transaction, a failed turn kept hidden (DESIGN.md §3 steps 2 and 8)."""
+"""The TurnStore on SQLAlchemy (SQLite and PostgreSQL): the event claim and its place in the conversation's
+queue, a finished turn stored and its budget settled in one transaction, a failed turn kept hidden (DESIGN.md
+§3 steps 2 and 8). Claims carry their replica (``owner``): what a turn writes at its end is written only while
+the claim is still that replica's, so a turn resolved by another replica is never stored twice."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+import socket
 from collections.abc import Sequence
 from typing import Protocol
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Attachment as AttachmentRow
@@ -15,14 +21,17 @@ from core.db.repositories import ConversationRepository, EventRepository, Messag
 from core.db.session import Database
 from core.domain.ports import (
     CallUsage,
+    ConversationRef,
     FailedTurn,
     FinishedTurn,
     HistoryEntry,
     Hold,
+    QueuePlace,
+    ReplyLocation,
     TurnMessage,
     UserImage,
 )
-from core.domain.types import IncomingMessage
+from core.domain.types import ConversationKey, IncomingMessage
 
 
 class Ledger(Protocol):
@@ -32,15 +41,44 @@ class Ledger(Protocol):
 
 
 class SqlTurnStore:
-    """``ledger`` is None when no budget is kept: then nothing is settled."""
+    """``ledger`` is None when no budget is kept: then nothing is settled. ``owner`` names this process
+    (its replica id) in the claims it makes; a claim another replica resolved is no longer written to."""
 
-    def __init__(self, database: Database, ledger: Ledger | None = None) -> None:
+    def __init__(self, database: Database, ledger: Ledger | None = None, *, owner: str = "") -> None:
         self._db = database
         self._ledger = ledger
+        self._owner = owner or new_replica_id()
 
-    async def claim(self, message: IncomingMessage) -> bool:
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    async def claim(self, message: IncomingMessage) -> QueuePlace | None:
+        """One transaction: the event recorded, queued in its conversation, and its place read. Claims of one
+        conversation are serialised (an advisory lock on PostgreSQL, the write lock on SQLite), so the order
+        of their row ids is the order they were made in."""
         async with self._db.unit_of_work() as session:
-            return await EventRepository(session).claim(message.event_id, message.key.platform)
+            if not self._db.is_sqlite:
+                await session.execute(select(func.pg_advisory_xact_lock(_lock_id(message.key))))
+            events = EventRepository(session)
+            position = await events.claim(
+                message.event_id,
+                message.key.platform,
+                key=message.key,
+                user_id=message.user.user_id,
+                owner=self._owner,
+            )
+            if position is None:
+                return None
+            return await _place(events, message, position)
+
+    async def place(self, message: IncomingMessage, position: int) -> QueuePlace:
+        async with self._db.reader() as session:
+            return await _place(EventRepository(session), message, position)
+
+    async def locate(self, message: IncomingMessage, where: ReplyLocation) -> None:
+        async with self._db.unit_of_work() as session:
+            await EventRepository(session).locate(message.event_id, self._owner, where)
 
     async def persist(
         self, turn: FinishedTurn, hold: Hold, usages: Sequence[CallUsage]
@@ -53,9 +91,10 @@ class SqlTurnStore:
                 messages.add(row)
             await messages.flush()
             await ConversationRepository(session).touch(turn.conversation_id)
-            await EventRepository(session).finish(
-                turn.message.event_id, status="done", conversation_id=turn.conversation_id
-            )
+            if not await EventRepository(session).finish(
+                turn.message.event_id, status="done", conversation_id=turn.conversation_id, owner=self._owner
+            ):
+                raise TurnTakenOver(turn.message.event_id)  # rolls back: another replica resolved it
             await self._settle(session, hold, usages)
         return [
             HistoryEntry(row.id, item.role, item.wire, item.tokens)
@@ -69,18 +108,43 @@ class SqlTurnStore:
     async def record_failure(self, turn: FailedTurn) -> None:
         """Keep the failed turn as a hidden pair (user message + error marker) and mark the event failed."""
         async with self._db.unit_of_work() as session:
+            if not await EventRepository(session).finish(
+                turn.message.event_id,
+                status="failed",
+                conversation_id=turn.conversation_id,
+                owner=self._owner,
+            ):
+                return  # another replica resolved this turn already: nothing to add
             if turn.conversation_id is not None and turn.user is not None:
                 marker = TurnMessage("assistant", [{"type": "text", "text": turn.error.user_message}], {}, 0)
                 pair = [turn.user, marker]
                 for row in _rows(turn.message, turn.conversation_id, pair, turn.images, "failed", "n/a"):
                     session.add(row)
-            await EventRepository(session).finish(
-                turn.message.event_id, status="failed", conversation_id=turn.conversation_id
-            )
 
     async def _settle(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
         if self._ledger is not None:
             await self._ledger.settle_in(session, hold, usages)
+
+
+class TurnTakenOver(Exception):
+    """The turn's claim was resolved by another replica (this one was presumed dead): nothing is stored."""
+
+
+def new_replica_id() -> str:
+    """A name for this process in claims and heartbeats: host, pid and a random part (pids repeat)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _lock_id(key: ConversationKey) -> int:
+    """A stable signed 64-bit number for PostgreSQL's advisory locks."""
+    digest = hashlib.blake2b(str(key).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _place(events: EventRepository, message: IncomingMessage, position: int) -> QueuePlace:
+    head, conversation_id, model = await events.queue(message.key)
+    conversation = ConversationRef(conversation_id, model) if conversation_id is not None else None
+    return QueuePlace(position, head is None or head >= position, conversation)
 
 
 def _rows(

@@ -20,6 +20,7 @@ from core.domain.ports import (
     HistoryEntry,
     Hold,
     OnText,
+    QueuePlace,
     ToolResult,
 )
 from core.domain.types import ConversationKey, IncomingMessage
@@ -69,16 +70,24 @@ class FakeStore:
         self.budget = budget
         self.fail_persist = fail_persist
         self.claimed: set[str] = set()
+        self.located: list[tuple[str, dict[str, str]]] = []
         self.turns: list[FinishedTurn] = []
         self.failures: list[FailedTurn] = []
         self.charges: list[tuple[Hold, list[CallUsage]]] = []
         self._next_id = 1
 
-    async def claim(self, message: IncomingMessage) -> bool:
+    async def claim(self, message: IncomingMessage) -> QueuePlace | None:
+        """One process, no database: every claim is first in its conversation (KeyedLocks orders them)."""
         if message.event_id in self.claimed:
-            return False
+            return None
         self.claimed.add(message.event_id)
-        return True
+        return QueuePlace(len(self.claimed), True, None)
+
+    async def place(self, message: IncomingMessage, position: int) -> QueuePlace:
+        return QueuePlace(position, True, None)
+
+    async def locate(self, message: IncomingMessage, where: dict[str, str]) -> None:
+        self.located.append((message.event_id, where))
 
     async def persist(
         self, turn: FinishedTurn, hold: Hold, usages: Sequence[CallUsage]
