@@ -13,12 +13,14 @@ from collections.abc import Sequence
 
 from bots.admin_cli import add_admin_commands, run_admin
 from bots.bootstrap import configured_platforms, open_admin_shell, open_core, serving
-from bots.console import ConsoleChat
+from bots.console import PLATFORM as CONSOLE
+from bots.console import ConsoleChat, ConsoleResolver
 from core.db import migrate
 from core.db.session import Database
 from core.domain.errors import BotError
 from core.money.pricing import PriceFileError
 from core.settings import Settings, SettingsError, load_settings
+from core.turn.recovery import beating
 
 log = logging.getLogger("threadwise")
 
@@ -27,10 +29,12 @@ EXIT_CONFIG = 2
 
 async def run_chat(settings: Settings, conversation: str | None, model: str | None) -> int:
     async with open_core(settings, model=model) as core:
-        chat = ConsoleChat(
-            core.turns, conversation=conversation or f"session-{uuid.uuid4().hex[:8]}", model=model
-        )
-        return await chat.run()
+        core.recovery.register(CONSOLE, ConsoleResolver())  # a chat killed mid-turn blocks no later one
+        async with beating(core.recovery, exclusive=core.database.is_sqlite):
+            chat = ConsoleChat(
+                core.turns, conversation=conversation or f"session-{uuid.uuid4().hex[:8]}", model=model
+            )
+            return await chat.run()
 
 
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -49,7 +49,9 @@ from core.tools.mcp_config import parse_mcp_servers_json
 from core.tools.mcp_servers import McpServers
 from core.tools.registry import ToolRegistry
 from core.turn.history import HistoryStore
+from core.turn.recovery import Recovery, beating
 from core.turn.service import ConversationService, TurnConfig
+from core.turn.store import new_replica_id
 
 log = logging.getLogger("threadwise")
 
@@ -69,10 +71,11 @@ class Core:
     commands: Commands
     tools: ToolRegistry
     modlog: ModLog
+    recovery: Recovery
 
     @property
     def chat(self) -> ChatServices:
-        return ChatServices(self.turns, self.commands, self.modlog)
+        return ChatServices(self.turns, self.commands, self.modlog, self.recovery)
 
 
 def build_budgets(settings: Settings, database: Database) -> Budgets:
@@ -282,7 +285,12 @@ class _Services:
 
 
 def build_turns(
-    settings: Settings, llm: LLMClient, counter: TokenCounter, parts: _Services, registry: ToolRegistry
+    settings: Settings,
+    llm: LLMClient,
+    counter: TokenCounter,
+    parts: _Services,
+    registry: ToolRegistry,
+    owner: str,
 ) -> ConversationService:
     tw = settings.threadwise
     database, budgets = parts.database, parts.budgets
@@ -312,6 +320,7 @@ def build_turns(
         metrics=Metrics(),
         footer=budgets.cost_footer if settings.limits.cost_footer else None,
         output_moderation=parts.safety.output,
+        owner=owner,
     )
 
 
@@ -350,7 +359,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             images = build_images(settings, llm, budgets)
             parts = _Services(database, budgets, admin, policies, redactor, safety, images)
             async with open_tools(settings, images, safety.content) as registry:
-                turns = build_turns(settings, llm, counter, parts, registry)
+                owner = new_replica_id()
+                turns = build_turns(settings, llm, counter, parts, registry, owner)
                 commands = build_commands(settings, turns, parts, registry)
                 metrics = turns.metrics
                 yield Core(
@@ -365,6 +375,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     commands,
                     registry,
                     modlog,
+                    Recovery(database, owner=owner, holds=budgets),
                 )
                 await modlog.drain()
     finally:
@@ -434,5 +445,7 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
         await stack.enter_async_context(http)
         if settings.safety.retention_days is not None:
             await stack.enter_async_context(purging(Retention(core.database), settings.safety.retention_days))
+        # Once every adapter can resolve its replies: the heartbeat, and turns a stopped replica left.
+        await stack.enter_async_context(beating(core.recovery, exclusive=core.database.is_sqlite))
         http.ready = True
         yield http

@@ -67,6 +67,14 @@ class ConsoleReplier:
         self._err.flush()
 
 
+class ConsoleResolver:
+    """Crash recovery for `threadwise chat`: the terminal of a killed chat is gone, so an interrupted turn
+    is only marked resolved (its conversation's next turn need not wait for it)."""
+
+    async def resolve(self, key: ConversationKey, where: dict[str, str] | None, text: str) -> None:
+        return None
+
+
 class ConsoleChat:
     """Reads lines from ``stdin`` (a terminal or a pipe) and runs each as a turn of one conversation."""
 

@@ -1,4 +1,4 @@
-"""What a chat adapter gets of the core: the turn, the command vocabulary and the mod log. Nothing else."""
+"""What a chat adapter gets of the core: the turn, the command vocabulary, the mod log and crash recovery."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.commands.dispatch import Commands
 from core.guards.modlog import ModLog
+from core.turn.recovery import Recovery
 from core.turn.service import ConversationService
 
 
@@ -14,3 +15,4 @@ class ChatServices:
     turns: ConversationService  # runs a turn: handle(message, replier)
     commands: Commands  # `/ai …` and `/ai-admin …`, structured results
     modlog: ModLog  # where an adapter registers its mod-log channel
+    recovery: Recovery  # where an adapter registers how it resolves a stopped replica's replies

@@ -25,7 +25,7 @@ from discord.http import Route
 from bots.discord.commands import AdminCommands, AiCommands, report_failure
 from bots.discord.config import DiscordOptions
 from bots.discord.events import MessageEvents
-from bots.discord.replier import NO_MENTIONS
+from bots.discord.replier import NO_MENTIONS, DiscordResolver
 from bots.inflight import InFlight
 from core.domain.errors import BotError
 from core.guards.modlog import ModerationNotice
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from bots.services import ChatServices
 
 log = logging.getLogger(__name__)
-
-SHUTDOWN_GRACE = 20.0  # seconds running turns get to finish when the service stops
 
 
 def intents() -> discord.Intents:
@@ -160,9 +158,10 @@ async def open_discord(
         modlog_channel = options.modlog_channel
         if modlog_channel is not None:
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
+        services.recovery.register("discord", DiscordResolver(client))
         yield
     finally:
-        await inflight.close(SHUTDOWN_GRACE)
+        await inflight.close(options.drain_seconds)
         await services.modlog.drain()  # notices of the last turns, while the client can still post
         services.modlog.unregister("discord")
         await client.close()

@@ -25,6 +25,7 @@ class DiscordOptions:
     modlog_channel: int | None = None
     max_files: int = 4
     max_file_bytes: int = 20 * 1024 * 1024
+    drain_seconds: float = 30.0  # at shutdown: how long running turns get to finish
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DiscordOptions:
@@ -40,4 +41,5 @@ class DiscordOptions:
             modlog_channel=tw.discord_modlog_channel,
             max_files=safety.max_attachments,
             max_file_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+            drain_seconds=tw.drain_seconds,
         )

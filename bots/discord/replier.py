@@ -22,7 +22,7 @@ import discord
 from bots.discord.chunks import SPLITTING
 from bots.streaming import StreamingReply
 from core.domain.errors import BotError
-from core.domain.types import Attachment
+from core.domain.types import Attachment, ConversationKey
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +232,22 @@ class DiscordReplier(StreamingReply):
             on_error=on_error,
             clock=clock,
         )
+
+
+class DiscordResolver:
+    """Crash recovery on Discord (core/turn/recovery.py): the interrupted reply's message says so, or, when
+    nothing was posted, a new message in its thread or DM does."""
+
+    def __init__(self, client: discord.Client) -> None:
+        self._client = client
+
+    async def resolve(self, key: ConversationKey, where: dict[str, str] | None, text: str) -> None:
+        shown = f"⚠️ {text}"
+        if where is not None:
+            channel = self._client.get_partial_messageable(int(where["channel"]))
+            await channel.get_partial_message(int(where["message"])).edit(
+                content=shown, allowed_mentions=NO_MENTIONS
+            )
+        elif key.thread_id.isdigit():  # a thread or DM channel (an `/ai ask` without a thread has none)
+            channel = self._client.get_partial_messageable(int(key.thread_id))
+            await channel.send(shown, allowed_mentions=NO_MENTIONS)

@@ -36,7 +36,7 @@ from bots.slack.events import Conversations
 from bots.slack.files import FileFetcher, FileLimits
 from bots.slack.identity import Directory
 from bots.slack.payloads import DELIVERY, judge, socket_payload
-from bots.slack.replier import EDIT_INTERVAL
+from bots.slack.replier import EDIT_INTERVAL, SlackResolver
 from bots.slack.verify import Refused, SignatureCheck
 from core.guards.modlog import ModerationNotice
 from core.settings import SettingsError
@@ -44,7 +44,6 @@ from core.settings import SettingsError
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-SHUTDOWN_GRACE = 10.0  # seconds running turns get to finish when the service stops
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
 RELAYED_HEADERS = ("X-Slack-Retry-Num", "X-Slack-Retry-Reason")  # what bolt sees of the request's headers
 
@@ -153,7 +152,8 @@ async def open_slack(
 ) -> AsyncIterator[None]:
     """The adapter is up inside the block: connected over Socket Mode, or its route added to ``http.app``.
 
-    On exit it stops taking events, gives running turns ``SHUTDOWN_GRACE`` seconds, and cancels the rest.
+    On exit it stops taking events, gives running turns ``options.drain_seconds`` (THREADWISE_DRAIN_SECONDS)
+    to finish, and cancels the rest (each cancelled turn shows that it was interrupted).
     """
     slack = options
     tasks = background if background is not None else InFlight("Slack")
@@ -177,6 +177,7 @@ async def open_slack(
                 )
 
             services.modlog.register("slack", post_notice)
+        services.recovery.register("slack", SlackResolver(app.client))
         try:
             if slack.app_token is not None:
                 handler = CheckedSocketModeHandler(
@@ -200,6 +201,6 @@ async def open_slack(
                 log.info("Slack events accepted at POST %s", EVENTS_PATH)
                 yield
         finally:
-            await tasks.close(SHUTDOWN_GRACE)
+            await tasks.close(options.drain_seconds)
             await services.modlog.drain()  # notices of the last turns, while the client can still post
             services.modlog.unregister("slack")

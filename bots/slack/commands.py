@@ -115,17 +115,19 @@ class SlashCommands:
             str(command["user_id"]), name_hint=command.get("user_name")
         )
 
-    def _thread_key(self, command: dict[str, Any]) -> ConversationKey:
+    async def _thread_key(self, command: dict[str, Any]) -> ConversationKey:
         """Slack sends no thread with a slash command: reset/model/usage apply to the thread the caller last
-        talked in in this channel (or the channel itself when there is none)."""
+        talked in in this channel (or the channel itself when there is none), as the database knows it, so
+        whichever replica gets the command."""
         team, channel = str(command.get("team_id") or ""), str(command["channel_id"])
-        thread = self._conversations.recent_thread(team, channel, str(command["user_id"]))
-        return self._key(command, thread or "")
+        turns = self._conversations.services.turns
+        thread = await turns.last_thread(PLATFORM, team, channel, str(command["user_id"]))
+        return self._key(command, thread)
 
     async def _ai(self, command: dict[str, Any], respond: AsyncRespond) -> None:
         sub, rest = parse_ai_text(plain_text(str(command.get("text") or ""), None))
         user = await self._user(command)
-        key = self._thread_key(command)
+        key = await self._thread_key(command)
         commands = self._commands
         if sub in ("ask", "chat", "image") and not rest:
             await respond(text=AI_USAGE[sub], response_type="ephemeral")
@@ -182,7 +184,6 @@ class SlashCommands:
         shown = f"<@{user.user_id}> asked: {escape(echo(self._commands.display(prompt)))}"
         failed = f"<@{user.user_id}> asked a question."
         parent = QuestionParent(self._client, channel, ts, shown, failed, replier)
-        self._conversations.remember(message.key, user.user_id)
         await self._conversations.services.turns.handle(message, parent)
 
     async def _image(

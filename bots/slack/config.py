@@ -19,6 +19,7 @@ class SlackOptions:
     modlog_channel: str | None = None
     max_files: int = 4
     max_file_bytes: int = 20 * 1024 * 1024
+    drain_seconds: float = 30.0  # at shutdown: how long running turns get to finish
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SlackOptions:
@@ -32,4 +33,5 @@ class SlackOptions:
             modlog_channel=tw.slack_modlog_channel,
             max_files=safety.max_attachments,
             max_file_bytes=int(safety.max_attachment_mb * 1024 * 1024),
+            drain_seconds=tw.drain_seconds,
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 # channel_join, bot_message, …) is noise for the assistant.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 
-RECENT_THREADS = 10_000
 THREAD_CONTEXT_MESSAGES = 30  # earlier messages of a thread read when the bot is first mentioned in it
 THREAD_CONTEXT_CHARS = 8_000
 THREAD_CONTEXT_PAGES = 5  # conversations.replies pages (of 100) looked through for the newest ones
@@ -98,24 +96,12 @@ class Conversations:
         self.fetcher = fetcher
         self.background = background
         self.edit_interval = edit_interval
-        self._recent: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         # Events of one thread are handed to the core in arrival order, so a follow-up behind a message with
         # a large file is never answered first. Their preparation (user, thread so far, files) runs in that
         # order too: what a thread said before and whether it is a conversation depend on the turns ahead,
         # and one users.info answers every message of a user.
         self._arrivals = Arrivals()
         self._downloads = DownloadSlots()
-
-    def remember(self, key: ConversationKey, user_id: str) -> None:
-        """The thread ``user_id`` last talked in, per channel (slash commands carry no thread)."""
-        where = (key.workspace_id, key.channel_id, user_id)
-        self._recent[where] = key.thread_id
-        self._recent.move_to_end(where)
-        while len(self._recent) > RECENT_THREADS:
-            self._recent.popitem(last=False)
-
-    def recent_thread(self, workspace_id: str, channel_id: str, user_id: str) -> str | None:
-        return self._recent.get((workspace_id, channel_id, user_id))
 
     def register(self, app: AsyncApp) -> None:
         app.event("app_mention")(self.on_mention)
@@ -209,7 +195,6 @@ class Conversations:
         message = replace(
             asking, user=user, text=earlier + asking.text, attachments=tuple(collected.attachments)
         )
-        self.remember(key, user.user_id)
         outcome = await self.services.turns.handle(message, self._replier(key, assistant, collected.notice()))
         log.debug("slack turn %s: %s", message.event_id, outcome)
 

@@ -15,13 +15,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.mrkdwn import MESSAGE_LIMIT, escape, splitting, to_mrkdwn
 from bots.streaming import EDIT_INTERVAL, StreamingReply
-from core.domain.types import Attachment
+from core.domain.types import Attachment, ConversationKey
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = ":hourglass_flowing_sand: Thinking…"
 
-__all__ = ["EDIT_INTERVAL", "PLACEHOLDER", "SlackReplier", "SlackSink"]
+__all__ = ["EDIT_INTERVAL", "PLACEHOLDER", "SlackReplier", "SlackResolver", "SlackSink"]
 
 
 class SlackSink:
@@ -145,3 +145,24 @@ class SlackReplier(StreamingReply):
     def message_ts(self) -> list[str]:
         """The ``ts`` of every message of this reply, in order."""
         return [str(handle) for handle in self.handles]
+
+
+class SlackResolver:
+    """Crash recovery on Slack (core/turn/recovery.py): the interrupted reply's message says so, or, when
+    nothing was posted, a new message in its thread does."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+
+    async def resolve(self, key: ConversationKey, where: dict[str, str] | None, text: str) -> None:
+        shown = f":warning: {escape(text)}"
+        if where is not None:
+            await self._client.chat_update(channel=where["channel"], ts=where["ts"], text=shown)
+        elif key.channel_id:
+            thread = key.thread_id if _is_ts(key.thread_id) else None
+            await self._client.chat_postMessage(channel=key.channel_id, thread_ts=thread, text=shown)
+
+
+def _is_ts(value: str) -> bool:
+    seconds, dot, fraction = value.partition(".")
+    return bool(dot) and seconds.isdigit() and fraction.isdigit()

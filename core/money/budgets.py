@@ -217,6 +217,7 @@ class Budgets:
                 tokens=cost.tokens,
                 created_at=now,
                 expires_at=now + self._ttl,
+                event_id=message.event_id,
             )
             session.add(reservation)
             await session.flush()
@@ -258,6 +259,16 @@ class Budgets:
             reservation = await session.get(Reservation, hold.reservation_id)
             if reservation is not None:
                 await self._unhold(session, [reservation])
+
+    async def release_event(self, event_id: str) -> int:
+        """Give back every hold of the turn ``event_id`` (its replica stopped mid-turn); returns how many."""
+        async with self._db.unit_of_work() as session:
+            held = list(
+                (await session.execute(select(Reservation).where(Reservation.event_id == event_id))).scalars()
+            )
+            if held:
+                await self._unhold(session, held)
+        return len(held)
 
     async def expire(self) -> int:
         """Give back holds of reservations whose process never settled them (crashed); returns how many."""

@@ -1,15 +1,16 @@
 """The conversation registry: which conversation a key is, its model, and the commands that change them.
 
-Ids and models are cached per process (a conversation's id never changes; its model changes only through
-``set_model`` of this process or, on another replica, takes effect here at the latest when the entry leaves
-the cache). Writes hold the conversation's turn lock, so they wait for a turn in progress.
+Ids are cached per process (a conversation's id never changes). A turn reads its conversation's model fresh
+from the database with its queue place (core/turn/store.py), so `/ai model` given to any replica applies to
+the next turn on every replica. Writes hold this process's turn lock of the conversation, so they wait for
+a turn in progress here.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from core.db.repositories import ConversationRepository, MessageRepository
+from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
 from core.db.session import Database
 from core.domain.ports import ConversationRef
 from core.domain.types import ConversationKey
@@ -58,6 +59,11 @@ class Conversations:
         async with self._db.reader() as session:
             found = await ConversationRepository(session).find(key)
         return found.started_by if found is not None else None
+
+    async def last_thread(self, platform: str, workspace_id: str, channel_id: str, user_id: str) -> str:
+        async with self._db.reader() as session:
+            found = await EventRepository(session).last_thread(platform, workspace_id, channel_id, user_id)
+        return found or ""
 
     async def model_of(self, key: ConversationKey) -> str:
         """The model the next turn of ``key`` uses."""

@@ -41,13 +41,14 @@ class ConversationService:
         metrics: Metrics | None = None,
         footer: Footer | None = None,
         output_moderation: OutputModerator | None = None,
+        owner: str = "",
     ) -> None:
         history = history or HistoryStore(database, counter)
         locks = KeyedLocks()  # shared: a command on a conversation waits for its turn in progress
         self._guards = guards or GuardChain()
         self._conversations = Conversations(database, history, locks, config.default_model)
         ports = TurnPorts(
-            store=SqlTurnStore(database, ledger=budget),
+            store=SqlTurnStore(database, ledger=budget, owner=owner),
             conversations=self._conversations,
             history=history,
             llm=llm,
@@ -108,6 +109,10 @@ class ConversationService:
         """Use ``model`` for later turns of ``key`` (None: back to the default); ``by`` (a user id) starts
         the conversation when there is none yet."""
         await self._conversations.set_model(key, model, by)
+
+    async def last_thread(self, platform: str, workspace_id: str, channel_id: str, user_id: str) -> str:
+        """The thread of the newest turn ``user_id`` sent in the channel, from any replica ("" if none)."""
+        return await self._conversations.last_thread(platform, workspace_id, channel_id, user_id)
 
     async def reset(self, key: ConversationKey) -> int:
         """Hide the history of ``key`` from later turns (kept for audit until retention); returns how many

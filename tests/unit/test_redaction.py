@@ -568,6 +568,6 @@ ADVERSARIAL = {
 def test_adversarial_input_finishes_quickly(name: str) -> None:
     text = ADVERSARIAL[name]
     assert len(text) >= 190_000
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: other processes on the machine do not count
     REDACTOR.redact(text)
-    assert time.perf_counter() - started < 1.0  # a sanity bound against catastrophic backtracking only
+    assert time.thread_time() - started < 1.0  # a sanity bound against catastrophic backtracking only
