@@ -20,7 +20,7 @@ from core.db.session import Database
 from core.domain.errors import BotError
 from core.money.pricing import PriceFileError
 from core.settings import Settings, SettingsError, load_settings
-from core.turn.recovery import beating
+from core.turn.recovery import beating, sweep_now
 
 log = logging.getLogger("threadwise")
 
@@ -30,7 +30,8 @@ EXIT_CONFIG = 2
 async def run_chat(settings: Settings, conversation: str | None, model: str | None) -> int:
     async with open_core(settings, model=model) as core:
         core.recovery.register(CONSOLE, ConsoleResolver())  # a chat killed mid-turn blocks no later one
-        async with beating(core.recovery, exclusive=core.database.is_sqlite):
+        async with beating(core.recovery):
+            await sweep_now(core.recovery, exclusive=core.database.is_sqlite)
             chat = ConsoleChat(
                 core.turns, conversation=conversation or f"session-{uuid.uuid4().hex[:8]}", model=model
             )

@@ -49,7 +49,7 @@ from core.tools.mcp_config import parse_mcp_servers_json
 from core.tools.mcp_servers import McpServers
 from core.tools.registry import ToolRegistry
 from core.turn.history import HistoryStore
-from core.turn.recovery import Recovery, beating
+from core.turn.recovery import Recovery, beating, sweep_now
 from core.turn.service import ConversationService, TurnConfig
 from core.turn.store import new_replica_id
 
@@ -440,12 +440,15 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
     factories = [adapter_factory(platform, settings) for platform in platforms]
     async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
+        # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
+        await stack.enter_async_context(beating(core.recovery))
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))
         await stack.enter_async_context(http)
         if settings.safety.retention_days is not None:
             await stack.enter_async_context(purging(Retention(core.database), settings.safety.retention_days))
-        # Once every adapter can resolve its replies: the heartbeat, and turns a stopped replica left.
-        await stack.enter_async_context(beating(core.recovery, exclusive=core.database.is_sqlite))
+        # Every adapter can resolve its replies now: what a stopped replica (or this one's predecessor) left.
+        # SQLite serves one process, so any other owner is gone; PostgreSQL waits for stale heartbeats.
+        await sweep_now(core.recovery, exclusive=core.database.is_sqlite)
         http.ready = True
         yield http

@@ -78,6 +78,7 @@ def make_service(
     guards: Sequence[TurnGuard] = (),
     output_moderation: OutputModeration | None = None,
     budget: Budgets | None = None,
+    owner: str = "",
 ) -> ConversationService:
     counter = counter or TokenCounter()
     config = TurnConfig(
@@ -99,6 +100,7 @@ def make_service(
         guards=GuardChain(guards),
         output_moderation=output_moderation,
         budget=budget,
+        owner=owner,
     )
 
 

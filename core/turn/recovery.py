@@ -155,13 +155,12 @@ _NOWHERE = ConversationKey("", "", "", "")
 
 
 @contextlib.asynccontextmanager
-async def beating(
-    recovery: Recovery, *, interval: float = 10.0, exclusive: bool = False
-) -> AsyncIterator[None]:
-    """While the block runs: a heartbeat every ``interval`` seconds, each followed by a sweep; the first
-    sweep at once (``exclusive``: treating every other owner as dead). On exit the replica leaves."""
+async def beating(recovery: Recovery, *, interval: float = 10.0) -> AsyncIterator[None]:
+    """While the block runs: a heartbeat every ``interval`` seconds, each followed by a sweep (of the
+    platforms registered by then). On exit, after the block (which drains the adapters' turns), the replica
+    leaves, so what it could not finish is resolved at the next sweep of another replica or of its
+    successor. The first sweep is the caller's, once its adapters have registered: ``recovery.sweep``."""
     await recovery.beat()
-    await _sweep(recovery, exclusive=exclusive)
     task = asyncio.create_task(_beat_forever(recovery, interval), name="replica heartbeat")
     try:
         yield
@@ -169,8 +168,10 @@ async def beating(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        with contextlib.suppress(Exception):
+        try:
             await recovery.leave()
+        except Exception as exc:
+            log.warning("could not remove this replica's heartbeat: %s", exc)
 
 
 async def _beat_forever(recovery: Recovery, interval: float) -> None:
@@ -181,10 +182,11 @@ async def _beat_forever(recovery: Recovery, interval: float) -> None:
         except Exception as exc:
             log.warning("could not record this replica's heartbeat: %s", exc)
             continue
-        await _sweep(recovery)
+        await sweep_now(recovery)
 
 
-async def _sweep(recovery: Recovery, *, exclusive: bool = False) -> None:
+async def sweep_now(recovery: Recovery, *, exclusive: bool = False) -> None:
+    """One sweep, its failure logged (the next heartbeat tries again)."""
     try:
         await recovery.sweep(exclusive=exclusive)
     except Exception:
