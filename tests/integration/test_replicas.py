@@ -5,21 +5,34 @@ the OpenAI wire fake through the real SDK."""
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from core.db.models import BudgetCounter, Message, ProcessedEvent, Replica, Reservation
 from core.db.session import Database
 from core.domain.ports import CallPlan, FinishedTurn, Hold, ReplyLocation, TurnMessage
 from core.domain.types import ConversationKey
-from core.money.budgets import Budgets
+from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
+from core.llm.tokens import TokenCounter
+from core.money.budgets import Budgets, defaults_from
 from core.money.pricing import ModelPrice, PriceTable, usd
 from core.turn.recovery import INTERRUPTED, Recovery
 from core.turn.service import TurnOutcome
 from core.turn.store import SqlTurnStore, TurnTakenOver
 from tests.fakes.openai_api import FakeOpenAI, Reply
+from tests.integration.test_budgets import (
+    MINI,
+    build,
+    first_turn_prompt,
+    limits,
+    worst_case_responder,
+    worst_micros,
+)
 from tests.support import RecordingReplier, incoming, make_llm, make_service
 
 PRICES = PriceTable(fallback=ModelPrice(usd("1"), usd("1"), usd("4")), image_fallback=usd("0.25"))
@@ -52,7 +65,7 @@ async def test_quick_follow_ups_alternating_replicas_run_in_order(
 ) -> None:
     """Six follow-ups, each to the other replica while earlier ones still stream: each is answered once,
     in order, and each request holds every earlier question and answer."""
-    other = Database.from_url(str(database.engine.url.render_as_string(hide_password=False)))
+    other = Database.from_url(database.engine.url.render_as_string(hide_password=False))
     llm = make_llm(fake_openai.base_url)
     replicas = [make_service(database, llm), make_service(other, llm)]
     fake_openai.responder = lambda body: Reply(text=f"re: {user_texts(body)[-1]}", chunk_delay=0.02)
@@ -242,3 +255,49 @@ async def make_conversation(database: Database, key: ConversationKey) -> int:
 
     async with database.unit_of_work() as session:
         return (await ConversationRepository(session).get_or_create(key)).id
+
+
+async def test_a_budget_is_shared_exactly_by_two_replicas(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    counter = TokenCounter()
+    per_turn = worst_micros(first_turn_prompt(counter, "question"))
+    budget = Decimal(per_turn * 3 + per_turn // 2) / 1_000_000  # three turns fit, a fourth does not
+    other = Database.from_url(database.engine.url.render_as_string(hide_password=False))
+    llm = make_llm(fake_openai.base_url)
+    replicas = [
+        build(db, llm, Budgets(db, MINI, defaults_from(limits(user_daily_budget_usd=budget))))
+        for db in (database, other)
+    ]
+    fake_openai.responder = worst_case_responder(counter)
+    outcomes = await asyncio.gather(
+        *(
+            replicas[i % 2].handle(incoming("question", f"b{i}", thread=f"T-b{i}"), RecordingReplier())
+            for i in range(12)
+        )
+    )
+    assert outcomes.count(TurnOutcome.ANSWERED) == 3
+    assert await held(database) == (0, 0)
+    await llm.close()
+    await other.close()
+
+
+async def test_the_redis_rate_limit_is_shared_exactly_by_two_replicas(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("TEST_REDIS_URL is not set (Redis tests run in CI)")
+    storages = [rate_limit_storage(redis_url), rate_limit_storage(redis_url)]
+    await storages[0].reset()
+    llm = make_llm(fake_openai.base_url)
+    replicas = [
+        make_service(database, llm, guards=[RateLimitGuard(storage, per_user="3/minute")])
+        for storage in storages
+    ]
+    outcomes = [
+        await replicas[i % 2].handle(incoming("hi", f"r{i}", thread=f"T-r{i}"), RecordingReplier())
+        for i in range(7)
+    ]
+    assert outcomes == [TurnOutcome.ANSWERED] * 3 + [TurnOutcome.FAILED] * 4
+    await llm.close()
