@@ -22,12 +22,12 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.db import migrate  # noqa: E402
-from core.db.session import Database  # noqa: E402
-from core.money.budgets import Budgets  # noqa: E402
-from core.money.pricing import ModelPrice, PriceTable, usd  # noqa: E402
-from tests.fakes.openai_api import FakeOpenAI  # noqa: E402
-from tests.support import RecordingReplier, incoming, make_llm, make_service  # noqa: E402
+from core.db import migrate
+from core.db.session import Database
+from core.money.budgets import Budgets
+from core.money.pricing import ModelPrice, PriceTable, usd
+from tests.fakes.openai_api import FakeOpenAI
+from tests.support import RecordingReplier, incoming, make_llm, make_service
 
 
 class PostedReplier(RecordingReplier):
@@ -75,7 +75,8 @@ async def run(url: str, turns: int) -> None:
         await llm.close()
     await database.close()
     total = sum(statements.values())
-    print(f"{database.engine.dialect.name}: {total / turns:.1f} statements and {transactions / turns:.1f} transactions per turn")
+    name = database.engine.dialect.name
+    print(f"{name}: {total / turns:.1f} statements, {transactions / turns:.1f} transactions per turn")
     for kind, count in statements.most_common():
         print(f"  {kind:<8} {count / turns:.1f}")
 
