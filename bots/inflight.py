@@ -57,13 +57,21 @@ class InFlight:
             await asyncio.gather(*others, return_exceptions=True)
 
     async def close(self, grace: float) -> None:
-        """Stops spawning, lets running work finish for up to ``grace`` seconds, then cancels the rest."""
+        """Stops spawning, lets running work finish for up to ``grace`` seconds, then cancels the rest.
+
+        Work tracked while the drain runs (a Discord message that arrives meanwhile: the gateway stays up so
+        replies can still be edited) is waited for too, within the same deadline."""
         self._closed = True
         pending = self._others()
         if not pending:
             return
         log.info("waiting up to %.0f s for %d running %s turn(s)", grace, len(pending), self._platform)
-        _, still = await asyncio.wait(pending, timeout=grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while pending and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(pending, timeout=left)
+            pending = self._others()
+        still = self._others()
         for task in still:
             task.cancel()
         if still:

@@ -116,6 +116,25 @@ async def test_close_waits_for_the_grace_period_then_cancels_and_refuses_new_wor
     await handler
 
 
+async def test_close_also_waits_for_work_that_arrives_while_it_drains() -> None:
+    inflight = InFlight("Test")
+    finished: list[str] = []
+
+    async def handler(name: str, seconds: float) -> None:
+        with inflight.track():
+            await asyncio.sleep(seconds)
+            finished.append(name)
+
+    first = asyncio.create_task(handler("first", 0.05))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(inflight.close(5.0))
+    await asyncio.sleep(0.01)
+    late = asyncio.create_task(handler("late", 0.1))  # e.g. a Discord message during the drain
+    await closing
+    assert finished == ["first", "late"]
+    await asyncio.gather(first, late)
+
+
 async def test_a_place_knows_whether_anything_ahead_is_still_running() -> None:
     arrivals = Arrivals()
     async with arrivals.arrive("k") as one:
