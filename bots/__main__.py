@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from bots import logs
 from bots.admin_cli import add_admin_commands, run_admin
 from bots.bootstrap import configured_platforms, open_admin_shell, open_core, serving
 from bots.console import PLATFORM as CONSOLE
@@ -120,11 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"threadwise: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     level = settings.threadwise.log_level if args.command != "chat" else "WARNING"
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for chatty in ("alembic", "matplotlib"):  # per-run notices, not operator news
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # The service logs JSON off a terminal; the commands a person runs (chat, admin, migrate) log text.
+    log_format = settings.threadwise.log_format or (None if args.command == "serve" else "text")
+    logs.configure(level, log_format)
     try:
         if args.command == "chat":
             return _run_until_signal(run_chat(settings, args.conversation, args.model))

@@ -105,6 +105,7 @@ class ThreadwiseSettings(BaseSettings):
     history_cache_conversations: int = Field(default=256, ge=0)
     history_cache_mb: float = Field(default=32, ge=0)  # bytes of cached history windows (no image data)
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None  # None: text on a terminal, else JSON (serve)
     drain_seconds: float = Field(default=30.0, ge=0)  # at SIGTERM: how long running turns get to finish
     models: Annotated[tuple[str, ...], NoDecode] = ()  # what `/ai model` may choose (default: only `model`)
     images: bool = True

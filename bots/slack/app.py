@@ -15,6 +15,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.socket_mode.async_internals import send_async_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -46,6 +47,22 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
 RELAYED_HEADERS = ("X-Slack-Retry-Num", "X-Slack-Retry-Reason")  # what bolt sees of the request's headers
+
+
+class _TokenFromEnvironment(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, and warns at every start
+    that the client wins. Our client is built from that very token (with SLACK_API_URL), so that warning
+    is no news to an operator: it is dropped, and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("threadwise.slack.bolt")
+    if not any(isinstance(existing, _TokenFromEnvironment) for existing in logger.filters):
+        logger.addFilter(_TokenFromEnvironment())
+    return logger
 
 
 def build_app(
@@ -82,7 +99,7 @@ def build_app(
         # POST /slack/events verifies signatures itself, before parsing (bots/slack/verify.py); bolt's check
         # would come after its parse and log refused bodies in full
         request_verification_enabled=False,
-        logger=logging.getLogger("threadwise.slack.bolt"),
+        logger=_bolt_logger(),
     )
     fetcher = FileFetcher(
         session,

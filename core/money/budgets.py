@@ -328,6 +328,10 @@ class Budgets:
             output_tokens=usage.completion_tokens,
         )
 
+    def cost_micros(self, usages: Sequence[CallUsage]) -> int:
+        """What ``usages`` cost, in micro-dollars (the turn's log line)."""
+        return sum(self._price(call).micros for call in usages)
+
     def cost_footer(self, usages: Sequence[CallUsage]) -> str:
         micros = tokens = 0
         for call in usages:

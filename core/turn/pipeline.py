@@ -13,6 +13,7 @@ The pipeline sees the world only through the ports of core/domain/ports.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -54,6 +55,13 @@ from core.turn.user_message import UserMessage, build_user_message
 log = logging.getLogger(__name__)
 
 Footer = Callable[[Sequence[CallUsage]], str]
+Price = Callable[[Sequence[CallUsage]], int]  # micro-dollars of the calls
+
+
+def user_hash(platform: str, user_id: str) -> str:
+    """A user's stable pseudonym in logs: the same person correlates across lines, the id is not written."""
+    return hashlib.sha256(f"{platform}:{user_id}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
 
 QUEUE_WAIT = 600.0  # the longest a turn waits for earlier ones (each is bounded by the turn deadline)
 
@@ -79,12 +87,15 @@ class TurnPorts:
 
 @dataclass(slots=True)
 class _Progress:
-    """How far a turn got: what a failure record keeps, and its writes still on their way."""
+    """How far a turn got: what a failure record and the turn's log line keep, and its writes on their way."""
 
     conversation_id: int | None = None
     user: TurnMessage | None = None
     images: list[UserImage] = field(default_factory=list)
     writes: list[asyncio.Task[None]] = field(default_factory=list)
+    model: str | None = None
+    usages: list[CallUsage] = field(default_factory=list)
+    error: BotError | None = None
 
     def remember(self, write: Coroutine[Any, Any, None]) -> None:
         """Run ``write`` (where the reply is) alongside the turn; the turn does not wait for it."""
@@ -109,8 +120,10 @@ class TurnPipeline:
         locks: KeyedLocks | None = None,
         metrics: Metrics | None = None,
         footer: Footer | None = None,
+        price: Price | None = None,
     ) -> None:
         self._ports = ports
+        self._price = price
         self._counter = counter
         self._config = config
         self._guards = guards or GuardChain()
@@ -135,17 +148,44 @@ class TurnPipeline:
     ) -> TurnOutcome:
         """Answer ``message`` through ``replier``; a redelivered ``event_id`` is answered only once."""
         started = time.perf_counter()
+        progress = _Progress()
         claimed = await self._claim(message, replier)  # 2. idempotency, and the turn's place in the queue
         if isinstance(claimed, TurnOutcome):
             outcome = claimed
         else:
             try:
-                outcome = await self._in_turn(message, replier, model, claimed)
+                outcome = await self._in_turn(message, replier, model, claimed, progress)
             finally:
                 self._waiters.finished(message.key)
+        seconds = time.perf_counter() - started
         self.metrics.turns.labels(message.key.platform, outcome.value).inc()
-        self.metrics.turn_seconds.labels(message.key.platform).observe(time.perf_counter() - started)
+        self.metrics.turn_seconds.labels(message.key.platform).observe(seconds)
+        self._log_turn(message, outcome, progress, seconds)
         return outcome
+
+    def _log_turn(
+        self, message: IncomingMessage, outcome: TurnOutcome, progress: _Progress, seconds: float
+    ) -> None:
+        """One line per turn with its context and what it cost: never its text, never a raw user id."""
+        key = message.key
+        fields: dict[str, Any] = {
+            "platform": key.platform,
+            "workspace": key.workspace_id,
+            "channel": key.channel_id,
+            "conversation_id": progress.conversation_id,
+            "event_id": message.event_id,
+            "user": user_hash(key.platform, message.user.user_id),
+            "model": progress.model,
+            "outcome": outcome.value,
+            "duration_ms": round(seconds * 1000),
+            "prompt_tokens": sum(call.usage.prompt_tokens for call in progress.usages),
+            "completion_tokens": sum(call.usage.completion_tokens for call in progress.usages),
+        }
+        if self._price is not None:
+            fields["cost_usd"] = self._price(progress.usages) / 1_000_000
+        if progress.error is not None:
+            fields["reason"] = type(progress.error).__name__
+        log.info("turn %s %s", message.event_id, outcome.value, extra={"fields": fields})
 
     async def _claim(self, message: IncomingMessage, replier: Replier) -> QueuePlace | TurnOutcome:
         """The claim's place; DUPLICATE for a redelivery; FAILED when the claim could not be recorded."""
@@ -161,7 +201,12 @@ class TurnPipeline:
         return place
 
     async def _in_turn(
-        self, message: IncomingMessage, replier: Replier, model: str | None, place: QueuePlace
+        self,
+        message: IncomingMessage,
+        replier: Replier,
+        model: str | None,
+        place: QueuePlace,
+        progress: _Progress,
     ) -> TurnOutcome:
         """3. Wait for the conversation's earlier turns (on any replica), then run this one."""
         try:
@@ -173,10 +218,10 @@ class TurnPipeline:
                     "Please send yours again in a minute.",
                     detail=f"still queued after {QUEUE_WAIT:.0f} s",
                 )
-            await self._fail(message, replier, _Progress(), exc)
+            await self._fail(message, replier, progress, exc)
             return TurnOutcome.FAILED
         async with self._locks.hold(message.key):  # a command on this conversation waits for the turn
-            return await self._turn(message, replier, model, place.conversation)
+            return await self._turn(message, replier, model, place.conversation, progress)
 
     async def _wait(self, message: IncomingMessage, place: QueuePlace) -> QueuePlace:
         if place.first:
@@ -199,18 +244,18 @@ class TurnPipeline:
         replier: Replier,
         model_override: str | None,
         known: ConversationRef | None,
+        progress: _Progress,
     ) -> TurnOutcome:
-        progress = _Progress()
         replier.track(lambda where: progress.remember(self._ports.store.locate(message, where)))
         try:
             message = await self._guards.check(message)  # 4. guards
             conversation = known or await self._ports.conversations.open(message.key, message.user.user_id)
             progress.conversation_id = conversation.id
-            model = model_override or conversation.model or self._config.default_model
+            model = progress.model = model_override or conversation.model or self._config.default_model
             await self._counter.preload(model)  # a first load (maybe a download) off the loop, not in a count
             user = await build_user_message(message, self._counter, model)
             progress.user, progress.images = user.message, user.images
-            await self._answer(message, replier, conversation.id, model, user)
+            await self._answer(message, replier, conversation.id, model, user, progress.usages)
             return TurnOutcome.ANSWERED
         except Exception as exc:
             await self._fail(message, replier, progress, exc)
@@ -225,9 +270,10 @@ class TurnPipeline:
         conversation_id: int,
         model: str,
         user: UserMessage,
+        usages: list[CallUsage],
     ) -> None:
+        """``usages`` receives each model call's usage as soon as it is known."""
         reserved = await self._reservation.reserve(message, conversation_id, model, user.message)  # 5. + 6.
-        usages: list[CallUsage] = []
         try:
             await replier.start()
             answer = await self._loop.run(message, conversation_id, reserved.context, replier, usages)  # 7.
@@ -262,6 +308,7 @@ class TurnPipeline:
     ) -> None:
         """Log the failure, keep the turn hidden from later context, and show the user the error."""
         error = exc if isinstance(exc, BotError) else BotError(detail=f"{type(exc).__name__}: {exc}")
+        progress.error = error
         if isinstance(exc, BotError):
             log.info("turn %s failed: %s (%s)", message.event_id, type(exc).__name__, error.detail)
         else:
