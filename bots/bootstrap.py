@@ -303,6 +303,7 @@ def build_turns(
         audit=ModerationAudit(database),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
     )
+    metrics = Metrics()
     return ConversationService(
         database=database,
         llm=llm,
@@ -313,11 +314,12 @@ def build_turns(
             counter,
             cache_size=tw.history_cache_conversations,
             cache_bytes=int(tw.history_cache_mb * 1024 * 1024),
+            metrics=metrics,
         ),
         guards=parts.safety.guards,
         budget=budgets,
         tools=tools if registry.tools else None,
-        metrics=Metrics(),
+        metrics=metrics,
         footer=budgets.cost_footer if settings.limits.cost_footer else None,
         output_moderation=parts.safety.output,
         owner=owner,

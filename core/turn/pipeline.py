@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.domain.errors import BotError
+from core.domain.errors import BotError, QuotaExceeded
 from core.domain.ports import (
     BudgetGate,
     CallUsage,
@@ -149,17 +149,25 @@ class TurnPipeline:
         """Answer ``message`` through ``replier``; a redelivered ``event_id`` is answered only once."""
         started = time.perf_counter()
         progress = _Progress()
-        claimed = await self._claim(message, replier)  # 2. idempotency, and the turn's place in the queue
-        if isinstance(claimed, TurnOutcome):
-            outcome = claimed
-        else:
-            try:
-                outcome = await self._in_turn(message, replier, model, claimed, progress)
-            finally:
-                self._waiters.finished(message.key)
+        platform = message.key.platform
+        self.metrics.turns_in_flight.labels(platform).inc()
+        try:
+            claimed = await self._claim(message, replier)  # 2. idempotency, the turn's place in the queue
+            if isinstance(claimed, TurnOutcome):
+                outcome = claimed
+            else:
+                try:
+                    outcome = await self._in_turn(message, replier, model, claimed, progress)
+                finally:
+                    self._waiters.finished(message.key)
+        finally:
+            self.metrics.turns_in_flight.labels(platform).dec()
         seconds = time.perf_counter() - started
-        self.metrics.turns.labels(message.key.platform, outcome.value).inc()
-        self.metrics.turn_seconds.labels(message.key.platform).observe(seconds)
+        reason = type(progress.error).__name__ if progress.error is not None else ""
+        self.metrics.turns.labels(platform, outcome.value, reason).inc()
+        self.metrics.turn_seconds.labels(platform).observe(seconds)
+        if isinstance(progress.error, QuotaExceeded) and progress.error.detail:
+            self.metrics.budget_refusals.labels(progress.error.detail.split(":", 1)[0]).inc()
         self._log_turn(message, outcome, progress, seconds)
         return outcome
 

@@ -200,7 +200,7 @@ async def test_a_rate_limited_post_is_retried_by_discord_py(bot: Harness) -> Non
 async def test_a_duplicate_delivery_is_answered_once(bot: Harness) -> None:
     fake = bot.discord
     bot.openai.script(Reply("Once."), Reply("Twice?"))
-    duplicates = bot.core.metrics.turns.labels("discord", "duplicate")
+    duplicates = bot.core.metrics.turns.labels("discord", "duplicate", "")
     message_id = await fake.message_create(fake.channel_id, f"<@{fake.app_id}> hello", mention_bot=True)
     await fake.message_create(
         fake.channel_id, f"<@{fake.app_id}> hello", mention_bot=True, message_id=message_id
