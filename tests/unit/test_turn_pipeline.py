@@ -323,8 +323,7 @@ async def test_a_turn_cancelled_at_shutdown_says_so_in_place_of_the_reply_and_gi
     t = rig([Reply("Half of an answer", hang=True, error_after_chars=7)])
     replier = RecordingReplier()
     task = asyncio.create_task(t.pipeline.handle(incoming("hello", "e1"), replier))
-    while not updates(replier):
-        await asyncio.sleep(0)
+    await asyncio.wait_for(replier.streaming.wait(), ENDS_WITHIN)
 
     task.cancel()  # what shutdown does to a turn that did not finish in time
     with pytest.raises(asyncio.CancelledError):
