@@ -232,16 +232,17 @@ class TurnPipeline:
     async def _fail(
         self, message: IncomingMessage, replier: Replier, progress: _Progress, exc: Exception
     ) -> None:
-        """Log the failure, charge or release its hold, keep the turn hidden from later context, and show
-        the user the error (in place of the placeholder; under what was streamed)."""
+        """Log the failure, show the user the error (in place of the placeholder; under what was streamed),
+        charge or release its hold, and keep the turn hidden from later context. The error is shown first:
+        a cancellation during the rest (shutdown) leaves no placeholder behind."""
         error = exc if isinstance(exc, BotError) else BotError(detail=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, BotError):
             log.info("turn %s failed: %s (%s)", message.event_id, type(exc).__name__, error.detail)
         else:
             log.exception("turn %s failed unexpectedly", message.event_id)
+        await _show_error(replier, error, message.event_id)
         await self._charge_or_release(progress)
         await self._record_failure(message, progress, error)
-        await _show_error(replier, error, message.event_id)
 
     async def _interrupted(self, message: IncomingMessage, replier: Replier, progress: _Progress) -> None:
         """The turn was cancelled (shutdown): within INTERRUPT_SECONDS, the user reads INTERRUPTED_MESSAGE in

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from core.db.models import BudgetCounter, Reservation, UsageRecord
 from core.db.session import Database
 from core.domain.errors import QuotaExceeded
+from core.domain.ports import CallPlan
 from core.llm.client import LLMClient
 from core.llm.tokens import REPLY_PRIMING, TokenCounter
 from core.money.budgets import Budgets, defaults_from
@@ -211,3 +213,31 @@ async def test_a_refused_extension_makes_the_model_answer_now_within_the_hold(
     spent, counters, holds = await ledger(database)
     assert spent <= held and counters == [(spent, 0)] and holds == 0
     await llm.close()
+
+
+async def test_an_extension_is_all_or_nothing_and_released_with_the_hold(database: Database) -> None:
+    counter = TokenCounter()
+    prompt = first_prompt(counter, "hi")
+    plan = CallPlan(incoming("hi", "e1"), MODEL, prompt, MAX_OUTPUT, 1, MAX_OUTPUT + ROUND_TOKENS)
+    two = MINI.worst_case(MODEL, prompt_tokens=prompt, max_output_tokens=MAX_OUTPUT).micros
+    two += MINI.worst_case(
+        MODEL, prompt_tokens=prompt + MAX_OUTPUT + ROUND_TOKENS, max_output_tokens=MAX_OUTPUT
+    ).micros
+    budgets = Budgets(database, MINI, defaults_from(limits(user_daily_budget_usd=daily(two))))
+
+    async def held() -> tuple[list[tuple[int, int]], list[int]]:
+        async with database.reader() as session:
+            counters = (await session.execute(select(BudgetCounter))).scalars().all()
+            amounts = (await session.execute(select(Reservation.amount_micros))).scalars().all()
+        return [(c.spent_micros, c.reserved_micros) for c in counters], list(amounts)
+
+    hold = await budgets.reserve(plan)
+    assert await held() == ([(0, worst(prompt))], [worst(prompt)])
+    with pytest.raises(QuotaExceeded):
+        await budgets.extend(hold, [], replace(plan, rounds=3))
+    assert await held() == ([(0, worst(prompt))], [worst(prompt)])  # refused: nothing changed
+    assert await budgets.extend(hold, [], plan) == hold  # covered already
+    grown = await budgets.extend(hold, [], replace(plan, rounds=2))
+    assert grown.micros == two and await held() == ([(0, two)], [two])
+    await budgets.release(grown)
+    assert await held() == ([(0, 0)], [])
