@@ -242,6 +242,7 @@ def turn_config(settings: Settings) -> TurnConfig:
         context_windows=dict(tw.context_windows),
         fallback_model=settings.limits.fallback_model,
         tool_round_tokens=tw.tool_round_tokens,
+        turn_timeout=tw.turn_timeout,
     )
 
 
@@ -261,6 +262,7 @@ def build_llm(settings: Settings) -> LLMClient:
         base_url=settings.openai.base_url,
         timeout=tw.openai_timeout,
         max_retries=tw.openai_max_retries,
+        first_token_timeout=tw.first_token_timeout,
     )
 
 

@@ -101,6 +101,8 @@ class ThreadwiseSettings(BaseSettings):
     context_windows: dict[str, int] = Field(default_factory=dict)
     openai_timeout: float = Field(default=60.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0, le=10)
+    first_token_timeout: float = Field(default=20.0, gt=0)  # request -> first delta; also stalls
+    turn_timeout: float = Field(default=120.0, gt=0)  # a whole turn: guards, every model call, tools
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
     history_cache_conversations: int = Field(default=256, ge=0)
     history_cache_mb: float = Field(default=32, ge=0)  # bytes of cached history windows (no image data)

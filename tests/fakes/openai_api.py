@@ -10,7 +10,7 @@ the same JSON / server-sent-events wire format as the real service, so the real
         ...
 
 Chat completions are answered from a FIFO queue of scripted items (``Reply``, ``Fault``,
-``Hang``, ``Disconnect``), one item per HTTP request, so SDK retries consume the next
+``Hang``, ``Disconnect``, ``Silent``, ``Stall``), one item per HTTP request, so SDK retries consume the next
 item.  When the queue is empty, ``responder`` (if set) decides, else the fake echoes the
 last user message.  Supported endpoints: ``POST /v1/chat/completions``,
 ``POST /v1/moderations``, ``POST /v1/images/generations`` and ``GET /v1/models``; anything
@@ -45,6 +45,8 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Script",
+    "Silent",
+    "Stall",
     "ToolCallSpec",
     "png_bytes",
 ]
@@ -100,7 +102,21 @@ class Disconnect:
     after_chars: int = 7
 
 
-Script = Reply | Fault | Hang | Disconnect
+@dataclass
+class Silent:
+    """A hung provider: accepts the request and never sends a byte (not even headers) until the fake closes
+    or the client goes away."""
+
+
+@dataclass
+class Stall:
+    """A provider that hangs mid-answer: starts the stream, sends ``text`` as one delta, then never another
+    byte until the fake closes or the client goes away."""
+
+    text: str = "Let me think"
+
+
+Script = Reply | Fault | Hang | Disconnect | Silent | Stall
 
 
 @dataclass
@@ -424,6 +440,11 @@ class FakeOpenAI:
             return await self._hang(item)
         if isinstance(item, Disconnect):
             return await self._disconnect(request, body, item, stream=stream)
+        if isinstance(item, Silent):
+            await self._closing.wait()
+            return _error_response(504, "Gateway timeout (fake silence)", type_="server_error")
+        if isinstance(item, Stall):
+            return await self._stall(request, body, item)
         if stream:
             return await self._stream_reply(request, body, item)
         return web.json_response(self._completion(body, item))
@@ -580,6 +601,17 @@ class FakeOpenAI:
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away mid-stream; nothing left to do
+        return response
+
+    async def _stall(self, request: web.Request, body: dict[str, Any], item: Stall) -> web.StreamResponse:
+        make = self._chunk_factory(body["model"], include_usage=False)
+        response = await self._begin_sse(request)
+        with contextlib.suppress(ConnectionError):
+            await response.write(_sse(make({"role": "assistant", "content": "", "refusal": None}, None)))
+            await response.write(_sse(make({"content": item.text}, None)))
+            await self._closing.wait()
+        if request.transport is not None:
+            request.transport.close()
         return response
 
     async def _disconnect(
