@@ -136,6 +136,7 @@ class TurnPipeline:
         self._guards = guards or GuardChain()
         self._locks = locks or KeyedLocks()
         self._waiters = Waiters()
+        self._claiming = KeyedLocks()
         self.metrics = metrics or Metrics()
         self._footer = footer
         contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools)
@@ -205,7 +206,10 @@ class TurnPipeline:
     async def _claim(self, message: IncomingMessage, replier: Replier) -> QueuePlace | TurnOutcome:
         """The claim's place; DUPLICATE for a redelivery; FAILED when the claim could not be recorded."""
         try:
-            place = await self._ports.store.claim(message)
+            async with self._claiming.hold(
+                message.key
+            ):  # this process's claims of a conversation in call order
+                place = await self._ports.store.claim(message)
         except Exception:
             log.exception("could not record event %s; the turn is not run", message.event_id)
             await _show_error(replier, BotError(), message.event_id)
