@@ -254,7 +254,7 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
     return models if tw.model in models else (tw.model, *models)
 
 
-def build_llm(settings: Settings) -> LLMClient:
+def build_llm(settings: Settings, metrics: Metrics | None = None) -> LLMClient:
     tw = settings.threadwise
     api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
     return LLMClient.create(
@@ -263,6 +263,7 @@ def build_llm(settings: Settings) -> LLMClient:
         timeout=tw.openai_timeout,
         max_retries=tw.openai_max_retries,
         first_token_timeout=tw.first_token_timeout,
+        metrics=metrics,
     )
 
 
@@ -293,6 +294,7 @@ def build_turns(
     parts: _Services,
     registry: ToolRegistry,
     owner: str,
+    metrics: Metrics,
 ) -> ConversationService:
     tw = settings.threadwise
     database, budgets = parts.database, parts.budgets
@@ -305,7 +307,6 @@ def build_turns(
         audit=ModerationAudit(database),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
     )
-    metrics = Metrics()
     return ConversationService(
         database=database,
         llm=llm,
@@ -353,7 +354,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
     """The core of a running service, on a migrated database, with its MCP servers connected."""
     counter = TokenCounter()
     await counter.preload(model or settings.threadwise.model)  # one warning when offline without tables
-    llm = build_llm(settings)
+    metrics = Metrics()  # one registry for the whole service, served at /metrics
+    llm = build_llm(settings, metrics)
     try:
         async with open_database(settings) as database:
             budgets = build_budgets(settings, database)
@@ -364,9 +366,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             parts = _Services(database, budgets, admin, policies, redactor, safety, images)
             async with open_tools(settings, images, safety.content) as registry:
                 owner = new_replica_id()
-                turns = build_turns(settings, llm, counter, parts, registry, owner)
+                turns = build_turns(settings, llm, counter, parts, registry, owner, metrics)
                 commands = build_commands(settings, turns, parts, registry)
-                metrics = turns.metrics
                 yield Core(
                     settings,
                     database,

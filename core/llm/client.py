@@ -23,6 +23,7 @@ from core.llm.errors import map_openai_error
 from core.llm.retries import retry_delay
 from core.llm.types import Completion, ToolCall, Usage
 from core.llm.watchdog import Watchdog
+from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ class LLMClient:
         timeout: float = 60.0,
         max_retries: int = 2,
         first_token_timeout: float = 20.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._client = client
         self._timeout = timeout
         self._max_retries = max_retries
@@ -67,6 +70,7 @@ class LLMClient:
         timeout: float,
         max_retries: int,
         first_token_timeout: float = 20.0,
+        metrics: Metrics | None = None,
     ) -> LLMClient:
         # A self-hosted OpenAI-compatible endpoint may need no key; the SDK insists on a non-empty one.
         key = api_key or ("unused" if base_url else None)
@@ -76,7 +80,13 @@ class LLMClient:
                 detail="OPENAI_API_KEY is required unless OPENAI_BASE_URL points to an endpoint without auth",
             )
         client = AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
-        return cls(client, timeout=timeout, max_retries=max_retries, first_token_timeout=first_token_timeout)
+        return cls(
+            client,
+            timeout=timeout,
+            max_retries=max_retries,
+            first_token_timeout=first_token_timeout,
+            metrics=metrics,
+        )
 
     @property
     def sdk(self) -> AsyncOpenAI:
@@ -109,13 +119,31 @@ class LLMClient:
             body["tools"] = list(tools)
             if tool_choice is not None:
                 body["tool_choice"] = tool_choice  # "none": answer now, in words
+        started = asyncio.get_running_loop().time()
+        watch = Watchdog(self._first_token, self._first_token)
+        status = "ok"
         try:
-            async with Watchdog(self._first_token, self._first_token) as watch:
+            async with watch:
                 stream = await self._open(body, watch, deadline)
                 async with stream:
                     return await _collect(stream, model, on_text, watch)
         except openai.OpenAIError as exc:
-            raise map_openai_error(exc, model) from exc
+            error = map_openai_error(exc, model)
+            status = type(error).__name__
+            raise error from exc
+        except BaseException as exc:
+            status = type(exc).__name__
+            raise
+        finally:
+            self._measure(model, status, started, watch.first_delta_at)
+
+    def _measure(self, model: str, status: str, started: float, first_delta_at: float | None) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.llm_calls.labels(model, status).inc()
+        self._metrics.llm_call_seconds.labels(model).observe(asyncio.get_running_loop().time() - started)
+        if first_delta_at is not None:
+            self._metrics.first_token_seconds.labels(model).observe(first_delta_at - started)
 
     async def _open(
         self, body: dict[str, Any], watch: Watchdog, deadline: float | None

@@ -18,6 +18,7 @@ class Watchdog:
         self._first_token = first_token
         self._stall = stall
         self.streaming = False  # a delta arrived
+        self.first_delta_at: float | None = None  # loop.time() of the first delta
         self._scope = asyncio.timeout(None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0
@@ -50,6 +51,8 @@ class Watchdog:
         the next chunk has the stall bound from now."""
         if delta or self.streaming:
             assert self._loop is not None
+            if not self.streaming:
+                self.first_delta_at = self._loop.time()
             self.streaming = True
             self._due = self._loop.time() + self._stall
 

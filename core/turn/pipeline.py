@@ -174,6 +174,9 @@ class TurnPipeline:
         reason = type(progress.error).__name__ if progress.error is not None else ""
         self.metrics.turns.labels(platform, outcome.value, reason).inc()
         self.metrics.turn_seconds.labels(platform).observe(seconds)
+        if self._price is not None:
+            for call in progress.usages:
+                self.metrics.cost.labels(call.model).inc(self._price([call]) / 1_000_000)
         if isinstance(progress.error, QuotaExceeded) and progress.error.detail:
             self.metrics.budget_refusals.labels(progress.error.detail.split(":", 1)[0]).inc()
         self._log_turn(message, outcome, progress, seconds)

@@ -204,7 +204,6 @@ class ToolLoop:
             usage = completion.usage
         else:  # an endpoint that ignores include_usage: bill our own exact counts
             usage = Usage(prompt_tokens, 0, self._counter.count_text(model, completion.text))
-        self._metrics.llm_calls.labels(model, "ok").inc()
         self._metrics.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
         self._metrics.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
         return usage
