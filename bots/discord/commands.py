@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bots.discord.chunks import split_message
+from bots.discord.chunks import fit, split_message
 from bots.discord.identity import (
     PLATFORM,
     channel_key,
@@ -51,8 +51,9 @@ def conversation_of(interaction: Interaction) -> ConversationKey:
 
 
 async def show_error(interaction: Interaction, error: BotError, *, deferred_ephemeral: bool = True) -> None:
-    """``error.user_message`` to the caller only, whatever state the interaction is in."""
-    text = f"⚠️ {error.user_message}"
+    """``error.user_message`` to the caller only, whatever state the interaction is in; one message, cut to
+    Discord's limit should it quote something long."""
+    text = fit(f"⚠️ {error.user_message}")
     if not interaction.response.is_done():
         await interaction.response.send_message(text, ephemeral=True)
     elif interaction.response.type is not discord.InteractionResponseType.deferred_channel_message:
@@ -302,13 +303,3 @@ class AdminCommands(app_commands.Group):
     @app_commands.describe(args="e.g. show | set here calculator,current_time | clear here")
     async def tools(self, interaction: Interaction, args: str = "") -> None:
         await self._run(interaction, "tools", args)
-
-
-async def report_failure(interaction: Interaction, error: app_commands.AppCommandError) -> None:
-    """The command tree's error handler: unexpected failures are logged and answered with a generic note."""
-    original = getattr(error, "original", error)
-    log.error("/%s failed", getattr(interaction.command, "qualified_name", "?"), exc_info=original)
-    try:
-        await show_error(interaction, BotError())
-    except discord.HTTPException:
-        log.warning("could not tell the user about the failed command")
