@@ -25,18 +25,18 @@ class RedactionGuard:
     async def check(self, message: IncomingMessage) -> IncomingMessage:
         counts: dict[str, int] = {}
 
-        def redact(text: str) -> str:
-            result = self._redactor.redact(text)
+        async def redact(text: str) -> str:
+            result = await self._redactor.redact_off_loop(text)  # large texts in a worker thread
             for found in result.redactions:
                 counts[found.kind] = counts.get(found.kind, 0) + found.count
             return result.text
 
-        text = redact(message.text)
+        text = await redact(message.text)
         attachments = []
         for attachment in message.attachments:  # attached text files (code, logs) are redacted the same way
             content = attached_text(attachment)
             if content is not None:
-                attachment = dataclasses.replace(attachment, data=redact(content).encode("utf-8"))
+                attachment = dataclasses.replace(attachment, data=(await redact(content)).encode("utf-8"))
             attachments.append(attachment)
         if not counts:
             return message
