@@ -299,3 +299,10 @@ async def test_socket_mode_payloads_are_validated_the_same_way(
         question = fake.bot_messages("C0GENERAL")[0]
         assert question.current.endswith("asked: \ufffd ok?")
     assert tracebacks(caplog) == []
+
+
+async def test_any_refusal_quoting_a_huge_argument_fits_in_a_slack_message(slack: Slack) -> None:
+    await slack.command("/ai-admin", "report " + "<" * 30_000, user="U0ADMIN")  # an unknown period, quoted
+    [refusal] = slack.fake.responses
+    assert refusal["text"].startswith(":warning: Unknown period '&lt;&lt;")
+    assert refusal["text"].endswith("…") and len(refusal["text"]) < 40_000
