@@ -125,13 +125,7 @@ class AiCommands(app_commands.Group):
         deferred_ephemeral: bool = False,
         on_refused: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        message = IncomingMessage(
-            key=key,
-            user=caller(interaction),
-            text=prompt,
-            event_id=f"discord:interaction:{interaction.id}",
-            received_at=datetime.now(UTC),
-        )
+        message = self._asking(interaction, key, prompt)
 
         async def private_error(error: BotError) -> None:
             if on_refused is not None:  # the turn failed before any answer: take the question back
@@ -145,12 +139,34 @@ class AiCommands(app_commands.Group):
         with self._inflight.track():
             await self._services.turns.handle(message, replier)
 
+    @staticmethod
+    def _asking(interaction: Interaction, key: ConversationKey, prompt: str) -> IncomingMessage:
+        return IncomingMessage(
+            key=key,
+            user=caller(interaction),
+            text=prompt,
+            event_id=f"discord:interaction:{interaction.id}",
+            received_at=datetime.now(UTC),
+        )
+
+    async def _refused(self, interaction: Interaction, key: ConversationKey, prompt: str) -> bool:
+        """The turn's checks of the caller (ban, rate limit, length), before anything is shown in the channel:
+        when they refuse, only the caller hears why (the turn says it, once) and True is returned."""
+        if await self._services.turns.admit(self._asking(interaction, key, prompt)):
+            return False
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        sink = InteractionSink(interaction, ephemeral=True)
+        await self._turn(interaction, key, prompt, sink, deferred_ephemeral=True)
+        return True
+
     @app_commands.command(name="ask", description="Ask one question; the answer appears right here")
     @app_commands.describe(prompt="Your question")
     async def ask(self, interaction: Interaction, prompt: str) -> None:
-        await interaction.response.defer(thinking=True)
         where = conversation_of(interaction)
         key = ConversationKey(PLATFORM, where.workspace_id, where.channel_id, f"ask:{interaction.id}")
+        if await self._refused(interaction, key, prompt):
+            return
+        await interaction.response.defer(thinking=True)
         shown = self._services.commands.display(prompt)  # quoted above the answer: redacted like the history
         preview = shown if len(shown) <= QUESTION_PREVIEW else shown[: QUESTION_PREVIEW - 1] + "…"
         quoted = "\n".join(f"> {line}" for line in preview.splitlines() or [""])
@@ -159,6 +175,8 @@ class AiCommands(app_commands.Group):
     @app_commands.command(name="chat", description="Start a conversation thread; keep talking in it")
     @app_commands.describe(prompt="How the conversation starts")
     async def chat(self, interaction: Interaction, prompt: str) -> None:
+        if await self._refused(interaction, conversation_of(interaction), prompt):
+            return  # nothing of a refused prompt is posted, and no thread is opened
         user = interaction.user
         shown = self._services.commands.display(prompt)  # redacted like everything the core stores
         opening = split_message(f"💬 **{user.display_name}**: {shown}")[0]
