@@ -5,7 +5,7 @@ non-Latin scripts (CJK, Cyrillic, Arabic); and with full-width e-mail addresses 
 inside keys (the normalised path). Prints the median of N runs per text, in milliseconds, and how many
 redactions each run made. Then, for the last text at 100 KB and 1 MB: the longest the event loop went without
 running (a 1 ms ticker) while the text was redacted with ``redact`` on the loop and with ``redact_off_loop``
-(a worker thread), and their ratio. Nothing is asserted.
+(``core/guards/redaction.py``: a worker thread), and their ratio. Nothing is asserted.
 
 Run from the repository root:  python -m bench.redaction [--reps 30]
 """
@@ -17,6 +17,7 @@ import asyncio
 import statistics
 import time
 
+from core.guards.redaction import redact_off_loop
 from core.guards.redactor import Redactor
 
 KEY = "sk-" + "proj-" + "Ab3_" * 10
@@ -60,7 +61,7 @@ async def longest_stall(redactor: Redactor, text: str, *, off_loop: bool) -> flo
     ticking = asyncio.create_task(ticker())
     await asyncio.sleep(0.01)
     if off_loop:
-        await redactor.redact_off_loop(text)
+        await redact_off_loop(redactor, text)
     else:
         redactor.redact(text)
     await asyncio.sleep(0.01)

@@ -20,7 +20,6 @@ Design points:
 
 from __future__ import annotations
 
-import asyncio
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
@@ -55,10 +54,6 @@ _APPLY_ORDER: tuple[str, ...] = (
 )
 
 _MAX_PASSES = 4  # a second pass only runs when the first changed something; more is a safety bound
-
-# Redaction costs about 0.2-0.4 ms per KB (python -m bench.redaction: ~22 ms per 100 KB of ASCII, ~40 ms with
-# folding tricks): a text this long takes a few milliseconds; a longer one goes to a worker thread.
-ON_LOOP_MAX_CHARS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,13 +323,6 @@ class Redactor:
         redacted = self._run(redacted, counts).text
         found = tuple(Redaction(name, counts[name]) for name in ALL_RULES if name in counts)
         return Redacted(redacted if found else text, found)
-
-    async def redact_off_loop(self, text: str) -> Redacted:
-        """``redact``, in a worker thread when ``text`` is longer than ``ON_LOOP_MAX_CHARS`` (a large tool
-        result or attached file would otherwise hold the event loop for tens of milliseconds)."""
-        if len(text) <= ON_LOOP_MAX_CHARS:
-            return self.redact(text)
-        return await asyncio.to_thread(self.redact, text)
 
     def _run(self, text: str, counts: dict[str, int]) -> _Edit:
         edit = _Edit(text)

@@ -21,6 +21,7 @@ from core.domain.ports import ToolResult
 from core.domain.types import Attachment, ChatUser, IncomingMessage
 from core.guards.audit import Decision, ModerationAudit
 from core.guards.channel_policy import ChannelPolicies, channel_of
+from core.guards.redaction import redact_off_loop
 from core.guards.redactor import Redactor
 from core.llm.types import ToolCall
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
@@ -110,7 +111,7 @@ class ToolExecutor:
             return list(outcomes), counts
         redacted: list[_Outcome] = []
         for outcome in outcomes:
-            result = await self._redactor.redact_off_loop(outcome.text)
+            result = await redact_off_loop(self._redactor, outcome.text)
             for found in result.redactions:
                 counts[found.kind] = counts.get(found.kind, 0) + found.count
             redacted.append(dataclasses.replace(outcome, text=result.text) if result.changed else outcome)
@@ -192,7 +193,7 @@ class ToolExecutor:
 
     async def _redact(self, text: str) -> str:
         if self._redactor is not None:
-            text = (await self._redactor.redact_off_loop(text)).text
+            text = (await redact_off_loop(self._redactor, text)).text
         return text[:MAX_RECORDED_ARGUMENTS]
 
 
