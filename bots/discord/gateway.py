@@ -27,7 +27,7 @@ from bots.inflight import InFlight
 
 log = logging.getLogger(__name__)
 
-MALFORMED = "⚠️ That command arrived incomplete or malformed, so I ignored it. Please try again."
+MALFORMED = "That command arrived incomplete or malformed, so I ignored it. Please try again."
 
 Parser = Callable[[Any], None]
 
@@ -81,6 +81,6 @@ def _interactions(parse: Parser, state: Any, inflight: InFlight) -> Parser:
 async def _tell_malformed(state: Any, key: dict[str, Any]) -> None:
     interaction: discord.Interaction[Any] = discord.Interaction(data=key, state=state)  # type: ignore[arg-type]
     try:
-        await interaction.response.send_message(MALFORMED, ephemeral=True)
+        await interaction.response.send_message(f"⚠️ {MALFORMED}", ephemeral=True)
     except discord.HTTPException as exc:
         log.warning("could not answer a malformed command: HTTP %s (code %s)", exc.status, exc.code)

@@ -64,7 +64,7 @@ async def report_failure(interaction: Interaction, error: app_commands.AppComman
         answer = BotError(CHANGED)
     elif isinstance(error, app_commands.TransformerError):
         log.warning("/%s had an option of the wrong type: told it was malformed", name)
-        answer = BotError(MALFORMED.removeprefix("⚠️ "))
+        answer = BotError(MALFORMED)
     elif isinstance(error, app_commands.CheckFailure):
         log.info("/%s refused by a check (%s)", name, _kind(error))
         answer = BotError(NOT_HERE)
