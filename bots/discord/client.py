@@ -22,10 +22,12 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots.discord.commands import AdminCommands, AiCommands, report_failure
+from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
 from bots.discord.events import MessageEvents
+from bots.discord.gateway import guard_gateway
 from bots.discord.replier import NO_MENTIONS, DiscordResolver
+from bots.discord.tree import CommandTree
 from bots.inflight import InFlight
 from core.domain.errors import BotError
 from core.guards.modlog import ModerationNotice
@@ -76,7 +78,8 @@ def build_client(
         chunk_guilds_at_startup=False,
         guild_ready_timeout=guild_ready_timeout,
     )
-    tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+    guard_gateway(client, inflight)
+    tree: app_commands.CommandTree[Any] = CommandTree(client, services.commands)
     tree.add_command(AiCommands(services, inflight=inflight, edit_interval=options.edit_interval))
     tree.add_command(AdminCommands(services, inflight=inflight))
     events = MessageEvents(services, client, options, inflight=inflight)
@@ -84,13 +87,7 @@ def build_client(
     async def on_message(message: discord.Message) -> None:
         await events.on_message(message)
 
-    async def on_app_command_error(
-        interaction: discord.Interaction[Any], error: app_commands.AppCommandError
-    ) -> None:
-        await report_failure(interaction, error)
-
     client.event(on_message)
-    tree.error(on_app_command_error)
     return client, tree
 
 

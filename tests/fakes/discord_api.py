@@ -134,6 +134,7 @@ class FakeDiscord:
         self.cdn: dict[str, tuple[str, bytes]] = {}  # path -> (content type, bytes)
         self.cdn_gets: list[str] = []  # paths of the attachments downloaded, in order
         self.identified = asyncio.Event()
+        self.connections = 0  # gateway connections opened (a reconnect opens another)
         self.identify_payload: dict[str, Any] | None = None
         self._rate_limits: list[tuple[str, str, float]] = []
         self._ws: web.WebSocketResponse | None = None
@@ -449,6 +450,30 @@ class FakeDiscord:
         message_type: int = 0,
     ) -> int:
         """A user posts a message: dispatches MESSAGE_CREATE. ``files`` are (name, content type, bytes)."""
+        data = self.message_data(
+            channel_id,
+            content,
+            author=author,
+            mention_bot=mention_bot,
+            files=files,
+            message_id=message_id,
+            message_type=message_type,
+        )
+        await self.dispatch("MESSAGE_CREATE", data)
+        return int(data["id"])
+
+    def message_data(
+        self,
+        channel_id: int,
+        content: str,
+        *,
+        author: dict[str, Any] | None = None,
+        mention_bot: bool = False,
+        files: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
+        message_id: int | None = None,
+        message_type: int = 0,
+    ) -> dict[str, Any]:
+        """The MESSAGE_CREATE data of a message a user posts (recorded as posted, not yet dispatched)."""
         author = author or self.owner
         message = FakeMessage(message_id or self.snowflake(), channel_id, int(author["id"]), content)
         self.messages[message.id] = message
@@ -469,8 +494,7 @@ class FakeDiscord:
             data["mentions"] = [{**self.bot_user, "member": self.member(self.bot_user)}]
         if self._guild_of(channel_id) is not None:
             data["member"] = {k: v for k, v in self.member(author).items() if k != "user"}
-        await self.dispatch("MESSAGE_CREATE", data)
-        return message.id
+        return data
 
     async def interact(
         self,
@@ -484,6 +508,31 @@ class FakeDiscord:
         interaction_id: int | None = None,
     ) -> FakeInteraction:
         """A user runs ``/group subcommand option:value``: dispatches INTERACTION_CREATE (type 2)."""
+        record, payload = self.interaction_data(
+            group,
+            subcommand,
+            options,
+            channel_id=channel_id,
+            user=user,
+            admin=admin,
+            interaction_id=interaction_id,
+        )
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
+    def interaction_data(
+        self,
+        group: str,
+        subcommand: str,
+        options: dict[str, Any] | None = None,
+        *,
+        channel_id: int | None = None,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        interaction_id: int | None = None,
+    ) -> tuple[FakeInteraction, dict[str, Any]]:
+        """The INTERACTION_CREATE data of ``/group subcommand option:value`` (recorded, not yet dispatched);
+        an option's value is a string unless given otherwise."""
         channel_id = channel_id or self.channel_id
         user = user or self.owner
         record = FakeInteraction(
@@ -543,8 +592,7 @@ class FakeDiscord:
                 authorizing_integration_owners={"1": user["id"]},
                 context=1,
             )
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return record
+        return record, payload
 
     # ------------------------------------------------------------------ gateway
 
@@ -563,6 +611,7 @@ class FakeDiscord:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._ws = ws
+        self.connections += 1
         await ws.send_str(json.dumps({"op": 10, "s": None, "t": None, "d": {"heartbeat_interval": 41250}}))
         async for frame in ws:
             message = json.loads(frame.data)
