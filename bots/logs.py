@@ -17,6 +17,17 @@ from typing import Any, TextIO
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Per-run notices and per-request lines (the SDKs' HTTP clients), not operator news.
 QUIET = ("alembic", "matplotlib", "httpx", "httpx2")
+# The SDKs log request and response bodies (message text) at DEBUG: THREADWISE_LOG_LEVEL=DEBUG is for our code.
+SDKS = (
+    "openai",
+    "httpcore",
+    "slack_sdk",
+    "slack_bolt",
+    "threadwise.slack.web",
+    "threadwise.slack.bolt",
+    "discord",
+    "mcp",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,3 +76,5 @@ def configure(level: str, log_format: str | None, stream: TextIO | None = None) 
     logging.captureWarnings(True)
     for chatty in QUIET:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+    for sdk in SDKS:
+        logging.getLogger(sdk).setLevel(max(logging.INFO, root.level))

@@ -55,3 +55,12 @@ def test_a_pipe_gets_json_unless_told_otherwise(restore_logging: None) -> None:
     logs.configure("INFO", None, out)
     logging.getLogger("y").info("hello")
     assert json.loads(out.getvalue())["message"] == "hello"
+
+
+def test_debug_is_for_our_code_not_the_sdks_bodies(restore_logging: None) -> None:
+    out = io.StringIO()
+    logs.configure("DEBUG", "json", out)
+    logging.getLogger("core.turn.pipeline").debug("ours")
+    logging.getLogger("openai._base_client").debug("Request options: {'json_data': {'messages': 'secret'}}")
+    logging.getLogger("slack_sdk.web.async_base_client").debug("Sending a request - body: secret")
+    assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["ours"]
