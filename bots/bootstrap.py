@@ -137,6 +137,7 @@ def build_safety(
     policies: ChannelPolicies,
     modlog: ModLog,
     redactor: Redactor | None,
+    metrics: Metrics | None = None,
 ) -> Safety:
     limits = settings.limits
     safety = settings.safety
@@ -160,7 +161,9 @@ def build_safety(
     ]
     guards = list(admission)
     content: list[TurnGuard] = []
-    audit = ModerationAudit(database, keep_content=safety.moderation_keep_content, modlog=modlog)
+    audit = ModerationAudit(
+        database, keep_content=safety.moderation_keep_content, modlog=modlog, metrics=metrics
+    )
     if redactor is not None:
         content.append(RedactionGuard(redactor, audit))
     guards.extend(content)
@@ -304,8 +307,9 @@ def build_turns(
         parts.policies,
         is_admin=parts.admin.may_use_admin_tools,
         redactor=parts.redactor,
-        audit=ModerationAudit(database),  # tool-result redactions, audited like the user's
+        audit=ModerationAudit(database, metrics=metrics),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
+        metrics=metrics,
     )
     return ConversationService(
         database=database,
@@ -360,7 +364,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
         async with open_database(settings) as database:
             budgets = build_budgets(settings, database)
             policies, modlog, redactor = ChannelPolicies(database), ModLog(), build_redactor(settings)
-            safety = build_safety(settings, database, llm, policies, modlog, redactor)
+            safety = build_safety(settings, database, llm, policies, modlog, redactor, metrics)
             admin = build_admin(settings, database, budgets)
             images = build_images(settings, llm, budgets)
             parts = _Services(database, budgets, admin, policies, redactor, safety, images)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Per-run notices and per-request lines (the SDKs' HTTP clients), not operator news.
 QUIET = ("alembic", "matplotlib", "httpx", "httpx2")
-# The SDKs log request and response bodies (message text) at DEBUG: THREADWISE_LOG_LEVEL=DEBUG is for our code.
+# The SDKs log request bodies (message text) at DEBUG: THREADWISE_LOG_LEVEL=DEBUG is for our own code.
 SDKS = (
     "openai",
     "httpcore",

@@ -22,6 +22,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bots.api_calls import counting, discord_route
 from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
 from bots.discord.events import MessageEvents
@@ -77,6 +78,7 @@ def build_client(
         allowed_mentions=discord.AllowedMentions.none(),
         chunk_guilds_at_startup=False,
         guild_ready_timeout=guild_ready_timeout,
+        http_trace=counting(services.turns.metrics, "discord", discord_route),
     )
     guard_gateway(client, inflight)
     tree: app_commands.CommandTree[Any] = CommandTree(client, services.commands)

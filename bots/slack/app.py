@@ -27,6 +27,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.api_calls import counting, slack_method
 from bots.http import HttpServer
 from bots.inflight import InFlight
 from bots.services import ChatServices
@@ -174,7 +175,8 @@ async def open_slack(
     """
     slack = options
     tasks = background if background is not None else InFlight("Slack")
-    async with aiohttp.ClientSession() as session:
+    trace = counting(services.turns.metrics, "slack", lambda _method, url: slack_method(url))
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         app = build_app(services, options, session, tasks, edit_interval=edit_interval)
         try:
             identity = await app.client.auth_test()  # a wrong token stops start-up with a clear message

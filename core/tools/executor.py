@@ -24,6 +24,7 @@ from core.guards.channel_policy import ChannelPolicies, channel_of
 from core.guards.redaction import redact_off_loop
 from core.guards.redactor import Redactor
 from core.llm.types import ToolCall
+from core.metrics import Metrics
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ class ToolExecutor:
         redactor: Redactor | None = None,
         audit: ModerationAudit | None = None,
         max_calls_per_round: int = 8,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self.registry = registry
         self._db = database
         self._policies = policies
@@ -97,6 +100,10 @@ class ToolExecutor:
         outcomes = await asyncio.gather(
             *(self._one(call, index, offered, context) for index, call in enumerate(calls))
         )
+        if self._metrics is not None:
+            for outcome in outcomes:
+                self._metrics.tool_calls.labels(outcome.call.name[:64], outcome.kind).inc()
+                self._metrics.tool_seconds.labels(outcome.call.name[:64]).observe(outcome.seconds)
         outcomes, redactions = await self._redact_results(outcomes)
         await self._record(message, conversation_id, outcomes)
         if redactions:
