@@ -1,4 +1,5 @@
-"""Shared fixtures: tiktoken's real tables (exact-count tests are marked ``needs_token_tables``), a migrated database (SQLite, and PostgreSQL when
+"""Shared fixtures: tiktoken's real tables (tests of exact counts are marked ``needs_token_tables`` and skip,
+saying why, where the tables cannot be loaded), a migrated database (SQLite, and PostgreSQL when
 TEST_DATABASE_URL is set), and the OpenAI wire fake."""
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ NO_TABLES = (
     "needs tiktoken's o200k_base and cl100k_base tables, which are not here (offline with an empty cache): set "
     "TIKTOKEN_CACHE_DIR to a folder holding tiktoken's cache files, or run the tests once online"
 )
+
+
+_TABLES_MISSING = pytest.StashKey[str | None]()  # why the tables cannot be loaded (None: loaded)
 
 
 def _load_token_tables() -> str | None:
@@ -57,9 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_TABLES_MISSING] = problem
 
 
-_TABLES_MISSING = pytest.StashKey[str | None]()
 
-
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("needs_token_tables")
     if marker is None or item.config.stash.get(_TABLES_MISSING, None) is None:
