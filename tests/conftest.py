@@ -19,10 +19,7 @@ from tests.fakes.openai_api import FakeOpenAI
 
 SHARED_TIKTOKEN = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken"
 TOKEN_TABLES = ("o200k_base", "cl100k_base")  # what the exact-count tests compare against
-NO_TABLES = (
-    "needs tiktoken's o200k_base and cl100k_base tables, which are not here (offline with an empty cache): set "
-    "TIKTOKEN_CACHE_DIR to a folder holding tiktoken's cache files, or run the tests once online"
-)
+NO_TABLES = "no tiktoken tables here (offline, empty cache; set TIKTOKEN_CACHE_DIR to load them)"
 
 
 _TABLES_MISSING = pytest.StashKey[str | None]()  # why the tables cannot be loaded (None: loaded)
@@ -31,8 +28,8 @@ _TABLES_MISSING = pytest.StashKey[str | None]()  # why the tables cannot be load
 def _load_token_tables() -> str | None:
     """Loads tiktoken's tables once; returns why they cannot be had here, or None when they are loaded.
 
-    Where from: TIKTOKEN_CACHE_DIR, else ``../shared/tiktoken`` when this checkout has one, else tiktoken's own
-    per-user cache (which it fills from the network when it can).
+    Where from: TIKTOKEN_CACHE_DIR, else ``../shared/tiktoken`` when this checkout has one, else tiktoken's
+    own per-user cache (which it fills from the network when it can).
     """
     import tiktoken
 
@@ -47,8 +44,8 @@ def _load_token_tables() -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "needs_token_tables(why): an exact-count test; skipped, saying why, where tiktoken's tables cannot be "
-        "loaded (offline, no cache); every other test runs",
+        "needs_token_tables(why): an exact-count test; skipped, saying why, where tiktoken's tables cannot "
+        "be loaded (offline, no cache); every other test runs",
     )
     explicit = os.environ.get("TIKTOKEN_CACHE_DIR")
     if not explicit and SHARED_TIKTOKEN.is_dir():
@@ -57,9 +54,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if problem is not None and explicit:
         # A cache was named (CI, this workspace) and does not hold the tables: that is a broken setup, not an
         # offline clone, so nothing is skipped quietly.
-        pytest.exit(f"TIKTOKEN_CACHE_DIR={explicit} does not hold tiktoken's tables ({problem})", returncode=3)
+        pytest.exit(
+            f"TIKTOKEN_CACHE_DIR={explicit} does not hold tiktoken's tables ({problem})", returncode=3
+        )
     config.stash[_TABLES_MISSING] = problem
-
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -288,7 +288,9 @@ async def test_sdk_retries_a_429_and_the_user_gets_the_answer(
     await llm.close()
 
 
-@pytest.mark.needs_token_tables("checks the stored token count of a text-and-image message against o200k_base")
+@pytest.mark.needs_token_tables(
+    "checks the stored token count of a text-and-image message against o200k_base"
+)
 async def test_an_image_reaches_the_model_as_a_vision_part(
     database: Database, fake_openai: FakeOpenAI
 ) -> None:
