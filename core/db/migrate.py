@@ -1,4 +1,9 @@
-"""Run Alembic migrations programmatically on an open async engine (the only way the schema is created)."""
+"""Run Alembic migrations programmatically on an open async engine (the only way the schema is created).
+
+Replicas that start together all migrate: on PostgreSQL each run holds a transaction-scoped advisory lock
+(``MIGRATION_LOCK``) around Alembic, so one applies the new revisions and the others wait, then find the
+schema at head and do nothing. SQLite needs nothing more: the upgrade's write transaction serialises them.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+# pg_advisory_xact_lock key of the migration runner (any bigint no other lock of ours uses): "twmigrat"
+MIGRATION_LOCK = int.from_bytes(b"twmigrat", "big") >> 1
 
 
 def alembic_config() -> Config:
@@ -50,4 +59,6 @@ async def _run(engine: AsyncEngine, action: object) -> None:
         action(config)
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # held until this transaction ends (commit or rollback)
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await connection.run_sync(run)
