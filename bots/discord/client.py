@@ -68,16 +68,24 @@ def use_endpoints(api_url: str, gateway_url: str | None) -> Callable[[], None]:
 def build_client(
     services: ChatServices, options: DiscordOptions, *, inflight: InFlight, guild_ready_timeout: float = 2.0
 ) -> tuple[discord.Client, app_commands.CommandTree[Any]]:
-    kind: type[discord.Client] = discord.AutoShardedClient if options.sharded else discord.Client
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = (
         False  # no voice here: no warning about it
     )
-    client = kind(
-        intents=intents(),
-        allowed_mentions=discord.AllowedMentions.none(),
-        chunk_guilds_at_startup=False,
-        guild_ready_timeout=guild_ready_timeout,
-    )
+    common: dict[str, Any] = {
+        "intents": intents(),
+        "allowed_mentions": discord.AllowedMentions.none(),
+        "chunk_guilds_at_startup": False,
+        "guild_ready_timeout": guild_ready_timeout,
+    }
+    client: discord.Client
+    if options.shard_count is not None:  # this process's share of the shards (THREADWISE_DISCORD_SHARD_*)
+        client = discord.AutoShardedClient(
+            shard_ids=list(options.shard_ids), shard_count=options.shard_count, **common
+        )
+    elif options.sharded:  # every shard, as many as Discord recommends (GET /gateway/bot)
+        client = discord.AutoShardedClient(**common)
+    else:
+        client = discord.Client(**common)
     tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
     tree.add_command(AiCommands(services, inflight=inflight, edit_interval=options.edit_interval))
     tree.add_command(AdminCommands(services, inflight=inflight))
@@ -156,7 +164,14 @@ async def open_discord(
         connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
         await _connected(client, connection, options.ready_timeout)
         user = client.user
-        log.info("Discord: connected as %s (%s) in %d guild(s)", user, user and user.id, len(client.guilds))
+        shards = f", shards {options.shard_ids} of {options.shard_count}" if options.shard_count else ""
+        log.info(
+            "Discord: connected as %s (%s) in %d guild(s)%s",
+            user,
+            user and user.id,
+            len(client.guilds),
+            shards,
+        )
         modlog_channel = options.modlog_channel
         if modlog_channel is not None:
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
