@@ -424,15 +424,19 @@ def adapter_factory(platform: str, settings: Settings) -> AdapterFactory:
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator[HttpServer]:
-    """`threadwise serve`: the core, every adapter of ``platforms``, /healthz and /metrics, and the retention
-    purge; ready (healthz 200) inside the block."""
+    """`threadwise serve`: the core, every adapter of ``platforms``, /healthz, /readyz and /metrics, and the
+    retention purge; ready (healthz 200) inside the block, draining (readyz 503) once it is left."""
     factories = [adapter_factory(platform, settings) for platform in platforms]
     async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
+        http.readiness.add_database(core.database)  # adapters add their own parts when they are up
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))
         await stack.enter_async_context(http)
         if settings.safety.retention_days is not None:
             await stack.enter_async_context(purging(Retention(core.database), settings.safety.retention_days))
         http.ready = True
-        yield http
+        try:
+            yield http
+        finally:
+            http.readiness.start_draining()  # /readyz answers 503 from now on, while everything stops

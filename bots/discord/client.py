@@ -175,8 +175,10 @@ async def open_discord(
         modlog_channel = options.modlog_channel
         if modlog_channel is not None:
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
+        http.readiness.add("discord", gateway_status(client))
         yield
     finally:
+        http.readiness.remove("discord")
         await inflight.close(SHUTDOWN_GRACE)
         await services.modlog.drain()  # notices of the last turns, while the client can still post
         services.modlog.unregister("discord")
@@ -186,6 +188,25 @@ async def open_discord(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connection
         restore()
+
+
+def gateway_status(client: discord.Client) -> Callable[[], Awaitable[str | None]]:
+    """Readiness: the client is ready and every gateway connection (one per shard) is open; asks Discord
+    nothing."""
+
+    async def status() -> str | None:
+        if client.is_closed():
+            return "the client is closed"
+        if not client.is_ready():
+            return "the gateway session is not ready"
+        if isinstance(client, discord.AutoShardedClient):
+            down = sorted(shard_id for shard_id, shard in client.shards.items() if shard.is_closed())
+            return f"gateway connection of shard(s) {down} lost (reconnecting)" if down else None
+        if client.ws is None or not client.ws.open:
+            return "gateway connection lost (reconnecting)"
+        return None
+
+    return status
 
 
 def _modlog_sink(client: discord.Client, channel_id: int) -> Callable[[ModerationNotice], Awaitable[None]]:

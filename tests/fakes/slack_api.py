@@ -488,6 +488,12 @@ class FakeSlack:
             self._sockets.remove(socket)
         return socket
 
+    async def drop_sockets(self) -> None:
+        """Closes every Socket Mode connection, as Slack does when it moves an app to another server."""
+        self.socket_connected.clear()
+        for socket in list(self._sockets):
+            await socket.close()
+
     async def socket_send(
         self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, seconds: float = 5.0
     ) -> dict[str, Any]:
