@@ -239,8 +239,10 @@ async def test_slack_http_mode_is_ready_once_its_token_is_accepted(
         slack = {"bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "api_url": fake.api_url}
         async with serving(serve_settings(tmp_path, fake_openai, slack=slack), ["slack"]) as http:
             status, body = await readyz(http.port)
+            assert not http.readiness.draining
     assert status == 200
     assert body["parts"] == {"database": "ok", "migrations": "ok", "slack": "ok"}
+    assert http.readiness.draining  # set as serve stops: not ready while the adapters drain
 
 
 async def test_slack_socket_mode_is_named_while_its_connection_is_down(
