@@ -1,4 +1,4 @@
-"""The `threadwise` command line: chat, serve, migrate, admin. Composed in in bots/bootstrap.py."""
+"""The `threadwise` command line: chat, serve, migrate, doctor, admin. Composed in in bots/bootstrap.py."""
 
 from __future__ import annotations
 
@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     mig = commands.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--revision", help="upgrade to this revision (default: head)")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base)")
+    commands.add_parser(
+        "doctor", help="check the configuration end to end: tokens, scopes, model, database, Redis, paths"
+    )
     add_admin_commands(commands)
     return parser
 
@@ -118,10 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.env_file)
     except SettingsError as exc:
+        if args.command == "doctor":  # every wrong variable is one of its findings
+            from bots.doctor import report_settings_error
+
+            return report_settings_error(exc)
         print(f"threadwise: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    level = settings.threadwise.log_level if args.command != "chat" else "WARNING"
-    # The service logs JSON off a terminal; the commands a person runs (chat, admin, migrate) log text.
+    quiet = {"chat": "WARNING", "doctor": "ERROR"}  # what they print is the news; their logs are not
+    level = quiet.get(args.command, settings.threadwise.log_level)
+    # The service logs JSON off a terminal; the commands a person runs (chat, admin, …) log text.
     log_format = settings.threadwise.log_format or (None if args.command == "serve" else "text")
     logs.configure(level, log_format)
     try:
@@ -129,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_until_signal(run_chat(settings, args.conversation, args.model))
         if args.command == "admin":
             return _run_until_signal(run_admin_command(settings, args))
+        if args.command == "doctor":
+            from bots.doctor import run_doctor
+
+            return _run_until_signal(run_doctor(settings))
         if args.command == "migrate":
             return _run_until_signal(run_migrate(settings, args.revision, args.downgrade))
         return _run_until_signal(run_serve(settings))

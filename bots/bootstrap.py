@@ -444,13 +444,14 @@ def adapter_factory(platform: str, settings: Settings) -> AdapterFactory:
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator[HttpServer]:
-    """`threadwise serve`: the core, every adapter of ``platforms``, /healthz and /metrics, and the retention
-    purge; ready (healthz 200) inside the block."""
+    """`threadwise serve`: the core, every adapter of ``platforms``, /healthz, /readyz and /metrics, and the
+    retention purge; ready (healthz 200) inside the block, draining (readyz 503) once it is left."""
     factories = [adapter_factory(platform, settings) for platform in platforms]
     async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))
+        http.readiness.add_database(core.database)  # adapters add their own parts when they are up
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))
         await stack.enter_async_context(http)
@@ -460,4 +461,7 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
         # SQLite serves one process, so any other owner is gone; PostgreSQL waits for stale heartbeats.
         await sweep_now(core.recovery, exclusive=core.database.is_sqlite)
         http.ready = True
-        yield http
+        try:
+            yield http
+        finally:
+            http.readiness.start_draining()  # /readyz answers 503 from now on, while everything stops

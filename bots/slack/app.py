@@ -159,6 +159,22 @@ def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request],
     return slack_events
 
 
+async def signed_in() -> str | None:
+    """Readiness of HTTP mode: ``auth.test`` accepted the token at start, and Slack posts events to us."""
+    return None
+
+
+def socket_status(client: SocketModeClient) -> Callable[[], Awaitable[str | None]]:
+    """Readiness of Socket Mode: the websocket is open and answers pings (no call to Slack)."""
+
+    async def status() -> str | None:
+        if await client.is_connected():
+            return None
+        return "the Socket Mode connection is down (reconnecting)"
+
+    return status
+
+
 @contextlib.asynccontextmanager
 async def open_slack(
     services: ChatServices,
@@ -204,9 +220,11 @@ async def open_slack(
                 )
                 await handler.connect_async()  # type: ignore[no-untyped-call]
                 log.info("Slack connected over Socket Mode")
+                http.readiness.add("slack", socket_status(handler.client))
                 try:
                     yield
                 finally:
+                    http.readiness.remove("slack")
                     await handler.close_async()  # type: ignore[no-untyped-call]
             else:
                 if slack.signing_secret is None:
@@ -218,7 +236,11 @@ async def open_slack(
                     EVENTS_PATH, events_route(app, SignatureCheck(slack.signing_secret.get_secret_value()))
                 )
                 log.info("Slack events accepted at POST %s", EVENTS_PATH)
-                yield
+                http.readiness.add("slack", signed_in)  # auth.test succeeded above; events come to us
+                try:
+                    yield
+                finally:
+                    http.readiness.remove("slack")
         finally:
             await tasks.close(options.drain_seconds)
             await services.modlog.drain()  # notices of the last turns, while the client can still post

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.conftest import command, openai_env
+from tests.e2e.conftest import command, openai_env, token_tables_env
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.fakes.slack_api import BOT_TOKEN, BOT_USER_ID, SIGNING_SECRET, EventSender, FakeSlack
 
@@ -41,7 +41,7 @@ async def test_serve_answers_a_slack_mention_over_http(tmp_path: Path, fake_open
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(tmp_path),
-            "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
+            **token_tables_env(),
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
             "PORT": "0",
             "SLACK_BOT_TOKEN": BOT_TOKEN,

@@ -16,6 +16,11 @@ threads, roles and members; MESSAGE_CREATE a message with ``author``/``member``/
 INTERACTION_CREATE an application command (type 2) whose ``data.options`` hold a subcommand (type 1) with its
 options, and a ``member`` with a ``permissions`` string (or a ``user`` in DMs).
 
+Shards: each gateway connection IDENTIFYs with its ``shard`` ``[id, count]`` (``identify_payloads`` keeps
+every one); a guild's events go to the connection of shard ``(guild_id >> 22) % count``, as Discord routes
+them, and DMs to shard 0. ``drop_gateway()`` closes every connection and refuses new ones until
+``restore_gateway()``; a RESUME is answered with RESUMED.
+
 Gateway frames are plain JSON text: discord.py asks for ``compress=zlib-stream`` in the URL, but decompresses
 only binary frames (``DiscordWebSocket.received_message``), so text frames are read as they are.
 
@@ -135,10 +140,17 @@ class FakeDiscord:
         self.cdn_gets: list[str] = []  # paths of the attachments downloaded, in order
         self.identified = asyncio.Event()
         self.connections = 0  # gateway connections opened (a reconnect opens another)
-        self.identify_payload: dict[str, Any] | None = None
+        self.identify_payload: dict[str, Any] | None = None  # the last IDENTIFY
+        self.identify_payloads: list[dict[str, Any]] = []  # every IDENTIFY, in order
+        self.gateway_down = False  # drop_gateway(): connections are refused
+        # the application's flags (GET /oauth2/applications/@me): the Message Content intent (limited: < 100
+        # servers) is on, as the README asks; 0 means it was never switched on in the Developer Portal
+        self.application_flags = 1 << 19
         self._rate_limits: list[tuple[str, str, float]] = []
-        self._ws: web.WebSocketResponse | None = None
-        self._seq = 0
+        self._ws: web.WebSocketResponse | None = None  # the last connection that identified
+        self._shards: dict[int, tuple[web.WebSocketResponse, int]] = {}  # shard id -> (connection, count)
+        self._seqs: dict[web.WebSocketResponse, int] = {}
+        self._sessions: dict[str, tuple[int, int]] = {}  # session id -> (shard, count), for RESUME
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -357,8 +369,8 @@ class FakeDiscord:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._ws is not None:
-            await self._ws.close()
+        for ws in {ws for ws, _ in self._shards.values()} | ({self._ws} if self._ws else set()):
+            await ws.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -391,6 +403,16 @@ class FakeDiscord:
     def rate_limit(self, method: str, route: str, *, retry_after: float = 0.05) -> None:
         """The next ``method route`` request (a route template: ``/channels/{id}/messages``) answers 429."""
         self._rate_limits.append((method, route, retry_after))
+
+    async def drop_gateway(self) -> None:
+        """The gateway goes away: every connection is closed (code 4000, which clients resume after) and new
+        ones are refused (HTTP 503) until ``restore_gateway()``."""
+        self.gateway_down = True
+        for ws in {ws for ws, _ in self._shards.values()}:
+            await ws.close(code=4000, message=b"Unknown error.")
+
+    def restore_gateway(self) -> None:
+        self.gateway_down = False
 
     async def wait_ready(self, within: float = 10.0) -> None:
         await asyncio.wait_for(self.identified.wait(), within)
@@ -596,23 +618,38 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ gateway
 
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard whose connection gets a guild's events (DMs: shard 0)."""
+        if guild_id is None or not self._shards:
+            return 0
+        count = next(iter(self._shards.values()))[1]
+        return (guild_id >> 22) % count
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        if self._ws is None:
+        guild = data.get("id") if event == "GUILD_CREATE" else data.get("guild_id")
+        found = self._shards.get(self.shard_of(int(guild) if guild else None))
+        ws = found[0] if found else self._ws
+        if ws is None:
             raise RuntimeError("no gateway connection")
-        self._seq += 1
-        await self._ws.send_str(json.dumps({"op": 0, "s": self._seq, "t": event, "d": data}))
+        await self._send(ws, event, data)
+
+    async def _send(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
+        self._seqs[ws] = seq = self._seqs.get(ws, 0) + 1
+        await ws.send_str(json.dumps({"op": 0, "s": seq, "t": event, "d": data}))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._ws = ws
         self.connections += 1
         await ws.send_str(json.dumps({"op": 10, "s": None, "t": None, "d": {"heartbeat_interval": 41250}}))
+        shard: int | None = None
         async for frame in ws:
             message = json.loads(frame.data)
             op = message.get("op")
@@ -622,26 +659,48 @@ class FakeDiscord:
                 if message["d"].get("token") != self.token:
                     await ws.close(code=4004, message=b"Authentication failed.")
                     break
+                shard, count = message["d"].get("shard") or [0, 1]
+                if not 0 <= shard < count:
+                    await ws.close(code=4010, message=b"Invalid shard.")
+                    break
                 self.identify_payload = message["d"]
-                await self.dispatch(
-                    "READY",
-                    {
-                        "v": 10,
-                        "user": self.bot_user,
-                        "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-                        "session_id": uuid.uuid4().hex,
-                        "resume_gateway_url": self.gateway_url,
-                        "shard": [0, 1],
-                        "application": {"id": str(self.app_id), "flags": 0},
-                        "private_channels": [],
-                        "relationships": [],
-                    },
-                )
-                await self.dispatch("GUILD_CREATE", self.guild_payload())
+                self.identify_payloads.append(message["d"])
+                self._shards[shard] = (ws, count)
+                self._ws = ws
+                await self._send(ws, "READY", self._ready_payload(shard, count))
+                if self.shard_of(self.guild_id) == shard:
+                    await self._send(ws, "GUILD_CREATE", self.guild_payload())
                 self.identified.set()
+            elif op == 6:  # RESUME: the session goes on where it stopped
+                if message["d"].get("token") != self.token:
+                    await ws.close(code=4004, message=b"Authentication failed.")
+                    break
+                shard, count = self._sessions.get(str(message["d"].get("session_id")), (0, 1))
+                self._shards[shard] = (ws, count)
+                self._ws = ws
+                await self._send(ws, "RESUMED", {})
+        if shard is not None and self._shards.get(shard, (None, 0))[0] is ws:
+            del self._shards[shard]
+        self._seqs.pop(ws, None)
         if self._ws is ws:
             self._ws = None
         return ws
+
+    def _ready_payload(self, shard: int, count: int) -> dict[str, Any]:
+        mine = self.shard_of(self.guild_id) == shard
+        session = uuid.uuid4().hex
+        self._sessions[session] = (shard, count)
+        return {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}] if mine else [],
+            "session_id": session,
+            "resume_gateway_url": self.gateway_url,
+            "shard": [shard, count],
+            "application": {"id": str(self.app_id), "flags": self.application_flags},
+            "private_channels": [],
+            "relationships": [],
+        }
 
     # ------------------------------------------------------------------ CDN
 
@@ -776,7 +835,7 @@ class FakeDiscord:
                 "summary": "",
                 "verify_key": "0" * 64,
                 "team": None,
-                "flags": 0,
+                "flags": self.application_flags,
                 "bot": self.bot_user,
                 "interactions_endpoint_url": None,
             }

@@ -13,8 +13,9 @@ Chat completions are answered from a FIFO queue of scripted items (``Reply``, ``
 ``Hang``, ``Disconnect``, ``Silent``, ``Stall``), one item per HTTP request, so SDK retries consume the next
 item.  When the queue is empty, ``responder`` (if set) decides, else the fake echoes the
 last user message.  Supported endpoints: ``POST /v1/chat/completions``,
-``POST /v1/moderations``, ``POST /v1/images/generations`` and ``GET /v1/models``; anything
-else gets a 404 in OpenAI's error shape.  Every request is recorded in ``requests``.
+``POST /v1/moderations``, ``POST /v1/images/generations``, ``GET /v1/models`` and
+``GET /v1/models/{id}`` (404 ``model_not_found`` for a model not in ``models``); anything else gets a 404 in
+OpenAI's error shape.  Every request is recorded in ``requests``.
 """
 
 from __future__ import annotations
@@ -276,6 +277,8 @@ class FakeOpenAI:
         # Seconds every moderation answer takes (a real endpoint's latency, for benchmarks).
         self.moderation_delay = 0.0
         self.image_script: list[Fault | Hang] = []
+        # The models GET /v1/models lists and GET /v1/models/{id} finds.
+        self.models: list[str] = list(_MODEL_IDS)
         self._queue: deque[Script] = deque()
         self._call_counter = 0
         self._runner: web.AppRunner | None = None
@@ -383,6 +386,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/moderations", self._moderations)
         app.router.add_post("/v1/images/generations", self._image_generations)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{model:.+}", self._model)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -410,8 +414,20 @@ class FakeOpenAI:
 
     async def _models(self, request: web.Request) -> web.Response:
         created = int(time.time())
-        data = [{"id": m, "object": "model", "created": created, "owned_by": "system"} for m in _MODEL_IDS]
+        data = [{"id": m, "object": "model", "created": created, "owned_by": "system"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
+
+    async def _model(self, request: web.Request) -> web.Response:
+        model = request.match_info["model"]
+        if model not in self.models:
+            return _error_response(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        return web.json_response(
+            {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
+        )
 
     # ------------------------------------------------------------------ chat completions
 
