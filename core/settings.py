@@ -268,6 +268,7 @@ class SafetySettings(BaseSettings):
     max_message_chars: int = Field(default=20_000, ge=1)
     max_attachments: int = Field(default=4, ge=0)
     max_attachment_mb: float = Field(default=20, gt=0)
+    document_max_tokens: int = Field(default=8_000, ge=100, le=100_000)  # text one attached document adds
     redact: bool = True
     redact_rules: Annotated[tuple[str, ...], NoDecode] = ALL_RULES
     injection_action: Literal["flag", "block"] = "flag"
