@@ -328,7 +328,7 @@ def build_turns(
 
 def build_documents(settings: Settings, counter: TokenCounter, turns: ConversationService) -> DocumentReader:
     """Attached documents as text, cut to THREADWISE_DOCUMENT_MAX_TOKENS of the conversation's model."""
-    limits = DocumentLimits(max_tokens=settings.safety.document_max_tokens)
+    limits = DocumentLimits(max_tokens=settings.threadwise.document_max_tokens)
     return DocumentReader(counter, limits, default_model=settings.threadwise.model, model_of=turns.model_of)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from core.documents.extracted import Bounds, Extracted, Section, Stop, Unreadable, decode
+from core.documents.extracted import Bounds, Extracted, Section, Stop, Unreadable, decode, require_text
 from core.documents.formats import extension
 
 SNIFF_CHARS = 8_192
@@ -32,9 +32,8 @@ def extract(data: bytes, bounds: Bounds, name: str) -> Extracted:
                 lines.append(bounds.take(" | ".join(cells) + "\n").rstrip("\n"))
     except csv.Error as exc:
         raise Unreadable(f"it is not valid CSV (line {reader.line_num:,}: {exc})") from None
-    if not lines:
-        raise Unreadable("it has no values")
-    return Extracted("", 0, [Section(0, "", "\n".join(lines))], stopped)
+    extracted = Extracted("", 0, [Section(0, "", "\n".join(lines))], stopped)
+    return require_text(extracted, bounds, "it has no values")
 
 
 def _delimiter(sample: str) -> str:

@@ -57,6 +57,7 @@ class Bounds:
     def __init__(self, *, max_chars: int, max_pages: int, seconds: float) -> None:
         self.max_chars = max_chars
         self.max_pages = max_pages
+        self.seconds = seconds
         self._deadline = time.monotonic() + seconds
         self.chars = 0
 
@@ -76,6 +77,15 @@ class Bounds:
         kept = text[:room]
         self.chars += len(kept)
         return kept
+
+
+def require_text(extracted: Extracted, bounds: Bounds, empty: str) -> Extracted:
+    """``extracted`` if it holds any text; else Unreadable, saying ``empty`` or that time ran out first."""
+    if any(section.text for section in extracted.sections):
+        return extracted
+    if extracted.stopped is Stop.TIME:
+        raise Unreadable(f"reading it took longer than {bounds.seconds:g} seconds")
+    raise Unreadable(empty)
 
 
 def tidy(text: str) -> str:

@@ -14,7 +14,7 @@ import io
 import logging
 from collections.abc import Iterator
 
-from core.documents.extracted import Bounds, Extracted, Section, Unreadable, tidy
+from core.documents.extracted import Bounds, Extracted, Section, Unreadable, require_text, tidy
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def extract(data: bytes, bounds: Bounds) -> Extracted:
             number = index + 1
             extracted.sections.append(Section(number, f"--- page {number} ---", bounds.take(text)))
     if not extracted.sections:
-        raise Unreadable("it has no pages")
+        return require_text(extracted, bounds, "it has no pages")
     if failed == len(extracted.sections):
         raise Unreadable("it is damaged (none of its pages could be read)")
     if empty:

@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from core.documents.extracted import Bounds, Extracted, Section, Unreadable, tidy
+from core.documents.extracted import Bounds, Extracted, Section, Unreadable, require_text, tidy
 from core.documents.formats import DocumentFormat
 from core.documents.packages import PackageLimits, check_package
 
@@ -31,9 +31,7 @@ def extract(data: bytes, bounds: Bounds, limits: PackageLimits) -> Extracted:
         except Exception as exc:
             raise Unreadable(f"it is damaged (slide {number} could not be read)") from exc
         extracted.sections.append(Section(number, f"--- slide {number} ---", bounds.take(text)))
-    if not any(section.text for section in extracted.sections):
-        raise Unreadable("it has no text" if slides else "it has no slides")
-    return extracted
+    return require_text(extracted, bounds, "it has no text" if slides else "it has no slides")
 
 
 def _slide_lines(slide: Any) -> Iterator[str]:

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from core.documents.extracted import Bounds, Extracted, Section, Stop, Unreadable
+from core.documents.extracted import Bounds, Extracted, Section, Stop, Unreadable, require_text
 from core.documents.formats import DocumentFormat
 from core.documents.packages import PackageLimits, check_package
 
@@ -49,9 +49,7 @@ def extract(data: bytes, bounds: Bounds, limits: PackageLimits) -> Extracted:
                 break
     finally:
         workbook.close()
-    if not any(section.text for section in extracted.sections):
-        raise Unreadable("it has no cells with values" if sheets else "it has no sheets")
-    return extracted
+    return require_text(extracted, bounds, "it has no cells with values" if sheets else "it has no sheets")
 
 
 def _rows(sheet: Any, bounds: Bounds) -> tuple[str, Stop | None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from core.documents.extracted import Bounds, Extracted, Section, Stop, Unreadable, decode, tidy
+from core.documents.extracted import Bounds, Extracted, Section, Stop, decode, require_text, tidy
 
 CHUNK = 64 * 1024
 SKIPPED = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object", "head"})
@@ -56,7 +56,7 @@ class _Text(HTMLParser):
         elif tag == "title":
             self._title = False
             self._add("\n")
-        elif not self._skipping and (tag in BLOCKS or _heading(tag)):
+        elif not self._skipping and tag != "tr" and (tag in BLOCKS or _heading(tag)):  # rows: one a line
             self._add("\n")
 
     def handle_data(self, data: str) -> None:
@@ -90,9 +90,7 @@ def extract(data: bytes, bounds: Bounds) -> Extracted:
     else:
         parser.close()
     read = tidy("".join(parser.parts))
-    if not read:
-        raise Unreadable("it has no text")
     kept = bounds.take(read)
     if len(kept) < len(read):
         stopped = Stop.FULL
-    return Extracted("", 0, [Section(0, "", kept)], stopped)
+    return require_text(Extracted("", 0, [Section(0, "", kept)], stopped), bounds, "it has no text")

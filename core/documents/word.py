@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from core.documents.extracted import Bounds, Extracted, Section, Unreadable, tidy
+from core.documents.extracted import Bounds, Extracted, Section, Unreadable, require_text, tidy
 from core.documents.formats import DocumentFormat
 from core.documents.packages import PackageLimits, check_package
 
@@ -36,9 +36,7 @@ def extract(data: bytes, bounds: Bounds, limits: PackageLimits) -> Extracted:
             extracted.stopped = stopped
             break
         extracted.sections.append(Section(number, f"--- page {number} ---", bounds.take(tidy(text))))
-    if not any(section.text for section in extracted.sections):
-        raise Unreadable("it has no text")
-    return extracted
+    return require_text(extracted, bounds, "it has no text")
 
 
 class _Walker:
