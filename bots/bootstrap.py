@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from bots.http import HttpServer
 from bots.services import ChatServices
+from core.admin.export import ConversationExports
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
 from core.commands.admission import Admission
@@ -347,6 +348,7 @@ def build_commands(
         redactor=parts.redactor,
         admission=Admission(parts.database, parts.safety.commands),
         bans=BanGuard(parts.database),
+        exports=ConversationExports(parts.database),
         default_model=settings.threadwise.model,
         models=offered_models(settings),
     )
