@@ -4,20 +4,27 @@ composed core, on Slack (files_upload_v2 into the caller's DM) and on Discord (a
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 from sqlalchemy import select
 
 from bots.bootstrap import Core
-from core.db.models import AdminAction
+from core.admin.export import PAGE, ConversationExports, UserExport
+from core.db.models import AdminAction, UsageRecord
+from core.db.session import Database
 from core.domain.errors import NotAuthorized
+from core.domain.types import Attachment as Upload
 from core.domain.types import ChatUser, ConversationKey
-from tests.fakes.openai_api import FakeOpenAI, Reply
+from tests.fakes.openai_api import FakeOpenAI, Reply, png_bytes
 from tests.integration.discord_harness import running_bot
 from tests.integration.test_commands import ADA, ADMIN, KEY, OPERATOR, core, turn
 from tests.integration.test_discord_commands import answer
 from tests.integration.test_slack_adapter import running_slack
 from tests.rendered import slack
+from tests.support import RecordingReplier as Recording
+from tests.support import incoming, key
 
 __all__ = ["core"]  # the fixture, shared with test_commands
 
@@ -101,3 +108,58 @@ async def test_discord_ai_export_answers_with_a_private_file_for_participants_on
         )
         assert refused.ephemeral and refused.files == []
         assert "took part in this conversation" in refused.content
+
+
+async def test_exports_on_each_database_hold_one_users_data_and_a_conversations_visible_turns(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    """The export queries on SQLite and PostgreSQL: a shared thread, an image, more usage rows than one page,
+    a transcript cut to a size."""
+    from tests.integration.test_retention import service
+
+    svc, llm = service(database, fake_openai)
+    picture = (Upload("p.png", "image/png", png_bytes(8, 8)),)
+    asks = incoming("ada asks", "e1", thread="shared", user_id="ADA", attachments=picture)
+    await svc.handle(asks, Recording())
+    await svc.handle(incoming("bob asks", "e2", thread="shared", user_id="BOB"), Recording())
+    for n in range(3):
+        await svc.handle(incoming(f"ada alone {n}", f"p{n}", thread="private", user_id="ADA"), Recording())
+    await llm.close()
+    async with database.unit_of_work() as session:  # more usage rows than one page of the export holds
+        for _ in range(PAGE + 5):
+            session.add(
+                UsageRecord(
+                    platform="console",
+                    workspace_id="W1",
+                    channel_id="C1",
+                    user_id="ADA",
+                    model="m",
+                    kind="chat",
+                )
+            )
+
+    export = UserExport(database, "console", "ADA")
+    exported = json.loads("".join([chunk async for chunk in export.chunks()]))
+    assert exported["user"] == "console:ADA"
+    users = [m["content"][0]["text"] for m in exported["messages"] if m["role"] == "user"]
+    assert users == ["ada asks", "ada alone 0", "ada alone 1", "ada alone 2"]
+    assert len(exported["messages"]) == 8  # with the answers to them
+    [image] = exported["messages"][0]["attachments"]
+    assert base64.b64decode(image["data"]) == picture[0].data and image["name"] == "p.png"
+    assert len(exported["usage"]) == 4 + PAGE + 5 and export.counts["usage"] == 4 + PAGE + 5
+    assert len({u["id"] for u in exported["usage"]}) == 4 + PAGE + 5
+    assert sorted(c["thread_id"] for c in exported["conversations"]) == ["private", "shared"]
+    assert {e["user_id"] for e in exported["moderation_events"]} == {"ADA"}
+    assert exported["bans"] == [] and exported["tool_calls"] == []
+
+    exports = ConversationExports(database)
+    transcript = await exports.transcript(key("shared"))
+    assert transcript is not None and transcript.participants == {"ADA", "BOB"}
+    asked = [t.text for t in transcript.turns if t.role == "user"]
+    assert asked == ["ada asks\n\n[image: p.png]", "bob asks"]
+    whole = await exports.transcript(key("private"))
+    assert whole is not None and len(whole.turns) == 6 and whole.left_out == 0
+    size = sum(len(t.text) for t in whole.turns[:3])
+    cut = await exports.transcript(key("private"), max_chars=size)
+    assert cut is not None and cut.turns == whole.turns[:3] and cut.left_out == 3
+    assert await exports.transcript(key("nowhere")) is None
