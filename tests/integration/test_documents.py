@@ -188,4 +188,6 @@ async def test_a_large_document_is_parsed_while_the_event_loop_stays_free(
             ticking.cancel()
         sent = user_text(chat_messages(fake_openai)[-1])
         assert "--- page 300 ---\nPage 300\nr0" in sent and "cut here" not in sent  # all of it was read
-        assert longest < elapsed / 5, (longest, elapsed)
+        # Parsing on the loop holds it for most of the turn (4.2 s of 5.2 s measured here); off the loop, a
+        # stall is a scheduling hiccup, far below half of it even on a loaded machine.
+        assert longest < elapsed / 2, (longest, elapsed)
