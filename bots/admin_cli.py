@@ -176,9 +176,12 @@ async def _export(shell: _Shell, args: argparse.Namespace) -> int:
     platform, _, user_id = args.user.partition(":")
     if not platform or not user_id:
         return _fail("export", "give the user as platform:user_id")
+    try:
+        out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
+    except OSError as exc:
+        return _fail("export", f"cannot write {args.out}: {exc.strerror}")
     await shell.admin.record(shell.actor, "export", args.user, {"out": str(args.out) if args.out else "-"})
     export = UserExport(shell.retention.database, platform, user_id)
-    out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
     try:
         async for chunk in export.chunks():
             out.write(chunk)

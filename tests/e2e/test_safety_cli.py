@@ -89,3 +89,5 @@ async def test_admin_export_writes_everything_stored_about_a_user(
     assert json.loads(nobody.out)["messages"] == []
     bad = await run_cli("admin", "export", "local", env=env)
     assert bad.code == 2 and "platform:user_id" in bad.err
+    unwritable = await run_cli("admin", "export", "console:local", "--out", "missing/dir/me.json", env=env)
+    assert unwritable.code == 2 and "cannot write missing/dir/me.json" in unwritable.err
