@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from bots.plain import PLAIN
+from core.admin.export import UserExport
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.describe import describe_limit, describe_moderation
@@ -68,6 +69,10 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     forget = actions.add_parser("forget", help="erase a user's messages and personal data")
     forget.add_argument("user", help="platform:user_id")
     forget.add_argument("--yes", action="store_true", help="erase without asking (for scripts)")
+
+    export = actions.add_parser("export", help="write everything stored about a user as JSON")
+    export.add_argument("user", help="platform:user_id")
+    export.add_argument("--out", type=Path, help="write to this file (default: standard output)")
 
     tools = actions.add_parser("tools", help="which tools the model may use per channel")
     tools_actions = tools.add_subparsers(dest="tools_command", required=True)
@@ -164,6 +169,30 @@ async def _forget(shell: _Shell, args: argparse.Namespace) -> int:
     await shell.admin.record(shell.actor, "forget", args.user, {})
     erased = await shell.retention.erase(platform, user_id)
     print(f"erased {erased.describe()}")
+    return 0
+
+
+async def _export(shell: _Shell, args: argparse.Namespace) -> int:
+    platform, _, user_id = args.user.partition(":")
+    if not platform or not user_id:
+        return _fail("export", "give the user as platform:user_id")
+    try:
+        out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
+    except OSError as exc:
+        return _fail("export", f"cannot write {args.out}: {exc.strerror}")
+    await shell.admin.record(shell.actor, "export", args.user, {"out": str(args.out) if args.out else "-"})
+    export = UserExport(shell.retention.database, platform, user_id)
+    try:
+        async for chunk in export.chunks():
+            out.write(chunk)
+    finally:
+        if args.out:
+            out.close()
+    if args.out:
+        counts = ", ".join(
+            f"{count} {name.replace('_', ' ')}" for name, count in export.counts.items() if count
+        )
+        print(f"{args.user}: {counts or 'nothing stored'}; written to {args.out}")
     return 0
 
 
@@ -265,6 +294,7 @@ async def _bans(shell: _Shell, args: argparse.Namespace) -> int:
 _HANDLERS: dict[str, Handler] = {
     "moderation": _moderation,
     "forget": _forget,
+    "export": _export,
     "tools": _tools,
     "purge": _purge,
     "quota": _quota,

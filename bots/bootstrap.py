@@ -14,12 +14,14 @@ from datetime import timedelta
 
 from bots.http import HttpServer
 from bots.services import ChatServices
+from core.admin.export import ConversationExports
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
 from core.commands.admission import Admission
 from core.commands.dispatch import Commands
 from core.db import migrate
 from core.db.session import Database
+from core.documents.reader import DocumentLimits, DocumentReader
 from core.domain.ports import TurnGuard
 from core.guards.audit import ModerationAudit
 from core.guards.bans import BanGuard
@@ -72,10 +74,11 @@ class Core:
     tools: ToolRegistry
     modlog: ModLog
     recovery: Recovery
+    documents: DocumentReader | None = None
 
     @property
     def chat(self) -> ChatServices:
-        return ChatServices(self.turns, self.commands, self.modlog, self.recovery)
+        return ChatServices(self.turns, self.commands, self.modlog, self.recovery, self.documents)
 
 
 def build_budgets(settings: Settings, database: Database) -> Budgets:
@@ -333,6 +336,12 @@ def build_turns(
     )
 
 
+def build_documents(settings: Settings, counter: TokenCounter, turns: ConversationService) -> DocumentReader:
+    """Attached documents as text, cut to THREADWISE_DOCUMENT_MAX_TOKENS of the conversation's model."""
+    limits = DocumentLimits(max_tokens=settings.threadwise.document_max_tokens)
+    return DocumentReader(counter, limits, default_model=settings.threadwise.model, model_of=turns.model_of)
+
+
 def build_commands(
     settings: Settings, turns: ConversationService, parts: _Services, registry: ToolRegistry
 ) -> Commands:
@@ -348,6 +357,7 @@ def build_commands(
         redactor=parts.redactor,
         admission=Admission(parts.database, parts.safety.commands),
         bans=BanGuard(parts.database),
+        exports=ConversationExports(parts.database),
         default_model=settings.threadwise.model,
         models=offered_models(settings),
     )
@@ -385,6 +395,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     registry,
                     modlog,
                     Recovery(database, owner=owner, holds=budgets),
+                    build_documents(settings, counter, turns),
                 )
                 await modlog.drain()
     finally:

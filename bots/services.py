@@ -1,10 +1,12 @@
-"""What a chat adapter gets of the core: the turn, the command vocabulary, the mod log and crash recovery."""
+"""What a chat adapter gets of the core: the turn, the command vocabulary, the mod log, crash recovery and
+the document reader."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from core.commands.dispatch import Commands
+from core.documents.reader import DocumentReader
 from core.guards.modlog import ModLog
 from core.turn.recovery import Recovery
 from core.turn.service import ConversationService
@@ -16,3 +18,4 @@ class ChatServices:
     commands: Commands  # `/ai …` and `/ai-admin …`, structured results
     modlog: ModLog  # where an adapter registers its mod-log channel
     recovery: Recovery  # where an adapter registers how it resolves a stopped replica's replies
+    documents: DocumentReader | None = None  # attached PDF, Word, … files as text (None: not read)

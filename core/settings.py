@@ -126,6 +126,7 @@ class ThreadwiseSettings(BaseSettings):
     admin_only_tools: Annotated[tuple[str, ...], NoDecode] = ()
     admin_tools_for_workspace_admins: bool = False  # admin-only tools: operators only unless true
     tool_round_tokens: int = Field(default=4000, ge=100)
+    document_max_tokens: int = Field(default=8_000, ge=100, le=100_000)  # text one attached document adds
     max_tool_calls_per_round: int = Field(default=8, ge=1, le=64)
     turn_max_usd: Decimal | None = Field(default=None, gt=0)
     max_images_per_turn: int = Field(default=2, ge=0, le=10)

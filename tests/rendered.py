@@ -59,6 +59,9 @@ class RenderedCommands:
     async def forget(self, user: ChatUser, key: ConversationKey, confirm: str) -> Shown:
         return self._shown(await self._commands.forget(user, key, confirm))
 
+    async def export(self, user: ChatUser, key: ConversationKey) -> Shown:
+        return self._shown(await self._commands.export(user, key))
+
     async def admin(self, user: ChatUser, key: ConversationKey, command: str, args: str) -> Shown:
         return self._shown(await self._commands.admin(user, key, command, self._neutral(args)))
 

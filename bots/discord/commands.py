@@ -254,6 +254,15 @@ class AiCommands(app_commands.Group):
             ephemeral=True,
         )
 
+    @app_commands.command(name="export", description="This conversation as a Markdown file, sent only to you")
+    async def export(self, interaction: Interaction) -> None:
+        commands = self._services.commands
+        await self._command(
+            interaction,
+            lambda: commands.export(caller(interaction), conversation_of(interaction)),
+            ephemeral=True,
+        )
+
     @app_commands.command(name="help", description="What Threadwise can do")
     async def help(self, interaction: Interaction) -> None:
         try:

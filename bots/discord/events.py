@@ -133,6 +133,8 @@ class MessageEvents:
                 max_bytes=self._max_file_bytes,
                 max_count=self._max_files,
                 api_url=self._api_url,
+                documents=self._services.documents,
+                key=asking.key,
             )
 
     @staticmethod

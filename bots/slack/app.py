@@ -108,6 +108,7 @@ def build_app(
         token=token,
         api_url=slack.api_url,
         limits=FileLimits(max_files=options.max_files, max_bytes=options.max_file_bytes),
+        documents=services.documents,
     )
     directory = Directory(client, admins=options.admins)
     conversations = Conversations(

@@ -149,6 +149,8 @@ class SlashCommands:
             await self._send(await commands.set_model(user, key, rest), command, respond, key.thread_id)
         elif sub == "forget":
             await self._send(await commands.forget(user, key, rest), command, respond)
+        elif sub == "export":
+            await self._send(await commands.export(user, key), command, respond)
         else:
             await self._send(await commands.help(user), command, respond)
 

@@ -191,7 +191,7 @@ class Conversations:
         user = await self.directory.user(user_id)
         earlier = await self._earlier_in_thread(key, event, bot_user_id)
         async with self._downloads.slot(user_id):
-            collected = await self.fetcher.collect(event.get("files") or [])
+            collected = await self.fetcher.collect(event.get("files") or [], key)
         message = replace(
             asking, user=user, text=earlier + asking.text, attachments=tuple(collected.attachments)
         )

@@ -1,6 +1,6 @@
 """Files shared in a message (``files[]``): downloaded with the bot token, checked by size and by content,
-and turned into attachments for the core (images as vision input, text files inlined); the rest is named in a
-notice instead of failing the turn."""
+and turned into attachments for the core (images as vision input, documents read as text by the core's
+DocumentReader, text files inlined); the rest is named in a notice instead of failing the turn."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.domain.types import Attachment
+from core.documents.formats import document_format, legacy_hint
+from core.documents.reader import DocumentReader
+from core.domain.types import Attachment, ConversationKey
 from core.llm.images import sniff_image
 from core.turn.service import MAX_INLINE_TEXT_CHARS
 
@@ -28,19 +30,27 @@ class FileLimits:
     max_text_chars: int = MAX_INLINE_TEXT_CHARS
 
 
+READABLE = (
+    "I can read images (PNG, JPEG, GIF, WebP), text files such as code or logs, and PDF, Word, PowerPoint, "
+    "Excel, CSV, HTML and Markdown documents."
+)
+
+
 @dataclass(slots=True)
 class Collected:
     attachments: list[Attachment] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "name (why)", for the notice
+    partial: list[str] = field(default_factory=list)  # documents cut short: "name (how far, why)"
+    unknown_kind: bool = False  # a file was skipped for its type: the notice says what can be read
 
     def notice(self) -> str | None:
-        if not self.skipped:
-            return None
-        names = "; ".join(self.skipped)
-        return (
-            f":information_source: I couldn't read {names}. "
-            "I can read images (PNG, JPEG, GIF, WebP) and text files such as code or logs."
-        )
+        lines = []
+        if self.skipped:
+            hint = f" {READABLE}" if self.unknown_kind else ""
+            lines.append(f":information_source: I couldn't read {'; '.join(self.skipped)}.{hint}")
+        if self.partial:
+            lines.append(f":information_source: I read only part of {'; '.join(self.partial)}.")
+        return "\n".join(lines) or None
 
 
 class FileFetcher:
@@ -55,14 +65,17 @@ class FileFetcher:
         token: str,
         api_url: str,
         limits: FileLimits,
+        documents: DocumentReader | None = None,
     ) -> None:
         self._session = session
         self._client = client
         self._token = token
         self._api = urlsplit(api_url)
         self._limits = limits
+        self._documents = documents
 
-    async def collect(self, files: Sequence[dict[str, Any]]) -> Collected:
+    async def collect(self, files: Sequence[dict[str, Any]], key: ConversationKey | None = None) -> Collected:
+        """``key``: the conversation the files are for (documents are cut to its model's tokens)."""
         result = Collected()
         for index, file in enumerate(files):
             name = str(file.get("name") or file.get("title") or file.get("id") or "file")
@@ -70,7 +83,7 @@ class FileFetcher:
                 result.skipped.append(f"*{name}* (at most {self._limits.max_files} files per message)")
                 continue
             try:
-                attachment, reason = await self._one(file, name)
+                attachment, reason = await self._one(file, name, key, result)
             except (aiohttp.ClientError, TimeoutError, SlackApiError) as exc:
                 log.warning("could not download Slack file %s: %s", file.get("id"), exc)
                 attachment, reason = None, "the download failed"
@@ -80,7 +93,9 @@ class FileFetcher:
                 result.skipped.append(f"*{name}* ({reason})")
         return result
 
-    async def _one(self, file: dict[str, Any], name: str) -> tuple[Attachment | None, str]:
+    async def _one(
+        self, file: dict[str, Any], name: str, key: ConversationKey | None, result: Collected
+    ) -> tuple[Attachment | None, str]:
         if file.get("file_access") == "check_file_info" and file.get("id"):
             info = await self._client.files_info(file=str(file["id"]))
             file = dict(info.get("file") or file)
@@ -104,7 +119,17 @@ class FileFetcher:
         claimed = str(file.get("mimetype") or "")
         if content_type == "text/html" and claimed != "text/html":
             return None, "Slack did not let me download it"  # Slack's sign-in page instead of the file
+        kind = document_format(name, claimed)
+        if kind is not None and self._documents is not None:
+            read = await self._documents.read(name, kind, data, key)
+            if read.partial:
+                result.partial.append(f"*{name}* ({read.partial})")
+            return read.attachment, read.problem or ""
+        legacy = legacy_hint(name)
+        if legacy is not None:
+            return None, legacy
         if str(file.get("filetype") or "") in ("pdf", "zip", "gzip", "docx", "xlsx", "pptx", "binary"):
+            result.unknown_kind = True
             return None, f"{file['filetype']} files are not supported"
         if len(data) > 4 * self._limits.max_text_chars:  # UTF-8: at most 4 bytes a character; not decoded
             return (
@@ -112,11 +137,13 @@ class FileFetcher:
                 f"{_mb(len(data))}; text files up to {self._limits.max_text_chars:,} characters are read",
             )
         if b"\x00" in data:
-            return None, "not an image or text file"
+            result.unknown_kind = True
+            return None, "not an image, document or text file"
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            return None, "not an image or text file"
+            result.unknown_kind = True
+            return None, "not an image, document or text file"
         if len(text) > self._limits.max_text_chars:
             return (
                 None,

@@ -69,6 +69,10 @@ class Retention:
         self._db = database
         self._clock = clock
 
+    @property
+    def database(self) -> Database:
+        return self._db
+
     async def purge(self, days: int) -> PurgeSummary:
         """Remove what is older than ``days``: messages of conversations idle that long (whole conversations,
         so tool calls and results never part), moderation events and processed-event ids; the ledger loses
@@ -111,7 +115,7 @@ class Retention:
     async def erasure_preview(self, platform: str, user_id: str) -> ErasureSummary:
         """What ``erase`` would remove, for the confirmation step."""
         async with self._db.reader() as session:
-            plan = await _erasure_plan(session, platform, user_id)
+            plan = await owned_messages(session, platform, user_id)
             moderation = await session.execute(select(func.count()).where(*_moderation_of(platform, user_id)))
             usage = await session.execute(select(func.count()).where(*_usage_of(platform, user_id)))
         return ErasureSummary(
@@ -122,7 +126,7 @@ class Retention:
         """Delete the user's messages (and the answers to them), attachments and moderation records; remove
         the user from the usage ledger. Other people's messages in shared threads stay."""
         async with self._db.unit_of_work() as session:
-            plan = await _erasure_plan(session, platform, user_id)
+            plan = await owned_messages(session, platform, user_id)
             await MessageRepository(session).bump_version(plan.conversation_ids)
             messages = await _delete_messages(session, plan.message_ids)
             moderation = await session.execute(
@@ -142,7 +146,7 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class OwnedMessages:
     conversation_ids: list[int]
     message_ids: list[int]
 
@@ -151,9 +155,9 @@ class _Plan:
         return len(self.conversation_ids)
 
 
-async def _erasure_plan(session: AsyncSession, platform: str, user_id: str) -> _Plan:
+async def owned_messages(session: AsyncSession, platform: str, user_id: str) -> OwnedMessages:
     """The user's messages plus everything that answers them (assistant and tool messages up to the next
-    message of someone else), per conversation."""
+    message of someone else), per conversation: what erasure deletes and a data export holds."""
     theirs = (
         select(Message.conversation_id)
         .join(Conversation, Conversation.id == Message.conversation_id)
@@ -174,7 +178,7 @@ async def _erasure_plan(session: AsyncSession, platform: str, user_id: str) -> _
                 owned = author == user_id
             if owned:
                 doomed.append(message_id)
-    return _Plan(conversation_ids, doomed)
+    return OwnedMessages(conversation_ids, doomed)
 
 
 async def _delete_messages(session: AsyncSession, ids: list[int]) -> int:

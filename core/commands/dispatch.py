@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.admin.export import ConversationExports
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.admin import AdminCommands
 from core.commands.admission import Admission
+from core.commands.export import ExportCommand
 from core.commands.results import Reply
 from core.commands.user import UserCommands
 from core.domain.clock import Clock, utc_now
-from core.domain.errors import NotAuthorized
+from core.domain.errors import BadInput, NotAuthorized
 from core.domain.types import ChatUser, ConversationKey
 from core.guards.bans import BanGuard
 from core.guards.channel_policy import ChannelPolicies
@@ -46,6 +48,7 @@ class Commands:
         redactor: Redactor | None = None,
         admission: Admission | None = None,
         bans: BanGuard | None = None,
+        exports: ConversationExports | None = None,
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
@@ -63,6 +66,11 @@ class Commands:
             default_model=default_model,
             models=models,
             clock=clock,
+        )
+        self._export = (
+            ExportCommand(exports, record=admin.record, default_model=default_model, clock=clock)
+            if exports is not None
+            else None
         )
         self._admin_commands = AdminCommands(
             admin=admin, tools=tools, policies=policies, moderation=moderation, clock=clock
@@ -114,6 +122,14 @@ class Commands:
         """`/ai forget` shows what would be erased; `/ai forget confirm` erases it."""
         await self._not_banned(user)
         return await self._user.forget(user, key, confirm)
+
+    async def export(self, user: ChatUser, key: ConversationKey) -> Reply:
+        """`/ai export`: the conversation of ``key`` as a Markdown file, for whoever took part in it or an
+        admin; the reply is for the caller only."""
+        await self._not_banned(user)
+        if self._export is None:
+            raise BadInput("Exporting conversations is not available on this server.")
+        return await self._export.run(user, key, admin=self.is_admin(user))
 
     async def _not_banned(self, user: ChatUser) -> None:
         if self._bans is not None:

@@ -15,6 +15,7 @@ USER_HELP: tuple[Block, ...] = (
             (Code("/ai usage"), Text(": what you have spent today and this month, and your limits")),
             (Code("/ai model [name]"), Text(": show or change the model of this conversation")),
             (Code("/ai image <prompt>"), Text(": generate an image")),
+            (Code("/ai export"), Text(": this conversation as a Markdown file, sent only to you")),
             (Code("/ai forget"), Text(": erase your messages and personal data (asks for confirmation)")),
         )
     ),

@@ -17,7 +17,7 @@ from core.domain.errors import BadInput
 from core.domain.types import ConversationKey
 from core.guards.channel_policy import Channel
 
-AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "forget", "help")
+AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "forget", "export", "help")
 ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation", "tools")
 
 _TOKEN_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*([km]?)\s*tokens?", re.IGNORECASE)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tests.e2e.conftest import openai_env
 from tests.fakes.openai_api import FakeOpenAI
 
@@ -58,3 +61,33 @@ async def test_tools_of_a_channel_from_the_shell(run_cli, fake_openai: FakeOpenA
     assert cleared.out.strip() == "slack:T1:C1 uses the default tools again."
     bad = await run_cli("admin", "tools", "set", "--channel", "slack:C1", "--tools", "calculator", env=env)
     assert bad.code == 2 and "platform:workspace_id:channel_id" in bad.err
+
+
+async def test_admin_export_writes_everything_stored_about_a_user(
+    run_cli, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    fake_openai.moderation_flags = {"idiot": {"harassment": 0.55}}
+    env = openai_env(fake_openai)
+    chat = await run_cli("chat", "--conversation", "c1", stdin="hello there\nyou idiot\n", env=env)
+    assert chat.code == 0, chat.err
+
+    written = await run_cli("admin", "export", "console:local", "--out", "me.json", env=env)
+    assert written.code == 0, written.err
+    assert "4 messages" in written.out and "2 usage" in written.out and "written to me.json" in written.out
+    exported = json.loads((tmp_path / "me.json").read_text())
+    assert exported["user"] == "console:local"
+    assert [m["role"] for m in exported["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert exported["messages"][0]["content"] == [{"type": "text", "text": "hello there"}]
+    assert len(exported["usage"]) == 2 and all(u["user_id"] == "local" for u in exported["usage"])
+    assert any(e["action"] == "flag" for e in exported["moderation_events"])
+    assert [c["thread_id"] for c in exported["conversations"]] == ["c1"]
+    assert any(a["action"] == "export" and a["target"] == "console:local" for a in exported["admin_actions"])
+
+    printed = await run_cli("admin", "export", "console:local", env=env)
+    assert json.loads(printed.out)["messages"] == exported["messages"]
+    nobody = await run_cli("admin", "export", "console:nobody", env=env)
+    assert json.loads(nobody.out)["messages"] == []
+    bad = await run_cli("admin", "export", "local", env=env)
+    assert bad.code == 2 and "platform:user_id" in bad.err
+    unwritable = await run_cli("admin", "export", "console:local", "--out", "missing/dir/me.json", env=env)
+    assert unwritable.code == 2 and "cannot write missing/dir/me.json" in unwritable.err

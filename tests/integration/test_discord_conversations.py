@@ -34,7 +34,7 @@ async def test_commands_are_registered_at_start(bot: Harness) -> None:
     registered = {command["name"]: command for command in bot.discord.commands["global"]}
     assert set(registered) == {"ai", "ai-admin"}
     ai = {option["name"]: option for option in registered["ai"]["options"]}
-    assert set(ai) == {"ask", "chat", "reset", "usage", "model", "image", "forget", "help"}
+    assert set(ai) == {"ask", "chat", "reset", "usage", "model", "image", "forget", "export", "help"}
     assert [o["name"] for o in ai["chat"]["options"]] == ["prompt"]
     assert [o["name"] for o in ai["model"]["options"]] == ["name"]
     admin = registered["ai-admin"]
