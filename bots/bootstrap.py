@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from bots.http import HttpServer
 from bots.services import ChatServices
+from core.admin.installations import Installations
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
 from core.commands.admission import Admission
@@ -72,10 +73,11 @@ class Core:
     tools: ToolRegistry
     modlog: ModLog
     recovery: Recovery
+    installations: Installations
 
     @property
     def chat(self) -> ChatServices:
-        return ChatServices(self.turns, self.commands, self.modlog, self.recovery)
+        return ChatServices(self.turns, self.commands, self.modlog, self.recovery, self.installations)
 
 
 def build_budgets(settings: Settings, database: Database) -> Budgets:
@@ -376,6 +378,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     registry,
                     modlog,
                     Recovery(database, owner=owner, holds=budgets),
+                    Installations(database),
                 )
                 await modlog.drain()
     finally:
@@ -405,7 +408,8 @@ async def open_admin_shell(settings: Settings) -> AsyncIterator[AdminShell]:
 
 def configured_platforms(settings: Settings) -> list[str]:
     platforms = []
-    if settings.slack.bot_token and (settings.slack.app_token or settings.slack.signing_secret):
+    slack = settings.slack
+    if (slack.bot_token or slack.oauth) and (slack.app_token or slack.signing_secret):
         platforms.append("slack")
     if settings.discord.bot_token:
         platforms.append("discord")

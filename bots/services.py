@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.admin.installations import Installations
 from core.commands.dispatch import Commands
 from core.guards.modlog import ModLog
 from core.turn.recovery import Recovery
@@ -16,3 +17,4 @@ class ChatServices:
     commands: Commands  # `/ai …` and `/ai-admin …`, structured results
     modlog: ModLog  # where an adapter registers its mod-log channel
     recovery: Recovery  # where an adapter registers how it resolves a stopped replica's replies
+    installations: Installations | None = None  # where the app is installed (Slack distribution, OAuth)
