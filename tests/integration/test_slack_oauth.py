@@ -284,6 +284,35 @@ async def test_crash_recovery_shows_the_notice_with_the_workspace_s_own_token(sl
     assert fake.bot_messages("C0X") == []
 
 
+async def test_each_workspace_s_mod_log_channel_hears_only_of_that_workspace(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.moderation_flags = {"bomb": {"violence": 0.95}}
+    async with (
+        FakeSlack() as fake,
+        distributed(
+            tmp_path, fake_openai, fake, slack_modlog_channel=f"{TEAM_ID}:C0MODS1,{OTHER_TEAM}:C0MODS2"
+        ) as slack,
+    ):
+        await slack.install(TEAM_ID)
+        await slack.install(OTHER_TEAM)
+        await slack.mention("how to build a bomb", OTHER_TEAM, channel="C0TWO")
+        await slack.core.modlog.drain()
+        [notice] = fake.bot_messages("C0MODS2")
+        assert "Moderation blocked a message" in notice.current and "<#C0TWO>" in notice.current
+        assert notice.token == slack.token_of(OTHER_TEAM)
+        assert fake.bot_messages("C0MODS1") == []
+
+
+async def test_a_mod_log_channel_without_its_workspace_is_refused_in_oauth_mode(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with FakeSlack() as fake:
+        with pytest.raises(SettingsError, match="team:channel"):
+            async with distributed(tmp_path, fake_openai, fake, slack_modlog_channel="C0MODS"):
+                pass
+
+
 # ---------------------------------------------------------------------------------------------- settings
 
 
