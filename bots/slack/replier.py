@@ -40,6 +40,7 @@ REFUSALS = frozenset(
     }
 )
 NATIVE_MEMORY = 100_000  # workspaces whose refusal is remembered
+ENDED = "message_not_in_streaming_state"  # a stream Slack stopped (e.g. it expired)
 
 __all__ = [
     "EDIT_INTERVAL",
@@ -157,10 +158,17 @@ class SlackSink:
             if text == PLACEHOLDER:
                 return  # a new round has no text yet: the stream keeps what it shows
             if text.startswith(appended):
-                await self._append(ts, text[len(appended) :])
-                self._open[ts] = text
-                return
-            await self._stop(ts)  # text that is no continuation (a new tool round): edited from now on
+                try:
+                    await self._append(ts, text[len(appended) :])
+                except SlackApiError as exc:
+                    if exc.response.get("error") != ENDED:
+                        raise
+                    del self._open[ts]  # Slack ended the stream (it expired): edited from now on
+                else:
+                    self._open[ts] = text
+                    return
+            else:
+                await self._stop(ts)  # text that is no continuation (a new tool round): edited from now on
         shown = to_mrkdwn(text) if self._markdown and text != PLACEHOLDER else text
         await self._client.chat_update(channel=self.channel, ts=ts, text=shown)
 
@@ -277,6 +285,8 @@ class SlackSink:
             await self._client.chat_appendStream(channel=self.channel, ts=ts, chunks=chunks)
         except SlackApiError as exc:
             log.info("no task line in %s: %s", self.channel, exc.response.get("error"))
+            if exc.response.get("error") == ENDED:
+                self._open.pop(ts, None)
             self._task = None
             return False
         return True

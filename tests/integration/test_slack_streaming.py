@@ -115,6 +115,23 @@ async def test_a_long_answer_streams_into_consecutive_messages(slack: Slack) -> 
     assert "\n\n".join(reply.current for reply in replies) == answer
 
 
+async def test_a_stream_slack_ended_midway_is_finished_by_editing_it(slack: Slack) -> None:
+    fake = slack.fake
+    answer = "First paragraph.\n\nSecond paragraph, which arrives after Slack ended the stream."
+    slack.openai.script(Reply(text=answer, chunk_chars=4, chunk_delay=0.1))
+    event = fake.message_event(f"<@{BOT_USER_ID}> go", mention=True)
+    assert (await slack.sender.event(fake.envelope(event))).status == 200
+    await fake.wait_for(lambda: any(m.appends for m in fake.bot_messages()))
+    [reply] = fake.bot_messages("C0GENERAL", thread_ts=event["ts"])
+    reply.stream = "stopped"  # as Slack does with a stream it considers abandoned
+    await slack.background.idle()
+    assert (
+        reply.current == "First paragraph.\n\nSecond paragraph, which arrives after Slack ended the stream."
+    )
+    assert reply.edits  # finished with chat.update
+    assert not [call for call in fake.calls if call.method == "chat.stopStream" and call.status == 200]
+
+
 # ---------------------------------------------------------------------------------------------- recovery
 
 
