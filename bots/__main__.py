@@ -1,4 +1,4 @@
-"""The `threadwise` command line: chat, serve, migrate, admin. Composed in in bots/bootstrap.py."""
+"""The `threadwise` command line: chat, serve, migrate, doctor, admin. Composed in in bots/bootstrap.py."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from bots import logs
 from bots.admin_cli import add_admin_commands, run_admin
 from bots.bootstrap import configured_platforms, open_admin_shell, open_core, serving
 from bots.console import PLATFORM as CONSOLE
@@ -90,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     mig = commands.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--revision", help="upgrade to this revision (default: head)")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base)")
+    commands.add_parser(
+        "doctor", help="check the configuration end to end: tokens, scopes, model, database, Redis, paths"
+    )
     add_admin_commands(commands)
     return parser
 
@@ -118,19 +122,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.env_file)
     except SettingsError as exc:
+        if args.command == "doctor":  # every wrong variable is one of its findings
+            from bots.doctor import report_settings_error
+
+            return report_settings_error(exc)
         print(f"threadwise: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    level = settings.threadwise.log_level if args.command != "chat" else "WARNING"
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for chatty in ("alembic", "matplotlib"):  # per-run notices, not operator news
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    quiet = {"chat": "WARNING", "doctor": "ERROR"}  # what they print is the news; their logs are not
+    level = quiet.get(args.command, settings.threadwise.log_level)
+    # The service logs JSON off a terminal; the commands a person runs (chat, admin, …) log text.
+    log_format = settings.threadwise.log_format or (None if args.command == "serve" else "text")
+    logs.configure(level, log_format)
     try:
         if args.command == "chat":
             return _run_until_signal(run_chat(settings, args.conversation, args.model))
         if args.command == "admin":
             return _run_until_signal(run_admin_command(settings, args))
+        if args.command == "doctor":
+            from bots.doctor import run_doctor
+
+            return _run_until_signal(run_doctor(settings))
         if args.command == "migrate":
             return _run_until_signal(run_migrate(settings, args.revision, args.downgrade))
         return _run_until_signal(run_serve(settings))

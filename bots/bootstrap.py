@@ -139,6 +139,7 @@ def build_safety(
     policies: ChannelPolicies,
     modlog: ModLog,
     redactor: Redactor | None,
+    metrics: Metrics | None = None,
 ) -> Safety:
     limits = settings.limits
     safety = settings.safety
@@ -162,7 +163,9 @@ def build_safety(
     ]
     guards = list(admission)
     content: list[TurnGuard] = []
-    audit = ModerationAudit(database, keep_content=safety.moderation_keep_content, modlog=modlog)
+    audit = ModerationAudit(
+        database, keep_content=safety.moderation_keep_content, modlog=modlog, metrics=metrics
+    )
     if redactor is not None:
         content.append(RedactionGuard(redactor, audit))
     guards.extend(content)
@@ -244,6 +247,7 @@ def turn_config(settings: Settings) -> TurnConfig:
         context_windows=dict(tw.context_windows),
         fallback_model=settings.limits.fallback_model,
         tool_round_tokens=tw.tool_round_tokens,
+        turn_timeout=tw.turn_timeout,
     )
 
 
@@ -255,7 +259,7 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
     return models if tw.model in models else (tw.model, *models)
 
 
-def build_llm(settings: Settings) -> LLMClient:
+def build_llm(settings: Settings, metrics: Metrics | None = None) -> LLMClient:
     tw = settings.threadwise
     api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
     return LLMClient.create(
@@ -263,6 +267,8 @@ def build_llm(settings: Settings) -> LLMClient:
         base_url=settings.openai.base_url,
         timeout=tw.openai_timeout,
         max_retries=tw.openai_max_retries,
+        first_token_timeout=tw.first_token_timeout,
+        metrics=metrics,
     )
 
 
@@ -293,6 +299,7 @@ def build_turns(
     parts: _Services,
     registry: ToolRegistry,
     owner: str,
+    metrics: Metrics,
 ) -> ConversationService:
     tw = settings.threadwise
     database, budgets = parts.database, parts.budgets
@@ -302,8 +309,9 @@ def build_turns(
         parts.policies,
         is_admin=parts.admin.may_use_admin_tools,
         redactor=parts.redactor,
-        audit=ModerationAudit(database),  # tool-result redactions, audited like the user's
+        audit=ModerationAudit(database, metrics=metrics),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
+        metrics=metrics,
     )
     return ConversationService(
         database=database,
@@ -315,11 +323,12 @@ def build_turns(
             counter,
             cache_size=tw.history_cache_conversations,
             cache_bytes=int(tw.history_cache_mb * 1024 * 1024),
+            metrics=metrics,
         ),
         guards=parts.safety.guards,
         budget=budgets,
         tools=tools if registry.tools else None,
-        metrics=Metrics(),
+        metrics=metrics,
         footer=budgets.cost_footer if settings.limits.cost_footer else None,
         output_moderation=parts.safety.output,
         owner=owner,
@@ -351,20 +360,20 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
     """The core of a running service, on a migrated database, with its MCP servers connected."""
     counter = TokenCounter()
     await counter.preload(model or settings.threadwise.model)  # one warning when offline without tables
-    llm = build_llm(settings)
+    metrics = Metrics()  # one registry for the whole service, served at /metrics
+    llm = build_llm(settings, metrics)
     try:
         async with open_database(settings) as database:
             budgets = build_budgets(settings, database)
             policies, modlog, redactor = ChannelPolicies(database), ModLog(), build_redactor(settings)
-            safety = build_safety(settings, database, llm, policies, modlog, redactor)
+            safety = build_safety(settings, database, llm, policies, modlog, redactor, metrics)
             admin = build_admin(settings, database, budgets)
             images = build_images(settings, llm, budgets)
             parts = _Services(database, budgets, admin, policies, redactor, safety, images)
             async with open_tools(settings, images, safety.content) as registry:
                 owner = new_replica_id()
-                turns = build_turns(settings, llm, counter, parts, registry, owner)
+                turns = build_turns(settings, llm, counter, parts, registry, owner, metrics)
                 commands = build_commands(settings, turns, parts, registry)
-                metrics = turns.metrics
                 yield Core(
                     settings,
                     database,
@@ -439,13 +448,14 @@ def adapter_factory(platform: str, settings: Settings) -> AdapterFactory:
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator[HttpServer]:
-    """`threadwise serve`: the core, every adapter of ``platforms``, /healthz and /metrics, and the retention
-    purge; ready (healthz 200) inside the block."""
+    """`threadwise serve`: the core, every adapter of ``platforms``, /healthz, /readyz and /metrics, and the
+    retention purge; ready (healthz 200) inside the block, draining (readyz 503) once it is left."""
     factories = [adapter_factory(platform, settings) for platform in platforms]
     async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))
+        http.readiness.add_database(core.database)  # adapters add their own parts when they are up
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))
         await stack.enter_async_context(http)
@@ -455,4 +465,7 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
         # SQLite serves one process, so any other owner is gone; PostgreSQL waits for stale heartbeats.
         await sweep_now(core.recovery, exclusive=core.database.is_sqlite)
         http.ready = True
-        yield http
+        try:
+            yield http
+        finally:
+            http.readiness.start_draining()  # /readyz answers 503 from now on, while everything stops

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic_settings
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.guards.redactor import ALL_RULES
@@ -123,10 +131,13 @@ class ThreadwiseSettings(BaseSettings):
     context_windows: dict[str, int] = Field(default_factory=dict)
     openai_timeout: float = Field(default=60.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0, le=10)
+    first_token_timeout: float = Field(default=20.0, gt=0)  # request -> first delta; also stalls
+    turn_timeout: float = Field(default=120.0, gt=0)  # a whole turn: guards, every model call, tools
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
     history_cache_conversations: int = Field(default=256, ge=0)
     history_cache_mb: float = Field(default=32, ge=0)  # bytes of cached history windows (no image data)
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None  # None: text on a terminal, else JSON (serve)
     drain_seconds: float = Field(default=30.0, ge=0)  # at SIGTERM: how long running turns get to finish
     models: Annotated[tuple[str, ...], NoDecode] = ()  # what `/ai model` may choose (default: only `model`)
     images: bool = True
@@ -150,6 +161,9 @@ class ThreadwiseSettings(BaseSettings):
     mcp_connect_timeout: float = Field(default=20.0, gt=0)
     discord_guilds: Annotated[tuple[int, ...], NoDecode] = ()  # sync commands to these guilds (instant)
     discord_sharded: bool = False
+    # this process's gateway shards (e.g. 0,1) of THREADWISE_DISCORD_SHARD_COUNT in all
+    discord_shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    discord_shard_count: int | None = Field(default=None, ge=1)
     discord_edit_interval: float = Field(default=1.0, ge=0.2, le=10)
     discord_ready_timeout: float = Field(default=60.0, gt=0)
     slack_modlog_channel: str | None = None  # channel id that hears of flagged and blocked messages
@@ -167,6 +181,37 @@ class ThreadwiseSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(int(part) for part in value.replace(" ", "").split(",") if part)
         return value
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _shard_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not all(part.isdigit() for part in parts):
+                raise ValueError("must be comma-separated shard numbers, e.g. 0,1")
+            return tuple(int(part) for part in parts)
+        return value
+
+    _no_shard_count = field_validator("discord_shard_count", mode="before")(_blank_to_none)
+
+    @model_validator(mode="after")
+    def _shards_split(self) -> ThreadwiseSettings:
+        ids, count = self.discord_shard_ids, self.discord_shard_count
+        if bool(ids) != (count is not None):
+            raise ValueError(
+                "THREADWISE_DISCORD_SHARD_IDS and THREADWISE_DISCORD_SHARD_COUNT: set both (this process's "
+                "shards, e.g. 0,1, of how many in all, e.g. 4) or neither"
+            )
+        if count is not None:
+            wrong = [shard for shard in ids if shard >= count]
+            if wrong:
+                raise ValueError(
+                    f"THREADWISE_DISCORD_SHARD_IDS: shard {wrong[0]} does not exist: shards are numbered "
+                    f"from 0 to THREADWISE_DISCORD_SHARD_COUNT - 1 ({count - 1})"
+                )
+            if len(set(ids)) != len(ids):
+                raise ValueError("THREADWISE_DISCORD_SHARD_IDS: a shard is listed twice")
+        return self
 
     @field_validator("mcp_servers", mode="after")
     @classmethod
@@ -352,7 +397,10 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: dict[str, A
         except ValidationError as exc:
             prefix = str(cls.model_config.get("env_prefix", ""))
             for err in exc.errors():
-                field = str(err["loc"][0]) if err["loc"] else "?"
+                if not err["loc"]:  # a rule across fields: its message names the variables
+                    problems.append(str(err["msg"]).removeprefix("Value error, "))
+                    continue
+                field = str(err["loc"][0])
                 shown = err.get("input")
                 declared = cls.model_fields.get(field)
                 secret = any(word in field for word in ("key", "token", "secret")) or (

@@ -3,6 +3,7 @@ ConversationService wired to a database and the OpenAI fake through the real SDK
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,12 +27,14 @@ class RecordingReplier:
     """Keeps every call the core makes, in order, as a user of a chat platform would observe them."""
 
     events: list[tuple[str, Any]] = field(default_factory=list)
+    streaming: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first update
 
     async def start(self) -> None:
         self.events.append(("start", None))
 
     async def update(self, text: str) -> None:
         self.events.append(("update", text))
+        self.streaming.set()
 
     async def status(self, text: str) -> None:
         self.events.append(("status", text))
@@ -57,8 +60,16 @@ class RecordingReplier:
         return [value for kind, value in self.events if kind == "error"]
 
 
-def make_llm(base_url: str, *, timeout: float = 10.0, max_retries: int = 0) -> LLMClient:
-    return LLMClient.create(api_key="test-key", base_url=base_url, timeout=timeout, max_retries=max_retries)
+def make_llm(
+    base_url: str, *, timeout: float = 10.0, max_retries: int = 0, first_token_timeout: float = 20.0
+) -> LLMClient:
+    return LLMClient.create(
+        api_key="test-key",
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        first_token_timeout=first_token_timeout,
+    )
 
 
 def make_service(
@@ -79,6 +90,7 @@ def make_service(
     output_moderation: OutputModeration | None = None,
     budget: Budgets | None = None,
     owner: str = "",
+    turn_timeout: float | None = 120.0,
 ) -> ConversationService:
     counter = counter or TokenCounter()
     config = TurnConfig(
@@ -88,6 +100,7 @@ def make_service(
         max_tool_rounds=max_tool_rounds,
         history_max_tokens=history_max_tokens,
         context_windows=context_windows,
+        turn_timeout=turn_timeout,
     )
     history = history or HistoryStore(database, counter, cache_size=cache_size)
     return ConversationService(

@@ -22,10 +22,13 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots.discord.commands import AdminCommands, AiCommands, report_failure
+from bots.api_calls import counting, discord_route
+from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
 from bots.discord.events import MessageEvents
+from bots.discord.gateway import guard_gateway
 from bots.discord.replier import NO_MENTIONS, DiscordResolver
+from bots.discord.tree import CommandTree
 from bots.inflight import InFlight
 from core.domain.errors import BotError
 from core.guards.modlog import ModerationNotice
@@ -66,17 +69,27 @@ def use_endpoints(api_url: str, gateway_url: str | None) -> Callable[[], None]:
 def build_client(
     services: ChatServices, options: DiscordOptions, *, inflight: InFlight, guild_ready_timeout: float = 2.0
 ) -> tuple[discord.Client, app_commands.CommandTree[Any]]:
-    kind: type[discord.Client] = discord.AutoShardedClient if options.sharded else discord.Client
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = (
         False  # no voice here: no warning about it
     )
-    client = kind(
-        intents=intents(),
-        allowed_mentions=discord.AllowedMentions.none(),
-        chunk_guilds_at_startup=False,
-        guild_ready_timeout=guild_ready_timeout,
-    )
-    tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+    common: dict[str, Any] = {
+        "intents": intents(),
+        "allowed_mentions": discord.AllowedMentions.none(),
+        "chunk_guilds_at_startup": False,
+        "guild_ready_timeout": guild_ready_timeout,
+        "http_trace": counting(services.turns.metrics, "discord", discord_route),
+    }
+    client: discord.Client
+    if options.shard_count is not None:  # this process's share of the shards (THREADWISE_DISCORD_SHARD_*)
+        client = discord.AutoShardedClient(
+            shard_ids=list(options.shard_ids), shard_count=options.shard_count, **common
+        )
+    elif options.sharded:  # every shard, as many as Discord recommends (GET /gateway/bot)
+        client = discord.AutoShardedClient(**common)
+    else:
+        client = discord.Client(**common)
+    guard_gateway(client, inflight)
+    tree: app_commands.CommandTree[Any] = CommandTree(client, services.commands)
     tree.add_command(AiCommands(services, inflight=inflight, edit_interval=options.edit_interval))
     tree.add_command(AdminCommands(services, inflight=inflight))
     events = MessageEvents(services, client, options, inflight=inflight)
@@ -84,13 +97,7 @@ def build_client(
     async def on_message(message: discord.Message) -> None:
         await events.on_message(message)
 
-    async def on_app_command_error(
-        interaction: discord.Interaction[Any], error: app_commands.AppCommandError
-    ) -> None:
-        await report_failure(interaction, error)
-
     client.event(on_message)
-    tree.error(on_app_command_error)
     return client, tree
 
 
@@ -154,13 +161,22 @@ async def open_discord(
         connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
         await _connected(client, connection, options.ready_timeout)
         user = client.user
-        log.info("Discord: connected as %s (%s) in %d guild(s)", user, user and user.id, len(client.guilds))
+        shards = f", shards {options.shard_ids} of {options.shard_count}" if options.shard_count else ""
+        log.info(
+            "Discord: connected as %s (%s) in %d guild(s)%s",
+            user,
+            user and user.id,
+            len(client.guilds),
+            shards,
+        )
         modlog_channel = options.modlog_channel
         if modlog_channel is not None:
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
         services.recovery.register("discord", DiscordResolver(client))
+        http.readiness.add("discord", gateway_status(client))
         yield
     finally:
+        http.readiness.remove("discord")
         await inflight.close(options.drain_seconds)
         await services.modlog.drain()  # notices of the last turns, while the client can still post
         services.modlog.unregister("discord")
@@ -170,6 +186,25 @@ async def open_discord(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connection
         restore()
+
+
+def gateway_status(client: discord.Client) -> Callable[[], Awaitable[str | None]]:
+    """Readiness: the client is ready and every gateway connection (one per shard) is open; asks Discord
+    nothing."""
+
+    async def status() -> str | None:
+        if client.is_closed():
+            return "the client is closed"
+        if not client.is_ready():
+            return "the gateway session is not ready"
+        if isinstance(client, discord.AutoShardedClient):
+            down = sorted(shard_id for shard_id, shard in client.shards.items() if shard.is_closed())
+            return f"gateway connection of shard(s) {down} lost (reconnecting)" if down else None
+        if client.ws is None or not client.ws.open:
+            return "gateway connection lost (reconnecting)"
+        return None
+
+    return status
 
 
 def _modlog_sink(client: discord.Client, channel_id: int) -> Callable[[ModerationNotice], Awaitable[None]]:

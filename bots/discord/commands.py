@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bots.discord.chunks import split_message
+from bots.discord.chunks import fit, split_message
 from bots.discord.identity import (
     PLATFORM,
     channel_key,
@@ -51,8 +51,9 @@ def conversation_of(interaction: Interaction) -> ConversationKey:
 
 
 async def show_error(interaction: Interaction, error: BotError, *, deferred_ephemeral: bool = True) -> None:
-    """``error.user_message`` to the caller only, whatever state the interaction is in."""
-    text = f"⚠️ {error.user_message}"
+    """``error.user_message`` to the caller only, whatever state the interaction is in; one message, cut to
+    Discord's limit should it quote something long."""
+    text = fit(f"⚠️ {error.user_message}")
     if not interaction.response.is_done():
         await interaction.response.send_message(text, ephemeral=True)
     elif interaction.response.type is not discord.InteractionResponseType.deferred_channel_message:
@@ -124,13 +125,7 @@ class AiCommands(app_commands.Group):
         deferred_ephemeral: bool = False,
         on_refused: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        message = IncomingMessage(
-            key=key,
-            user=caller(interaction),
-            text=prompt,
-            event_id=f"discord:interaction:{interaction.id}",
-            received_at=datetime.now(UTC),
-        )
+        message = self._asking(interaction, key, prompt)
 
         async def private_error(error: BotError) -> None:
             if on_refused is not None:  # the turn failed before any answer: take the question back
@@ -144,12 +139,34 @@ class AiCommands(app_commands.Group):
         with self._inflight.track():
             await self._services.turns.handle(message, replier)
 
+    @staticmethod
+    def _asking(interaction: Interaction, key: ConversationKey, prompt: str) -> IncomingMessage:
+        return IncomingMessage(
+            key=key,
+            user=caller(interaction),
+            text=prompt,
+            event_id=f"discord:interaction:{interaction.id}",
+            received_at=datetime.now(UTC),
+        )
+
+    async def _refused(self, interaction: Interaction, key: ConversationKey, prompt: str) -> bool:
+        """The turn's checks of the caller (ban, rate limit, length), before anything is shown in the channel:
+        when they refuse, only the caller hears why (the turn says it, once) and True is returned."""
+        if await self._services.turns.admit(self._asking(interaction, key, prompt)):
+            return False
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        sink = InteractionSink(interaction, ephemeral=True)
+        await self._turn(interaction, key, prompt, sink, deferred_ephemeral=True)
+        return True
+
     @app_commands.command(name="ask", description="Ask one question; the answer appears right here")
     @app_commands.describe(prompt="Your question")
     async def ask(self, interaction: Interaction, prompt: str) -> None:
-        await interaction.response.defer(thinking=True)
         where = conversation_of(interaction)
         key = ConversationKey(PLATFORM, where.workspace_id, where.channel_id, f"ask:{interaction.id}")
+        if await self._refused(interaction, key, prompt):
+            return
+        await interaction.response.defer(thinking=True)
         shown = self._services.commands.display(prompt)  # quoted above the answer: redacted like the history
         preview = shown if len(shown) <= QUESTION_PREVIEW else shown[: QUESTION_PREVIEW - 1] + "…"
         quoted = "\n".join(f"> {line}" for line in preview.splitlines() or [""])
@@ -158,6 +175,8 @@ class AiCommands(app_commands.Group):
     @app_commands.command(name="chat", description="Start a conversation thread; keep talking in it")
     @app_commands.describe(prompt="How the conversation starts")
     async def chat(self, interaction: Interaction, prompt: str) -> None:
+        if await self._refused(interaction, conversation_of(interaction), prompt):
+            return  # nothing of a refused prompt is posted, and no thread is opened
         user = interaction.user
         shown = self._services.commands.display(prompt)  # redacted like everything the core stores
         opening = split_message(f"💬 **{user.display_name}**: {shown}")[0]
@@ -302,13 +321,3 @@ class AdminCommands(app_commands.Group):
     @app_commands.describe(args="e.g. show | set here calculator,current_time | clear here")
     async def tools(self, interaction: Interaction, args: str = "") -> None:
         await self._run(interaction, "tools", args)
-
-
-async def report_failure(interaction: Interaction, error: app_commands.AppCommandError) -> None:
-    """The command tree's error handler: unexpected failures are logged and answered with a generic note."""
-    original = getattr(error, "original", error)
-    log.error("/%s failed", getattr(interaction.command, "qualified_name", "?"), exc_info=original)
-    try:
-        await show_error(interaction, BotError())
-    except discord.HTTPException:
-        log.warning("could not tell the user about the failed command")

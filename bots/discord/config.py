@@ -13,13 +13,17 @@ from core.settings import Settings
 class DiscordOptions:
     """``guilds``: guild ids whose commands are synced directly (instant updates while developing; otherwise
     commands are global, which Discord may take a while to show). ``sharded``: an ``AutoShardedClient`` (bots
-    in thousands of guilds). ``edit_interval``: seconds between edits of a streamed reply."""
+    in thousands of guilds). ``shard_ids`` of ``shard_count``: the gateway shards this process runs, so
+    several processes split them (an ``AutoShardedClient`` with exactly those shards). ``edit_interval``:
+    seconds between edits of a streamed reply."""
 
     bot_token: SecretStr | None = None
     api_url: str = "https://discord.com/api/v10"
     gateway_url: str | None = None
     guilds: tuple[int, ...] = ()
     sharded: bool = False
+    shard_ids: tuple[int, ...] = ()
+    shard_count: int | None = None
     edit_interval: float = 1.0
     ready_timeout: float = 60.0
     modlog_channel: int | None = None
@@ -36,6 +40,8 @@ class DiscordOptions:
             gateway_url=discord.gateway_url,
             guilds=tw.discord_guilds,
             sharded=tw.discord_sharded,
+            shard_ids=tw.discord_shard_ids,
+            shard_count=tw.discord_shard_count,
             edit_interval=tw.discord_edit_interval,
             ready_timeout=tw.discord_ready_timeout,
             modlog_channel=tw.discord_modlog_channel,

@@ -16,6 +16,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.socket_mode.async_internals import send_async_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -27,6 +28,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.api_calls import counting, slack_method
 from bots.http import HttpServer
 from bots.inflight import InFlight
 from bots.services import ChatServices
@@ -48,6 +50,22 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
 RELAYED_HEADERS = ("X-Slack-Retry-Num", "X-Slack-Retry-Reason")  # what bolt sees of the request's headers
+
+
+class _TokenFromEnvironment(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, and warns at every start
+    that the client wins. Our client is built from that very token (with SLACK_API_URL), so that warning
+    is no news to an operator: it is dropped, and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("threadwise.slack.bolt")
+    if not any(isinstance(existing, _TokenFromEnvironment) for existing in logger.filters):
+        logger.addFilter(_TokenFromEnvironment())
+    return logger
 
 
 def build_client(options: SlackOptions, session: aiohttp.ClientSession) -> AsyncWebClient:
@@ -113,7 +131,7 @@ def build_app(
         # POST /slack/events verifies signatures itself, before parsing (bots/slack/verify.py); bolt's check
         # would come after its parse and log refused bodies in full
         request_verification_enabled=False,
-        logger=logging.getLogger("threadwise.slack.bolt"),
+        logger=_bolt_logger(),
         # OAuth: each request is answered with its own workspace's token (bolt's authorize); one with no
         # installation is refused before any listener runs
         oauth_settings=oauth.settings if oauth is not None else None,
@@ -202,6 +220,23 @@ def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request],
     return slack_events
 
 
+async def signed_in() -> str | None:
+    """Readiness of HTTP mode: ``auth.test`` accepted the token at start (OAuth: each workspace's token is
+    checked as its requests come), and Slack posts events to us."""
+    return None
+
+
+def socket_status(client: SocketModeClient) -> Callable[[], Awaitable[str | None]]:
+    """Readiness of Socket Mode: the websocket is open and answers pings (no call to Slack)."""
+
+    async def status() -> str | None:
+        if await client.is_connected():
+            return None
+        return "the Socket Mode connection is down (reconnecting)"
+
+    return status
+
+
 @contextlib.asynccontextmanager
 async def open_slack(
     services: ChatServices,
@@ -220,7 +255,8 @@ async def open_slack(
     slack = options
     tasks = background if background is not None else InFlight("Slack")
     channels = modlog_channels(options.modlog_channel, oauth=options.bot_token is None)
-    async with aiohttp.ClientSession() as session:
+    trace = counting(services.turns.metrics, "slack", lambda _method, url: slack_method(url))
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         client = build_client(options, session)
         oauth = build_oauth(services, options, client)
         app = build_app(
@@ -266,9 +302,11 @@ async def open_slack(
                 )
                 await handler.connect_async()  # type: ignore[no-untyped-call]
                 log.info("Slack connected over Socket Mode")
+                http.readiness.add("slack", socket_status(handler.client))
                 try:
                     yield
                 finally:
+                    http.readiness.remove("slack")
                     await handler.close_async()  # type: ignore[no-untyped-call]
             else:
                 if slack.signing_secret is None:
@@ -280,7 +318,11 @@ async def open_slack(
                     EVENTS_PATH, events_route(app, SignatureCheck(slack.signing_secret.get_secret_value()))
                 )
                 log.info("Slack events accepted at POST %s", EVENTS_PATH)
-                yield
+                http.readiness.add("slack", signed_in)  # auth.test succeeded above; events come to us
+                try:
+                    yield
+                finally:
+                    http.readiness.remove("slack")
         finally:
             await tasks.close(options.drain_seconds)
             await services.modlog.drain()  # notices of the last turns, while the client can still post

@@ -36,16 +36,22 @@ AI_USAGE = {
     "image": "Usage: `/ai image <description>`",
 }
 ECHO_CHARS = 1_000
+ERROR_CHARS = 2_000  # an error as shown, escaped: at most 8,000 of the 40,000 characters of a Slack message
 CANNOT_POST = (
     "I can't post in this conversation. Invite me with `/invite @Threadwise`, mention me in a channel "
     "I'm in, or send me a direct message."
 )
 
 
-def echo(prompt: str) -> str:
-    """A prompt as repeated in the channel: cut to ``ECHO_CHARS`` (escaped, 10,000 ``<`` would pass Slack's
-    40,000-character cap on a message, and the question be lost after the answer was paid for)."""
-    return prompt if len(prompt) <= ECHO_CHARS else prompt[:ECHO_CHARS] + "…"
+def echo(prompt: str, limit: int = ECHO_CHARS) -> str:
+    """A prompt as repeated in the channel: cut to ``limit`` characters (escaped, 10,000 ``<`` would pass
+    Slack's 40,000-character cap on a message, and the question be lost after the answer was paid for)."""
+    return prompt if len(prompt) <= limit else prompt[:limit] + "…"
+
+
+def error_text(error: BotError) -> str:
+    """An error for the caller; a message that quotes a long input is cut so it still fits one message."""
+    return f":warning: {escape(echo(error.user_message, ERROR_CHARS))}"
 
 
 def delivery_id(command: dict[str, Any], context: AsyncBoltContext) -> str | None:
@@ -100,7 +106,7 @@ class SlashCommands:
                 return
             await run(command, workspace, respond)
         except BotError as exc:
-            await respond(text=f":warning: {escape(exc.user_message)}", response_type="ephemeral")
+            await respond(text=error_text(exc), response_type="ephemeral")
         except Exception:
             log.exception("slash command failed")
             await respond(text=f":warning: {escape(BotError.default_message)}", response_type="ephemeral")

@@ -29,6 +29,7 @@ from bots.slack.installations import (
     TooManyInstalls,
     WorkspaceTokens,
 )
+from bots.slack.scopes import BOT_SCOPES
 from core.admin.installations import Installations
 
 log = logging.getLogger(__name__)
@@ -37,22 +38,6 @@ INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 STATE_TTL = timedelta(minutes=10)  # how long an installer has between /slack/install and the redirect
 AUTHORIZE_CACHE = 1_000  # auth.test answers kept, one per bot token (a token's identity never changes)
-# What an install asks for: the bot scopes of manifest.yml (tests/integration/test_slack_oauth.py checks)
-SCOPES = (
-    "app_mentions:read",
-    "assistant:write",
-    "channels:history",
-    "groups:history",
-    "im:history",
-    "mpim:history",
-    "chat:write",
-    "chat:write.public",
-    "commands",
-    "files:read",
-    "files:write",
-    "im:write",
-    "users:read",
-)
 
 
 def authorize_url(api_url: str) -> str:
@@ -102,7 +87,7 @@ class SlackOAuth:
         self.settings = AsyncOAuthSettings(
             client_id=client_id,
             client_secret=client_secret,
-            scopes=list(SCOPES),
+            scopes=list(BOT_SCOPES),  # what manifest.yml asks for
             user_scopes=[],
             redirect_uri=redirect_uri,
             install_path=INSTALL_PATH,

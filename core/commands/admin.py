@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.admin.service import AdminService
 from core.commands.channel_tools import ChannelToolCommands
 from core.commands.describe import describe_ban, describe_limit
+from core.commands.echo import echoed
 from core.commands.help import ADMIN_HELP
 from core.commands.moderation import ModerationCommands
 from core.commands.parsing import (
@@ -68,7 +69,7 @@ class AdminCommands:
             return await self._tools.run(call, words)
         if command in ("help", ""):
             return Reply(ADMIN_HELP)
-        raise BadInput(f"Unknown admin command `{command}`. Use one of: {', '.join(ADMIN_COMMANDS)}.")
+        raise BadInput(f"Unknown admin command `{echoed(command)}`. Use one of: {', '.join(ADMIN_COMMANDS)}.")
 
     async def _quota(self, call: AdminCall, words: list[str]) -> Reply:
         action = words[0].lower() if words else "show"
@@ -115,7 +116,7 @@ class AdminCommands:
     async def _report(self, call: AdminCall, words: list[str]) -> Reply:
         period, by = parse_report(words)
         if by not in GROUPS:
-            raise BadInput(f"A report is grouped by one of {', '.join(GROUPS)}, not `{by}`.")
+            raise BadInput(f"A report is grouped by one of {', '.join(GROUPS)}, not `{echoed(by)}`.")
         report = await self._admin.report(call.user, period=period, by=by, workspace=call.tenant)
         stamp = report.label.replace(" ", "-").replace("(", "").replace(")", "")
         chart = await render_png(report)  # seconds of CPU for a long period: not on the event loop

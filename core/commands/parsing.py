@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from core.commands.echo import echoed
 from core.domain.errors import BadInput
 from core.domain.types import ConversationKey
 from core.guards.channel_policy import Channel
@@ -50,7 +51,7 @@ def user_subject(token: str, key: ConversationKey) -> str:
         return token
     token = token.removeprefix("@")
     if not _USER_ID.fullmatch(token):
-        raise BadInput(f"`{token}` is not a user: mention them or write platform:user_id.")
+        raise BadInput(f"`{echoed(token)}` is not a user: mention them or write platform:user_id.")
     return f"{key.platform}:{token}"
 
 
@@ -90,9 +91,9 @@ def parse_amount(text: str) -> tuple[Decimal | None, int | None]:
     try:
         amount = Decimal(number)
     except InvalidOperation:
-        raise BadInput(f"`{text}` is not an amount: write $5, 200k tokens or unlimited.") from None
+        raise BadInput(f"`{echoed(text)}` is not an amount: write $5, 200k tokens or unlimited.") from None
     if not amount.is_finite():
-        raise BadInput(f"`{text}` is not an amount.")
+        raise BadInput(f"`{echoed(text)}` is not an amount.")
     return amount, None
 
 
@@ -140,7 +141,8 @@ def parse_moderation_filter(words: list[str], key: ConversationKey) -> Moderatio
             index += 2
         else:
             raise BadInput(
-                f"I don't know `{words[index]}` here. Usage: `moderation [count] [user @u] [action block]`."
+                f"I don't know `{echoed(words[index])}` here. "
+                "Usage: `moderation [count] [user @u] [action block]`."
             )
     return ModerationFilter(limit, who, action)
 
@@ -159,7 +161,7 @@ def parse_thresholds(words: list[str], current: dict[str, Any]) -> dict[str, Any
         try:
             value = float(raw)
         except ValueError:
-            raise BadInput(f"`{raw}` is not a number from 0 to 1.") from None
+            raise BadInput(f"`{echoed(raw)}` is not a number from 0 to 1.") from None
         if category is None:
             changes[level] = value
         else:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from core.admin.retention import Retention
 from core.commands.describe import describe_usage
+from core.commands.echo import CAPTION_CHARS, echoed
 from core.commands.help import ADMIN_HELP, USER_HELP
 from core.commands.results import Code, Heading, Reply, codes, line, say
 from core.domain.clock import Clock
@@ -16,6 +17,14 @@ from core.llm.image_generation import ImageGenerator
 from core.money.budgets import Budgets
 from core.money.pricing import format_usd
 from core.turn.service import ConversationService
+
+IMAGE_PROMPT_CHARS = 4_000  # DALL·E 3's limit (gpt-image-1 takes 32,000): ample for any picture
+DALL_E_2_PROMPT_CHARS = 1_000
+
+
+def image_prompt_limit(model: str) -> int:
+    """The longest image description ``/ai image`` takes for ``model``, in characters."""
+    return DALL_E_2_PROMPT_CHARS if model.startswith("dall-e-2") else IMAGE_PROMPT_CHARS
 
 
 class UserCommands:
@@ -59,7 +68,7 @@ class UserCommands:
             return say("This conversation uses ", Code(current), ". Available: ", *codes(allowed), ".")
         if name not in allowed:
             choices = ", ".join(f"`{m}`" for m in allowed)
-            raise BadInput(f"`{name}` is not available here. Choose one of {choices}.")
+            raise BadInput(f"`{echoed(name)}` is not available here. Choose one of {choices}.")
         await self._conversations.set_model(key, None if name == self._default_model else name, user.user_id)
         return say("This conversation now uses ", Code(name), ".", public=True)
 
@@ -68,6 +77,12 @@ class UserCommands:
             raise BadInput("Image generation is switched off on this server (THREADWISE_IMAGES=false).")
         if not prompt.strip():
             raise BadInput("Describe the image, e.g. `/ai image a lighthouse at dusk, watercolour`.")
+        limit = image_prompt_limit(self._images.options.model)
+        if len(prompt.strip()) > limit:  # refused before anything is screened, reserved or paid for
+            raise BadInput(
+                f"That description is {len(prompt.strip()):,} characters long; "
+                f"an image description may have at most {limit:,}. Please shorten it."
+            )
         now = datetime.now(UTC)
         message = IncomingMessage(
             key=key, user=user, text=prompt.strip(), event_id=f"image:{now.timestamp()}", received_at=now
@@ -76,7 +91,8 @@ class UserCommands:
         conversation_id = await self._conversations.conversation_id(key, user.user_id)
         result = await self._images.generate(message, conversation_id=conversation_id)
         cost = f" ({format_usd(result.cost_micros)})" if result.cost_micros else ""
-        return Reply((line(f"Image for: {message.text}{cost}"),), (result.attachment,), public=True)
+        caption = f"Image for: {echoed(message.text, CAPTION_CHARS)}{cost}"
+        return Reply((line(caption),), (result.attachment,), public=True)
 
     async def forget(self, user: ChatUser, key: ConversationKey, confirm: str) -> Reply:
         """`/ai forget` shows what would be erased; `/ai forget confirm` erases it."""

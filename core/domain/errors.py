@@ -46,3 +46,22 @@ class LLMUnavailable(BotError):
 
 class BadInput(BotError):
     default_message = "I couldn't understand that input."
+
+
+INTERRUPTED_MESSAGE = "This answer was interrupted (the service restarted). Please ask again."
+
+
+class TurnInterrupted(BotError):
+    """The turn was stopped from outside (shutdown) before it could finish."""
+
+    default_message = INTERRUPTED_MESSAGE
+
+
+class TurnTimedOut(BotError):
+    """The whole turn ran past ``THREADWISE_TURN_TIMEOUT``; what was streamed stays above the notice."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"This answer took longer than the {seconds:g} s time limit and was cut off. Please try again.",
+            detail=f"turn timeout of {seconds:g} s",
+        )

@@ -93,7 +93,10 @@ class FailedTurn:
 
 @dataclass(frozen=True, slots=True)
 class CallPlan:
-    """What the budget reservation of a turn is sized from: exact prompt tokens and the worst case output."""
+    """Model calls to cover: the next call's exact prompt tokens, the worst case output, how many calls.
+
+    In a turn's context, ``rounds`` is the most calls the turn may make (the per-turn cap allowing); a hold
+    covers fewer: the next call and, when it may use tools, the answer after it."""
 
     message: IncomingMessage
     model: str
@@ -153,11 +156,17 @@ class HistoryWindow(Protocol):
 
 
 class BudgetGate(Protocol):
-    """Step 6: the worst case of the model calls is held before they run. Settling the hold with the real
-    usage is the TurnStore's job, inside the transaction that stores the turn."""
+    """Step 6: the worst case of each model call is held before it runs: the first call's when the turn
+    starts, each further call's by extending that hold. Settling the hold with the real usage is the
+    TurnStore's job, inside the transaction that stores the turn."""
 
     async def reserve(self, plan: CallPlan) -> Hold:
         """Hold the worst-case cost of ``plan`` or raise QuotaExceeded."""
+        ...
+
+    async def extend(self, hold: Hold, usages: Sequence[CallUsage], plan: CallPlan) -> Hold:
+        """Make ``hold`` cover what ``usages`` cost plus the worst case of ``plan`` (the calls still to come),
+        in one transaction; the hold as it is now, or QuotaExceeded (the hold is left as it was)."""
         ...
 
     async def release(self, hold: Hold) -> None:
@@ -181,8 +190,10 @@ class ModelClient(Protocol):
         on_text: OnText | None = None,
         tools: Sequence[dict[str, Any]] = (),
         tool_choice: str | None = None,
+        deadline: float | None = None,
     ) -> Completion:
-        """``on_text`` receives the full text so far after each delta."""
+        """``on_text`` receives the full text so far after each delta. ``deadline`` (``loop.time()``) is when
+        the turn ends: no attempt or retry runs past it."""
         ...
 
 
@@ -269,6 +280,9 @@ class NoBudget:
 
     async def release(self, hold: Hold) -> None:
         return None
+
+    async def extend(self, hold: Hold, usages: Sequence[CallUsage], plan: CallPlan) -> Hold:
+        return hold
 
     def affordable_rounds(self, plan: CallPlan) -> int:
         return plan.rounds

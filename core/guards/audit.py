@@ -11,6 +11,7 @@ from core.db.session import Database
 from core.domain.clock import Clock, utc_now
 from core.domain.types import IncomingMessage
 from core.guards.modlog import ModerationNotice, ModLog
+from core.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,9 @@ class ModerationAudit:
         keep_content: bool = False,
         clock: Clock = utc_now,
         modlog: ModLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._db = database
         self._keep_content = keep_content
         self._clock = clock
@@ -45,6 +48,11 @@ class ModerationAudit:
         content: str = "",
         redactions: Sequence[str] = (),
     ) -> None:
+        if self._metrics is not None:
+            for category in decision.categories or ("none",):
+                self._metrics.moderation.labels(decision.action, category).inc()
+            for rule in redactions:
+                self._metrics.moderation.labels("redact", rule).inc()
         async with self._db.unit_of_work() as session:
             session.add(
                 ModerationEvent(

@@ -2,11 +2,13 @@
 
 Requests go through the SDK's lower-level ``post`` with a ready JSON body: ``chat.completions.create``
 type-transforms every history message on every call, which dominates a turn's CPU cost on long threads
-(DESIGN.md §8). Retries, timeouts, auth and SSE parsing are still the SDK's.
+(DESIGN.md §8). Timeouts, auth and SSE parsing are still the SDK's; the retries of a chat answer are ours,
+under its deadlines (see ``LLMClient``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from core.domain.errors import BotError, ContentBlocked
 from core.llm.errors import map_openai_error
+from core.llm.retries import retry_delay
 from core.llm.types import Completion, ToolCall, Usage
+from core.llm.watchdog import Watchdog
+from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +38,39 @@ class _PartialCall:
 
 
 class LLMClient:
-    """Wraps one ``AsyncOpenAI``; every ``openai`` error leaves as a ``BotError`` a chat user understands."""
+    """Wraps one ``AsyncOpenAI``; every ``openai`` error leaves as a ``BotError`` a chat user understands.
 
-    def __init__(self, client: AsyncOpenAI) -> None:
+    A chat answer is bounded in time (``Watchdog``): its first delta within ``first_token_timeout`` seconds
+    of sending the request, retries included, and every later chunk within as long of the one before. The
+    retries of a chat answer are made here (``retries.py``, the SDK's rules) so that none starts after its
+    time is up; an attempt waits at most ``timeout`` seconds per step and is cut at the deadlines.
+    Other requests on ``sdk`` (moderation, images) keep the SDK's own retries."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        first_token_timeout: float = 20.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
         self._client = client
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._first_token = first_token_timeout
 
     @classmethod
     def create(
-        cls, *, api_key: str | None, base_url: str | None, timeout: float, max_retries: int
+        cls,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float,
+        max_retries: int,
+        first_token_timeout: float = 20.0,
+        metrics: Metrics | None = None,
     ) -> LLMClient:
         # A self-hosted OpenAI-compatible endpoint may need no key; the SDK insists on a non-empty one.
         key = api_key or ("unused" if base_url else None)
@@ -50,7 +80,13 @@ class LLMClient:
                 detail="OPENAI_API_KEY is required unless OPENAI_BASE_URL points to an endpoint without auth",
             )
         client = AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
-        return cls(client)
+        return cls(
+            client,
+            timeout=timeout,
+            max_retries=max_retries,
+            first_token_timeout=first_token_timeout,
+            metrics=metrics,
+        )
 
     @property
     def sdk(self) -> AsyncOpenAI:
@@ -68,8 +104,10 @@ class LLMClient:
         on_text: OnText | None = None,
         tools: Sequence[dict[str, Any]] = (),
         tool_choice: str | None = None,
+        deadline: float | None = None,
     ) -> Completion:
-        """One streamed chat completion; ``on_text`` receives the full text so far after each delta."""
+        """One streamed chat completion; ``on_text`` receives the full text so far after each delta.
+        ``deadline`` (``loop.time()``): when the turn ends; no attempt waits past it, no retry starts."""
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -81,22 +119,62 @@ class LLMClient:
             body["tools"] = list(tools)
             if tool_choice is not None:
                 body["tool_choice"] = tool_choice  # "none": answer now, in words
+        started = asyncio.get_running_loop().time()
+        watch = Watchdog(self._first_token, self._first_token)
+        status = "ok"
         try:
-            stream = await self._client.post(
-                "/chat/completions",
-                body=body,
-                cast_to=ChatCompletion,
-                stream=True,
-                stream_cls=AsyncStream[ChatCompletionChunk],
-            )
-            async with stream:
-                return await _collect(stream, model, on_text)
+            async with watch:
+                stream = await self._open(body, watch, deadline)
+                async with stream:
+                    return await _collect(stream, model, on_text, watch)
         except openai.OpenAIError as exc:
-            raise map_openai_error(exc, model) from exc
+            error = map_openai_error(exc, model)
+            status = type(error).__name__
+            raise error from exc
+        except BaseException as exc:
+            status = type(exc).__name__
+            raise
+        finally:
+            self._measure(model, status, started, watch.first_delta_at)
+
+    def _measure(self, model: str, status: str, started: float, first_delta_at: float | None) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.llm_calls.labels(model, status).inc()
+        self._metrics.llm_call_seconds.labels(model).observe(asyncio.get_running_loop().time() - started)
+        if first_delta_at is not None:
+            self._metrics.first_token_seconds.labels(model).observe(first_delta_at - started)
+
+    async def _open(
+        self, body: dict[str, Any], watch: Watchdog, deadline: float | None
+    ) -> AsyncStream[ChatCompletionChunk]:
+        """The response stream, once its headers came; failed attempts are retried while there is time."""
+        loop = asyncio.get_running_loop()
+        retries = 0
+        while True:
+            # An attempt waits at most ``timeout`` per step (connect, each read); the watchdog and the
+            # turn's deadline (the pipeline's) cut it sooner when their time is up.
+            try:
+                return await self._client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=ChatCompletion,
+                    stream=True,
+                    stream_cls=AsyncStream[ChatCompletionChunk],
+                    options={"timeout": self._timeout, "max_retries": 0},
+                )
+            except openai.OpenAIError as exc:
+                delay = retry_delay(exc, retries) if retries < self._max_retries else None
+                late = deadline is not None and loop.time() + (delay or 0.0) >= deadline
+                if delay is None or delay >= watch.left() or late:
+                    raise
+                log.info("model request failed (%s), retry in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                retries += 1
 
 
 async def _collect(
-    stream: AsyncStream[ChatCompletionChunk], model: str, on_text: OnText | None
+    stream: AsyncStream[ChatCompletionChunk], model: str, on_text: OnText | None, watch: Watchdog
 ) -> Completion:
     text: list[str] = []
     calls: dict[int, _PartialCall] = {}
@@ -114,10 +192,12 @@ async def _collect(
             )
         for choice in chunk.choices:
             delta = choice.delta
+            watch.beat(bool(delta.content or delta.tool_calls))
             if delta.content:
                 text.append(delta.content)
                 if on_text is not None:
                     await on_text("".join(text))
+                    watch.beat(True)  # the time shown text took (moderation, edits) is not a stall
             for tool_delta in delta.tool_calls or ():
                 partial = calls.setdefault(tool_delta.index, _PartialCall())
                 if tool_delta.id:

@@ -1,5 +1,8 @@
 """Budgets: worst-case cost reserved atomically before every model call, settled with real usage after.
 
+A turn holds its first call's worst case (and one answer after it when tools are offered) and extends the
+hold before each further call (``extend``), so a budget is not blocked by rounds a turn may never make.
+
 Limits exist per scope (user, channel, workspace, global) and period (UTC day, calendar month), in USD
 and/or tokens: defaults from settings, per-subject overrides from admins (``budgets`` table). Each limited
 budget has a counter row per period holding what was spent and what is held by calls in flight; a
@@ -161,6 +164,25 @@ class Budgets:
     async def reserve(self, plan: CallPlan) -> Hold:
         return await self._hold(plan.message, self.worst_case(plan))
 
+    async def extend(self, hold: Hold, usages: Sequence[CallUsage], plan: CallPlan) -> Hold:
+        """Raise ``hold`` to what ``usages`` cost plus the worst case of ``plan``: one transaction taking the
+        row locks ``reserve`` takes (the counters, in id order), so concurrent turns never overspend. Nothing
+        is written when the hold already covers it. Raises QuotaExceeded and leaves the hold as it was."""
+        micros = tokens = 0
+        for call in usages:
+            cost = self._price(call)
+            micros += cost.micros
+            tokens += cost.tokens
+        worst = self.worst_case(plan)
+        more = ChatCost(
+            max(0, micros + worst.micros - hold.micros), max(0, tokens + worst.tokens - hold.tokens)
+        )
+        if not more.micros and not more.tokens:
+            return hold
+        if hold.reservation_id is not None:
+            await self._raise_hold(hold, more)
+        return replace(hold, micros=hold.micros + more.micros, tokens=hold.tokens + more.tokens)
+
     async def reserve_image(self, message: IncomingMessage, *, model: str, size: str, quality: str) -> Hold:
         """Hold the price of one generated image (images count against USD limits, not token limits)."""
         price = self.prices.image_cost(model, size=size, quality=quality)
@@ -222,6 +244,35 @@ class Budgets:
             session.add(reservation)
             await session.flush()
             return Hold(reservation.id, cost.micros, cost.tokens, message)
+
+    async def _raise_hold(self, hold: Hold, more: ChatCost) -> None:
+        message = hold.message
+        now = self._clock()
+        async with self._db.unit_of_work() as session:
+            reservation = await session.get(Reservation, hold.reservation_id)
+            if reservation is None:  # swept as expired: the turn outlived the reservation TTL
+                raise QuotaExceeded(detail=f"reservation {hold.reservation_id} expired")
+            limits = {
+                (limit.scope, limit.subject, limit.period): limit
+                for limit in await self.limits_for(session, message.key, message.user.user_id)
+            }
+            rows = await session.execute(
+                select(BudgetCounter)
+                .where(BudgetCounter.id.in_(reservation.counter_ids))
+                .order_by(BudgetCounter.id)
+                .with_for_update()
+            )
+            counters = list(rows.scalars())
+            for counter in counters:
+                limit = limits.get((counter.scope, counter.subject, counter.period))
+                if limit is not None:
+                    self._check(limit, counter, more, now)
+            for counter in counters:
+                counter.reserved_micros += more.micros
+                counter.reserved_tokens += more.tokens
+            reservation.amount_micros += more.micros
+            reservation.tokens += more.tokens
+            reservation.expires_at = now + self._ttl
 
     async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
         """Write the priced ledger rows, swap the hold for the real spend, inside the caller's transaction
@@ -327,6 +378,10 @@ class Budgets:
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.completion_tokens,
         )
+
+    def cost_micros(self, usages: Sequence[CallUsage]) -> int:
+        """What ``usages`` cost, in micro-dollars (the turn's log line)."""
+        return sum(self._price(call).micros for call in usages)
 
     def cost_footer(self, usages: Sequence[CallUsage]) -> str:
         micros = tokens = 0

@@ -21,8 +21,10 @@ from core.domain.ports import ToolResult
 from core.domain.types import Attachment, ChatUser, IncomingMessage
 from core.guards.audit import Decision, ModerationAudit
 from core.guards.channel_policy import ChannelPolicies, channel_of
+from core.guards.redaction import redact_off_loop
 from core.guards.redactor import Redactor
 from core.llm.types import ToolCall
+from core.metrics import Metrics
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,9 @@ class ToolExecutor:
         redactor: Redactor | None = None,
         audit: ModerationAudit | None = None,
         max_calls_per_round: int = 8,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self.registry = registry
         self._db = database
         self._policies = policies
@@ -96,20 +100,25 @@ class ToolExecutor:
         outcomes = await asyncio.gather(
             *(self._one(call, index, offered, context) for index, call in enumerate(calls))
         )
-        outcomes, redactions = self._redact_results(outcomes)
+        if self._metrics is not None:
+            for outcome in outcomes:
+                self._metrics.tool_calls.labels(outcome.call.name[:64], outcome.kind).inc()
+                self._metrics.tool_seconds.labels(outcome.call.name[:64]).observe(outcome.seconds)
+        outcomes, redactions = await self._redact_results(outcomes)
         await self._record(message, conversation_id, outcomes)
         if redactions:
             await self._audit_redactions(message, redactions)
         return [outcome.result() for outcome in outcomes]
 
-    def _redact_results(self, outcomes: Sequence[_Outcome]) -> tuple[list[_Outcome], dict[str, int]]:
-        """The outcomes with their texts redacted like user text, and how many of each kind were found."""
+    async def _redact_results(self, outcomes: Sequence[_Outcome]) -> tuple[list[_Outcome], dict[str, int]]:
+        """The outcomes with their texts redacted like user text (a large result in a worker thread), and
+        how many of each kind were found."""
         counts: dict[str, int] = {}
         if self._redactor is None:
             return list(outcomes), counts
         redacted: list[_Outcome] = []
         for outcome in outcomes:
-            result = self._redactor.redact(outcome.text)
+            result = await redact_off_loop(self._redactor, outcome.text)
             for found in result.redactions:
                 counts[found.kind] = counts.get(found.kind, 0) + found.count
             redacted.append(dataclasses.replace(outcome, text=result.text) if result.changed else outcome)
@@ -175,9 +184,10 @@ class ToolExecutor:
                 conversation_id=conversation_id,
                 user_id=message.user.user_id,
                 tool=outcome.call.name[:64],
-                arguments=self._redact(outcome.call.arguments),
+                arguments=await self._redact(outcome.call.arguments),
                 outcome=outcome.kind,
-                error=None if outcome.kind == "ok" else self._redact(outcome.text),
+                # the outcomes' texts are redacted already (_redact_results)
+                error=None if outcome.kind == "ok" else outcome.text[:MAX_RECORDED_ARGUMENTS],
                 duration_ms=round(outcome.seconds * 1000),
             )
             for outcome in outcomes
@@ -188,9 +198,9 @@ class ToolExecutor:
         except Exception:  # the audit must not cost the user the answer
             log.exception("could not record %d tool calls of %s", len(rows), message.event_id)
 
-    def _redact(self, text: str) -> str:
+    async def _redact(self, text: str) -> str:
         if self._redactor is not None:
-            text = self._redactor.redact(text).text
+            text = (await redact_off_loop(self._redactor, text)).text
         return text[:MAX_RECORDED_ARGUMENTS]
 
 

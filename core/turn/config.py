@@ -1,4 +1,4 @@
-"""What a turn is allowed: default model, system prompt, output and tool-round bounds, context windows."""
+"""What a turn is allowed: default model, system prompt, output and tool-round bounds, windows, time."""
 
 from __future__ import annotations
 
@@ -15,3 +15,4 @@ class TurnConfig:
     context_windows: dict[str, int] | None = None
     fallback_model: str | None = None
     tool_round_tokens: int = 4000  # most tokens the results of one tool round may add to the prompt
+    turn_timeout: float | None = 120.0  # seconds a whole turn may take (None: no limit)

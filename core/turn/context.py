@@ -1,5 +1,5 @@
 """What the model reads (DESIGN.md §3 step 5): system prompt + the newest history that fits + the new message,
-and the CallPlan the budget reservation is sized from."""
+and the CallPlan the budget holds are sized from."""
 
 from __future__ import annotations
 
@@ -23,11 +23,18 @@ class TurnContext:
     tools: list[dict[str, Any]]
     prompt_tokens: int
     last_id: int | None  # the newest stored message the history ends with
-    plan: CallPlan
+    plan: CallPlan  # the most calls the turn may make; the first with ``prompt_tokens``
+    tool_tokens: int = 0  # what the tool definitions add to ``prompt_tokens``
 
     @property
     def model(self) -> str:
         return self.plan.model
+
+    def without_tools(self) -> TurnContext:
+        """The same messages offering no tools: one call, which answers in words."""
+        prompt = self.prompt_tokens - self.tool_tokens
+        plan = dataclasses.replace(self.plan, prompt_tokens=prompt, rounds=1, growth_per_round=0)
+        return TurnContext(self.messages, [], prompt, self.last_id, plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,7 @@ class _Room:
     fixed: int
     budget: int
     ceiling: int
+    tools: int  # tokens of the tool definitions, part of ``fixed``
 
 
 class ContextBuilder:
@@ -67,9 +75,8 @@ class ContextBuilder:
         )
         messages = [system, *(entry.wire for entry in history), user.wire]
         prompt_tokens = room.fixed + sum(entry.tokens for entry in history)
-        return TurnContext(
-            messages, tools, prompt_tokens, last_id, self._plan(message, model, prompt_tokens, tools)
-        )
+        plan = self._plan(message, model, prompt_tokens, tools)
+        return TurnContext(messages, tools, prompt_tokens, last_id, plan, room.tools)
 
     def _room(
         self, model: str, system: dict[str, Any], tools: list[dict[str, Any]], user: TurnMessage
@@ -88,12 +95,13 @@ class ContextBuilder:
                 f"Your message is too long for {model}: it needs {fixed} tokens and the model accepts "
                 f"{window - config.max_output_tokens} besides the answer. Please shorten it.",
             )
-        return _Room(fixed, budget, ceiling)
+        return _Room(fixed, budget, ceiling, tool_tokens)
 
     def _plan(
         self, message: IncomingMessage, model: str, prompt_tokens: int, tools: list[dict[str, Any]]
     ) -> CallPlan:
-        """The worst case of the turn's model calls: every tool round, then an answer in words."""
+        """The turn's model calls at most: every tool round, then an answer in words (fewer when the
+        per-turn cap cannot cover them all), and how much each tool round may grow the prompt."""
         config = self._config
         rounds = config.max_tool_rounds + 1 if tools else 1
         growth = config.max_output_tokens + config.tool_round_tokens + FRAMING_SLACK if tools else 0

@@ -24,6 +24,7 @@ from core.db.repositories import MessageRepository
 from core.db.session import Database
 from core.domain.ports import HistoryEntry
 from core.llm.tokens import TokenCounter
+from core.metrics import Metrics
 
 PAGE_SIZE = 200
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
@@ -163,7 +164,9 @@ class HistoryStore:
         *,
         cache_size: int = 256,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._database = database
         self._counter = counter
         self._cache_size = cache_size
@@ -203,12 +206,18 @@ class HistoryStore:
                 self._cache.move_to_end(conversation_id)
                 served = await _with_images(repo, trim(cached.entries, budget), cached.images)
                 if served is not None:
+                    self._count("hit")
                     return served, cached.last_id
+            self._count("miss")
             entries, complete = await self._load(repo, conversation_id, model, encoding, ceiling)
         loaded = _Window(encoding=encoding, complete=complete, budget=ceiling, version=version)
         loaded.add(entries)
         self._remember(conversation_id, loaded)
         return trim(entries, budget), loaded.last_id
+
+    def _count(self, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.history_cache.labels(result).inc()
 
     def appended(
         self, conversation_id: int, previous_last_id: int | None, entries: Sequence[HistoryEntry]

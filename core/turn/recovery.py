@@ -5,10 +5,11 @@ A turn's claim names its replica (``processed_events.owner``) and, once a messag
 where that message is (``processed_events.reply``). A replica that dies mid-turn (SIGKILL, OOM, a lost
 host) leaves the claim unfinished: its conversation's later turns wait behind it and its placeholder says
 "Thinking…". ``Recovery.sweep`` finds such claims (owner's heartbeat older than ``stale``, or no owner at
-all), shows ``INTERRUPTED`` where the reply is (through the platform's ``ReplyResolver``) or, when nothing
-was posted, in the conversation, marks the claim ``interrupted`` (once, whichever replica wins) and releases
-the turn's budget hold. Nothing of the turn is stored (it never reached its final transaction), so nothing
-is stored twice; the user asks again. ``beating`` runs the heartbeat and the sweep while a process serves.
+all), shows ``INTERRUPTED_MESSAGE`` where the reply is (through the platform's ``ReplyResolver``) or, when
+nothing was posted, in the conversation, marks the claim ``interrupted`` (once, whichever replica wins) and
+releases the turn's budget hold. Nothing of the turn is stored (it never reached its final transaction), so
+nothing is stored twice; the user asks again. ``beating`` runs the heartbeat and the sweep while a process
+serves.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from core.db.models import ProcessedEvent, Replica
 from core.db.repositories import insert_for
 from core.db.session import Database
 from core.domain.clock import Clock
+from core.domain.errors import INTERRUPTED_MESSAGE
 from core.domain.ports import ReplyResolver
 from core.domain.types import ConversationKey
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "This answer was interrupted because the service restarted. Please ask again."
 RESOLVE_TIMEOUT = 10.0  # seconds one platform call of a resolution may take
 GIVE_UP_AFTER = timedelta(hours=1)  # a reply that cannot be reached for this long is marked resolved anyway
 BATCH = 100
@@ -126,7 +127,7 @@ class Recovery:
         if key is not None or orphan.reply is not None:
             try:
                 async with asyncio.timeout(RESOLVE_TIMEOUT):
-                    await resolver.resolve(key or _NOWHERE, orphan.reply, INTERRUPTED)
+                    await resolver.resolve(key or _NOWHERE, orphan.reply, INTERRUPTED_MESSAGE)
             except Exception as exc:  # the platform is unreachable now: try again at the next sweep
                 if self._clock() - orphan.created_at < GIVE_UP_AFTER:
                     log.warning("could not resolve interrupted turn %s yet: %s", orphan.event_id, exc)

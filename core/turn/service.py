@@ -64,6 +64,7 @@ class ConversationService:
             locks=locks,
             metrics=metrics,
             footer=footer,
+            price=budget.cost_micros if budget is not None else None,
         )
         self.metrics = self._pipeline.metrics
 

@@ -1,13 +1,16 @@
 """The model call and the tool loop around it (DESIGN.md §3 steps 7-8): bounded rounds, each streamed to the
-user through output moderation; tool calls run and their results fed back; the last round answers in words."""
+user through output moderation; tool calls run and their results fed back; the last round answers in words.
+Before each further round the budget hold is extended to cover it; when it cannot be, that round answers in
+words (``tool_choice: none``) within what is held."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.domain.errors import ContentBlocked, LLMUnavailable
+from core.domain.errors import ContentBlocked, LLMUnavailable, QuotaExceeded
 from core.domain.ports import (
     CallUsage,
     CheckedText,
@@ -24,6 +27,9 @@ from core.metrics import Metrics
 from core.turn.context import TurnContext
 from core.turn.fitting import fit_results, tool_wire
 from core.turn.history import wire_message
+from core.turn.reservation import HeldBudget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,8 @@ class _Rounds:
     usages: list[CallUsage]
     messages: list[dict[str, Any]]
     prompt_tokens: int
+    budget: HeldBudget
+    deadline: float | None  # loop.time() when the turn ends
     produced: list[TurnMessage] = field(default_factory=list)
 
 
@@ -101,9 +109,12 @@ class ToolLoop:
         context: TurnContext,
         replier: Replier,
         usages: list[CallUsage],
+        budget: HeldBudget,
+        deadline: float | None = None,
     ) -> Answer:
         """Model rounds until one answers in words; ``usages`` receives each call's usage as soon as it is
-        known, so a turn that fails later is still charged for it."""
+        known, so a turn that fails later is still charged for it. ``budget`` holds the first call (and an
+        answer after it when tools are offered) and is extended before each further call."""
         turn = _Rounds(
             message=message,
             conversation_id=conversation_id,
@@ -113,10 +124,14 @@ class ToolLoop:
             usages=usages,
             messages=list(context.messages),
             prompt_tokens=context.prompt_tokens,
+            budget=budget,
+            deadline=deadline,
         )
         rounds = context.plan.rounds
         for round_number in range(1, rounds + 1):
             may_call = bool(turn.tools) and round_number < rounds  # the last round must answer in words
+            if round_number > 1:
+                may_call = await self._cover(turn, may_call)
             completion = await self._call(turn, may_call)
             calls = completion.tool_calls if may_call else ()
             assistant = self._assistant(turn.model, completion.text, calls)
@@ -125,6 +140,18 @@ class ToolLoop:
                 return Answer(turn.produced, _words(completion))
             await self._use_tools(turn, assistant, calls)
         raise AssertionError("unreachable: the last round offers no tools")
+
+    async def _cover(self, turn: _Rounds, may_call: bool) -> bool:
+        """Extend the hold over the next call (and an answer after it when it may call tools); False: the
+        budget covers no further tool round, so the next call answers in words within what is held."""
+        if may_call:
+            try:
+                await turn.budget.cover(turn.usages, turn.prompt_tokens, calls=2)
+                return True
+            except QuotaExceeded:
+                log.info("no budget for another tool round of %s: answering now", turn.message.event_id)
+        await turn.budget.cover(turn.usages, turn.prompt_tokens, calls=1)  # held already, unless miscounted
+        return False
 
     async def _call(self, turn: _Rounds, may_call: bool) -> Completion:
         """One streamed model call, charged even when it is stopped mid-stream."""
@@ -138,6 +165,7 @@ class ToolLoop:
                 on_text=reply.show,
                 tools=turn.tools,
                 tool_choice=None if may_call or not turn.tools else "none",
+                deadline=turn.deadline,
             )
         except ContentBlocked:
             # Stopped mid-stream (by output moderation or the provider's filter): the provider bills what
@@ -176,7 +204,6 @@ class ToolLoop:
             usage = completion.usage
         else:  # an endpoint that ignores include_usage: bill our own exact counts
             usage = Usage(prompt_tokens, 0, self._counter.count_text(model, completion.text))
-        self._metrics.llm_calls.labels(model).inc()
         self._metrics.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
         self._metrics.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
         return usage

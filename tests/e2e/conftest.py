@@ -27,12 +27,18 @@ def command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "bots"]
 
 
+def token_tables_env() -> dict[str, str]:
+    """TIKTOKEN_CACHE_DIR for a child process when the tests have one (else tiktoken's default cache)."""
+    found = os.environ.get("TIKTOKEN_CACHE_DIR")
+    return {"TIKTOKEN_CACHE_DIR": found} if found else {}
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path):  # type: ignore[no-untyped-def]
     base_env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
-        "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
+        **token_tables_env(),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
     }
 

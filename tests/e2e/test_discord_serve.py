@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.conftest import command, openai_env
+from tests.e2e.conftest import command, openai_env, token_tables_env
 from tests.e2e.test_slack_serve import _port
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI, Reply
@@ -24,7 +24,7 @@ async def test_serve_holds_a_discord_conversation_in_a_thread(
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(tmp_path),
-            "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
+            **token_tables_env(),
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
             "PORT": "0",
             "DISCORD_BOT_TOKEN": fake.token,

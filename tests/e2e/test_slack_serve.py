@@ -4,6 +4,7 @@ environment variables, answering a signed mention from the Slack fake with the O
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.conftest import command, openai_env
+from tests.e2e.conftest import command, openai_env, token_tables_env
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.fakes.slack_api import BOT_TOKEN, BOT_USER_ID, SIGNING_SECRET, EventSender, FakeSlack
 
@@ -40,7 +41,7 @@ async def test_serve_answers_a_slack_mention_over_http(tmp_path: Path, fake_open
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(tmp_path),
-            "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
+            **token_tables_env(),
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
             "PORT": "0",
             "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -74,3 +75,15 @@ async def test_serve_answers_a_slack_mention_over_http(tmp_path: Path, fake_open
         assert "Traceback" not in "".join(seen)
         [reply] = fake.bot_messages("C0GENERAL", thread_ts=event["ts"])
         assert reply.text.startswith(":hourglass")
+
+        # Off a terminal every log line is a JSON object; a normal start warns about nothing; the turn ends
+        # with one line of its context and cost, and no line holds the message or the user's id.
+        lines = [json.loads(line) for line in seen]
+        assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+        assert [line["message"] for line in lines if line["level"] in ("WARNING", "ERROR")] == []
+        [turn] = [line for line in lines if "outcome" in line]
+        assert turn["outcome"] == "answered" and turn["platform"] == "slack"
+        assert turn["event_id"] and turn["conversation_id"] and turn["model"]
+        assert turn["duration_ms"] >= 0 and turn["prompt_tokens"] > 0 and turn["completion_tokens"] > 0
+        assert turn["cost_usd"] > 0 and turn["user"] != "U0ALICE"
+        assert not any("hello" in raw or "U0ALICE" in raw for raw in seen)

@@ -16,6 +16,11 @@ threads, roles and members; MESSAGE_CREATE a message with ``author``/``member``/
 INTERACTION_CREATE an application command (type 2) whose ``data.options`` hold a subcommand (type 1) with its
 options, and a ``member`` with a ``permissions`` string (or a ``user`` in DMs).
 
+Shards: each gateway connection IDENTIFYs with its ``shard`` ``[id, count]`` (``identify_payloads`` keeps
+every one); a guild's events go to the connection of shard ``(guild_id >> 22) % count``, as Discord routes
+them, and DMs to shard 0. ``drop_gateway()`` closes every connection and refuses new ones until
+``restore_gateway()``; a RESUME is answered with RESUMED.
+
 Gateway frames are plain JSON text: discord.py asks for ``compress=zlib-stream`` in the URL, but decompresses
 only binary frames (``DiscordWebSocket.received_message``), so text frames are read as they are.
 
@@ -134,10 +139,18 @@ class FakeDiscord:
         self.cdn: dict[str, tuple[str, bytes]] = {}  # path -> (content type, bytes)
         self.cdn_gets: list[str] = []  # paths of the attachments downloaded, in order
         self.identified = asyncio.Event()
-        self.identify_payload: dict[str, Any] | None = None
+        self.connections = 0  # gateway connections opened (a reconnect opens another)
+        self.identify_payload: dict[str, Any] | None = None  # the last IDENTIFY
+        self.identify_payloads: list[dict[str, Any]] = []  # every IDENTIFY, in order
+        self.gateway_down = False  # drop_gateway(): connections are refused
+        # the application's flags (GET /oauth2/applications/@me): the Message Content intent (limited: < 100
+        # servers) is on, as the README asks; 0 means it was never switched on in the Developer Portal
+        self.application_flags = 1 << 19
         self._rate_limits: list[tuple[str, str, float]] = []
-        self._ws: web.WebSocketResponse | None = None
-        self._seq = 0
+        self._ws: web.WebSocketResponse | None = None  # the last connection that identified
+        self._shards: dict[int, tuple[web.WebSocketResponse, int]] = {}  # shard id -> (connection, count)
+        self._seqs: dict[web.WebSocketResponse, int] = {}
+        self._sessions: dict[str, tuple[int, int]] = {}  # session id -> (shard, count), for RESUME
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -356,8 +369,8 @@ class FakeDiscord:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._ws is not None:
-            await self._ws.close()
+        for ws in {ws for ws, _ in self._shards.values()} | ({self._ws} if self._ws else set()):
+            await ws.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -390,6 +403,16 @@ class FakeDiscord:
     def rate_limit(self, method: str, route: str, *, retry_after: float = 0.05) -> None:
         """The next ``method route`` request (a route template: ``/channels/{id}/messages``) answers 429."""
         self._rate_limits.append((method, route, retry_after))
+
+    async def drop_gateway(self) -> None:
+        """The gateway goes away: every connection is closed (code 4000, which clients resume after) and new
+        ones are refused (HTTP 503) until ``restore_gateway()``."""
+        self.gateway_down = True
+        for ws in {ws for ws, _ in self._shards.values()}:
+            await ws.close(code=4000, message=b"Unknown error.")
+
+    def restore_gateway(self) -> None:
+        self.gateway_down = False
 
     async def wait_ready(self, within: float = 10.0) -> None:
         await asyncio.wait_for(self.identified.wait(), within)
@@ -449,6 +472,30 @@ class FakeDiscord:
         message_type: int = 0,
     ) -> int:
         """A user posts a message: dispatches MESSAGE_CREATE. ``files`` are (name, content type, bytes)."""
+        data = self.message_data(
+            channel_id,
+            content,
+            author=author,
+            mention_bot=mention_bot,
+            files=files,
+            message_id=message_id,
+            message_type=message_type,
+        )
+        await self.dispatch("MESSAGE_CREATE", data)
+        return int(data["id"])
+
+    def message_data(
+        self,
+        channel_id: int,
+        content: str,
+        *,
+        author: dict[str, Any] | None = None,
+        mention_bot: bool = False,
+        files: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
+        message_id: int | None = None,
+        message_type: int = 0,
+    ) -> dict[str, Any]:
+        """The MESSAGE_CREATE data of a message a user posts (recorded as posted, not yet dispatched)."""
         author = author or self.owner
         message = FakeMessage(message_id or self.snowflake(), channel_id, int(author["id"]), content)
         self.messages[message.id] = message
@@ -469,8 +516,7 @@ class FakeDiscord:
             data["mentions"] = [{**self.bot_user, "member": self.member(self.bot_user)}]
         if self._guild_of(channel_id) is not None:
             data["member"] = {k: v for k, v in self.member(author).items() if k != "user"}
-        await self.dispatch("MESSAGE_CREATE", data)
-        return message.id
+        return data
 
     async def interact(
         self,
@@ -484,6 +530,31 @@ class FakeDiscord:
         interaction_id: int | None = None,
     ) -> FakeInteraction:
         """A user runs ``/group subcommand option:value``: dispatches INTERACTION_CREATE (type 2)."""
+        record, payload = self.interaction_data(
+            group,
+            subcommand,
+            options,
+            channel_id=channel_id,
+            user=user,
+            admin=admin,
+            interaction_id=interaction_id,
+        )
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
+    def interaction_data(
+        self,
+        group: str,
+        subcommand: str,
+        options: dict[str, Any] | None = None,
+        *,
+        channel_id: int | None = None,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        interaction_id: int | None = None,
+    ) -> tuple[FakeInteraction, dict[str, Any]]:
+        """The INTERACTION_CREATE data of ``/group subcommand option:value`` (recorded, not yet dispatched);
+        an option's value is a string unless given otherwise."""
         channel_id = channel_id or self.channel_id
         user = user or self.owner
         record = FakeInteraction(
@@ -543,27 +614,42 @@ class FakeDiscord:
                 authorizing_integration_owners={"1": user["id"]},
                 context=1,
             )
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return record
+        return record, payload
 
     # ------------------------------------------------------------------ gateway
 
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard whose connection gets a guild's events (DMs: shard 0)."""
+        if guild_id is None or not self._shards:
+            return 0
+        count = next(iter(self._shards.values()))[1]
+        return (guild_id >> 22) % count
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        if self._ws is None:
+        guild = data.get("id") if event == "GUILD_CREATE" else data.get("guild_id")
+        found = self._shards.get(self.shard_of(int(guild) if guild else None))
+        ws = found[0] if found else self._ws
+        if ws is None:
             raise RuntimeError("no gateway connection")
-        self._seq += 1
-        await self._ws.send_str(json.dumps({"op": 0, "s": self._seq, "t": event, "d": data}))
+        await self._send(ws, event, data)
+
+    async def _send(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
+        self._seqs[ws] = seq = self._seqs.get(ws, 0) + 1
+        await ws.send_str(json.dumps({"op": 0, "s": seq, "t": event, "d": data}))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._ws = ws
+        self.connections += 1
         await ws.send_str(json.dumps({"op": 10, "s": None, "t": None, "d": {"heartbeat_interval": 41250}}))
+        shard: int | None = None
         async for frame in ws:
             message = json.loads(frame.data)
             op = message.get("op")
@@ -573,26 +659,48 @@ class FakeDiscord:
                 if message["d"].get("token") != self.token:
                     await ws.close(code=4004, message=b"Authentication failed.")
                     break
+                shard, count = message["d"].get("shard") or [0, 1]
+                if not 0 <= shard < count:
+                    await ws.close(code=4010, message=b"Invalid shard.")
+                    break
                 self.identify_payload = message["d"]
-                await self.dispatch(
-                    "READY",
-                    {
-                        "v": 10,
-                        "user": self.bot_user,
-                        "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-                        "session_id": uuid.uuid4().hex,
-                        "resume_gateway_url": self.gateway_url,
-                        "shard": [0, 1],
-                        "application": {"id": str(self.app_id), "flags": 0},
-                        "private_channels": [],
-                        "relationships": [],
-                    },
-                )
-                await self.dispatch("GUILD_CREATE", self.guild_payload())
+                self.identify_payloads.append(message["d"])
+                self._shards[shard] = (ws, count)
+                self._ws = ws
+                await self._send(ws, "READY", self._ready_payload(shard, count))
+                if self.shard_of(self.guild_id) == shard:
+                    await self._send(ws, "GUILD_CREATE", self.guild_payload())
                 self.identified.set()
+            elif op == 6:  # RESUME: the session goes on where it stopped
+                if message["d"].get("token") != self.token:
+                    await ws.close(code=4004, message=b"Authentication failed.")
+                    break
+                shard, count = self._sessions.get(str(message["d"].get("session_id")), (0, 1))
+                self._shards[shard] = (ws, count)
+                self._ws = ws
+                await self._send(ws, "RESUMED", {})
+        if shard is not None and self._shards.get(shard, (None, 0))[0] is ws:
+            del self._shards[shard]
+        self._seqs.pop(ws, None)
         if self._ws is ws:
             self._ws = None
         return ws
+
+    def _ready_payload(self, shard: int, count: int) -> dict[str, Any]:
+        mine = self.shard_of(self.guild_id) == shard
+        session = uuid.uuid4().hex
+        self._sessions[session] = (shard, count)
+        return {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}] if mine else [],
+            "session_id": session,
+            "resume_gateway_url": self.gateway_url,
+            "shard": [shard, count],
+            "application": {"id": str(self.app_id), "flags": self.application_flags},
+            "private_channels": [],
+            "relationships": [],
+        }
 
     # ------------------------------------------------------------------ CDN
 
@@ -727,7 +835,7 @@ class FakeDiscord:
                 "summary": "",
                 "verify_key": "0" * 64,
                 "team": None,
-                "flags": 0,
+                "flags": self.application_flags,
                 "bot": self.bot_user,
                 "interactions_endpoint_url": None,
             }

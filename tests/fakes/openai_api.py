@@ -10,11 +10,12 @@ the same JSON / server-sent-events wire format as the real service, so the real
         ...
 
 Chat completions are answered from a FIFO queue of scripted items (``Reply``, ``Fault``,
-``Hang``, ``Disconnect``), one item per HTTP request, so SDK retries consume the next
+``Hang``, ``Disconnect``, ``Silent``, ``Stall``), one item per HTTP request, so SDK retries consume the next
 item.  When the queue is empty, ``responder`` (if set) decides, else the fake echoes the
 last user message.  Supported endpoints: ``POST /v1/chat/completions``,
-``POST /v1/moderations``, ``POST /v1/images/generations`` and ``GET /v1/models``; anything
-else gets a 404 in OpenAI's error shape.  Every request is recorded in ``requests``.
+``POST /v1/moderations``, ``POST /v1/images/generations``, ``GET /v1/models`` and
+``GET /v1/models/{id}`` (404 ``model_not_found`` for a model not in ``models``); anything else gets a 404 in
+OpenAI's error shape.  Every request is recorded in ``requests``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Script",
+    "Silent",
+    "Stall",
     "ToolCallSpec",
     "png_bytes",
 ]
@@ -100,7 +103,21 @@ class Disconnect:
     after_chars: int = 7
 
 
-Script = Reply | Fault | Hang | Disconnect
+@dataclass
+class Silent:
+    """A hung provider: accepts the request and never sends a byte (not even headers) until the fake closes
+    or the client goes away."""
+
+
+@dataclass
+class Stall:
+    """A provider that hangs mid-answer: starts the stream, sends ``text`` as one delta, then never another
+    byte until the fake closes or the client goes away."""
+
+    text: str = "Let me think"
+
+
+Script = Reply | Fault | Hang | Disconnect | Silent | Stall
 
 
 @dataclass
@@ -260,6 +277,8 @@ class FakeOpenAI:
         # Seconds every moderation answer takes (a real endpoint's latency, for benchmarks).
         self.moderation_delay = 0.0
         self.image_script: list[Fault | Hang] = []
+        # The models GET /v1/models lists and GET /v1/models/{id} finds.
+        self.models: list[str] = list(_MODEL_IDS)
         self._queue: deque[Script] = deque()
         self._call_counter = 0
         self._runner: web.AppRunner | None = None
@@ -367,6 +386,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/moderations", self._moderations)
         app.router.add_post("/v1/images/generations", self._image_generations)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{model:.+}", self._model)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -394,8 +414,20 @@ class FakeOpenAI:
 
     async def _models(self, request: web.Request) -> web.Response:
         created = int(time.time())
-        data = [{"id": m, "object": "model", "created": created, "owned_by": "system"} for m in _MODEL_IDS]
+        data = [{"id": m, "object": "model", "created": created, "owned_by": "system"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
+
+    async def _model(self, request: web.Request) -> web.Response:
+        model = request.match_info["model"]
+        if model not in self.models:
+            return _error_response(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        return web.json_response(
+            {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
+        )
 
     # ------------------------------------------------------------------ chat completions
 
@@ -424,6 +456,11 @@ class FakeOpenAI:
             return await self._hang(item)
         if isinstance(item, Disconnect):
             return await self._disconnect(request, body, item, stream=stream)
+        if isinstance(item, Silent):
+            await self._closing.wait()
+            return _error_response(504, "Gateway timeout (fake silence)", type_="server_error")
+        if isinstance(item, Stall):
+            return await self._stall(request, body, item)
         if stream:
             return await self._stream_reply(request, body, item)
         return web.json_response(self._completion(body, item))
@@ -580,6 +617,17 @@ class FakeOpenAI:
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away mid-stream; nothing left to do
+        return response
+
+    async def _stall(self, request: web.Request, body: dict[str, Any], item: Stall) -> web.StreamResponse:
+        make = self._chunk_factory(body["model"], include_usage=False)
+        response = await self._begin_sse(request)
+        with contextlib.suppress(ConnectionError):
+            await response.write(_sse(make({"role": "assistant", "content": "", "refusal": None}, None)))
+            await response.write(_sse(make({"content": item.text}, None)))
+            await self._closing.wait()
+        if request.transport is not None:
+            request.transport.close()
         return response
 
     async def _disconnect(

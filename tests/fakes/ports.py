@@ -6,6 +6,7 @@ taken, released and settled, the calls the model received.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -29,12 +30,19 @@ from core.turn.history import trim
 
 
 class FakeBudget:
-    """A BudgetGate that refuses plans for the models in ``refuse`` and keeps every hold it hands out."""
+    """A BudgetGate that refuses plans for the models in ``refuse``, holds of more than ``max_calls`` calls
+    (a budget that covers only so many calls at once) and, with ``refuse_extensions``, every extension that
+    would raise a hold; it keeps every hold it hands out and every extension asked for."""
 
-    def __init__(self, *, refuse: Sequence[str] = ()) -> None:
+    def __init__(
+        self, *, refuse: Sequence[str] = (), max_calls: int | None = None, refuse_extensions: bool = False
+    ) -> None:
         self.refuse = set(refuse)
+        self.max_calls = max_calls
+        self.refuse_extensions = refuse_extensions
         self.plans: list[CallPlan] = []
         self.holds: list[Hold] = []
+        self.extensions: list[tuple[int, CallPlan]] = []  # (calls completed, what was to be covered)
         self.released: list[Hold] = []
         self.settled: list[tuple[Hold, list[CallUsage]]] = []
 
@@ -42,9 +50,21 @@ class FakeBudget:
         self.plans.append(plan)
         if plan.model in self.refuse:
             raise QuotaExceeded(f"Your daily budget does not cover {plan.model}.")
+        if self.max_calls is not None and plan.rounds > self.max_calls:
+            raise QuotaExceeded(f"Your daily budget covers {self.max_calls} model call(s).")
         hold = Hold(len(self.holds) + 1, 1000 * plan.rounds, 100 * plan.rounds, plan.message)
         self.holds.append(hold)
         return hold
+
+    async def extend(self, hold: Hold, usages: Sequence[CallUsage], plan: CallPlan) -> Hold:
+        """A hold covers its calls at 1000 µ$ each; one that covers ``usages`` and ``plan`` already stays."""
+        self.extensions.append((len(usages), plan))
+        needed = 1000 * (len(usages) + plan.rounds)
+        if needed <= hold.micros:
+            return hold
+        if self.refuse_extensions or (self.max_calls is not None and needed > 1000 * self.max_calls):
+            raise QuotaExceeded("Your daily budget covers no further model call.")
+        return Hold(hold.reservation_id, needed, needed // 10, hold.message)
 
     async def release(self, hold: Hold) -> None:
         self.released.append(hold)
@@ -59,8 +79,9 @@ class FakeBudget:
     @property
     def open_holds(self) -> list[Hold]:
         """Holds neither released nor settled: money held forever."""
-        closed = {id(hold) for hold in self.released} | {id(hold) for hold, _ in self.settled}
-        return [hold for hold in self.holds if id(hold) not in closed]
+        closed = {hold.reservation_id for hold in self.released}
+        closed |= {hold.reservation_id for hold, _ in self.settled}
+        return [hold for hold in self.holds if hold.reservation_id not in closed]
 
 
 class FakeStore:
@@ -155,6 +176,7 @@ class Reply:
     usage: Usage | None = None
     error: BaseException | None = None
     error_after_chars: int = 0  # how much of ``text`` streams before ``error`` is raised
+    hang: bool = False  # after ``error_after_chars`` of ``text``, never another byte (a hung provider)
 
 
 @dataclass
@@ -181,14 +203,18 @@ class FakeModel:
         on_text: OnText | None = None,
         tools: Sequence[dict[str, Any]] = (),
         tool_choice: str | None = None,
+        deadline: float | None = None,
     ) -> Completion:
         self.calls.append(ModelCall(model, list(messages), list(tools), tool_choice))
         reply = self.replies.pop(0)
-        shown = reply.text[: reply.error_after_chars] if reply.error is not None else reply.text
+        cut = reply.error is not None or reply.hang
+        shown = reply.text[: reply.error_after_chars] if cut else reply.text
         words = shown.split(" ")
         for index in range(len(words)):
             if on_text is not None and shown:
                 await on_text(" ".join(words[: index + 1]))
+        if reply.hang:
+            await asyncio.Event().wait()
         if reply.error is not None:
             raise reply.error
         return Completion(

@@ -61,6 +61,23 @@ CLIENT_ID = "1111.2222"
 CLIENT_SECRET = "fake-client-secret"
 OTHER_TEAM = "T0OTHER"  # a second workspace (OAuth tests)
 
+# The bot scopes of manifest.yml: what auth.test reports in X-OAuth-Scopes for an app installed from it.
+MANIFEST_SCOPES = (
+    "app_mentions:read",
+    "assistant:write",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "chat:write",
+    "chat:write.public",
+    "commands",
+    "files:read",
+    "files:write",
+    "im:write",
+    "users:read",
+)
+
 SIGN_IN_PAGE = "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
 
 
@@ -149,6 +166,9 @@ class FakeSlack:
         self.stream_refusal = "unknown_method"  # what chat.startStream answers elsewhere
         self._codes: dict[str, str] = {}  # OAuth code -> team
         self._refresh: dict[str, str] = {}  # refresh token -> team
+        self.scopes: list[str] = list(
+            MANIFEST_SCOPES
+        )  # granted to the bot token (auth.test's X-OAuth-Scopes)
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._hosted: dict[str, tuple[bytes, str]] = {}
         self._ts = itertools.count(1)
@@ -342,7 +362,9 @@ class FakeSlack:
             body: dict[str, Any] = handler(args, call)
             if not body.get("ok"):
                 call.status = 400
-            return web.json_response(body)
+            # Slack reports the token's scopes on every Web API answer (auth.test included)
+            scopes = self.scopes if token in self.tokens else ["connections:write"]
+            return web.json_response(body, headers={"X-OAuth-Scopes": ",".join(scopes)})
         finally:
             await self._touch()
 
@@ -676,6 +698,12 @@ class FakeSlack:
         finally:
             self._sockets.remove(socket)
         return socket
+
+    async def drop_sockets(self) -> None:
+        """Closes every Socket Mode connection, as Slack does when it moves an app to another server."""
+        self.socket_connected.clear()
+        for socket in list(self._sockets):
+            await socket.close()
 
     async def socket_send(
         self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, seconds: float = 5.0

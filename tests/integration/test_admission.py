@@ -121,3 +121,46 @@ async def test_a_banned_users_assistant_thread_gets_no_title_and_no_lookup(
         assert "an admin has blocked you" in refusal.current
         assert slack.fake.calls_of("assistant.threads.setTitle") == []
         assert slack.fake.calls_of("users.info") == []
+
+
+# Files over the count or the declared size are skipped, with a note naming the file and the limit, before
+# anything is downloaded (issue 13 item 4). These pin what already held when the issue was closed.
+
+
+async def test_slack_files_over_the_count_or_size_are_named_and_never_downloaded(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THREADWISE_MAX_ATTACHMENTS", "2")
+    monkeypatch.setenv("THREADWISE_MAX_ATTACHMENT_MB", "1")
+    async with running_slack(tmp_path, fake_openai) as slack:
+        fake = slack.fake
+        files = [
+            fake.add_file("big.png", png_bytes(8, 8) + bytes(1_600_000), "image/png", "png"),
+            fake.add_file("a.txt", b"first notes\n", "text/plain", "text"),
+            fake.add_file("b.txt", b"second notes\n", "text/plain", "text"),
+        ]
+        fake_openai.script(Reply(text="Read them."))
+        event = await slack.mention("look", files=files)
+        notice, answer = fake.bot_messages(thread_ts=event["ts"])
+        assert "*big.png* (1.5 MB; files up to 1.0 MB are read)" in notice.current
+        assert "*b.txt* (at most 2 files per message)" in notice.current
+        assert [path.rsplit("/", 1)[1] for path, _ in fake.downloads] == ["a.txt"]
+        assert answer.current == "Read them."
+
+
+async def test_discord_files_over_the_count_or_size_are_named_and_never_downloaded(tmp_path: Path) -> None:
+    async with running_bot(tmp_path, safety={"max_attachments": 1, "max_attachment_mb": 1}) as bot:
+        fake = bot.discord
+        dm = fake.dm_channel(fake.owner)
+        bot.openai.script(Reply("Read it."))
+        files = [
+            ("big.png", "image/png", png_bytes(8, 8) + bytes(1_600_000)),
+            ("a.txt", "text/plain", b"first notes\n"),
+            ("b.txt", "text/plain", b"second notes\n"),
+        ]
+        await fake.message_create(dm, "look", files=files)
+        (reply,) = await fake.wait_for(lambda: fake.bot_messages(dm))
+        assert "I skipped big.png: it is 1.5 MB and files up to 1.0 MB are read." in reply.content
+        assert "I skipped b.txt: at most 1 files are read per message." in reply.content
+        assert [path.rsplit("/", 1)[1] for path in fake.cdn_gets] == ["a.txt"]
+        assert reply.content.startswith("Read it.")

@@ -94,6 +94,7 @@ def o200k_message_tokens(role: str, content: str) -> int:
     return 3 + len(encoding.encode(role)) + len(encoding.encode(content))
 
 
+@pytest.mark.needs_token_tables("trims history at the window by o200k_base's exact counts")
 async def test_history_is_trimmed_exactly_at_the_window(database: Database, fake_openai: FakeOpenAI) -> None:
     llm = make_llm(fake_openai.base_url)
     answers = [f"Answer number {i}: the quick brown fox jumps over the lazy dog." for i in range(6)]
@@ -287,6 +288,9 @@ async def test_sdk_retries_a_429_and_the_user_gets_the_answer(
     await llm.close()
 
 
+@pytest.mark.needs_token_tables(
+    "checks the stored token count of a text-and-image message against o200k_base"
+)
 async def test_an_image_reaches_the_model_as_a_vision_part(
     database: Database, fake_openai: FakeOpenAI
 ) -> None:

@@ -200,7 +200,7 @@ async def test_a_rate_limited_post_is_retried_by_discord_py(bot: Harness) -> Non
 async def test_a_duplicate_delivery_is_answered_once(bot: Harness) -> None:
     fake = bot.discord
     bot.openai.script(Reply("Once."), Reply("Twice?"))
-    duplicates = bot.core.metrics.turns.labels("discord", "duplicate")
+    duplicates = bot.core.metrics.turns.labels("discord", "duplicate", "")
     message_id = await fake.message_create(fake.channel_id, f"<@{fake.app_id}> hello", mention_bot=True)
     await fake.message_create(
         fake.channel_id, f"<@{fake.app_id}> hello", mention_bot=True, message_id=message_id
@@ -244,11 +244,13 @@ async def test_a_failed_ask_is_shown_only_to_the_asker(bot: Harness) -> None:
         until=None,
     )
     interaction = await fake.interact("ai", "ask", {"prompt": "hello?"})
-    await fake.wait_for(lambda: interaction.followup_ids)
-    original = fake.messages[interaction.original_id or 0]
-    (notice,) = [fake.messages[i] for i in interaction.followup_ids]
-    assert original.deleted  # the public "thinking…" message is gone
-    assert notice.ephemeral and notice.content.startswith("⚠️")
+    await fake.wait_for(
+        lambda: interaction.original_id and not fake.messages[interaction.original_id].loading
+    )
+    notice = fake.messages[interaction.original_id or 0]
+    # refused before anything public: not even a "thinking…" message is shown in the channel
+    assert interaction.ephemeral and notice.ephemeral and notice.content.startswith("⚠️")
+    assert interaction.followup_ids == []
     assert bot.openai.chat_requests() == []
 
 

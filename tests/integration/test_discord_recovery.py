@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from bots.discord.identity import dm_key
 from core.db.models import ProcessedEvent
+from core.domain.errors import INTERRUPTED_MESSAGE
 from core.domain.types import ChatUser, IncomingMessage
-from core.turn.recovery import INTERRUPTED
 from core.turn.store import SqlTurnStore
 from tests.fakes.openai_api import Reply
 from tests.integration.discord_harness import Harness, running_bot
@@ -73,7 +73,7 @@ async def test_a_dead_replicas_reply_says_it_was_interrupted(bot: Harness) -> No
     await dead.locate(stuck, {"channel": str(dm), "message": str(message.id)})
     assert await bot.core.recovery.sweep() == 1
     await fake.wait_for(lambda: message.content.startswith("⚠️"))
-    assert message.content == f"⚠️ {INTERRUPTED}"
+    assert message.content == f"⚠️ {INTERRUPTED_MESSAGE}"
 
 
 async def test_a_dead_replicas_turn_with_nothing_posted_is_resolved_in_the_conversation(bot: Harness) -> None:
@@ -83,4 +83,4 @@ async def test_a_dead_replicas_turn_with_nothing_posted_is_resolved_in_the_conve
     assert await dead.claim(dead_turn(dm, "discord:dead-2")) is not None
     assert await bot.core.recovery.sweep() == 1
     [notice] = await fake.wait_for(lambda: fake.bot_messages(dm))
-    assert notice.content == f"⚠️ {INTERRUPTED}"
+    assert notice.content == f"⚠️ {INTERRUPTED_MESSAGE}"

@@ -30,6 +30,6 @@ async def test_healthz_turns_ready_and_metrics_count_turns(
         async with client.get(f"{base}/metrics") as response:
             body = await response.text()
         assert response.status == 200 and response.content_type == "text/plain"
-        assert 'threadwise_turns_total{outcome="answered",platform="console"} 1.0' in body
-        assert 'threadwise_turns_total{outcome="duplicate",platform="console"} 1.0' in body
+        assert 'threadwise_turns_total{outcome="answered",platform="console",reason=""} 1.0' in body
+        assert 'threadwise_turns_total{outcome="duplicate",platform="console",reason=""} 1.0' in body
     await llm.close()

@@ -9,9 +9,21 @@ import json
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from core.db.session import Database
+from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
+from core.guards.audit import ModerationAudit
+from core.guards.channel_policy import ChannelPolicies
+from core.guards.redaction import RedactionGuard
+from core.guards.redactor import Redacted, Redactor
+from core.llm.types import ToolCall
+from core.tools.executor import ToolExecutor
+from core.tools.registry import Tool, ToolContext, ToolRegistry
 from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec
 from tests.fakes.slack_api import BOT_USER_ID, SIGNING_SECRET, sign
 from tests.integration.test_slack_adapter import running_slack
@@ -138,3 +150,88 @@ async def test_huge_files_that_only_look_like_images_are_refused_without_holding
         assert "photo.jpg" in notice.current and "log.txt" in notice.current
         assert answer.current == "I read your question."
         assert longest < 1.0, longest
+
+
+# ---------------------------------------------------------------------- large texts are redacted off the loop
+
+LARGE = 20_000  # characters above which a text must not be redacted on the event loop
+PAGE = "Write to ada@example.com about the plan. " + "The quick brown fox jumps over the lazy dog. " * 5_000
+
+
+class WatchedRedactor(Redactor):
+    """The real redactor, telling whether the event loop ran while it redacted a large text: before it
+    starts, it waits (at most 10 s) for a sign of life from the loop. Run on the loop itself, it waits in
+    vain: nothing else runs there until it returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.large_started = threading.Event()
+        self.loop_alive = threading.Event()
+        self.loop_ran_meanwhile: list[bool] = []
+
+    def redact(self, text: str) -> Redacted:
+        if len(text) > LARGE:
+            self.loop_alive.clear()
+            self.large_started.set()
+            self.loop_ran_meanwhile.append(self.loop_alive.wait(10))
+            self.large_started.clear()
+        return super().redact(text)
+
+
+async def keep_answering(redactor: WatchedRedactor) -> None:
+    """What the loop does for everyone else meanwhile, reduced to a sign of life."""
+    while True:
+        if redactor.large_started.is_set():
+            redactor.loop_alive.set()
+        await asyncio.sleep(0.001)
+
+
+class NoArguments(BaseModel):
+    pass
+
+
+async def test_a_large_tool_result_is_redacted_while_the_loop_keeps_answering(database: Database) -> None:
+    async def read_page(args: NoArguments, context: ToolContext) -> str:
+        return PAGE  # 225 KB, e.g. a fetched page or an MCP server's answer
+
+    redactor = WatchedRedactor()
+    registry = ToolRegistry()
+    registry.add(Tool("page", "Read the page.", NoArguments, read_page))
+    executor = ToolExecutor(
+        registry, database, ChannelPolicies(database), is_admin=lambda user: False, redactor=redactor
+    )
+    message = IncomingMessage(
+        ConversationKey("slack", "T1", "C1", "1.0"),
+        ChatUser("slack", "U0ADA", "ada"),
+        "read it",
+        "e1",
+        datetime.now(UTC),
+    )
+    ticking = asyncio.create_task(keep_answering(redactor))
+    try:
+        [result] = await executor.run([ToolCall("c1", "page", "{}")], message)
+    finally:
+        ticking.cancel()
+    assert redactor.loop_ran_meanwhile == [True]
+    assert result.content.startswith("Write to [REDACTED:email] about the plan.")
+
+
+async def test_a_large_attached_file_is_redacted_while_the_loop_keeps_answering(database: Database) -> None:
+    redactor = WatchedRedactor()
+    guard = RedactionGuard(redactor, ModerationAudit(database))
+    notes = Attachment("notes.txt", "text/plain", PAGE.encode())
+    message = IncomingMessage(
+        ConversationKey("slack", "T1", "C1", "1.0"),
+        ChatUser("slack", "U0ADA", "ada"),
+        "what do these notes say?",
+        "e1",
+        datetime.now(UTC),
+        attachments=(notes,),
+    )
+    ticking = asyncio.create_task(keep_answering(redactor))
+    try:
+        screened = await guard.check(message)
+    finally:
+        ticking.cancel()
+    assert redactor.loop_ran_meanwhile == [True]
+    assert screened.attachments[0].data.decode().startswith("Write to [REDACTED:email] about the plan.")

@@ -15,13 +15,14 @@ from sqlalchemy import func, select
 
 from core.db.models import BudgetCounter, Message, ProcessedEvent, Replica, Reservation
 from core.db.session import Database
+from core.domain.errors import INTERRUPTED_MESSAGE
 from core.domain.ports import CallPlan, FinishedTurn, Hold, ReplyLocation, TurnMessage
 from core.domain.types import ConversationKey
 from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
 from core.llm.tokens import TokenCounter
 from core.money.budgets import Budgets, defaults_from
 from core.money.pricing import ModelPrice, PriceTable, usd
-from core.turn.recovery import INTERRUPTED, Recovery
+from core.turn.recovery import Recovery
 from core.turn.service import TurnOutcome
 from core.turn.store import SqlTurnStore, TurnTakenOver
 from tests.fakes.openai_api import FakeOpenAI, Reply
@@ -188,7 +189,9 @@ async def test_a_dead_replicas_turn_is_resolved_once_and_the_thread_goes_on(
     alive.register("console", resolver)
     await alive.beat()
     assert await alive.sweep() == 1
-    assert resolver.resolved == [(stuck.key, {"channel": "C1", "ts": "1700000000.000100"}, INTERRUPTED)]
+    assert resolver.resolved == [
+        (stuck.key, {"channel": "C1", "ts": "1700000000.000100"}, INTERRUPTED_MESSAGE)
+    ]
     assert await status_of(database, "dead-1") == "interrupted"
     assert await asyncio.wait_for(follow_up, 10) == TurnOutcome.ANSWERED
     assert user_texts(fake_openai.chat_requests()[0]) == ["second question"]

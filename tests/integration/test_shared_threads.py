@@ -84,6 +84,8 @@ async def test_a_banned_user_is_refused_every_ai_command(core: Core) -> None:
         commands.reset(BOB, KEY),
         commands.help(BOB),
         commands.image(BOB, KEY, "a fox"),
+        commands.forget(BOB, KEY, ""),  # erasure for a banned user goes through an operator (README Security)
+        commands.forget(BOB, KEY, "confirm"),
     ):
         with pytest.raises(NotAuthorized) as refused:
             await command
@@ -165,6 +167,13 @@ async def test_discord_a_banned_users_model_and_usage_get_the_ban_message(tmp_pa
         fake = bot.discord
         banned = fake.user(fake.snowflake(), "banned")
         await bot.core.admin.ban(ROOT, f"discord:{banned['id']}", reason="spam", until=None)
-        for subcommand in ("model", "usage"):
-            shown = await answer(bot, await fake.interact("ai", subcommand, user=banned))
-            assert BLOCKED in shown[-1].content
+        every = [("model", {}), ("usage", {}), ("reset", {}), ("help", {}), ("forget", {})]
+        every += [("forget", {"confirm": "confirm"}), ("model", {"name": "gpt-4o"})]
+        every += [("ask", {"prompt": "hi"}), ("chat", {"prompt": "hi"}), ("image", {"prompt": "a fox"})]
+        for subcommand, options in every:
+            shown = await answer(bot, await fake.interact("ai", subcommand, options, user=banned))
+            assert BLOCKED in shown[-1].content and shown[-1].ephemeral, subcommand
+        assert bot.openai.chat_requests() == []
+        # nothing of what the banned user asked was shown in the channel, and no thread was opened for it
+        assert [m for m in fake.messages.values() if not m.ephemeral and not m.deleted] == []
+        assert fake.threads == {}

@@ -5,6 +5,7 @@ fake."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import re
@@ -24,8 +25,9 @@ from bots.inflight import InFlight
 from bots.slack.app import open_slack
 from bots.slack.config import SlackOptions
 from bots.slack.replier import SlackReplier
+from core.domain.errors import INTERRUPTED_MESSAGE
 from core.settings import SettingsError, load_settings
-from tests.fakes.openai_api import FakeOpenAI, Reply, png_bytes
+from tests.fakes.openai_api import FakeOpenAI, Reply, Silent, Stall, png_bytes
 from tests.fakes.openai_api import Fault as OpenAIFault
 from tests.fakes.slack_api import (
     APP_TOKEN,
@@ -295,6 +297,73 @@ async def test_a_core_error_is_a_short_friendly_message(slack: Slack) -> None:
     [reply] = slack.fake.bot_messages(thread_ts=event["ts"])
     assert reply.current.startswith(":warning: ")
     assert "Traceback" not in reply.current and len(reply.current) < 200
+
+
+# ---------------------------------------------------------------------------------------------- deadlines
+
+ENDS_WITHIN = 60.0  # an outer bound: the turn must end by itself (not a timing assertion)
+THINKING = ":hourglass_flowing_sand: Thinking…"
+
+
+async def test_a_hung_model_call_replaces_the_placeholder_with_a_clear_message(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_slack(
+        tmp_path, fake_openai, first_token_timeout="0.5", openai_max_retries="2"
+    ) as slack:
+        slack.openai.script(Silent(), Reply(text="never asked for"))
+        event = await asyncio.wait_for(slack.mention("are you there?"), ENDS_WITHIN)
+        [reply] = slack.fake.bot_messages(thread_ts=event["ts"])
+        assert reply.text == THINKING
+        assert reply.current == ":warning: The model did not answer within 0.5 s. Please try again."
+        assert len(slack.openai.chat_requests()) == 1
+
+
+async def test_a_stream_that_stalls_ends_with_a_clear_message(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_slack(tmp_path, fake_openai, first_token_timeout="0.5") as slack:
+        slack.openai.script(Stall("Paris is the"))  # not shown: output moderation had not cleared it yet
+        event = await asyncio.wait_for(slack.mention("capital of France?"), ENDS_WITHIN)
+        [reply] = slack.fake.bot_messages(thread_ts=event["ts"])
+        assert reply.text == THINKING
+        assert reply.current == (
+            ":warning: The model stopped answering (nothing came for 0.5 s). Please try again."
+        )
+
+
+async def test_the_turn_time_limit_cuts_a_slow_answer_with_a_visible_note(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_slack(tmp_path, fake_openai, turn_timeout="1", first_token_timeout="20") as slack:
+        story = ("word " * 10 + "\n\n") * 40  # paragraphs, so output moderation clears them as they come
+        slack.openai.script(Reply(text=story, chunk_chars=5, chunk_delay=0.02))  # ~6 s of streaming
+        event = await asyncio.wait_for(slack.mention("a long story, please"), ENDS_WITHIN)
+        [reply] = slack.fake.bot_messages(thread_ts=event["ts"])
+        text, _, note = reply.current.rpartition("\n\n")
+        assert text.startswith("word word") and len(text) < len(story.strip())
+        assert note == (
+            ":warning: This answer took longer than the 1 s time limit and was cut off. Please try again."
+        )
+
+
+async def test_a_turn_cancelled_at_shutdown_replaces_the_placeholder(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_slack(tmp_path, fake_openai) as slack:
+        slack.openai.script(Silent())
+        event = slack.fake.message_event(f"<@{BOT_USER_ID}> hello", mention=True)
+        assert (await slack.sender.event(slack.fake.envelope(event))).status == 200
+
+        for _ in range(int(ENDS_WITHIN / 0.02)):  # until the placeholder is up and the model was asked
+            if slack.fake.bot_messages(thread_ts=event["ts"]) and slack.openai.chat_requests():
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(
+            slack.background.close(grace=0), ENDS_WITHIN
+        )  # shutdown: the turn is cancelled
+        [reply] = slack.fake.bot_messages(thread_ts=event["ts"])
+        assert reply.text == THINKING and reply.current == f":warning: {INTERRUPTED_MESSAGE}"
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -256,12 +256,29 @@ async def test_a_report_never_shows_a_python_repr_for_a_person(slack: Slack) -> 
     assert not [text for text in shown if "{'" in text]
 
 
-async def test_a_huge_image_prompt_still_shows_its_question(slack: Slack) -> None:
-    await slack.command("/ai", "image " + "<" * 7_000)
+async def test_the_longest_image_prompt_still_shows_its_question(slack: Slack) -> None:
+    await slack.command("/ai", "image " + "<" * 4_000)  # escaped: 16,000 characters
     [question] = slack.fake.bot_messages()
     assert question.current.startswith("<@U0ALICE> asked for an image: &lt;&lt;")
     assert len(question.current) < 40_000 and question.current.endswith("…")
-    assert len(slack.fake.uploads) == 1
+    [upload] = slack.fake.uploads.values()
+    assert upload.initial_comment is not None and len(upload.initial_comment) < 2_000
+
+
+async def test_an_image_prompt_over_the_limit_is_refused_before_it_is_paid_for(slack: Slack) -> None:
+    await slack.command("/ai", "image " + "a" * 10_000)
+    [refusal] = slack.fake.responses
+    assert "10,000 characters" in refusal["text"] and "at most 4,000" in refusal["text"]
+    assert refusal["response_type"] == "ephemeral"
+    assert [r for r in slack.openai.requests if r.path == "/v1/images/generations"] == []
+    assert slack.fake.bot_messages() == [] and slack.fake.uploads == {}
+
+
+async def test_a_refusal_quoting_a_huge_model_name_fits_in_a_slack_message(slack: Slack) -> None:
+    await slack.command("/ai", "model " + "<" * 30_000)  # escaped: 120,000 characters
+    [refusal] = slack.fake.responses
+    assert "is not available here" in refusal["text"] and "&lt;" * 99 + "…" in refusal["text"]
+    assert len(refusal["text"]) < 1_000
 
 
 async def test_socket_mode_payloads_are_validated_the_same_way(
@@ -282,3 +299,10 @@ async def test_socket_mode_payloads_are_validated_the_same_way(
         question = fake.bot_messages("C0GENERAL")[0]
         assert question.current.endswith("asked: \ufffd ok?")
     assert tracebacks(caplog) == []
+
+
+async def test_any_refusal_quoting_a_huge_argument_fits_in_a_slack_message(slack: Slack) -> None:
+    await slack.command("/ai-admin", "report " + "<" * 30_000, user="U0ADMIN")  # an unknown period, quoted
+    [refusal] = slack.fake.responses
+    assert refusal["text"].startswith(":warning: Unknown period '&lt;&lt;")
+    assert refusal["text"].endswith("…") and len(refusal["text"]) < 40_000

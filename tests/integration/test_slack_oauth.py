@@ -21,7 +21,7 @@ from bots.http import HttpServer
 from bots.inflight import InFlight
 from bots.slack.app import open_slack
 from bots.slack.config import SlackOptions
-from bots.slack.oauth import SCOPES
+from bots.slack.scopes import BOT_SCOPES
 from core.settings import SettingsError, load_settings
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.fakes.slack_api import (
@@ -34,7 +34,6 @@ from tests.fakes.slack_api import (
     EventSender,
     FakeSlack,
 )
-from tests.integration.test_slack_adapter import manifest_list
 
 
 @dataclass
@@ -142,7 +141,7 @@ async def test_two_workspaces_install_through_oauth_and_each_is_answered_with_it
     # The authorize page was asked for the manifest's scopes, by this app, from SLACK_API_URL's host; the
     # code went back to Slack through oauth.v2.access on SLACK_API_URL (HTTP Basic, client id and secret).
     asked = fake.authorize_requests[0]
-    assert asked["client_id"] == CLIENT_ID and asked["scope"].split(",") == list(SCOPES)
+    assert asked["client_id"] == CLIENT_ID and asked["scope"].split(",") == list(BOT_SCOPES)
     exchanges = fake.calls_of("oauth.v2.access")
     assert len(exchanges) == 2 and all("code" in call.args for call in exchanges)
     first, second = slack.token_of(TEAM_ID), slack.token_of(OTHER_TEAM)
@@ -321,10 +320,6 @@ def test_oauth_and_a_bot_token_are_not_set_together(tmp_path: Path) -> None:
         load_settings(None, slack={"bot_token": BOT_TOKEN, "client_id": CLIENT_ID, "client_secret": "x"})
     with pytest.raises(SettingsError, match="SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set together"):
         load_settings(None, slack={"client_id": CLIENT_ID})
-
-
-def test_the_scopes_asked_for_are_the_manifest_s() -> None:
-    assert list(SCOPES) == manifest_list("bot")
 
 
 async def test_single_token_mode_serves_no_install_page(tmp_path: Path, fake_openai: FakeOpenAI) -> None:

@@ -327,3 +327,38 @@ def test_history_cache_is_bounded_in_megabytes(env_file: Path, monkeypatch: pyte
     monkeypatch.setenv("THREADWISE_HISTORY_CACHE_MB", "-1")
     with pytest.raises(SettingsError):
         load(env_file)
+
+
+def test_discord_shards_of_this_process(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THREADWISE_DISCORD_SHARD_IDS", "2, 3")
+    monkeypatch.setenv("THREADWISE_DISCORD_SHARD_COUNT", "4")
+
+    settings = load(env_file)
+
+    assert settings.threadwise.discord_shard_ids == (2, 3)
+    assert settings.threadwise.discord_shard_count == 4
+
+
+@pytest.mark.parametrize(
+    ("ids", "count", "expected"),
+    [
+        ("0,1", None, "set both"),
+        (None, "2", "set both"),
+        ("0,2", "2", "shard 2 does not exist"),
+        ("1,1", "2", "listed twice"),
+        ("one", "2", "THREADWISE_DISCORD_SHARD_IDS: Value error, must be comma-separated shard numbers"),
+        ("0", "0", "THREADWISE_DISCORD_SHARD_COUNT: Input should be greater than or equal to 1"),
+    ],
+)
+def test_discord_shards_that_cannot_work_stop_the_start_naming_the_variables(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, ids: str | None, count: str | None, expected: str
+) -> None:
+    if ids is not None:
+        monkeypatch.setenv("THREADWISE_DISCORD_SHARD_IDS", ids)
+    if count is not None:
+        monkeypatch.setenv("THREADWISE_DISCORD_SHARD_COUNT", count)
+
+    message = config_error(env_file)
+
+    assert expected in message
+    assert "THREADWISE_DISCORD_SHARD_" in message

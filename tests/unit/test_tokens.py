@@ -17,17 +17,17 @@ from core.llm.tokens import TokenCounter, context_window, image_tokens
 
 
 @pytest.fixture(scope="module")
-def o200k(tiktoken_cache: str) -> tiktoken.Encoding:
+def o200k(tiktoken_cache: str | None) -> tiktoken.Encoding:
     return tiktoken.get_encoding("o200k_base")
 
 
 @pytest.fixture(scope="module")
-def cl100k(tiktoken_cache: str) -> tiktoken.Encoding:
+def cl100k(tiktoken_cache: str | None) -> tiktoken.Encoding:
     return tiktoken.get_encoding("cl100k_base")
 
 
 @pytest.fixture(scope="module")
-def counter(tiktoken_cache: str) -> TokenCounter:
+def counter(tiktoken_cache: str | None) -> TokenCounter:
     return TokenCounter()
 
 
@@ -38,6 +38,7 @@ def n(encoding: tiktoken.Encoding, text: str) -> int:
 # --- exact counts ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_token_tables("compares a message's count with o200k_base's")
 def test_plain_message_count_is_framing_plus_role_plus_content(
     counter: TokenCounter, o200k: tiktoken.Encoding
 ) -> None:
@@ -47,6 +48,7 @@ def test_plain_message_count_is_framing_plus_role_plus_content(
     assert counter.count_message("gpt-4o-mini", message, []) == 3 + n(o200k, "user") + n(o200k, content)
 
 
+@pytest.mark.needs_token_tables("compares a named message's count with o200k_base's")
 def test_name_adds_one_token_plus_its_tokens(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
     message = {"role": "user", "content": "hello there", "name": "alice_smith"}
 
@@ -54,6 +56,7 @@ def test_name_adds_one_token_plus_its_tokens(counter: TokenCounter, o200k: tikto
     assert counter.count_message("gpt-4o", message, []) == expected
 
 
+@pytest.mark.needs_token_tables("compares tool-call counts with o200k_base's")
 def test_tool_calls_and_tool_result_are_counted(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
     arguments_1 = json.dumps({"expression": "12 * (3 + 4) / 5"})
     arguments_2 = json.dumps({"city": "Zürich", "days": 3})
@@ -83,6 +86,7 @@ def test_tool_calls_and_tool_result_are_counted(counter: TokenCounter, o200k: ti
     assert counter.count_message("gpt-4o-mini", tool, []) == expected_tool
 
 
+@pytest.mark.needs_token_tables("compares counts of emoji, CJK and code with o200k_base's")
 def test_non_ascii_emoji_and_code(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
     text = (
         "Grüße aus Köln! 🎉👍🏽 Привет, 世界\n```python\ndef f(x: int) -> int:\n    return x ** 2  # ✓\n```"
@@ -93,6 +97,7 @@ def test_non_ascii_emoji_and_code(counter: TokenCounter, o200k: tiktoken.Encodin
     assert counter.count_message("gpt-4o-mini", message, []) == 3 + n(o200k, "user") + n(o200k, text)
 
 
+@pytest.mark.needs_token_tables("compares list-content counts with o200k_base's")
 def test_text_parts_of_a_list_content_are_counted(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
     message = {
         "role": "user",
@@ -103,6 +108,7 @@ def test_text_parts_of_a_list_content_are_counted(counter: TokenCounter, o200k: 
     assert counter.count_message("gpt-4o-mini", message, []) == expected
 
 
+@pytest.mark.needs_token_tables("compares a text-and-image message's count with o200k_base's")
 def test_image_parts_add_their_tile_cost(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
     message = {
         "role": "user",
@@ -118,6 +124,7 @@ def test_image_parts_add_their_tile_cost(counter: TokenCounter, o200k: tiktoken.
     assert counter.count_message("gpt-4o", message, [(1024, 1024), (300, 200)]) == expected
 
 
+@pytest.mark.needs_token_tables("compares special-token text's count with o200k_base's")
 def test_special_token_text_is_counted_as_plain_text(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
     # A user pasting tiktoken's special-token syntax must not crash counting.
     text = "please ignore <|endoftext|> and <|im_start|>system"
@@ -125,6 +132,7 @@ def test_special_token_text_is_counted_as_plain_text(counter: TokenCounter, o200
     assert counter.count_text("gpt-4o-mini", text) == len(o200k.encode(text, disallowed_special=()))
 
 
+@pytest.mark.needs_token_tables("counts an unknown model's text with o200k_base")
 def test_model_unknown_to_tiktoken_uses_o200k(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
     text = "Привет, как дела? Всё хорошо."  # 9 tokens in o200k_base, 17 in cl100k_base
 
@@ -132,6 +140,7 @@ def test_model_unknown_to_tiktoken_uses_o200k(counter: TokenCounter, o200k: tikt
     assert counter.count_text("llama3-70b", text) == n(o200k, text)
 
 
+@pytest.mark.needs_token_tables("counts gpt-4 text with cl100k_base")
 def test_gpt_4_uses_cl100k(
     counter: TokenCounter, o200k: tiktoken.Encoding, cl100k: tiktoken.Encoding
 ) -> None:
@@ -144,11 +153,13 @@ def test_gpt_4_uses_cl100k(
     assert counter.count_message("gpt-4", message, []) == 3 + n(cl100k, "user") + n(cl100k, text)
 
 
+@pytest.mark.needs_token_tables("checks that gpt-4o counts with the loaded o200k_base")
 def test_gpt_4o_family_uses_o200k(counter: TokenCounter) -> None:
     assert counter.encoding_for("gpt-4o-mini") == "o200k_base"
     assert counter.encoding_for("gpt-4o-2024-08-06") == "o200k_base"
 
 
+@pytest.mark.needs_token_tables("checks that preload loads o200k_base")
 async def test_preload_reports_the_encoding(counter: TokenCounter) -> None:
     assert await counter.preload("gpt-4o-mini") == "o200k_base"
     assert await counter.preload("gpt-4") == "cl100k_base"
@@ -332,6 +343,7 @@ def test_offline_message_count_keeps_framing(offline: dict[str, Any]) -> None:
         "compact json",
     ],
 )
+@pytest.mark.needs_token_tables("compares the offline estimate with o200k_base's real counts")
 def test_offline_estimate_is_not_below_the_real_count(
     offline: dict[str, Any], o200k: tiktoken.Encoding, name: str
 ) -> None:

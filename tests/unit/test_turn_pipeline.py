@@ -9,13 +9,23 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.domain.errors import BotError, ContentBlocked, LLMUnavailable, QuotaExceeded, RateLimited
+from core.domain.errors import (
+    INTERRUPTED_MESSAGE,
+    BotError,
+    ContentBlocked,
+    LLMUnavailable,
+    QuotaExceeded,
+    RateLimited,
+    TurnInterrupted,
+    TurnTimedOut,
+)
 from core.domain.ports import CallUsage, OutputModerator, ToolRunner, TurnGuard
 from core.guards.chain import GuardChain
 from core.llm.tokens import TokenCounter
 from core.llm.types import ToolCall, Usage
 from core.turn.config import TurnConfig
 from core.turn.pipeline import Footer, TurnOutcome, TurnPipeline, TurnPorts
+from core.turn.reservation import NO_TOOLS_NOTE
 from tests.fakes.ports import (
     FakeBudget,
     FakeConversations,
@@ -31,6 +41,7 @@ from tests.support import RecordingReplier, incoming
 
 MODEL = "gpt-4o-mini"
 FALLBACK = "gpt-4o"
+ENDS_WITHIN = 30.0  # an outer bound for turns that must end by themselves (not a timing assertion)
 
 
 @dataclass
@@ -54,6 +65,7 @@ def rig(
     fallback: str | None = None,
     footer: Footer | None = None,
     max_tool_rounds: int = 2,
+    turn_timeout: float | None = 120.0,
 ) -> Rig:
     budget = budget or FakeBudget()
     store = store or FakeStore(budget)
@@ -66,6 +78,7 @@ def rig(
         max_output_tokens=256,
         max_tool_rounds=max_tool_rounds,
         fallback_model=fallback,
+        turn_timeout=turn_timeout,
     )
     counter = TokenCounter()
     pipeline = TurnPipeline(ports, counter=counter, config=config, guards=GuardChain(guards), footer=footer)
@@ -205,8 +218,15 @@ async def test_a_tool_round_feeds_results_back_and_the_answer_uses_them() -> Non
     assert replier.finished == ["The answer is 42."]
     assert t.store.stored_roles == [["user", "assistant", "tool", "assistant"]]
     usages = [CallUsage(MODEL, Usage(100, 0, 10), 1), CallUsage(MODEL, Usage(130, 0, 6), 1)]
-    assert t.budget.settled == [(t.budget.holds[0], usages)]
-    assert t.budget.plans[0].rounds == 3  # two tool rounds and the answer were reserved
+    [(settled, settled_usages)] = t.budget.settled
+    assert settled.reservation_id == t.budget.holds[0].reservation_id and settled_usages == usages
+    # Held up front: the first call and one answer after it; before the second call (which may use tools
+    # again) the hold grew to cover it and an answer after it, sized from the exact prompt so far.
+    assert [plan.rounds for plan in t.budget.plans] == [2]
+    [(completed, extension)] = t.budget.extensions
+    assert (completed, extension.rounds) == (1, 2)
+    assert extension.prompt_tokens > t.budget.plans[0].prompt_tokens
+    assert settled.micros == 3000 > t.budget.holds[0].micros
 
 
 async def test_the_last_round_offers_no_tools_and_answers_in_words() -> None:
@@ -297,3 +317,79 @@ async def test_a_cancelled_turn_gives_the_hold_back() -> None:
 
     assert t.budget.released == t.budget.holds and len(t.budget.holds) == 1
     assert t.budget.settled == [] and t.store.turns == []
+
+
+async def test_a_turn_cancelled_at_shutdown_says_so_in_place_of_the_reply_and_gives_the_hold_back() -> None:
+    t = rig([Reply("Half of an answer", hang=True, error_after_chars=7)])
+    replier = RecordingReplier()
+    task = asyncio.create_task(t.pipeline.handle(incoming("hello", "e1"), replier))
+    await asyncio.wait_for(replier.streaming.wait(), ENDS_WITHIN)
+
+    task.cancel()  # what shutdown does to a turn that did not finish in time
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert updates(replier)[-1] == "Half of" and replier.finished == []
+    [error] = replier.errors
+    assert isinstance(error, TurnInterrupted) and error.user_message == INTERRUPTED_MESSAGE
+    assert t.budget.released == t.budget.holds and t.budget.open_holds == []
+    assert t.store.turns == [] and [f.error for f in t.store.failures] == [error]  # kept hidden
+
+
+async def test_a_turn_past_its_time_limit_keeps_what_streamed_under_a_cut_off_notice() -> None:
+    t = rig([Reply("The first words and then nothing", hang=True, error_after_chars=15)], turn_timeout=0.2)
+    replier = RecordingReplier()
+
+    outcome = await asyncio.wait_for(t.pipeline.handle(incoming("hello", "e1"), replier), ENDS_WITHIN)
+
+    assert outcome is TurnOutcome.FAILED
+    assert updates(replier)[-1] == "The first words" and replier.finished == []
+    [error] = replier.errors
+    assert isinstance(error, TurnTimedOut)
+    assert error.user_message == (
+        "This answer took longer than the 0.2 s time limit and was cut off. Please try again."
+    )
+    assert t.budget.released == t.budget.holds and t.budget.open_holds == []
+    assert t.store.turns == [] and [f.error for f in t.store.failures] == [error]
+
+
+async def test_a_budget_that_covers_one_call_gets_an_answer_in_words_without_tools() -> None:
+    tools = FakeTools({})
+    t = rig(
+        [Reply("Straight from memory: 42.", usage=Usage(30, 0, 6))],
+        budget=FakeBudget(max_calls=1),
+        tools=tools,
+    )
+    replier = RecordingReplier()
+
+    assert await t.pipeline.handle(incoming("What is the answer?", "e1"), replier) is TurnOutcome.ANSWERED
+
+    [call] = t.model.calls
+    assert call.tools == [] and call.tool_choice is None  # no tool is offered: no round it cannot pay for
+    assert replier.finished == [f"Straight from memory: 42.\n\n_{NO_TOOLS_NOTE}_"]
+    with_tools, without = t.budget.plans
+    assert (with_tools.rounds, without.rounds) == (2, 1)  # a tool round and an answer were refused first
+    assert without.prompt_tokens < with_tools.prompt_tokens  # the tool definitions are not sent, nor held
+    assert [hold for hold, _ in t.budget.settled] == t.budget.holds
+
+
+async def test_a_refused_extension_makes_the_next_call_answer_now_within_the_hold() -> None:
+    call = ToolCall("call_1", "lookup", "{}")
+    t = rig(
+        [
+            Reply("", tool_calls=(call,), usage=Usage(100, 0, 10)),
+            Reply("With what I found: 42.", usage=Usage(130, 0, 6)),
+        ],
+        budget=FakeBudget(refuse_extensions=True),
+        tools=FakeTools({"{}": "42"}),
+        max_tool_rounds=3,
+    )
+    replier = RecordingReplier()
+
+    assert await t.pipeline.handle(incoming("Look it up", "e1"), replier) is TurnOutcome.ANSWERED
+
+    assert [c.tool_choice for c in t.model.calls] == [None, "none"]  # could have looped three more times
+    assert replier.finished == ["With what I found: 42."]
+    assert [(done, plan.rounds) for done, plan in t.budget.extensions] == [(1, 2), (1, 1)]
+    [(settled, _)] = t.budget.settled
+    assert settled == t.budget.holds[0]  # the answer came out of what was held from the start
