@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from core.turn.recovery import INTERRUPTED
+from core.domain.errors import INTERRUPTED_MESSAGE
 from tests.e2e.test_serve_durability import LONG_ANSWER, serve_env, serving
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.fakes.slack_api import (
@@ -86,7 +86,7 @@ async def test_sigkill_mid_native_stream_then_restart_stops_the_stream_with_the_
         async with serving(tmp_path, env) as second:
             await fake.wait_for(lambda: reply.stream == "stopped", seconds=60)
             assert reply.current.startswith("Once upon a time.") and reply.edits == []  # the part stays
-            assert reply.current.endswith(f":warning: {INTERRUPTED}")
+            assert reply.current.endswith(f":warning: {INTERRUPTED_MESSAGE}")
             second.process.send_signal(signal.SIGTERM)
             assert await second.process.wait() == 0
         assert "Traceback" not in "".join(second.log)
