@@ -66,7 +66,8 @@ async def run_serve(settings: Settings) -> int:
     if not platforms:
         print(
             "threadwise serve: no chat platform is configured. Set SLACK_BOT_TOKEN with SLACK_APP_TOKEN "
-            "(Socket Mode) or SLACK_SIGNING_SECRET (HTTP), and/or DISCORD_BOT_TOKEN. "
+            "(Socket Mode) or SLACK_SIGNING_SECRET (HTTP), or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET with "
+            "SLACK_SIGNING_SECRET (installs into many workspaces), and/or DISCORD_BOT_TOKEN. "
             "For a conversation in this terminal, run `threadwise chat`.",
             file=sys.stderr,
         )

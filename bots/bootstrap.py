@@ -15,6 +15,7 @@ from datetime import timedelta
 from bots.http import HttpServer
 from bots.services import ChatServices
 from core.admin.export import ConversationExports
+from core.admin.installations import Installations
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
 from core.commands.admission import Admission
@@ -74,11 +75,14 @@ class Core:
     tools: ToolRegistry
     modlog: ModLog
     recovery: Recovery
+    installations: Installations
     documents: DocumentReader | None = None
 
     @property
     def chat(self) -> ChatServices:
-        return ChatServices(self.turns, self.commands, self.modlog, self.recovery, self.documents)
+        return ChatServices(
+            self.turns, self.commands, self.modlog, self.recovery, self.documents, self.installations
+        )
 
 
 def build_budgets(settings: Settings, database: Database) -> Budgets:
@@ -395,6 +399,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     registry,
                     modlog,
                     Recovery(database, owner=owner, holds=budgets),
+                    Installations(database),
                     build_documents(settings, counter, turns),
                 )
                 await modlog.drain()
@@ -425,7 +430,8 @@ async def open_admin_shell(settings: Settings) -> AsyncIterator[AdminShell]:
 
 def configured_platforms(settings: Settings) -> list[str]:
     platforms = []
-    if settings.slack.bot_token and (settings.slack.app_token or settings.slack.signing_secret):
+    slack = settings.slack
+    if (slack.bot_token or slack.oauth) and (slack.app_token or slack.signing_secret):
         platforms.append("slack")
     if settings.discord.bot_token:
         platforms.append("discord")

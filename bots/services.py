@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.admin.installations import Installations
 from core.commands.dispatch import Commands
 from core.documents.reader import DocumentReader
 from core.guards.modlog import ModLog
@@ -19,3 +20,4 @@ class ChatServices:
     modlog: ModLog  # where an adapter registers its mod-log channel
     recovery: Recovery  # where an adapter registers how it resolves a stopped replica's replies
     documents: DocumentReader | None = None  # attached PDF, Word, … files as text (None: not read)
+    installations: Installations | None = None  # where the app is installed (Slack distribution, OAuth)

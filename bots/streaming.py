@@ -46,7 +46,8 @@ class ReplySink(Protocol):
         """Show that an answer is coming (typing, native status); returns a placeholder to post, if any."""
 
     async def native_status(self, text: str) -> bool:
-        """Show a progress note natively (nothing of the reply posted yet); False: the pump shows it."""
+        """Show a progress note natively (a thread status before anything is posted, a step in a natively
+        streamed message); False: the pump shows it in the reply's text."""
 
     async def post(self, text: str) -> object:
         """Post a new message of the reply; returns the handle ``edit`` and ``delete`` take."""
@@ -125,7 +126,7 @@ class StreamingReply:
         self._schedule()
 
     async def status(self, text: str) -> None:
-        if not self._messages and await self.sink.native_status(text):
+        if await self.sink.native_status(text):
             return
         self._status = text
         self._schedule()

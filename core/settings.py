@@ -63,8 +63,30 @@ class SlackSettings(BaseSettings):
     app_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
+    # Distribution (OAuth v2): installs into any workspace at GET /slack/install, without SLACK_BOT_TOKEN
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
 
-    _blank = field_validator("bot_token", "app_token", "signing_secret", mode="before")(_blank_to_none)
+    _blank = field_validator(
+        "bot_token", "app_token", "signing_secret", "client_id", "client_secret", mode="before"
+    )(_blank_to_none)
+
+    @property
+    def oauth(self) -> bool:
+        """Distribution: every workspace installs the app through OAuth and has its own bot token."""
+        return self.bot_token is None and self.client_id is not None and self.client_secret is not None
+
+    def conflicts(self) -> list[str]:
+        """What is wrong with the credentials taken together (one workspace, or distribution)."""
+        if self.bot_token is not None and (self.client_id or self.client_secret):
+            # slack_bolt would also start its own OAuth flow from SLACK_CLIENT_ID/SECRET in the environment
+            return [
+                "SLACK_CLIENT_ID: set either SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and "
+                "SLACK_CLIENT_SECRET (installs into many workspaces through OAuth), not both"
+            ]
+        if (self.client_id is None) != (self.client_secret is None):
+            return ["SLACK_CLIENT_SECRET: SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set together"]
+        return []
 
     @field_validator("api_url")
     @classmethod
@@ -146,11 +168,13 @@ class ThreadwiseSettings(BaseSettings):
     discord_edit_interval: float = Field(default=1.0, ge=0.2, le=10)
     discord_ready_timeout: float = Field(default=60.0, gt=0)
     slack_modlog_channel: str | None = None  # channel id that hears of flagged and blocked messages
+    slack_redirect_uri: str | None = None  # OAuth: the redirect URL, when the app lists more than one
+    slack_native_streaming: bool = True  # chat.startStream where the workspace allows it
     discord_modlog_channel: int | None = None
 
-    _no_modlog = field_validator("slack_modlog_channel", "discord_modlog_channel", mode="before")(
-        _blank_to_none
-    )
+    _no_modlog = field_validator(
+        "slack_modlog_channel", "discord_modlog_channel", "slack_redirect_uri", mode="before"
+    )(_blank_to_none)
 
     @field_validator("discord_guilds", mode="before")
     @classmethod
@@ -391,6 +415,9 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: dict[str, A
             found = re.search(r'field "(\w+)"', str(exc))
             name = (prefix + found.group(1)).upper() if found else f"a {prefix or 'service'} setting"
             problems.append(f'{name}: must be valid JSON, e.g. {{"llama3.1": 131072}}')
+    slack = groups.get("slack")
+    if isinstance(slack, SlackSettings):
+        problems.extend(slack.conflicts())
     if problems:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
     return Settings(**groups)

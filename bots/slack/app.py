@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -35,11 +36,12 @@ from bots.slack.assistant import build_assistant
 from bots.slack.commands import SlashCommands
 from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
-from bots.slack.files import FileFetcher, FileLimits
-from bots.slack.identity import Directory
+from bots.slack.files import FileLimits
+from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth, oauth_routes
 from bots.slack.payloads import DELIVERY, judge, socket_payload
-from bots.slack.replier import EDIT_INTERVAL, SlackResolver
+from bots.slack.replier import EDIT_INTERVAL, NativeStreaming, SlackResolver
 from bots.slack.verify import Refused, SignatureCheck
+from bots.slack.workspaces import Workspaces
 from core.guards.modlog import ModerationNotice
 from core.settings import SettingsError
 
@@ -66,22 +68,13 @@ def _bolt_logger() -> logging.Logger:
     return logger
 
 
-def build_app(
-    services: ChatServices,
-    options: SlackOptions,
-    session: aiohttp.ClientSession,
-    background: InFlight,
-    *,
-    edit_interval: float = EDIT_INTERVAL,
-) -> AsyncApp:
-    """The bolt app with every listener the manifest subscribes to (an event without one answers 404)."""
-    slack = options
-    if slack.bot_token is None:
-        raise SettingsError("SLACK_BOT_TOKEN is required for Slack")
-    token = slack.bot_token.get_secret_value()
-    client = AsyncWebClient(
+def build_client(options: SlackOptions, session: aiohttp.ClientSession) -> AsyncWebClient:
+    """The Web API client on SLACK_API_URL: with SLACK_BOT_TOKEN, or without a token (OAuth mode: each
+    request's client gets its workspace's token, and calls outside a request name theirs)."""
+    token = options.bot_token.get_secret_value() if options.bot_token is not None else None
+    return AsyncWebClient(
         token=token,
-        base_url=slack.api_url,
+        base_url=options.api_url,
         session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(),
@@ -89,6 +82,44 @@ def build_app(
         ],
         logger=logging.getLogger("threadwise.slack.web"),
     )
+
+
+def build_oauth(services: ChatServices, options: SlackOptions, client: AsyncWebClient) -> SlackOAuth | None:
+    """OAuth mode's parts, or None with SLACK_BOT_TOKEN (one workspace)."""
+    if options.bot_token is not None:
+        return None
+    if not options.oauth or options.client_id is None or options.client_secret is None:
+        raise SettingsError(
+            "Slack needs SLACK_BOT_TOKEN (one workspace), or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+            "(installs into many workspaces through OAuth)"
+        )
+    if services.installations is None:
+        raise SettingsError("Slack OAuth needs the database's installations")
+    return SlackOAuth(
+        services.installations,
+        client,
+        client_id=options.client_id,
+        client_secret=options.client_secret.get_secret_value(),
+        api_url=options.api_url,
+        redirect_uri=options.redirect_uri,
+    )
+
+
+def build_app(
+    services: ChatServices,
+    options: SlackOptions,
+    session: aiohttp.ClientSession,
+    background: InFlight,
+    *,
+    edit_interval: float = EDIT_INTERVAL,
+    client: AsyncWebClient | None = None,
+    oauth: SlackOAuth | None = None,
+) -> AsyncApp:
+    """The bolt app with every listener the manifest subscribes to (an event without one answers 404)."""
+    slack = options
+    client = client if client is not None else build_client(options, session)
+    if oauth is None and slack.bot_token is None:
+        raise SettingsError("SLACK_BOT_TOKEN is required for Slack")
     signing_secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
     app = AsyncApp(
         client=client,
@@ -101,23 +132,53 @@ def build_app(
         # would come after its parse and log refused bodies in full
         request_verification_enabled=False,
         logger=_bolt_logger(),
+        # OAuth: each request is answered with its own workspace's token (bolt's authorize); one with no
+        # installation is refused before any listener runs
+        oauth_settings=oauth.settings if oauth is not None else None,
     )
-    fetcher = FileFetcher(
+    workspaces = Workspaces(
         session,
-        client,
-        token=token,
         api_url=slack.api_url,
+        admins=options.admins,
         limits=FileLimits(max_files=options.max_files, max_bytes=options.max_file_bytes),
+        single=client if oauth is None else None,
         documents=services.documents,
     )
-    directory = Directory(client, admins=options.admins)
+    native = NativeStreaming() if options.native_streaming else None
     conversations = Conversations(
-        services, client, directory, fetcher, background, edit_interval=edit_interval
+        services, workspaces, background, edit_interval=edit_interval, native=native
     )
     app.assistant(build_assistant(conversations))
     conversations.register(app)
     SlashCommands(conversations).register(app)
+    if oauth is not None:
+        app.enable_token_revocation_listeners()  # uninstalled, or the bot token revoked: tokens deleted
+    else:
+        app.event("app_uninstalled")(_uninstalled)
+        app.event("tokens_revoked")(_uninstalled)
     return app
+
+
+async def _uninstalled(event: dict[str, Any]) -> None:
+    """One workspace (SLACK_BOT_TOKEN): nothing is stored to delete; the token stops working."""
+    log.warning("Slack says %s: SLACK_BOT_TOKEN no longer works", event.get("type"))
+
+
+def modlog_channels(value: str | None, *, oauth: bool) -> dict[str, str]:
+    """THREADWISE_SLACK_MODLOG_CHANNEL: ``C0123`` (the workspace of SLACK_BOT_TOKEN), or ``T01:C02,T03:C04``
+    (per workspace: each workspace's notices go to its own channel). Keyed by team id, "" for any."""
+    channels: dict[str, str] = {}
+    for entry in (part.strip() for part in (value or "").split(",")):
+        if not entry:
+            continue
+        team, _, channel = entry.rpartition(":")
+        if not channel or (oauth and not team):
+            raise SettingsError(
+                "THREADWISE_SLACK_MODLOG_CHANNEL: with SLACK_CLIENT_ID (many workspaces) name each "
+                "workspace's channel as team:channel, e.g. T0123:C0456,T0789:C0ABC"
+            )
+        channels[team] = channel
+    return channels
 
 
 class CheckedSocketModeHandler(AsyncSocketModeHandler):
@@ -161,7 +222,8 @@ def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request],
 
 
 async def signed_in() -> str | None:
-    """Readiness of HTTP mode: ``auth.test`` accepted the token at start, and Slack posts events to us."""
+    """Readiness of HTTP mode: ``auth.test`` accepted the token at start (OAuth: each workspace's token is
+    checked as its requests come), and Slack posts events to us."""
     return None
 
 
@@ -185,35 +247,55 @@ async def open_slack(
     edit_interval: float = EDIT_INTERVAL,
     background: InFlight | None = None,
 ) -> AsyncIterator[None]:
-    """The adapter is up inside the block: connected over Socket Mode, or its route added to ``http.app``.
+    """The adapter is up inside the block: connected over Socket Mode, or its route added to ``http.app``;
+    in OAuth mode (no SLACK_BOT_TOKEN) also ``GET /slack/install`` and ``GET /slack/oauth_redirect``.
 
     On exit it stops taking events, gives running turns ``options.drain_seconds`` (THREADWISE_DRAIN_SECONDS)
     to finish, and cancels the rest (each cancelled turn shows that it was interrupted).
     """
     slack = options
     tasks = background if background is not None else InFlight("Slack")
+    channels = modlog_channels(options.modlog_channel, oauth=options.bot_token is None)
     trace = counting(services.turns.metrics, "slack", lambda _method, url: slack_method(url))
     async with aiohttp.ClientSession(trace_configs=[trace]) as session:
-        app = build_app(services, options, session, tasks, edit_interval=edit_interval)
-        try:
-            identity = await app.client.auth_test()  # a wrong token stops start-up with a clear message
-        except SlackApiError as exc:
-            raise SettingsError(
-                f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}): use the app's Bot User OAuth "
-                "Token (xoxb-…) from OAuth & Permissions"
-            ) from None
-        log.info("Slack bot %s in workspace %s", identity.get("user_id"), identity.get("team"))
-        modlog_channel = options.modlog_channel
-        if modlog_channel:
+        client = build_client(options, session)
+        oauth = build_oauth(services, options, client)
+        app = build_app(
+            services, options, session, tasks, edit_interval=edit_interval, client=client, oauth=oauth
+        )
+        token_of = oauth.tokens.token if oauth is not None else None
+        if oauth is None:
+            try:
+                identity = await app.client.auth_test()  # a wrong token stops start-up with a clear message
+            except SlackApiError as exc:
+                raise SettingsError(
+                    f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}): use the app's Bot User "
+                    "OAuth Token (xoxb-…) from OAuth & Permissions"
+                ) from None
+            log.info("Slack bot %s in workspace %s", identity.get("user_id"), identity.get("team"))
+        else:
+            log.info("Slack distribution: workspaces install the app at GET %s", INSTALL_PATH)
+        if channels:
 
             async def post_notice(notice: ModerationNotice) -> None:
+                channel = channels.get(notice.workspace_id) or channels.get("")
+                if channel is None:
+                    return
+                token = await token_of(notice.workspace_id) if token_of is not None else None
+                if token_of is not None and token is None:
+                    return  # uninstalled since
                 text = notice.describe(user=f"<@{notice.user_id}>", channel=f"<#{notice.channel_id}>")
-                await app.client.chat_postMessage(
-                    channel=modlog_channel, text=f":triangular_flag_on_post: {text}"
+                extra: dict[str, Any] = {"token": token} if token else {}
+                await client.chat_postMessage(
+                    channel=channel, text=f":triangular_flag_on_post: {text}", **extra
                 )
 
             services.modlog.register("slack", post_notice)
-        services.recovery.register("slack", SlackResolver(app.client))
+        services.recovery.register("slack", SlackResolver(client, token_of))
+        if app.oauth_flow is not None:
+            install, redirect = oauth_routes(app.oauth_flow)
+            http.app.router.add_get(INSTALL_PATH, install)
+            http.app.router.add_get(REDIRECT_PATH, redirect)
         try:
             if slack.app_token is not None:
                 handler = CheckedSocketModeHandler(

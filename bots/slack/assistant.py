@@ -13,6 +13,7 @@ from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.errors import SlackApiError
 
 from bots.slack.events import Conversations, is_person, plain_text
+from bots.slack.workspaces import Workspace
 from core.domain.types import ConversationKey
 
 log = logging.getLogger(__name__)
@@ -46,26 +47,30 @@ def build_assistant(conversations: Conversations) -> AsyncAssistant:
         """The channel the user looks at changed; answers do not depend on it, so nothing is stored (bolt's
         default would rewrite the greeting's metadata with two more API calls)."""
 
-    async def titled_turn(body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
+    async def titled_turn(
+        body: dict[str, Any], event: dict[str, Any], workspace: Workspace, bot_user_id: str | None
+    ) -> None:
         async def title(key: ConversationKey) -> None:  # once the ban and rate-limit guards let the user in
             if await conversations.services.commands.is_conversation(key):
                 return
             title = plain_text(str(event.get("text") or ""), bot_user_id)[:TITLE_CHARS]
             if title:
                 try:
-                    await conversations.client.assistant_threads_setTitle(
+                    await workspace.client.assistant_threads_setTitle(
                         channel_id=key.channel_id, thread_ts=key.thread_id, title=title
                     )
                 except SlackApiError as exc:  # a plain DM thread has no title
                     log.debug("no title for %s: %s", key, exc.response.get("error"))
 
-        await conversations.turn(body, event, bot_user_id, assistant=True, admitted=title)
+        await conversations.turn(body, event, workspace, bot_user_id, assistant=True, admitted=title)
 
     @assistant.user_message
     async def user_message(body: dict[str, Any], payload: dict[str, Any], context: AsyncBoltContext) -> None:
         if is_person(payload, context.bot_user_id):
+            workspace = conversations.workspaces.of(context)
             background.spawn(
-                titled_turn(body, payload, context.bot_user_id), name=f"slack turn {payload.get('ts')}"
+                titled_turn(body, payload, workspace, context.bot_user_id),
+                name=f"slack turn {payload.get('ts')}",
             )
 
     return assistant

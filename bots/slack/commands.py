@@ -19,6 +19,7 @@ from bots.slack.mrkdwn import escape
 from bots.slack.payloads import DELIVERY
 from bots.slack.render import render
 from bots.slack.replier import SlackReplier
+from bots.slack.workspaces import Workspace
 from core.commands.parsing import parse_ai_text
 from core.commands.results import Reply
 from core.domain.errors import BotError
@@ -67,7 +68,6 @@ def delivery_id(command: dict[str, Any], context: AsyncBoltContext) -> str | Non
 class SlashCommands:
     def __init__(self, conversations: Conversations) -> None:
         self._conversations = conversations
-        self._client = conversations.client
         self._background = conversations.background
 
     @property
@@ -93,17 +93,18 @@ class SlashCommands:
 
     async def _guarded(
         self,
-        run: Callable[[dict[str, Any], AsyncRespond], Coroutine[Any, Any, None]],
+        run: Callable[[dict[str, Any], Workspace, AsyncRespond], Coroutine[Any, Any, None]],
         command: dict[str, Any],
         context: AsyncBoltContext,
         respond: AsyncRespond,
     ) -> None:
         try:
             user_id, delivery = str(command["user_id"]), delivery_id(command, context)
+            workspace = self._conversations.workspaces.of(context)
             if not await self._commands.admit(PLATFORM, user_id, delivery):
                 log.info("replayed slash command %s dropped", command.get("command"))
                 return
-            await run(command, respond)
+            await run(command, workspace, respond)
         except BotError as exc:
             await respond(text=error_text(exc), response_type="ephemeral")
         except Exception:
@@ -116,10 +117,9 @@ class SlashCommands:
             PLATFORM, str(command.get("team_id") or ""), str(command["channel_id"]), thread
         )
 
-    async def _user(self, command: dict[str, Any]) -> ChatUser:
-        return await self._conversations.directory.user(
-            str(command["user_id"]), name_hint=command.get("user_name")
-        )
+    @staticmethod
+    async def _user(command: dict[str, Any], workspace: Workspace) -> ChatUser:
+        return await workspace.directory.user(str(command["user_id"]), name_hint=command.get("user_name"))
 
     async def _thread_key(self, command: dict[str, Any]) -> ConversationKey:
         """Slack sends no thread with a slash command: reset/model/usage apply to the thread the caller last
@@ -130,39 +130,51 @@ class SlashCommands:
         thread = await turns.last_thread(PLATFORM, team, channel, str(command["user_id"]))
         return self._key(command, thread)
 
-    async def _ai(self, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def _ai(self, command: dict[str, Any], workspace: Workspace, respond: AsyncRespond) -> None:
         sub, rest = parse_ai_text(plain_text(str(command.get("text") or ""), None))
-        user = await self._user(command)
+        user = await self._user(command, workspace)
         key = await self._thread_key(command)
         commands = self._commands
+        send = self._sender(command, workspace, respond)
         if sub in ("ask", "chat", "image") and not rest:
             await respond(text=AI_USAGE[sub], response_type="ephemeral")
         elif sub in ("ask", "chat"):
-            await self._ask(command, user, rest, respond)
+            await self._ask(command, workspace, user, rest, respond)
         elif sub == "image":
-            await self._image(command, user, rest, respond)
+            await self._image(command, workspace, user, rest, respond)
         elif sub == "reset":
-            await self._send(await commands.reset(user, key), command, respond, key.thread_id)
+            await send(await commands.reset(user, key), key.thread_id)
         elif sub == "usage":
-            await self._send(await commands.usage(user, key), command, respond, key.thread_id)
+            await send(await commands.usage(user, key), key.thread_id)
         elif sub == "model":
-            await self._send(await commands.set_model(user, key, rest), command, respond, key.thread_id)
+            await send(await commands.set_model(user, key, rest), key.thread_id)
         elif sub == "forget":
-            await self._send(await commands.forget(user, key, rest), command, respond)
+            await send(await commands.forget(user, key, rest), "")
         elif sub == "export":
-            await self._send(await commands.export(user, key), command, respond)
+            await send(await commands.export(user, key), "")
         else:
-            await self._send(await commands.help(user), command, respond)
+            await send(await commands.help(user), "")
 
-    async def _admin(self, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def _admin(self, command: dict[str, Any], workspace: Workspace, respond: AsyncRespond) -> None:
         name, _, args = str(command.get("text") or "").strip().partition(" ")
-        user = await self._user(command)
+        user = await self._user(command, workspace)
         reply = await self._commands.admin(user, self._key(command), name, neutral_args(args.strip()))
-        await self._send(reply, command, respond)
+        await self._send(reply, command, workspace, respond)
 
-    async def _post_question(self, command: dict[str, Any], text: str, respond: AsyncRespond) -> str | None:
+    def _sender(
+        self, command: dict[str, Any], workspace: Workspace, respond: AsyncRespond
+    ) -> Callable[[Reply, str], Coroutine[Any, Any, None]]:
+        async def send(reply: Reply, thread_ts: str) -> None:
+            await self._send(reply, command, workspace, respond, thread_ts)
+
+        return send
+
+    @staticmethod
+    async def _post_question(
+        command: dict[str, Any], workspace: Workspace, text: str, respond: AsyncRespond
+    ) -> str | None:
         try:
-            posted = await self._client.chat_postMessage(
+            posted = await workspace.client.chat_postMessage(
                 channel=str(command["channel_id"]), text=text, unfurl_links=False, unfurl_media=False
             )
         except SlackApiError as exc:
@@ -173,11 +185,18 @@ class SlashCommands:
             return None
         return str(posted["ts"])
 
-    async def _ask(self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond) -> None:
+    async def _ask(
+        self,
+        command: dict[str, Any],
+        workspace: Workspace,
+        user: ChatUser,
+        prompt: str,
+        respond: AsyncRespond,
+    ) -> None:
         # The question is shown only once the core has let it through (not banned, not rate limited, not
         # blocked) and only as redacted: until then the thread's parent says nothing of it.
         waiting = f"<@{user.user_id}> asked a question :hourglass_flowing_sand:"
-        ts = await self._post_question(command, waiting, respond)
+        ts = await self._post_question(command, workspace, waiting, respond)
         if ts is None:
             return
         channel = str(command["channel_id"])
@@ -188,66 +207,78 @@ class SlashCommands:
             event_id=event_id(channel, ts),
             received_at=datetime.now(UTC),
         )
-        replier = SlackReplier(self._client, channel, ts, interval=self._conversations.edit_interval)
+        asker = (user.user_id, message.key.workspace_id)
+        replier = self._conversations.replier(message.key, workspace, asker)
         shown = f"<@{user.user_id}> asked: {escape(echo(self._commands.display(prompt)))}"
         failed = f"<@{user.user_id}> asked a question."
-        parent = QuestionParent(self._client, channel, ts, shown, failed, replier)
+        parent = QuestionParent(workspace.client, channel, ts, shown, failed, replier)
         await self._conversations.services.turns.handle(message, parent)
 
     async def _image(
-        self, command: dict[str, Any], user: ChatUser, prompt: str, respond: AsyncRespond
+        self,
+        command: dict[str, Any],
+        workspace: Workspace,
+        user: ChatUser,
+        prompt: str,
+        respond: AsyncRespond,
     ) -> None:
-        channel = str(command["channel_id"])
+        channel, client = str(command["channel_id"]), workspace.client
         question = f"<@{user.user_id}> asked for an image: {escape(echo(self._commands.display(prompt)))}"
         waiting = f"<@{user.user_id}> asked for an image :hourglass_flowing_sand:"
-        ts = await self._post_question(command, waiting, respond)
+        ts = await self._post_question(command, workspace, waiting, respond)
         if ts is None:
             return
         try:
             reply = await self._commands.image(user, self._key(command, ts), prompt)
         except Exception:
-            await self._client.chat_delete(channel=channel, ts=ts)
+            await client.chat_delete(channel=channel, ts=ts)
             raise
-        await self._client.chat_update(channel=channel, ts=ts, text=question)
+        await client.chat_update(channel=channel, ts=ts, text=question)
         text = render(reply)
-        await self._upload(reply.attachments, channel, ts, comment=text or None)
+        await _upload(client, reply.attachments, channel, ts, comment=text or None)
 
+    @staticmethod
     async def _send(
-        self, reply: Reply, command: dict[str, Any], respond: AsyncRespond, thread_ts: str = ""
+        reply: Reply,
+        command: dict[str, Any],
+        workspace: Workspace,
+        respond: AsyncRespond,
+        thread_ts: str = "",
     ) -> None:
         """Text ephemeral unless ``reply.public`` (then in the thread it concerns); files into the channel
         when public, else into the caller's DM with the bot (Slack has no ephemeral files)."""
         text = render(reply)
-        channel = str(command["channel_id"])
+        channel, client = str(command["channel_id"]), workspace.client
         if reply.public:
-            await self._client.chat_postMessage(
+            await client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts or None, text=text, unfurl_links=False
             )
-            await self._upload(reply.attachments, channel, thread_ts or None)
+            await _upload(client, reply.attachments, channel, thread_ts or None)
             return
         if reply.attachments:
-            opened = await self._client.conversations_open(users=str(command["user_id"]))
+            opened = await client.conversations_open(users=str(command["user_id"]))
             dm = str(opened["channel"]["id"])
-            await self._upload(reply.attachments, dm, None, comment=text)
+            await _upload(client, reply.attachments, dm, None, comment=text)
             names = ", ".join(f"`{a.name}`" for a in reply.attachments)
             text = f"{text}\n\n_Sent {names} to you in a direct message._"
         await respond(text=text, response_type="ephemeral")
 
-    async def _upload(
-        self,
-        attachments: tuple[Attachment, ...],
-        channel: str,
-        thread_ts: str | None,
-        comment: str | None = None,
-    ) -> None:
-        if not attachments:
-            return
-        await self._client.files_upload_v2(
-            file_uploads=[{"file": a.data, "filename": a.name, "title": a.name} for a in attachments],
-            channel=channel,
-            thread_ts=thread_ts,
-            initial_comment=comment,
-        )
+
+async def _upload(
+    client: AsyncWebClient,
+    attachments: tuple[Attachment, ...],
+    channel: str,
+    thread_ts: str | None,
+    comment: str | None = None,
+) -> None:
+    if not attachments:
+        return
+    await client.files_upload_v2(
+        file_uploads=[{"file": a.data, "filename": a.name, "title": a.name} for a in attachments],
+        channel=channel,
+        thread_ts=thread_ts,
+        initial_comment=comment,
+    )
 
 
 class QuestionParent:

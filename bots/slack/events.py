@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.arrival import Arrivals
 from bots.downloads import DownloadSlots
 from bots.inflight import InFlight
-from bots.slack.files import FileFetcher
-from bots.slack.identity import PLATFORM, Directory
-from bots.slack.replier import EDIT_INTERVAL, SlackReplier
+from bots.slack.identity import PLATFORM
+from bots.slack.replier import EDIT_INTERVAL, NativeStreaming, SlackReplier
+from bots.slack.workspaces import Workspace, Workspaces
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 
 if TYPE_CHECKING:
@@ -78,24 +77,23 @@ def plain_text(text: str, bot_user_id: str | None) -> str:
 
 
 class Conversations:
-    """Bolt listeners for ``app_mention`` and ``message`` events, and the turn they start."""
+    """Bolt listeners for ``app_mention`` and ``message`` events, and the turn they start, talking to each
+    event's own workspace (``workspaces``)."""
 
     def __init__(
         self,
         services: ChatServices,
-        client: AsyncWebClient,
-        directory: Directory,
-        fetcher: FileFetcher,
+        workspaces: Workspaces,
         background: InFlight,
         *,
         edit_interval: float = EDIT_INTERVAL,
+        native: NativeStreaming | None = None,
     ) -> None:
         self.services = services
-        self.client = client
-        self.directory = directory
-        self.fetcher = fetcher
+        self.workspaces = workspaces
         self.background = background
         self.edit_interval = edit_interval
+        self.native = native  # None: replies are a placeholder and edits, never chat.startStream
         # Events of one thread are handed to the core in arrival order, so a follow-up behind a message with
         # a large file is never answered first. Their preparation (user, thread so far, files) runs in that
         # order too: what a thread said before and whether it is a conversation depend on the turns ahead,
@@ -111,7 +109,7 @@ class Conversations:
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         if is_person(event, context.bot_user_id):
-            self.start_turn(body, event, context.bot_user_id)
+            self.start_turn(body, event, context)
 
     async def on_message(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
@@ -120,15 +118,16 @@ class Conversations:
         if not is_person(event, bot):
             return
         if event.get("channel_type") == "im":
-            self.start_turn(body, event, bot)
+            self.start_turn(body, event, context)
         elif mentions(str(event.get("text") or ""), bot):
             # Mentions are answered from their app_mention twin, except file shares: Slack sends those as a
             # message only (slackapi/bolt-python#925). Should both arrive, the shared event id answers once.
             if event.get("subtype") == "file_share":
-                self.start_turn(body, event, bot)
+                self.start_turn(body, event, context)
         elif event.get("thread_ts"):  # a reply in a thread: answered only where a conversation is going on
+            workspace = self.workspaces.of(context)
             self.background.spawn(
-                self._follow_up(body, event, bot), name=f"slack follow-up {event.get('ts')}"
+                self._follow_up(body, event, workspace, bot), name=f"slack follow-up {event.get('ts')}"
             )
 
     def key(self, body: dict[str, Any], event: dict[str, Any]) -> ConversationKey:
@@ -137,24 +136,26 @@ class Conversations:
             PLATFORM, team, str(event["channel"]), str(event.get("thread_ts") or event["ts"])
         )
 
-    def start_turn(
-        self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, *, assistant: bool = False
-    ) -> None:
+    def start_turn(self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
+        workspace = self.workspaces.of(context)
         self.background.spawn(
-            self.turn(body, event, bot_user_id, assistant=assistant),
+            self.turn(body, event, workspace, context.bot_user_id),
             name=f"slack turn {event_id(str(event.get('channel')), str(event.get('ts')))}",
         )
 
-    async def _follow_up(self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
+    async def _follow_up(
+        self, body: dict[str, Any], event: dict[str, Any], workspace: Workspace, bot_user_id: str | None
+    ) -> None:
         key = self.key(body, event)
         async with self._arrivals.arrive(key) as place, place:
             if await self.services.commands.is_conversation(key):
-                await self._turn(key, body, event, bot_user_id)
+                await self._turn(key, body, event, workspace, bot_user_id)
 
     async def turn(
         self,
         body: dict[str, Any],
         event: dict[str, Any],
+        workspace: Workspace,
         bot_user_id: str | None,
         *,
         assistant: bool = False,
@@ -163,13 +164,14 @@ class Conversations:
         """``admitted`` runs once the user is let through (e.g. the assistant panel's thread title)."""
         key = self.key(body, event)
         async with self._arrivals.arrive(key) as place, place:
-            await self._turn(key, body, event, bot_user_id, assistant=assistant, admitted=admitted)
+            await self._turn(key, body, event, workspace, bot_user_id, assistant=assistant, admitted=admitted)
 
     async def _turn(
         self,
         key: ConversationKey,
         body: dict[str, Any],
         event: dict[str, Any],
+        workspace: Workspace,
         bot_user_id: str | None,
         *,
         assistant: bool = False,
@@ -183,33 +185,48 @@ class Conversations:
             event_id=event_id(key.channel_id, str(event["ts"])),
             received_at=datetime.now(UTC),
         )
+        asker = (user_id, str(event.get("user_team") or event.get("team") or key.workspace_id))
         if not await self.services.turns.admit(asking):  # banned, too fast, too long: refused as it is
-            await self.services.turns.handle(asking, self._replier(key, assistant, None))
+            await self.services.turns.handle(asking, self.replier(key, workspace, asker, assistant=assistant))
             return
         if admitted is not None:
             await admitted(key)
-        user = await self.directory.user(user_id)
-        earlier = await self._earlier_in_thread(key, event, bot_user_id)
+        user = await workspace.directory.user(user_id)
+        earlier = await self._earlier_in_thread(key, event, workspace, bot_user_id)
         async with self._downloads.slot(user_id):
-            collected = await self.fetcher.collect(event.get("files") or [], key)
+            collected = await workspace.fetcher.collect(event.get("files") or [], key)
         message = replace(
             asking, user=user, text=earlier + asking.text, attachments=tuple(collected.attachments)
         )
-        outcome = await self.services.turns.handle(message, self._replier(key, assistant, collected.notice()))
+        replier = self.replier(key, workspace, asker, assistant=assistant, notice=collected.notice())
+        outcome = await self.services.turns.handle(message, replier)
         log.debug("slack turn %s: %s", message.event_id, outcome)
 
-    def _replier(self, key: ConversationKey, assistant: bool, notice: str | None) -> SlackReplier:
+    def replier(
+        self,
+        key: ConversationKey,
+        workspace: Workspace,
+        asker: tuple[str, str],
+        *,
+        assistant: bool = False,
+        notice: str | None = None,
+    ) -> SlackReplier:
+        """The reply in the thread of ``key``; ``asker`` (user id, team id) is whom a native stream in a
+        channel is for."""
         return SlackReplier(
-            self.client,
+            workspace.client,
             key.channel_id,
             key.thread_id,
             assistant=assistant,
             interval=self.edit_interval,
             notice=notice,
+            native=self.native,
+            team_id=key.workspace_id,
+            recipient=asker,
         )
 
     async def _earlier_in_thread(
-        self, key: ConversationKey, event: dict[str, Any], bot_user_id: str | None
+        self, key: ConversationKey, event: dict[str, Any], workspace: Workspace, bot_user_id: str | None
     ) -> str:
         """When the bot is first called into a thread people were already talking in, what they said there
         (the newest messages, as text ahead of the question); "" for a new thread or a known conversation."""
@@ -220,7 +237,7 @@ class Conversations:
         cursor: str | None = None
         try:
             for _ in range(THREAD_CONTEXT_PAGES):
-                page = await self.client.conversations_replies(
+                page = await workspace.client.conversations_replies(
                     channel=key.channel_id, ts=str(thread_ts), limit=100, cursor=cursor
                 )
                 found.extend(m for m in page.get("messages") or [] if float(m.get("ts", 0)) < float(ts))
@@ -239,7 +256,7 @@ class Conversations:
             if message.get("bot_id") or author == bot_user_id or not author:
                 name = "a bot" if author != bot_user_id else "you (the assistant)"
             else:
-                name = (await self.directory.user(str(author))).display_name
+                name = (await workspace.directory.user(str(author))).display_name
             lines.append(f"{name}: {text}")
         if not lines:
             return ""

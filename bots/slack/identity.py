@@ -17,15 +17,27 @@ PLATFORM = "slack"
 USER_TTL = 600.0  # seconds a users.info answer is trusted (admin rights change rarely)
 
 
+Cache = dict[str, tuple[float, ChatUser]]
+
+
 class Directory:
+    """``cache``: the answers of an earlier Directory of the same workspace (OAuth mode builds one per
+    request, with the token of that request)."""
+
     def __init__(
-        self, client: AsyncWebClient, *, admins: tuple[str, ...], ttl: float = USER_TTL, size: int = 10_000
+        self,
+        client: AsyncWebClient,
+        *,
+        admins: tuple[str, ...],
+        ttl: float = USER_TTL,
+        size: int = 10_000,
+        cache: Cache | None = None,
     ) -> None:
         self._client = client
         self._admins = frozenset(admins)
         self._ttl = ttl
         self._size = size
-        self._cache: dict[str, tuple[float, ChatUser]] = {}
+        self._cache: Cache = cache if cache is not None else {}
 
     async def user(self, user_id: str, *, name_hint: str | None = None) -> ChatUser:
         now = time.monotonic()

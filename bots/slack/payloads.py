@@ -68,6 +68,13 @@ class AssistantThread(Model):
     context: ThreadContext = ThreadContext()
 
 
+class RevokedTokens(Model):
+    """``tokens_revoked``: whose tokens were revoked (user ids), OAuth user tokens and bot tokens."""
+
+    oauth: list[Id] = Field(default_factory=list, max_length=1_000)
+    bot: list[Id] = Field(default_factory=list, max_length=1_000)
+
+
 class Event(Model):
     type: Name
     subtype: Name | None = None
@@ -84,6 +91,7 @@ class Event(Model):
     team: Id | None = None
     files: list[File] | None = Field(default=None, max_length=100)
     assistant_thread: AssistantThread | None = None
+    tokens: RevokedTokens | None = None
 
     @model_validator(mode="after")
     def _where(self) -> Event:

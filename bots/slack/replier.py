@@ -1,14 +1,18 @@
 """The core's Replier for a Slack thread: the shared pump (bots/streaming.py) over a ``SlackSink``.
 
-A placeholder (or the assistant panel's native status) first, then edits at most about once a second, the
-Markdown the model writes shown as Slack mrkdwn, long answers split into several messages, a `:gear:` line
-while tools run, files uploaded into the thread.
+Where the workspace allows it the answer streams natively (``chat.startStream`` / ``chat.appendStream`` /
+``chat.stopStream``, Markdown as the model writes it); else a placeholder first (or the assistant panel's
+native status), then edits at most about once a second, the Markdown shown as Slack mrkdwn. Either way long
+answers are split into several messages, tools show what they do (a native task line, or a `:gear:` line)
+and files are uploaded into the thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -20,8 +24,52 @@ from core.domain.types import Attachment, ConversationKey
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = ":hourglass_flowing_sand: Thinking…"
+# What Slack answers chat.startStream with where a workspace (or a proxy in front of Slack) has no native
+# streaming: the workspace gets placeholder and edits from then on.
+REFUSALS = frozenset(
+    {
+        "not_allowed",
+        "unknown_method",
+        "method_deprecated",
+        "method_not_supported_for_channel_type",
+        "feature_not_enabled",
+        "not_enabled",
+        "missing_scope",
+        "not_allowed_token_type",
+        "team_access_not_granted",
+    }
+)
+NATIVE_MEMORY = 100_000  # workspaces whose refusal is remembered
+ENDED = "message_not_in_streaming_state"  # a stream Slack stopped (e.g. it expired)
 
-__all__ = ["EDIT_INTERVAL", "PLACEHOLDER", "SlackReplier", "SlackResolver", "SlackSink"]
+__all__ = [
+    "EDIT_INTERVAL",
+    "PLACEHOLDER",
+    "NativeStreaming",
+    "SlackReplier",
+    "SlackResolver",
+    "SlackSink",
+]
+
+
+class NativeStreaming:
+    """Which workspaces stream natively: tried on a workspace's first reply, and a refusal remembered.
+
+    In memory, per process: it is a capability of the workspace and the app, not state to share (another
+    replica, or this one after a restart, finds out again with one refused call)."""
+
+    def __init__(self) -> None:
+        self._refused: set[str] = set()
+
+    def allowed(self, team_id: str) -> bool:
+        return team_id not in self._refused
+
+    def refuse(self, team_id: str, error: str) -> None:
+        if team_id not in self._refused:
+            log.info("no native streaming in Slack workspace %s (%s): edits instead", team_id, error)
+            if len(self._refused) >= NATIVE_MEMORY:
+                self._refused.clear()
+            self._refused.add(team_id)
 
 
 class SlackSink:
@@ -29,7 +77,9 @@ class SlackSink:
 
     With ``assistant=True`` (the assistant panel) "thinking" is the native thread status instead of a
     placeholder message; it falls back to a placeholder where Slack refuses a status (a plain DM thread).
-    ``notice`` (e.g. files that could not be read) is posted once, before the answer.
+    ``notice`` (e.g. files that could not be read) is posted once, before the answer. With ``native`` the
+    reply streams natively where workspace ``team_id`` allows it, to ``recipient`` (user id, team id) in a
+    channel; the text it appends is the text the pump shows, so only what moderation passed.
     """
 
     transient: tuple[type[Exception], ...] = (SlackApiError,)
@@ -43,6 +93,9 @@ class SlackSink:
         assistant: bool = False,
         limit: int = MESSAGE_LIMIT,
         notice: str | None = None,
+        native: NativeStreaming | None = None,
+        team_id: str = "",
+        recipient: tuple[str, str] | None = None,
     ) -> None:
         self._client = client
         self.channel = channel
@@ -51,6 +104,16 @@ class SlackSink:
         self.splitting = splitting(limit)
         self._notice = notice
         self._native_status = False
+        self._posted = False
+        self._native = native
+        self._team = team_id
+        self._recipient = recipient
+        # None: not decided yet (the first message decides); True: text is Markdown, messages streams
+        self._markdown: bool | None = None if native is not None and native.allowed(team_id) else False
+        self._open: dict[str, str] = {}  # ts of an open stream -> the Markdown appended to it so far
+        self._streams: set[str] = set()  # every message of this reply that was a stream
+        self._tasks = 0
+        self._task: dict[str, str] | None = None  # the tool step shown in the open stream, in progress
 
     async def begin(self) -> str | None:
         await self.announce()
@@ -64,26 +127,62 @@ class SlackSink:
         return PLACEHOLDER
 
     async def native_status(self, text: str) -> bool:
-        if not self._native_status:
+        if self._open:
+            return await self._task_step(text)
+        if not self._native_status or self._posted:
             return False
         with contextlib.suppress(SlackApiError):
             await self._set_status(text)
         return True
 
     async def post(self, text: str) -> object:
+        self._posted = True
+        markdown = self._markdown is not False  # how ``text`` was written
+        if markdown and self._native is not None and self._native.allowed(self._team):
+            ts = await self._start_stream(text)
+            if ts is not None:
+                return ts
+        if self._markdown is None:
+            self._markdown = False  # decided: this reply is messages and edits
+        if markdown and text != PLACEHOLDER:
+            text = to_mrkdwn(text)
         response = await self._client.chat_postMessage(
             channel=self.channel, thread_ts=self.thread_ts, text=text, unfurl_links=False, unfurl_media=False
         )
         return str(response["ts"])
 
     async def edit(self, handle: object, text: str) -> None:
-        await self._client.chat_update(channel=self.channel, ts=str(handle), text=text)
+        ts = str(handle)
+        if ts in self._open:
+            appended = self._open[ts]
+            if text == PLACEHOLDER:
+                return  # a new round has no text yet: the stream keeps what it shows
+            if text.startswith(appended):
+                try:
+                    await self._append(ts, text[len(appended) :])
+                except SlackApiError as exc:
+                    if exc.response.get("error") != ENDED:
+                        raise
+                    del self._open[ts]  # Slack ended the stream (it expired): edited from now on
+                else:
+                    self._open[ts] = text
+                    return
+            else:
+                await self._stop(ts)  # text that is no continuation (a new tool round): edited from now on
+        shown = to_mrkdwn(text) if self._markdown and text != PLACEHOLDER else text
+        await self._client.chat_update(channel=self.channel, ts=ts, text=shown)
 
     async def delete(self, handle: object) -> None:
-        await self._client.chat_delete(channel=self.channel, ts=str(handle))
+        ts = str(handle)
+        if ts in self._open:
+            await self._stop(ts)
+        await self._client.chat_delete(channel=self.channel, ts=ts)
 
     def locate(self, handle: object) -> dict[str, str]:
-        return {"channel": self.channel, "ts": str(handle)}
+        where = {"channel": self.channel, "ts": str(handle)}
+        if str(handle) in self._streams:
+            where["stream"] = "native"  # the resolver stops it if it is still open
+        return where
 
     async def upload(self, attachment: Attachment) -> None:
         await self._client.files_upload_v2(
@@ -100,21 +199,101 @@ class SlackSink:
             await self._client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=notice)
 
     async def end(self) -> None:
-        """Nothing to stop: Slack shows no typing indicator for a bot."""
+        """Stop the open stream, if any (Slack shows no typing indicator for a bot)."""
+        for ts in list(self._open):
+            await self._stop(ts)
 
     def streaming(self, text: str, status: str | None, posted: bool) -> str:
+        if self._markdown is not False:
+            shown = text.strip()
+            if status:
+                shown = f"{shown}\n\n_:gear: {status}_" if shown else f":gear: {status}"
+            return shown or PLACEHOLDER
         shown = to_mrkdwn(text).strip()
         if status:
             shown = f"{shown}\n\n_:gear: {escape(status)}_" if shown else f":gear: {escape(status)}"
         return shown or PLACEHOLDER
 
     def final(self, text: str) -> str:
+        if self._markdown is not False:
+            return text.strip() or PLACEHOLDER
         return to_mrkdwn(text).strip() or PLACEHOLDER
 
     def failure(self, message: str, streamed: str, shown: str) -> str:
-        notice = f":warning: {escape(message)}"
-        answer = to_mrkdwn(streamed).strip() if streamed else ""
+        if self._markdown is not False:
+            notice = f":warning: {message}"
+            answer = streamed.strip() if streamed else ""
+        else:
+            notice = f":warning: {escape(message)}"
+            answer = to_mrkdwn(streamed).strip() if streamed else ""
         return f"{answer}\n\n{notice}" if answer else notice
+
+    # -- native streaming
+
+    async def _start_stream(self, text: str) -> str | None:
+        """A new streamed message (None: Slack refused; the reply continues with messages and edits)."""
+        for ts in list(self._open):  # one open stream per reply: the earlier piece is complete
+            await self._stop(ts)
+        markdown = "" if text == PLACEHOLDER else text
+        options: dict[str, Any] = {}
+        if self._recipient is not None and not self.channel.startswith("D"):  # a channel, not a DM
+            options = {"recipient_user_id": self._recipient[0], "recipient_team_id": self._recipient[1]}
+        try:
+            response = await self._client.chat_startStream(
+                channel=self.channel, thread_ts=self.thread_ts, markdown_text=markdown or None, **options
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            if error in REFUSALS and self._native is not None:
+                self._native.refuse(self._team, error)
+            else:
+                log.warning("chat.startStream failed in %s: %s; posting instead", self.channel, error)
+            return None
+        ts = str(response["ts"])
+        self._markdown = True
+        self._open[ts] = markdown
+        self._streams.add(ts)
+        return ts
+
+    async def _append(self, ts: str, markdown: str) -> None:
+        chunks = self._finish_task()
+        if not markdown and not chunks:
+            return
+        if chunks:
+            if markdown:
+                chunks.append({"type": "markdown_text", "text": markdown})
+            await self._client.chat_appendStream(channel=self.channel, ts=ts, chunks=chunks)
+        else:
+            await self._client.chat_appendStream(channel=self.channel, ts=ts, markdown_text=markdown)
+
+    async def _stop(self, ts: str) -> None:
+        self._open.pop(ts, None)
+        chunks = self._finish_task()
+        try:
+            await self._client.chat_stopStream(channel=self.channel, ts=ts, chunks=chunks or None)
+        except SlackApiError as exc:  # e.g. expired: the message stays as it is, chat.update still works
+            log.info("chat.stopStream in %s: %s", self.channel, exc.response.get("error"))
+
+    async def _task_step(self, title: str) -> bool:
+        """A tool step shown in the open stream (a task line that completes when text follows)."""
+        [ts] = list(self._open)[-1:]
+        chunks = self._finish_task()
+        self._tasks += 1
+        self._task = {"type": "task_update", "id": f"step-{self._tasks}", "title": title}
+        chunks.append({**self._task, "status": "in_progress"})
+        try:
+            await self._client.chat_appendStream(channel=self.channel, ts=ts, chunks=chunks)
+        except SlackApiError as exc:
+            log.info("no task line in %s: %s", self.channel, exc.response.get("error"))
+            if exc.response.get("error") == ENDED:
+                self._open.pop(ts, None)
+            self._task = None
+            return False
+        return True
+
+    def _finish_task(self) -> list[dict[str, Any]]:
+        task, self._task = self._task, None
+        return [{**task, "status": "complete"}] if task is not None else []
 
     async def _set_status(self, status: str) -> None:
         await self._client.assistant_threads_setStatus(
@@ -135,11 +314,22 @@ class SlackReplier(StreamingReply):
         interval: float = EDIT_INTERVAL,
         limit: int = MESSAGE_LIMIT,
         notice: str | None = None,
+        native: NativeStreaming | None = None,
+        team_id: str = "",
+        recipient: tuple[str, str] | None = None,
     ) -> None:
-        super().__init__(
-            SlackSink(client, channel, thread_ts, assistant=assistant, limit=limit, notice=notice),
-            interval=interval,
+        sink = SlackSink(
+            client,
+            channel,
+            thread_ts,
+            assistant=assistant,
+            limit=limit,
+            notice=notice,
+            native=native,
+            team_id=team_id,
+            recipient=recipient,
         )
+        super().__init__(sink, interval=interval)
 
     @property
     def message_ts(self) -> list[str]:
@@ -147,20 +337,46 @@ class SlackReplier(StreamingReply):
         return [str(handle) for handle in self.handles]
 
 
+TokenOf = Callable[[str], Awaitable[str | None]]
+
+
 class SlackResolver:
     """Crash recovery on Slack (core/turn/recovery.py): the interrupted reply's message says so, or, when
-    nothing was posted, a new message in its thread does."""
+    nothing was posted, a new message in its thread does.
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    A native stream the dead replica left open is stopped with the notice appended (its text so far stays);
+    one that is already stopped, or any other message, is edited to show the notice. ``token_of`` (OAuth
+    mode) gives the bot token of the conversation's workspace; without it ``client``'s token is used."""
+
+    def __init__(self, client: AsyncWebClient, token_of: TokenOf | None = None) -> None:
         self._client = client
+        self._token_of = token_of
 
     async def resolve(self, key: ConversationKey, where: dict[str, str] | None, text: str) -> None:
+        options: dict[str, Any] = {}
+        if self._token_of is not None:
+            token = await self._token_of(key.workspace_id)
+            if token is None:
+                log.info("cannot resolve a reply in Slack workspace %s: not installed", key.workspace_id)
+                return
+            options["token"] = token
         shown = f":warning: {escape(text)}"
         if where is not None:
-            await self._client.chat_update(channel=where["channel"], ts=where["ts"], text=shown)
+            channel, ts = where["channel"], where["ts"]
+            if where.get("stream"):
+                try:
+                    await self._client.chat_stopStream(
+                        channel=channel, ts=ts, markdown_text=f"\n\n:warning: {text}", **options
+                    )
+                    return
+                except SlackApiError as exc:  # not streaming any more: edited like any message
+                    log.debug("chat.stopStream in %s: %s", channel, exc.response.get("error"))
+            await self._client.chat_update(channel=channel, ts=ts, text=shown, **options)
         elif key.channel_id:
             thread = key.thread_id if _is_ts(key.thread_id) else None
-            await self._client.chat_postMessage(channel=key.channel_id, thread_ts=thread, text=shown)
+            await self._client.chat_postMessage(
+                channel=key.channel_id, thread_ts=thread, text=shown, **options
+            )
 
 
 def _is_ts(value: str) -> bool:

@@ -295,3 +295,44 @@ class ToolCallRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Installation(Base):
+    """An app installed into a workspace through OAuth (Slack distribution): its bot token, rotated before it
+    expires when the app has token rotation on. One row per app (``client_id``) and workspace or organisation;
+    ``""`` where the platform names no enterprise (or, for an organisation-wide install, no team). Deleted
+    when the app is uninstalled or its bot token revoked."""
+
+    __tablename__ = "installations"
+    __table_args__ = (UniqueConstraint("platform", "client_id", "enterprise_id", "team_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str] = mapped_column(String(64))
+    enterprise_id: Mapped[str] = mapped_column(String(64))
+    team_id: Mapped[str] = mapped_column(String(64), index=True)
+    is_enterprise_install: Mapped[bool] = mapped_column(Boolean, default=False)
+    app_id: Mapped[str | None] = mapped_column(String(64))
+    team_name: Mapped[str | None] = mapped_column(String(255))
+    enterprise_name: Mapped[str | None] = mapped_column(String(255))
+    enterprise_url: Mapped[str | None] = mapped_column(String(255))
+    installer_user_id: Mapped[str | None] = mapped_column(String(64))
+    bot_token: Mapped[str] = mapped_column(Text)
+    bot_id: Mapped[str | None] = mapped_column(String(64))
+    bot_user_id: Mapped[str | None] = mapped_column(String(64))
+    bot_scopes: Mapped[str] = mapped_column(Text, default="")  # comma-separated, as granted
+    bot_refresh_token: Mapped[str | None] = mapped_column(Text)  # token rotation only
+    bot_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    token_type: Mapped[str | None] = mapped_column(String(16))
+    installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OAuthState(Base):
+    """An OAuth ``state`` handed to an installer's browser at /slack/install, valid once until it expires."""
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    state: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -14,13 +14,27 @@ Socket Mode: ``apps.connections.open`` returns ``ws://127.0.0.1:<port>/link/?tic
 ``envelope_id``). Events API over HTTP: ``post_event`` / ``post_command`` sign the body with the signing
 secret (``X-Slack-Signature`` v0, ``X-Slack-Request-Timestamp``), optionally forged, stale or as a retry.
 
+Several workspaces (distribution through OAuth v2): ``GET /oauth/v2/authorize`` is Slack's page in the
+installer's browser; it "approves" at once and redirects to the app's redirect URL with a code for the team
+``install_into`` names. ``oauth.v2.access`` (HTTP Basic with ``CLIENT_ID``/``CLIENT_SECRET``) trades the code
+for a bot token of that team, with a refresh token and an expiry when ``token_rotation`` is on, and a refresh
+token for a new one (``grant_type=refresh_token``). Every Web API call is checked against the tokens issued so
+far; ``auth.test`` answers for the token's own team; ``uninstall(team)`` revokes a team's tokens. Each call
+records the token it came with (``ApiCall.token``) and the team it belongs to.
+
+Native streaming: ``chat.startStream`` / ``chat.appendStream`` / ``chat.stopStream`` work in the teams listed
+in ``streaming`` and answer ``stream_refusal`` (default ``unknown_method``) elsewhere. A streamed message is
+a ``PostedMessage`` whose text grows with each append (``appends``, ``chunks``), its ``stream`` "open" until
+stopped. In a channel (not a DM) a stream needs ``recipient_user_id`` and ``recipient_team_id``.
+
 Payload layouts follow Slack's documented examples (event_callback envelopes, app_mention / message events,
-slash command form fields, Socket Mode envelopes).
+slash command form fields, Socket Mode envelopes, oauth.v2.access answers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
@@ -43,6 +57,9 @@ TEAM_ID = "T0TEAM"
 APP_ID = "A0APP"
 BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "fake-client-secret"
+OTHER_TEAM = "T0OTHER"  # a second workspace (OAuth tests)
 
 # The bot scopes of manifest.yml: what auth.test reports in X-OAuth-Scopes for an app installed from it.
 MANIFEST_SCOPES = (
@@ -73,6 +90,15 @@ class ApiCall:
     token: str | None
     verb: str
     status: int = 200
+    team: str | None = None  # the workspace of the token
+
+
+@dataclass(frozen=True)
+class Team:
+    team_id: str
+    name: str
+    bot_user_id: str
+    bot_id: str
 
 
 @dataclass
@@ -84,6 +110,11 @@ class PostedMessage:
     user: str
     edits: list[str] = field(default_factory=list)  # the text after each chat.update, in order
     deleted: bool = False
+    token: str | None = None  # the token it was posted with
+    stream: str | None = None  # "open" / "stopped" for a natively streamed message
+    appends: list[str] = field(default_factory=list)  # Markdown appended to a stream, call by call
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # every chunk a stream received
+    recipient: tuple[str, str] | None = None  # (recipient_user_id, recipient_team_id) of a stream
 
     @property
     def current(self) -> str:
@@ -124,6 +155,17 @@ class FakeSlack:
         self.socket_envelopes: list[dict[str, Any]] = []
         self.socket_acks: list[dict[str, Any]] = []
         self.socket_connected = asyncio.Event()
+        self.teams: dict[str, Team] = {TEAM_ID: Team(TEAM_ID, "Fake Workspace", BOT_USER_ID, BOT_ID)}
+        self.tokens: dict[str, str] = {BOT_TOKEN: TEAM_ID}  # valid bot tokens -> their team
+        self.install_into = OTHER_TEAM  # the team the authorize page installs into
+        self.oauth_redirect_url: str | None = None  # the app's configured redirect URL
+        self.authorize_requests: list[dict[str, str]] = []  # query of each authorize page visit
+        self.token_rotation = False  # oauth.v2.access issues expiring tokens with refresh tokens
+        self.token_expires_in = 43_200
+        self.streaming: set[str] = set()  # teams where native streaming works
+        self.stream_refusal = "unknown_method"  # what chat.startStream answers elsewhere
+        self._codes: dict[str, str] = {}  # OAuth code -> team
+        self._refresh: dict[str, str] = {}  # refresh token -> team
         self.scopes: list[str] = list(
             MANIFEST_SCOPES
         )  # granted to the bot token (auth.test's X-OAuth-Scopes)
@@ -147,6 +189,7 @@ class FakeSlack:
         app.router.add_get("/files-pri/{team_file}/{name}", self._file)
         app.router.add_post("/respond/{hook}", self._respond)
         app.router.add_get("/link/", self._socket)
+        app.router.add_get("/oauth/v2/authorize", self._authorize)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -192,6 +235,25 @@ class FakeSlack:
             "is_bot": bot,
             "is_app_user": False,
         }
+
+    def add_team(self, team_id: str, name: str) -> Team:
+        """Another workspace (its bot has its own user id there)."""
+        suffix = team_id.removeprefix("T")
+        team = Team(team_id, name, f"U0BOT{suffix}", f"B0BOT{suffix}")
+        self.teams[team_id] = team
+        return team
+
+    def uninstall(self, team_id: str) -> None:
+        """The app is removed from ``team_id``: its tokens stop working."""
+        for token, team in list(self.tokens.items()):
+            if team == team_id:
+                del self.tokens[token]
+        for refresh, team in list(self._refresh.items()):
+            if team == team_id:
+                del self._refresh[refresh]
+
+    def bot_user(self, team_id: str = TEAM_ID) -> str:
+        return self.teams[team_id].bot_user_id
 
     def fail(self, method: str, fault: Fault | None = None, *, times: int = 1) -> None:
         """The next ``times`` calls of ``method`` fail with ``fault`` (default: 429, Retry-After: 1)."""
@@ -242,7 +304,7 @@ class FakeSlack:
         return [
             m
             for m in self.messages
-            if m.user == BOT_USER_ID
+            if m.user in {team.bot_user_id for team in self.teams.values()}
             and not m.deleted
             and (channel is None or m.channel == channel)
             and (thread_ts is None or m.thread_ts == thread_ts)
@@ -273,11 +335,16 @@ class FakeSlack:
                 args.update(dict(await request.post()))
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.get("token")
-        call = ApiCall(method, args, token, request.method)
+        call = ApiCall(method, args, token, request.method, team=self.tokens.get(str(token)))
         self.calls.append(call)
         try:
-            expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
-            if token != expected:
+            if method == "oauth.v2.access":
+                call.token = header
+                body = self._oauth_access(header, args)
+                call.status = 200 if body.get("ok") else 400
+                return web.json_response(body)
+            valid = token == APP_TOKEN if method == "apps.connections.open" else token in self.tokens
+            if not valid:
                 call.status = 401
                 return web.json_response({"ok": False, "error": "invalid_auth"})
             queue = self._faults.get(method)
@@ -292,32 +359,33 @@ class FakeSlack:
             if handler is None:
                 call.status = 404
                 return web.json_response({"ok": False, "error": "unknown_method"})
-            body: dict[str, Any] = handler(args)
+            body: dict[str, Any] = handler(args, call)
             if not body.get("ok"):
                 call.status = 400
             # Slack reports the token's scopes on every Web API answer (auth.test included)
-            scopes = self.scopes if token == BOT_TOKEN else ["connections:write"]
+            scopes = self.scopes if token in self.tokens else ["connections:write"]
             return web.json_response(body, headers={"X-OAuth-Scopes": ",".join(scopes)})
         finally:
             await self._touch()
 
-    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_auth_test(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
+        team = self.teams[call.team or TEAM_ID]
         return {
             "ok": True,
             "url": "https://fake.slack.com/",
-            "team": "Fake Workspace",
+            "team": team.name,
             "user": "threadwise",
-            "team_id": TEAM_ID,
-            "user_id": BOT_USER_ID,
-            "bot_id": BOT_ID,
+            "team_id": team.team_id,
+            "user_id": team.bot_user_id,
+            "bot_id": team.bot_id,
             "is_enterprise_install": False,
         }
 
-    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_apps_connections_open(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         ws = self.base.replace("http://", "ws://")
         return {"ok": True, "url": f"{ws}/link/?ticket={uuid.uuid4()}&app_id={APP_ID}"}
 
-    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_chat_postMessage(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         channel = str(args.get("channel") or "")
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
@@ -328,11 +396,131 @@ class FakeSlack:
             return {"ok": False, "error": "no_text"}
         if len(text) > 40_000:
             return {"ok": False, "error": "msg_too_long"}
-        message = PostedMessage(channel, self.next_ts(), text, args.get("thread_ts") or None, BOT_USER_ID)
+        bot = self.bot_user(call.team or TEAM_ID)
+        message = PostedMessage(channel, self.next_ts(), text, args.get("thread_ts") or None, bot)
+        message.token = call.token
         self.messages.append(message)
         return {"ok": True, "channel": channel, "ts": message.ts, "message": self._shape(message)}
 
-    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+    # ------------------------------------------------------------------ native streaming
+
+    def _m_chat_startStream(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
+        team = call.team or TEAM_ID
+        if team not in self.streaming:
+            return {"ok": False, "error": self.stream_refusal}
+        channel, thread = str(args.get("channel") or ""), str(args.get("thread_ts") or "")
+        if not channel or not thread:
+            return {"ok": False, "error": "invalid_arguments"}
+        if channel in self.unreachable_channels:
+            return {"ok": False, "error": "not_in_channel"}
+        recipient = (str(args.get("recipient_user_id") or ""), str(args.get("recipient_team_id") or ""))
+        if not channel.startswith("D") and not all(recipient):
+            return {"ok": False, "error": "invalid_arguments"}  # required when streaming to channels
+        message = PostedMessage(channel, self.next_ts(), "", thread, self.bot_user(team), stream="open")
+        message.token = call.token
+        message.recipient = recipient if all(recipient) else None
+        self.messages.append(message)
+        error = self._stream_in(message, args)
+        if error:
+            return {"ok": False, "error": error}
+        return {"ok": True, "channel": channel, "ts": message.ts}
+
+    def _m_chat_appendStream(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.stream != "open":
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        error = self._stream_in(message, args)
+        if error:
+            return {"ok": False, "error": error}
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    def _m_chat_stopStream(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.stream != "open":
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        error = self._stream_in(message, args)
+        if error:
+            return {"ok": False, "error": error}
+        message.stream = "stopped"
+        return {"ok": True, "channel": message.channel, "ts": message.ts, "message": self._shape(message)}
+
+    @staticmethod
+    def _stream_in(message: PostedMessage, args: dict[str, Any]) -> str | None:
+        """Appends what a stream call carries (``markdown_text`` and ``chunks``); an error, if any."""
+        chunks = args.get("chunks") or []
+        if isinstance(chunks, str):
+            chunks = json.loads(chunks)
+        texts = [str(args["markdown_text"])] if args.get("markdown_text") else []
+        for chunk in chunks:
+            if chunk.get("type") not in ("markdown_text", "task_update", "plan_update", "blocks"):
+                return "invalid_chunks"
+            if chunk.get("type") == "markdown_text":
+                texts.append(str(chunk.get("text") or ""))
+        if any(len(text) > 12_000 for text in texts):
+            return "msg_too_long"
+        message.chunks.extend(chunks)
+        for text in texts:
+            message.appends.append(text)
+            message.text += text
+        return None
+
+    # ------------------------------------------------------------------ OAuth v2
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """Slack's authorize page, approved at once: back to the app with a code for ``install_into``."""
+        query = dict(request.query)
+        self.authorize_requests.append(query)
+        redirect = query.get("redirect_uri") or self.oauth_redirect_url
+        if query.get("client_id") != CLIENT_ID or not redirect:
+            return web.Response(status=400, text="invalid client_id or redirect_uri")
+        code = f"code-{uuid.uuid4().hex[:12]}"
+        self._codes[code] = self.install_into
+        if self.install_into not in self.teams:
+            self.add_team(self.install_into, f"Workspace {self.install_into}")
+        location = f"{redirect}?{urlencode({'code': code, 'state': query.get('state', '')})}"
+        await self._touch()
+        raise web.HTTPFound(location)
+
+    def _oauth_access(self, header: str, args: dict[str, Any]) -> dict[str, Any]:
+        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if header != expected:
+            return {"ok": False, "error": "invalid_client_id"}
+        if args.get("grant_type") == "refresh_token":
+            team_id = self._refresh.pop(str(args.get("refresh_token")), None)
+            if team_id is None:
+                return {"ok": False, "error": "invalid_refresh_token"}
+        else:
+            team_id = self._codes.pop(str(args.get("code")), None)
+            if team_id is None:
+                return {"ok": False, "error": "invalid_code"}
+        team = self.teams[team_id]
+        n = next(self._ids)
+        prefix = "xoxe.xoxb" if self.token_rotation else "xoxb"
+        token = f"{prefix}-{team_id}-{n}"
+        self.tokens[token] = team_id
+        answer: dict[str, Any] = {
+            "ok": True,
+            "access_token": token,
+            "token_type": "bot",
+            "scope": "app_mentions:read,chat:write,commands",
+            "bot_user_id": team.bot_user_id,
+            "app_id": APP_ID,
+            "team": {"name": team.name, "id": team_id},
+            "enterprise": None,
+            "authed_user": {"id": "U0INSTALLER"},
+            "is_enterprise_install": False,
+        }
+        if self.token_rotation:
+            refresh = f"xoxe-1-{team_id}-{n}"
+            self._refresh[refresh] = team_id
+            answer |= {"refresh_token": refresh, "expires_in": self.token_expires_in}
+        return answer
+
+    def _m_chat_update(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         message = self._find(str(args.get("channel")), str(args.get("ts")))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
@@ -342,28 +530,28 @@ class FakeSlack:
         message.edits.append(text)
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": text}
 
-    def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_chat_delete(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         message = self._find(str(args.get("channel")), str(args.get("ts")))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
         message.deleted = True
         return {"ok": True, "channel": message.channel, "ts": message.ts}
 
-    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_chat_postEphemeral(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         self.ephemeral.append(args)
         return {"ok": True, "message_ts": self.next_ts()}
 
-    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_users_info(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         user = self.users.get(str(args.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
-    def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_conversations_open(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         users = str(args.get("users") or "")
         if not users:
             return {"ok": False, "error": "users_list_not_supplied"}
         return {"ok": True, "channel": {"id": "D" + users.split(",")[0].removeprefix("U")}}
 
-    def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_conversations_replies(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         """A thread's messages, oldest first, people's and the bot's, paged by ``limit``/``cursor``."""
         channel, thread = str(args.get("channel") or ""), str(args.get("ts") or "")
         if not channel or not thread:
@@ -390,10 +578,10 @@ class FakeSlack:
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
-    def _m_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_files_info(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         return {"ok": False, "error": "file_not_found"}
 
-    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         filename, length = args.get("filename"), args.get("length")
         if not filename or length is None:
             return {"ok": False, "error": "invalid_arguments"}
@@ -401,7 +589,7 @@ class FakeSlack:
         self.uploads[file_id] = Upload(file_id, str(filename), int(length))
         return {"ok": True, "upload_url": f"{self.base}/upload/{file_id}", "file_id": file_id}
 
-    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_files_completeUploadExternal(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         files = args.get("files")
         if isinstance(files, str):
             files = json.loads(files)
@@ -419,13 +607,13 @@ class FakeSlack:
             shared.append({"id": upload.file_id, "name": upload.filename, "title": upload.title})
         return {"ok": True, "files": shared}
 
-    def _m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_assistant_threads_setStatus(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         return self._assistant_call(args)
 
-    def _m_assistant_threads_setTitle(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_assistant_threads_setTitle(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         return self._assistant_call(args)
 
-    def _m_assistant_threads_setSuggestedPrompts(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_assistant_threads_setSuggestedPrompts(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         return self._assistant_call(args)
 
     @staticmethod
@@ -465,7 +653,8 @@ class FakeSlack:
         return web.Response(text=f"OK - {len(upload.data)}")
 
     async def _file(self, request: web.Request) -> web.Response:
-        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        header = request.headers.get("Authorization", "")
+        authorized = header.startswith("Bearer ") and header.removeprefix("Bearer ") in self.tokens
         self.downloads.append((request.path, authorized))
         hosted = self._hosted.get(request.path)
         if not authorized:
@@ -550,9 +739,10 @@ class FakeSlack:
         mention: bool = False,
         ts: str | None = None,
         record: bool = False,
+        team: str = TEAM_ID,
     ) -> dict[str, Any]:
         """A ``message`` event (``mention=True``: its ``app_mention`` twin, same ts); ``record``: also part of
-        the channel's history (``conversations.replies``) without being delivered."""
+        the channel's history (``conversations.replies``) without being delivered; ``team``: the workspace."""
         ts = ts or self.next_ts()
         event: dict[str, Any] = {
             "type": "app_mention" if mention else "message",
@@ -561,7 +751,7 @@ class FakeSlack:
             "ts": ts,
             "channel": channel,
             "event_ts": ts,
-            "team": TEAM_ID,
+            "team": team,
             "client_msg_id": str(uuid.uuid4()),
             "blocks": [
                 {
@@ -575,7 +765,7 @@ class FakeSlack:
             event["channel_type"] = channel_type
         if thread_ts:
             event["thread_ts"] = thread_ts
-            event["parent_user_id"] = BOT_USER_ID
+            event["parent_user_id"] = self.teams[team].bot_user_id if team in self.teams else BOT_USER_ID
         if files:
             event["files"] = files
             event["upload"] = False
@@ -586,12 +776,16 @@ class FakeSlack:
             self.said.append({**event, "type": "message"})
         return event
 
-    def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
-        """The ``event_callback`` body around ``event``."""
+    def envelope(
+        self, event: dict[str, Any], *, event_id: str | None = None, team: str | None = None
+    ) -> dict[str, Any]:
+        """The ``event_callback`` body around ``event``, from workspace ``team`` (default: the event's)."""
+        team = team or str(event.get("team") or TEAM_ID)
+        bot = self.teams[team].bot_user_id if team in self.teams else "U0NOBOT"
         return {
             "token": "XXYYZZ",
-            "team_id": TEAM_ID,
-            "context_team_id": TEAM_ID,
+            "team_id": team,
+            "context_team_id": team,
             "context_enterprise_id": None,
             "api_app_id": APP_ID,
             "event": event,
@@ -601,8 +795,8 @@ class FakeSlack:
             "authorizations": [
                 {
                     "enterprise_id": None,
-                    "team_id": TEAM_ID,
-                    "user_id": BOT_USER_ID,
+                    "team_id": team,
+                    "user_id": bot,
                     "is_bot": True,
                     "is_enterprise_install": False,
                 }
@@ -612,12 +806,18 @@ class FakeSlack:
         }
 
     def command_payload(
-        self, command: str, text: str, *, user: str = "U0ALICE", channel: str = "C0GENERAL"
+        self,
+        command: str,
+        text: str,
+        *,
+        user: str = "U0ALICE",
+        channel: str = "C0GENERAL",
+        team: str = TEAM_ID,
     ) -> dict[str, str]:
         """The fields of a slash command invocation, with a response_url on this fake."""
         return {
             "token": "gIkuvaNzQIHg97ATvDxqgjtO",
-            "team_id": TEAM_ID,
+            "team_id": team,
             "team_domain": "fake",
             "channel_id": channel,
             "channel_name": "general" if channel.startswith("C") else "directmessage",

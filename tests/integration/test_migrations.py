@@ -27,6 +27,8 @@ EXPECTED = {
     "admin_actions",
     "channel_policies",
     "tool_calls",
+    "installations",
+    "oauth_states",
 }
 
 
