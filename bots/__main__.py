@@ -1,24 +1,23 @@
-"""The `threadwise` command line: chat, serve, migrate, admin. Composed in in bots/bootstrap.py."""
+"""The `threadwise` command line: chat, serve, migrate, admin. Composed in in bots/bootstrap.py.
+
+Each command imports what it uses when it runs: `--help`, `migrate` and `admin` load no model, chat or MCP
+SDK.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from bots.admin_cli import add_admin_commands, run_admin
-from bots.bootstrap import configured_platforms, open_admin_shell, open_core, serving
-from bots.console import ConsoleChat
-from core.db import migrate
-from core.db.session import Database
-from core.domain.errors import BotError
-from core.money.pricing import PriceFileError
-from core.settings import Settings, SettingsError, load_settings
+from bots.admin_args import add_admin_commands
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 log = logging.getLogger("threadwise")
 
@@ -26,6 +25,11 @@ EXIT_CONFIG = 2
 
 
 async def run_chat(settings: Settings, conversation: str | None, model: str | None) -> int:
+    import uuid
+
+    from bots.bootstrap import open_core
+    from bots.console import ConsoleChat
+
     async with open_core(settings, model=model) as core:
         chat = ConsoleChat(
             core.turns, conversation=conversation or f"session-{uuid.uuid4().hex[:8]}", model=model
@@ -34,6 +38,9 @@ async def run_chat(settings: Settings, conversation: str | None, model: str | No
 
 
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    from bots.admin_cli import run_admin
+    from bots.bootstrap import open_admin_shell
+
     async with open_admin_shell(settings) as shell:
         return await run_admin(
             shell.admin,
@@ -45,6 +52,9 @@ async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def run_migrate(settings: Settings, revision: str | None, downgrade: str | None) -> int:
+    from core.db import migrate
+    from core.db.session import Database
+
     async with Database.from_url(settings.service.database_url) as database:
         if downgrade:
             await migrate.downgrade(database.engine, downgrade)
@@ -56,6 +66,10 @@ async def run_migrate(settings: Settings, revision: str | None, downgrade: str |
 
 
 async def run_serve(settings: Settings) -> int:
+    import asyncio
+
+    from bots.bootstrap import configured_platforms, serving
+
     platforms = configured_platforms(settings)
     if not platforms:
         print(
@@ -89,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_until_signal(coro: object) -> int:
+    import asyncio
+
     async def main() -> int:
         assert asyncio.iscoroutine(coro)
         task = asyncio.ensure_future(coro)
@@ -109,6 +125,10 @@ def _run_until_signal(coro: object) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from core.domain.errors import BotError
+    from core.money.pricing import PriceFileError
+    from core.settings import SettingsError, load_settings
+
     try:
         settings = load_settings(args.env_file)
     except SettingsError as exc:

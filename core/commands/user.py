@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from core.admin.retention import Retention
 from core.commands.describe import describe_usage
@@ -12,10 +13,12 @@ from core.commands.results import Code, Heading, Reply, codes, line, say
 from core.domain.clock import Clock
 from core.domain.errors import BadInput
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
-from core.llm.image_generation import ImageGenerator
 from core.money.budgets import Budgets
 from core.money.pricing import format_usd
 from core.turn.service import ConversationService
+
+if TYPE_CHECKING:
+    from core.llm.image_generation import ImageGenerator
 
 
 class UserCommands:
