@@ -348,8 +348,7 @@ def build_commands(
 @contextlib.asynccontextmanager
 async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
     """The core of a running service, on a migrated database, with its MCP servers connected."""
-    counter = TokenCounter()
-    await counter.preload(model or settings.threadwise.model)  # one warning when offline without tables
+    counter = TokenCounter()  # its tables load with the first turn that counts (``TurnPipeline`` preloads)
     llm = build_llm(settings)
     try:
         async with open_database(settings) as database:
