@@ -22,7 +22,8 @@ Measured, each in this one run:
   is started ``--starts`` times, interleaved; Threadwise's first start creates its database (all
   migrations), the later ones find it at head (a restart). The table gives the fresh start and the median
   restart.
-- RSS ready: resident memory (VmRSS) one second after ready (anything loaded in the background counts).
+- RSS ready: resident memory (VmRSS) one second after ready (anything loaded in the background counts),
+  before any turn; then one turn is timed ("1st ms": what the first user after a start waits).
 - turns: ``--turns`` timed turns per SUT at ``--concurrency`` closed-loop clients (each turn a mention in a
   new thread), in blocks of ``--block`` turns that rotate through the SUTs (so every ratio comes from the
   same conditions), after ``--warmup`` untimed turns. CPU ms/turn is the SUT process's user+system time
@@ -240,6 +241,7 @@ class Running:
     log_path: Path
     ready: list[float] = field(default_factory=list)  # seconds, one per start (the first: fresh database)
     rss_ready: list[float] = field(default_factory=list)
+    first_turn: list[float] = field(default_factory=list)  # seconds, the first turn after each start
     rss_total: float | None = None
     served: int = 0
     timed: Phase = field(default_factory=Phase)
@@ -338,6 +340,7 @@ class Driver:
         running = Running(system, process, port, log_path)
         if previous is not None:
             running.ready, running.rss_ready = previous.ready, previous.rss_ready
+            running.first_turn = previous.first_turn
         self.runs[system.name] = running
         url = f"http://127.0.0.1:{port}/healthz"
         while True:
@@ -353,6 +356,11 @@ class Driver:
         rss = _rss_mb(process.pid)
         if rss is not None:
             running.rss_ready.append(rss)
+        from tests.fakes.slack_api import EventSender
+
+        sender = EventSender(f"http://127.0.0.1:{port}/slack/events", self.session)
+        running.first_turn.append(await self.turn(running, sender, 0))
+        running.served += 1
         return running
 
     @staticmethod
@@ -474,7 +482,7 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
     width = max(len(run.system.name) for run in runs) + 2
     head = (
         f"{'system':<{width}}{'calls':>6}{'CPU ms':>8}{'turns/s':>9}{'p50 ms':>8}{'p95 ms':>8}"
-        f"{'ready s':>9}{'restart s':>10}{'RSS MB':>8}{'RSS end':>9}"
+        f"{'ready s':>9}{'restart s':>10}{'1st ms':>8}{'RSS MB':>8}{'RSS end':>9}"
     )
     lines = [head, "-" * len(head)]
     for run in runs:
@@ -483,7 +491,8 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
         lines.append(
             f"{run.system.name:<{width}}{calls:>6}{_ms(_cpu(run)):>8}{phase.per_second:>9.0f}"
             f"{_ms(phase.median):>8}{_ms(phase.percentile(0.95)):>8}{run.ready[0]:>9.2f}"
-            f"{_restart(run):>10.2f}{_mb(_rss_ready(run)):>8}{_mb(run.rss_total):>9}"
+            f"{_restart(run):>10.2f}{_ms(statistics.median(run.first_turn)):>8}{_mb(_rss_ready(run)):>8}"
+            f"{_mb(run.rss_total):>9}"
         )
     by_name = {run.system.name: run for run in runs}
     lines += ["", "ratios to the relay making the same wire calls (turns/s: <1 is slower; others: >1 more):"]
@@ -505,7 +514,8 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
         "counted). CPU ms: the SUT process's CPU time per timed turn. p50/p95: event POST -> final "
         "chat.update in the fake. "
         f"ready: spawn -> first 200 from /healthz; the first start (fresh database: every migration) and "
-        f"the median of {args.starts - 1} restarts at head. RSS MB: resident {SETTLE:g} s after ready "
+        f"the median of {args.starts - 1} restarts at head. 1st ms: the first turn after a start (median). "
+        f"RSS MB: resident {SETTLE:g} s after ready, before that turn "
         f"(median of the starts); RSS end: after {args.total:,} turns served. {pinned} Times are of this "
         "machine and this run only: compare ratios, not absolute numbers."
     )
