@@ -255,6 +255,7 @@ class Driver:
         self.numbers = itertools.count(1)
         self.users = [f"U0L{index:04d}" for index in range(args.concurrency)]
         self.runs: dict[str, Running] = {}
+        self.began = time.perf_counter()
 
     async def run(self) -> list[Running]:
         import aiohttp
@@ -281,7 +282,7 @@ class Driver:
                     if previous is not None:
                         await self.stop(previous)
                     await self.start(system, previous)
-                print(f"  start {number + 1}/{args.starts} done", file=sys.stderr, flush=True)
+                self.progress(f"start {number + 1}/{args.starts} done")
             runs = [self.runs[system.name] for system in SYSTEMS]
             for running in runs:
                 await self.block(running, args.warmup, record=None)
@@ -290,13 +291,17 @@ class Driver:
                 shift = number % len(runs)
                 for running in (*runs[shift:], *runs[:shift]):
                     await self.block(running, args.block, record=running.timed)
-            print("  timed turns done; topping up", file=sys.stderr, flush=True)
+            self.progress("timed turns done; topping up")
             for running in runs:
                 if running.served < args.total:
                     await self.block(running, args.total - running.served, record=None)
                 await asyncio.sleep(SETTLE)
                 running.rss_total = _rss_mb(running.process.pid)
+            self.progress("done")
             return runs
+
+    def progress(self, text: str) -> None:
+        print(f"  {time.perf_counter() - self.began:5.0f} s  {text}", file=sys.stderr, flush=True)
 
     async def start(self, system: System, previous: Running | None) -> Running:
         from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET
