@@ -1,27 +1,23 @@
-"""The `threadwise` command line: chat, serve, migrate, doctor, admin. Composed in in bots/bootstrap.py."""
+"""The `threadwise` command line: chat, serve, migrate, doctor, admin. Composed in in bots/bootstrap.py.
+
+Each command imports what it uses when it runs: `--help`, `migrate` and `admin` load no model, chat or MCP
+SDK.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from bots import logs
-from bots.admin_cli import add_admin_commands, run_admin
-from bots.bootstrap import configured_platforms, open_admin_shell, open_core, serving
-from bots.console import PLATFORM as CONSOLE
-from bots.console import ConsoleChat, ConsoleResolver
-from core.db import migrate
-from core.db.session import Database
-from core.domain.errors import BotError
-from core.money.pricing import PriceFileError
-from core.settings import Settings, SettingsError, load_settings
-from core.turn.recovery import beating, sweep_now
+from bots.admin_args import add_admin_commands
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 log = logging.getLogger("threadwise")
 
@@ -29,6 +25,13 @@ EXIT_CONFIG = 2
 
 
 async def run_chat(settings: Settings, conversation: str | None, model: str | None) -> int:
+    import uuid
+
+    from bots.bootstrap import open_core
+    from bots.console import PLATFORM as CONSOLE
+    from bots.console import ConsoleChat, ConsoleResolver
+    from core.turn.recovery import beating, sweep_now
+
     async with open_core(settings, model=model) as core:
         core.recovery.register(CONSOLE, ConsoleResolver())  # a chat killed mid-turn blocks no later one
         async with beating(core.recovery):
@@ -40,6 +43,9 @@ async def run_chat(settings: Settings, conversation: str | None, model: str | No
 
 
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    from bots.admin_cli import run_admin
+    from bots.bootstrap import open_admin_shell
+
     async with open_admin_shell(settings) as shell:
         return await run_admin(
             shell.admin,
@@ -51,6 +57,9 @@ async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def run_migrate(settings: Settings, revision: str | None, downgrade: str | None) -> int:
+    from core.db import migrate
+    from core.db.session import Database
+
     async with Database.from_url(settings.service.database_url) as database:
         if downgrade:
             await migrate.downgrade(database.engine, downgrade)
@@ -62,6 +71,10 @@ async def run_migrate(settings: Settings, revision: str | None, downgrade: str |
 
 
 async def run_serve(settings: Settings) -> int:
+    import asyncio
+
+    from bots.bootstrap import configured_platforms, serving
+
     platforms = configured_platforms(settings)
     if not platforms:
         print(
@@ -99,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_until_signal(coro: object) -> int:
+    import asyncio
+
     async def main() -> int:
         assert asyncio.iscoroutine(coro)
         task = asyncio.ensure_future(coro)
@@ -119,6 +134,10 @@ def _run_until_signal(coro: object) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from core.domain.errors import BotError
+    from core.money.pricing import PriceFileError
+    from core.settings import SettingsError, load_settings
+
     try:
         settings = load_settings(args.env_file)
     except SettingsError as exc:
@@ -128,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_settings_error(exc)
         print(f"threadwise: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from bots import logs
+
     quiet = {"chat": "WARNING", "doctor": "ERROR"}  # what they print is the news; their logs are not
     level = quiet.get(args.command, settings.threadwise.log_level)
     # The service logs JSON off a terminal; the commands a person runs (chat, admin, …) log text.

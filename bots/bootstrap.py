@@ -1,7 +1,9 @@
 """The composition root: settings -> database -> core services -> adapters, each owned by ``async with``.
 
 Only the CLI (bots/__main__.py), tests and benchmarks import this module. Adapters never do: each gets the
-narrow ``ChatServices`` and its own options, built here.
+narrow ``ChatServices`` and its own options, built here. What only some configurations use (the model client,
+image generation, MCP servers, a platform's adapter) is imported where it is built, so `threadwise admin …`
+loads no model or MCP SDK and `serve` loads only the adapters and tools it runs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from bots.http import HttpServer
 from bots.services import ChatServices
@@ -36,8 +39,6 @@ from core.guards.output_moderation import OutputModeration
 from core.guards.rate_limit import RateLimitGuard, rate_limit_storage
 from core.guards.redaction import RedactionGuard
 from core.guards.redactor import Redactor
-from core.llm.client import LLMClient
-from core.llm.image_generation import ImageGenerator, ImageOptions
 from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
 from core.money.budgets import Budgets, defaults_from
@@ -49,12 +50,15 @@ from core.tools.executor import ToolExecutor
 from core.tools.fetch import FetchOptions, fetch_url_tool
 from core.tools.governance import ToolGovernance
 from core.tools.mcp_config import parse_mcp_servers_json
-from core.tools.mcp_servers import McpServers
 from core.tools.registry import ToolRegistry
 from core.turn.history import HistoryStore
 from core.turn.recovery import Recovery, beating, sweep_now
 from core.turn.service import ConversationService, TurnConfig
 from core.turn.store import new_replica_id
+
+if TYPE_CHECKING:
+    from core.llm.client import LLMClient
+    from core.llm.image_generation import ImageGenerator
 
 log = logging.getLogger("threadwise")
 
@@ -231,6 +235,8 @@ async def open_tools(
     registry = builtin_tools(settings, images, content)
     async with contextlib.AsyncExitStack() as stack:
         if tw.mcp_servers is not None:
+            from core.tools.mcp_servers import McpServers
+
             configs = parse_mcp_servers_json(tw.mcp_servers.get_secret_value())
             servers = await stack.enter_async_context(
                 McpServers(configs, connect_timeout=tw.mcp_connect_timeout)
@@ -265,6 +271,8 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
 
 
 def build_llm(settings: Settings, metrics: Metrics | None = None) -> LLMClient:
+    from core.llm.client import LLMClient
+
     tw = settings.threadwise
     api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
     return LLMClient.create(
@@ -281,6 +289,8 @@ def build_images(settings: Settings, llm: LLMClient, budgets: Budgets) -> ImageG
     tw = settings.threadwise
     if not tw.images:
         return None
+    from core.llm.image_generation import ImageGenerator, ImageOptions
+
     return ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
 
 
@@ -370,8 +380,7 @@ def build_commands(
 @contextlib.asynccontextmanager
 async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
     """The core of a running service, on a migrated database, with its MCP servers connected."""
-    counter = TokenCounter()
-    await counter.preload(model or settings.threadwise.model)  # one warning when offline without tables
+    counter = TokenCounter()  # its tables load with the first turn that counts (``TurnPipeline`` preloads)
     metrics = Metrics()  # one registry for the whole service, served at /metrics
     llm = build_llm(settings, metrics)
     try:

@@ -24,7 +24,8 @@ from core.domain.errors import BadInput
 from core.domain.types import Attachment, ChatUser, ConversationKey
 from core.guards.channel_policy import ChannelPolicies
 from core.guards.moderation import ModerationPolicy
-from core.money.reports import GROUPS, render_png, to_csv, to_text
+from core.money.report_terms import GROUPS
+from core.money.reports import render_png, to_csv, to_text
 from core.tools.governance import ToolGovernance
 
 _PERIOD_FIRST = ("day", "month", "daily", "monthly")

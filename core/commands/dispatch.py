@@ -11,6 +11,7 @@ of its workspace or an operator may reset it or change its model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from core.admin.export import ConversationExports
 from core.admin.retention import Retention
@@ -27,10 +28,12 @@ from core.guards.bans import BanGuard
 from core.guards.channel_policy import ChannelPolicies
 from core.guards.moderation import ModerationPolicy
 from core.guards.redactor import Redactor
-from core.llm.image_generation import ImageGenerator
 from core.money.budgets import Budgets
 from core.tools.governance import ToolGovernance
 from core.turn.service import ConversationService
+
+if TYPE_CHECKING:
+    from core.llm.image_generation import ImageGenerator
 
 
 class Commands:

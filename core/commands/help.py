@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.commands.results import Block, Bullets, Code, Emphasis, Heading, Span, Text, line
-from core.money.reports import PERIOD_HELP
+from core.money.report_terms import PERIOD_HELP
 
 USER_HELP: tuple[Block, ...] = (
     line(Emphasis("Threadwise"), ": ask me anything; in a thread I remember the conversation."),

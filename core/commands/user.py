@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from core.admin.retention import Retention
 from core.commands.describe import describe_usage
@@ -13,10 +14,12 @@ from core.commands.results import Code, Heading, Reply, codes, line, say
 from core.domain.clock import Clock
 from core.domain.errors import BadInput
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
-from core.llm.image_generation import ImageGenerator
 from core.money.budgets import Budgets
 from core.money.pricing import format_usd
 from core.turn.service import ConversationService
+
+if TYPE_CHECKING:
+    from core.llm.image_generation import ImageGenerator
 
 IMAGE_PROMPT_CHARS = 4_000  # DALL·E 3's limit (gpt-image-1 takes 32,000): ample for any picture
 DALL_E_2_PROMPT_CHARS = 1_000

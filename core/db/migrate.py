@@ -1,5 +1,8 @@
 """Run Alembic migrations programmatically on an open async engine (the only way the schema is created).
 
+A database already at the newest revision is recognised with one query and without loading Alembic (a
+restart's common case); anything else, or anything the quick check cannot read, goes through Alembic.
+
 Replicas that start together all migrate: on PostgreSQL each run holds a transaction-scoped advisory lock
 (``MIGRATION_LOCK``) around Alembic, so one applies the new revisions and the others wait, then find the
 schema at head and do nothing. SQLite needs nothing more: the upgrade's write transaction serialises them.
@@ -7,39 +10,55 @@ schema at head and do nothing. SQLite needs nothing more: the upgrade's write tr
 
 from __future__ import annotations
 
+import ast
 import functools
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 
 # pg_advisory_xact_lock key of the migration runner (any bigint no other lock of ours uses): "twmigrat"
 MIGRATION_LOCK = int.from_bytes(b"twmigrat", "big") >> 1
 
 
+def _location() -> Path:
+    return Path(str(resources.files("migrations")))
+
+
 def alembic_config() -> Config:
-    location = Path(str(resources.files("migrations")))
+    from alembic.config import Config
+
     config = Config()
-    config.set_main_option("script_location", str(location))
+    config.set_main_option("script_location", str(_location()))
     config.set_main_option("path_separator", "os")
     return config
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    if revision == "head" and await at_head(engine):
+        return
+    from alembic import command
+
     await _run(engine, lambda config: command.upgrade(config, revision))
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    from alembic import command
+
     await _run(engine, lambda config: command.downgrade(config, revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     def read(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -48,15 +67,77 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @functools.cache
 def known_revisions() -> frozenset[str]:
     """Every revision this version ships (read once per process)."""
+    from alembic.script import ScriptDirectory
+
     return frozenset(
         script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
     )
+
+
+async def at_head(engine: AsyncEngine) -> bool:
+    """Whether the database's revisions are exactly the scripts' heads (False when either cannot be read)."""
+    heads = script_heads(_location() / "versions")
+    if not heads:
+        return False
+    try:
+        async with engine.connect() as connection:
+            stored = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars()
+            return set(stored) == heads
+    except SQLAlchemyError:  # no alembic_version table: a new database
+        return False
+
+
+def script_heads(versions: Path) -> frozenset[str] | None:
+    """The head revisions of the migration scripts in ``versions``, read from their source as literals; None
+    when a script does not declare ``revision`` and ``down_revision`` as plain literals, or uses branch labels
+    or dependencies (Alembic decides then)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in versions.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        declared = _declarations(path)
+        revision, down = declared.get("revision"), declared.get("down_revision")
+        if not isinstance(revision, str) or declared.get("branch_labels") or declared.get("depends_on"):
+            return None
+        if isinstance(down, str):
+            revised.add(down)
+        elif isinstance(down, tuple) and all(isinstance(parent, str) for parent in down):
+            revised.update(down)
+        elif down is not None or "down_revision" not in declared:
+            return None
+        revisions.add(revision)
+    return frozenset(revisions - revised) or None
+
+
+def _declarations(path: Path) -> dict[str, object]:
+    """Module-level ``name = <literal>`` assignments of a script (a value that is no literal: ``...``)."""
+    found: dict[str, object] = {}
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return found
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except ValueError:
+                found[target.id] = ...
+    return found
 
 
 async def _run(engine: AsyncEngine, action: object) -> None:

@@ -11,10 +11,7 @@ import base64
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import openai
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING, Any
 
 from core.domain.errors import ContentBlocked
 from core.domain.types import IncomingMessage
@@ -22,6 +19,9 @@ from core.guards.audit import Decision, ModerationAudit
 from core.guards.channel_policy import ChannelPolicies, channel_of
 from core.llm.images import sniff_image
 from core.settings import SettingsError
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,8 @@ class Moderator:
                 parts.append({"type": "image_url", "image_url": {"url": url}})
         if not parts:
             return Decision("allow")
+        import openai  # loaded already by the client; not when only the policy is used (admin commands)
+
         try:
             response = await self._client.moderations.create(
                 model=self._model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import tiktoken
+import tiktoken.registry
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,27 @@ def image_tokens(model: str, width: int | None, height: int | None, detail: str 
     return base + per_tile * tiles
 
 
+@functools.cache
+def load_encoding(name: str) -> tiktoken.Encoding:
+    """tiktoken's encoding ``name``, built once per process, without tiktoken's Python copy of its ranks.
+
+    tiktoken keeps that dict (about 27 MB resident for o200k_base) only to pickle an encoding: encoding and
+    decoding use the native tables built from it. So the encoding is made here from the registry's
+    constructor and the dict is emptied once the native tables hold it; ``tiktoken.get_encoding`` (which
+    keeps it) is the fallback should the registry look different.
+    """
+    tiktoken.list_encoding_names()  # fills the registry's constructors (and raises as get_encoding would)
+    constructors = tiktoken.registry.ENCODING_CONSTRUCTORS
+    if not isinstance(constructors, dict) or name not in constructors:
+        return tiktoken.get_encoding(name)
+    spec = constructors[name]()
+    encoding = tiktoken.Encoding(**spec)
+    ranks = spec.get("mergeable_ranks")
+    if isinstance(ranks, dict):
+        ranks.clear()
+    return encoding
+
+
 def _on_event_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -106,7 +129,7 @@ class TokenCounter:
         try:
             if name not in self._encodings:
                 try:
-                    self._encodings[name] = tiktoken.get_encoding(name)
+                    self._encodings[name] = load_encoding(name)
                 except Exception as exc:  # network, cache, or hash failure: all mean "no tables here"
                     log.warning(
                         "tiktoken encoding %s could not be loaded (%s: %s); token counts are conservative "

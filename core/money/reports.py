@@ -19,9 +19,8 @@ from core.db.models import UsageRecord
 from core.domain.errors import BadInput
 from core.money.periods import period_end, period_start
 from core.money.pricing import MICROS_PER_USD, format_usd
+from core.money.report_terms import GROUPS, PERIOD_HELP
 
-GROUPS = ("user", "channel", "workspace", "model", "day")
-PERIOD_HELP = "today, yesterday, this-month, last-month, last-7-days, last-30-days or YYYY-MM-DD..YYYY-MM-DD"
 CSV_FIELDS = ("group", "calls", "input_tokens", "cached_tokens", "output_tokens", "images", "cost_usd")
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
@@ -13,8 +14,10 @@ from pydantic import BaseModel, Field
 from core.domain.clock import Clock, utc_now
 from core.domain.errors import BotError
 from core.domain.types import IncomingMessage
-from core.llm.image_generation import ImageGenerator
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput
+
+if TYPE_CHECKING:
+    from core.llm.image_generation import ImageGenerator
 
 Screen = Callable[[IncomingMessage], Awaitable[IncomingMessage]]
 

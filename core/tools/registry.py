@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
 from pydantic import BaseModel
 
 from core.domain.types import Attachment, IncomingMessage
@@ -57,6 +56,8 @@ class Tool:
     def definition(self) -> dict[str, Any]:
         """The Chat Completions ``tools`` entry."""
         if self.arguments is not None:
+            import openai  # the SDK loads with the model client; commands that only name tools never need it
+
             return dict(
                 openai.pydantic_function_tool(self.arguments, name=self.name, description=self.description)
             )

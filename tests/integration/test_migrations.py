@@ -98,3 +98,24 @@ async def test_started_by_is_backfilled_from_the_first_user_message(database_url
     assert [tuple(row) for row in rows] == [(1, "U0ADA"), (2, None)]
     await migrate.downgrade(database.engine, "0003")
     await database.close()
+
+
+async def test_a_restart_at_head_is_recognised_and_a_database_behind_is_not(database_url: str) -> None:
+    """serve, chat and admin migrate on every start: at head that is one query, without Alembic (issue 14)."""
+    database = Database.from_url(database_url)
+    assert not await migrate.at_head(database.engine)  # no alembic_version table yet
+    await migrate.upgrade(database.engine, "0003")
+    assert not await migrate.at_head(database.engine)
+    await migrate.upgrade(database.engine)
+    assert await migrate.at_head(database.engine)
+    assert await migrate.current_revision(database.engine) == migrate.head_revision()
+    await migrate.downgrade(database.engine, "base")
+    await database.close()
+
+
+def test_the_quick_check_reads_the_same_head_as_alembic() -> None:
+    from importlib import resources
+    from pathlib import Path
+
+    versions = Path(str(resources.files("migrations"))) / "versions"
+    assert migrate.script_heads(versions) == {migrate.head_revision()}
