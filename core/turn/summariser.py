@@ -1,0 +1,137 @@
+"""The summary step of a turn (issue 16, item 3), between the budget hold and the model call: when turns have
+fallen out of the window since the stored summary, one model call (``THREADWISE_SUMMARY_MODEL``, default the
+model that answers) folds them into it, and the turn's context is rebuilt with the new summary in their place.
+
+The call is a model call like the others: its worst case is held first, on top of the turn's own hold (when
+the budget cannot cover both, this turn trims plainly), and its usage joins the turn's usages, so it is
+charged in the transaction that stores the turn. It gets at most half the time the turn has left; when it
+fails or times out the turn trims plainly and goes on. The first summary of a thread adds a note under the
+answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+from core.domain.errors import QuotaExceeded
+from core.domain.ports import BudgetGate, CallUsage, ModelClient
+from core.domain.types import IncomingMessage
+from core.llm.tokens import REPLY_PRIMING, TokenCounter
+from core.llm.types import Usage
+from core.turn.config import TurnConfig
+from core.turn.context import ContextBuilder, TurnContext
+from core.turn.reservation import HeldBudget, Reserved
+from core.turn.summary import (
+    SUMMARISED_NOTE,
+    StoredSummary,
+    SummaryStore,
+    summary_request,
+    summary_slot,
+    summary_wire,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Summariser:
+    def __init__(
+        self,
+        llm: ModelClient,
+        counter: TokenCounter,
+        budget: BudgetGate,
+        store: SummaryStore,
+        contexts: ContextBuilder,
+        config: TurnConfig,
+    ) -> None:
+        self._llm = llm
+        self._counter = counter
+        self._budget = budget
+        self._store = store
+        self._contexts = contexts
+        self._config = config
+
+    async def refresh(
+        self,
+        message: IncomingMessage,
+        conversation_id: int,
+        reserved: Reserved,
+        usages: list[CallUsage],
+        deadline: float | None,
+    ) -> Reserved:
+        """``reserved`` with the turns that fell out of its window summarised (its usage appended to
+        ``usages``, the hold raised to cover it); ``reserved`` unchanged when nothing fell out, or when the
+        budget, the time or the summary call does not allow it."""
+        context = reserved.context
+        before = context.history_from
+        if before is None:  # no history fits: everything up to the newest message fell out
+            before = context.last_id + 1 if context.last_id is not None else None
+        if before is None:
+            return reserved
+        previous = context.summary
+        after = previous.through_id if previous is not None else None
+        dropped = await self._store.dropped(conversation_id, after, before)
+        model = self._config.summary_model or context.model
+        await self._counter.preload(model)
+        request = summary_request(self._counter, model, previous, dropped, self._config.summary_input_tokens)
+        if request is None:
+            return reserved
+        messages, through = request
+        max_tokens = self._config.summary_max_tokens
+        prompt = sum(self._counter.count_message(model, m, []) for m in messages) + REPLY_PRIMING
+        worst = CallUsage(model, Usage(prompt, 0, max_tokens), conversation_id)
+        slot = summary_slot(self._counter, context.model, max_tokens)
+        answer = replace(  # the turn's first call (and answer) with the largest summary the new one may be
+            context.plan,
+            prompt_tokens=context.prompt_tokens - context.summary_tokens + slot,
+            rounds=min(2, context.plan.rounds),
+        )
+        try:
+            reserved.budget.hold = await self._budget.extend(reserved.budget.hold, [*usages, worst], answer)
+        except QuotaExceeded:
+            log.info("no budget for a summary in %s: history trimmed", message.event_id)
+            return reserved
+        try:
+            async with asyncio.timeout_at(_cutoff(deadline)):
+                completion = await self._llm.stream(
+                    model=model, messages=messages, max_output_tokens=max_tokens, deadline=deadline
+                )
+        except Exception as exc:  # a summary never fails the turn
+            log.warning("summary call failed in %s (%r): history trimmed", message.event_id, exc)
+            return reserved
+        usage = completion.usage or Usage(prompt, 0, self._counter.count_text(model, completion.text))
+        usages.append(CallUsage(model, usage, conversation_id))
+        text = self._counter.truncate(context.model, completion.text.strip(), max_tokens)
+        if not text:
+            return reserved
+        tokens = self._counter.count_message(context.model, summary_wire(text), [])
+        encoding = self._counter.encoding_for(context.model)
+        try:
+            await self._store.save(conversation_id, StoredSummary(text, through, tokens, encoding))
+        except Exception:
+            log.exception("could not store the summary of conversation %s", conversation_id)
+            return reserved
+        rebuilt = await self._rebuilt(message, conversation_id, reserved)
+        notes = reserved.notes if previous is not None else [*reserved.notes, SUMMARISED_NOTE]
+        held = HeldBudget(self._budget, rebuilt.plan, reserved.budget.hold)
+        return Reserved(reserved.user, rebuilt, held, notes)
+
+    async def _rebuilt(
+        self, message: IncomingMessage, conversation_id: int, reserved: Reserved
+    ) -> TurnContext:
+        """The context of ``reserved`` again, with the stored summary (the same option: tools or none)."""
+        context = reserved.context
+        rebuilt = await self._contexts.build(message, conversation_id, context.model, reserved.user)
+        if not context.tools and rebuilt.tools:
+            rebuilt = rebuilt.without_tools()
+        if rebuilt.plan.rounds > context.plan.rounds:
+            rebuilt = replace(rebuilt, plan=replace(rebuilt.plan, rounds=context.plan.rounds))
+        return rebuilt
+
+
+def _cutoff(deadline: float | None) -> float | None:
+    """Half the time the turn has left: the answer keeps the other half."""
+    if deadline is None:
+        return None
+    now = asyncio.get_running_loop().time()
+    return now + max(0.0, deadline - now) / 2
