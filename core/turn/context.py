@@ -27,7 +27,7 @@ class TurnContext:
     last_id: int | None  # the newest stored message the history ends with
     plan: CallPlan  # the most calls the turn may make; the first with ``prompt_tokens``
     tool_tokens: int = 0  # what the tool definitions add to ``prompt_tokens``
-    history_from: int | None = None  # the oldest stored message the history starts with (None: no history)
+    history: tuple[HistoryEntry, ...] = ()  # the stored messages in ``messages``
     summary: StoredSummary | None = None  # sent in place of the messages up to its ``through_id``
     summary_tokens: int = 0  # what the summary message adds to ``prompt_tokens``
 
@@ -90,9 +90,8 @@ class ContextBuilder:
         messages = [system, *summarised, *(entry.wire for entry in history), user.wire]
         prompt_tokens = room.fixed + summary_size + sum(entry.tokens for entry in history)
         plan = self._plan(message, model, prompt_tokens, tools)
-        first = history[0].message_id if history else None
         return TurnContext(
-            messages, tools, prompt_tokens, last_id, plan, room.tools, first, summary, summary_size
+            messages, tools, prompt_tokens, last_id, plan, room.tools, tuple(history), summary, summary_size
         )
 
     def _room(

@@ -1,6 +1,8 @@
 """The summary step of a turn (issue 16, item 3), between the budget hold and the model call: when turns have
 fallen out of the window since the stored summary, one model call (``THREADWISE_SUMMARY_MODEL``, default the
 model that answers) folds them into it, and the turn's context is rebuilt with the new summary in their place.
+It folds in the oldest quarter of the kept history as well, so a thread past its window makes a summary call
+every few turns, not at every turn.
 
 The call is a model call like the others: its worst case is held first, on top of the turn's own hold (when
 the budget cannot cover both, this turn trims plainly), and its usage joins the turn's usages, so it is
@@ -33,6 +35,9 @@ from core.turn.summary import (
 
 log = logging.getLogger(__name__)
 
+FOLD_SHARE = 4  # a summary also folds in the oldest 1/FOLD_SHARE of the history kept, so it is not redone
+# at every turn once a thread is past its window
+
 
 class Summariser:
     def __init__(
@@ -63,14 +68,14 @@ class Summariser:
         ``usages``, the hold raised to cover it); ``reserved`` unchanged when nothing fell out, or when the
         budget, the time or the summary call does not allow it."""
         context = reserved.context
-        before = context.history_from
-        if before is None:  # no history fits: everything up to the newest message fell out
-            before = context.last_id + 1 if context.last_id is not None else None
+        before = _fold_before(context)
         if before is None:
             return reserved
         previous = context.summary
         after = previous.through_id if previous is not None else None
         dropped = await self._store.dropped(conversation_id, after, before)
+        if not dropped or (context.history and dropped[0].id >= context.history[0].message_id):
+            return reserved  # nothing fell out of the window since the summary
         model = self._config.summary_model or context.model
         await self._counter.preload(model)
         request = summary_request(self._counter, model, previous, dropped, self._config.summary_input_tokens)
@@ -127,6 +132,21 @@ class Summariser:
         if rebuilt.plan.rounds > context.plan.rounds:
             rebuilt = replace(rebuilt, plan=replace(rebuilt.plan, rounds=context.plan.rounds))
         return rebuilt
+
+
+def _fold_before(context: TurnContext) -> int | None:
+    """Where the summary should end this time: before the history the context keeps, less its oldest
+    quarter (whole turns), so that the next turns fit without another summary call. None: no messages."""
+    history = context.history
+    if not history:  # no history fits: everything up to the newest message fell out
+        return context.last_id + 1 if context.last_id is not None else None
+    share = sum(entry.tokens for entry in history) // FOLD_SHARE
+    folded = 0
+    for entry in history:
+        if entry.role == "user" and folded >= share:
+            return entry.message_id
+        folded += entry.tokens
+    return history[0].message_id
 
 
 def _cutoff(deadline: float | None) -> float | None:

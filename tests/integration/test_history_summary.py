@@ -20,7 +20,7 @@ from core.money.budgets import Budgets, defaults_from
 from core.money.pricing import ModelPrice, PriceTable, usd
 from core.turn.service import ConversationService, TurnConfig, TurnOutcome
 from core.turn.summary import SUMMARISED_NOTE, SUMMARY_PREFIX, SUMMARY_SYSTEM
-from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, Script
+from tests.fakes.openai_api import FakeOpenAI, Fault, Hang, Reply, Script
 from tests.integration.test_budgets import limits
 from tests.support import RecordingReplier, incoming, make_llm
 
@@ -40,7 +40,12 @@ PRICES = PriceTable(
 
 
 def service(
-    database: Database, fake: FakeOpenAI, *, summary: bool = True, budget: Budgets | None = None
+    database: Database,
+    fake: FakeOpenAI,
+    *,
+    summary: bool = True,
+    budget: Budgets | None = None,
+    turn_timeout: float | None = 120.0,
 ) -> ConversationService:
     config = TurnConfig(
         default_model=MODEL,
@@ -51,6 +56,7 @@ def service(
         summary_model=SUMMARY_MODEL,
         summary_max_tokens=64,
         summary_input_tokens=2000,
+        turn_timeout=turn_timeout,
     )
     return ConversationService(
         database=database, llm=make_llm(fake.base_url), counter=TokenCounter(), config=config, budget=budget
@@ -62,6 +68,7 @@ class Model:
     """Answers turns with "ok N"; as the summariser, keeps the launch code when it reads it."""
 
     fail_summaries: bool = False
+    hang_summaries: bool = False
     summaries: list[dict[str, Any]] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
 
@@ -70,6 +77,8 @@ class Model:
             self.summaries.append(body)
             if self.fail_summaries:
                 return Fault(500)
+            if self.hang_summaries:
+                return Hang(60)
             read = body["messages"][1]["content"]
             keeps = "the launch code is ZEBRA-42" if "ZEBRA-42" in read else "nothing to keep"
             return Reply(text=f"Summary {len(self.summaries)}: {keeps}.")
@@ -126,6 +135,9 @@ async def test_a_thread_past_its_window_keeps_its_first_fact_through_an_incremen
     rows = await ledger_rows(database)
     assert len(rows) == len(model.summaries) + len(model.answers)  # every call priced, the summaries too
     assert sum(row[0] == SUMMARY_MODEL for row in rows) == len(model.summaries)
+    later = rows[next(i for i, row in enumerate(rows) if row[0] == SUMMARY_MODEL) :]
+    # once past the window, a summary call folds in more than it must: not one at every turn
+    assert sum(row[0] == SUMMARY_MODEL for row in later) < sum(row[0] == MODEL for row in later)
     async with database.reader() as session:
         spent = await session.scalar(select(func.sum(UsageRecord.cost_micros)))
         counters = (await session.execute(select(BudgetCounter))).scalars().all()
@@ -181,3 +193,14 @@ async def test_a_failing_summary_call_falls_back_to_trimming_and_the_turn_is_ans
     assert all(not r.errors for r in repliers) and len(model.answers) == TURNS
     assert "ZEBRA-42" not in said(model.answers[-1])
     assert [m["role"] for m in model.answers[-1]["messages"][:2]] == ["system", "user"]
+
+
+async def test_a_summary_call_that_never_answers_leaves_the_turn_time_to_answer(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    model = Model(hang_summaries=True)
+    fake_openai.responder = model
+    repliers = await run_thread(service(database, fake_openai, turn_timeout=2.0), turns=11)
+    assert model.summaries and notes(repliers) == 0  # each given up within the turn's deadline
+    assert all(not r.errors for r in repliers) and len(model.answers) == 11
+    assert "ZEBRA-42" not in said(model.answers[-1])
