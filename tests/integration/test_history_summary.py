@@ -22,7 +22,7 @@ from core.turn.service import ConversationService, TurnConfig, TurnOutcome
 from core.turn.summary import SUMMARISED_NOTE, SUMMARY_PREFIX, SUMMARY_SYSTEM
 from tests.fakes.openai_api import FakeOpenAI, Fault, Hang, Reply, Script
 from tests.integration.test_budgets import limits
-from tests.support import RecordingReplier, incoming, make_llm
+from tests.support import RecordingReplier, incoming, key, make_llm
 
 MODEL = "gpt-4o-mini"
 SUMMARY_MODEL = "gpt-4o"
@@ -203,4 +203,20 @@ async def test_a_summary_call_that_never_answers_leaves_the_turn_time_to_answer(
     repliers = await run_thread(service(database, fake_openai, turn_timeout=2.0), turns=11)
     assert model.summaries and notes(repliers) == 0  # each given up within the turn's deadline
     assert all(not r.errors for r in repliers) and len(model.answers) == 11
+    assert "ZEBRA-42" not in said(model.answers[-1])
+
+
+async def test_a_reset_thread_no_longer_sends_its_summary(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    model = Model()
+    fake_openai.responder = model
+    svc = service(database, fake_openai)
+    await run_thread(svc)
+    assert model.answers[-1]["messages"][1]["content"].startswith(SUMMARY_PREFIX)
+    await svc.reset(key())
+    assert await svc.handle(incoming("What is the launch code?", "after"), RecordingReplier()) == (
+        TurnOutcome.ANSWERED
+    )
+    assert [m["role"] for m in model.answers[-1]["messages"]] == ["system", "user"]
     assert "ZEBRA-42" not in said(model.answers[-1])
