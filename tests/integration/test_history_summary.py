@@ -206,15 +206,15 @@ async def test_a_summary_call_that_never_answers_leaves_the_turn_time_to_answer(
     assert "ZEBRA-42" not in said(model.answers[-1])
 
 
-async def test_a_reset_thread_no_longer_sends_its_summary(
-    database: Database, fake_openai: FakeOpenAI
-) -> None:
+async def test_a_reset_thread_loses_its_summary(database: Database, fake_openai: FakeOpenAI) -> None:
     model = Model()
     fake_openai.responder = model
     svc = service(database, fake_openai)
     await run_thread(svc)
     assert model.answers[-1]["messages"][1]["content"].startswith(SUMMARY_PREFIX)
     await svc.reset(key())
+    async with database.reader() as session:  # what it told of the hidden messages is gone with them
+        assert await session.scalar(select(func.count()).select_from(ConversationSummary)) == 0
     assert await svc.handle(incoming("What is the launch code?", "after"), RecordingReplier()) == (
         TurnOutcome.ANSWERED
     )
