@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from core.domain.errors import QuotaExceeded
 from core.domain.ports import BudgetGate, CallUsage, ModelClient
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 FOLD_SHARE = 4  # a summary also folds in the oldest 1/FOLD_SHARE of the history kept, so it is not redone
 # at every turn once a thread is past its window
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    conversation_id: int
+    model: str
+    messages: list[dict[str, Any]]
+    prompt_tokens: int  # exact, as ``model`` counts them
+    through: int  # the newest message it summarises
 
 
 class Summariser:
@@ -68,25 +78,48 @@ class Summariser:
         ``usages``, the hold raised to cover it); ``reserved`` unchanged when nothing fell out, or when the
         budget, the time or the summary call does not allow it."""
         context = reserved.context
+        call = await self._next_call(conversation_id, context)
+        if call is None:
+            return reserved
+        if not await self._hold(message, reserved, usages, call):
+            return reserved
+        text = await self._summarise(message, call, usages, deadline)
+        if not text or not await self._save(conversation_id, context.model, text, call.through):
+            return reserved
+        rebuilt = await self._rebuilt(message, conversation_id, reserved)
+        notes = reserved.notes if context.summary is not None else [*reserved.notes, SUMMARISED_NOTE]
+        held = HeldBudget(self._budget, rebuilt.plan, reserved.budget.hold)
+        return Reserved(reserved.user, rebuilt, held, notes)
+
+    async def _next_call(self, conversation_id: int, context: TurnContext) -> _Call | None:
+        """The summary call to make now (None: nothing fell out of the window since the summary)."""
         before = _fold_before(context)
         if before is None:
-            return reserved
+            return None
         previous = context.summary
         after = previous.through_id if previous is not None else None
         dropped = await self._store.dropped(conversation_id, after, before)
         if not dropped or (context.history and dropped[0].id >= context.history[0].message_id):
-            return reserved  # nothing fell out of the window since the summary
+            return None
         model = self._config.summary_model or context.model
         await self._counter.preload(model)
         request = summary_request(self._counter, model, previous, dropped, self._config.summary_input_tokens)
         if request is None:
-            return reserved
+            return None
         messages, through = request
-        max_tokens = self._config.summary_max_tokens
         prompt = sum(self._counter.count_message(model, m, []) for m in messages) + REPLY_PRIMING
-        worst = CallUsage(model, Usage(prompt, 0, max_tokens), conversation_id)
+        return _Call(conversation_id, model, messages, prompt, through)
+
+    async def _hold(
+        self, message: IncomingMessage, reserved: Reserved, usages: list[CallUsage], call: _Call
+    ) -> bool:
+        """Raise the turn's hold to cover the summary call's worst case on top of the turn's first call (and
+        answer) with the largest summary; False when the budget cannot cover both."""
+        max_tokens = self._config.summary_max_tokens
+        worst = CallUsage(call.model, Usage(call.prompt_tokens, 0, max_tokens), call.conversation_id)
+        context = reserved.context
         slot = summary_slot(self._counter, context.model, max_tokens)
-        answer = replace(  # the turn's first call (and answer) with the largest summary the new one may be
+        answer = replace(
             context.plan,
             prompt_tokens=context.prompt_tokens - context.summary_tokens + slot,
             rounds=min(2, context.plan.rounds),
@@ -95,31 +128,42 @@ class Summariser:
             reserved.budget.hold = await self._budget.extend(reserved.budget.hold, [*usages, worst], answer)
         except QuotaExceeded:
             log.info("no budget for a summary in %s: history trimmed", message.event_id)
-            return reserved
+            return False
+        return True
+
+    async def _summarise(
+        self, message: IncomingMessage, call: _Call, usages: list[CallUsage], deadline: float | None
+    ) -> str:
+        """The new summary ("" when the call failed or ran out of its time); its usage joins ``usages``."""
         try:
             async with asyncio.timeout_at(_cutoff(deadline)):
                 completion = await self._llm.stream(
-                    model=model, messages=messages, max_output_tokens=max_tokens, deadline=deadline
+                    model=call.model,
+                    messages=call.messages,
+                    max_output_tokens=self._config.summary_max_tokens,
+                    deadline=deadline,
                 )
         except Exception as exc:  # a summary never fails the turn
             log.warning("summary call failed in %s (%r): history trimmed", message.event_id, exc)
-            return reserved
-        usage = completion.usage or Usage(prompt, 0, self._counter.count_text(model, completion.text))
-        usages.append(CallUsage(model, usage, conversation_id))
-        text = self._counter.truncate(context.model, completion.text.strip(), max_tokens)
-        if not text:
-            return reserved
-        tokens = self._counter.count_message(context.model, summary_wire(text), [])
-        encoding = self._counter.encoding_for(context.model)
+            return ""
+        written = self._counter.count_text(call.model, completion.text)
+        usages.append(
+            CallUsage(
+                call.model, completion.usage or Usage(call.prompt_tokens, 0, written), call.conversation_id
+            )
+        )
+        return completion.text.strip()
+
+    async def _save(self, conversation_id: int, model: str, text: str, through: int) -> bool:
+        text = self._counter.truncate(model, text, self._config.summary_max_tokens)
+        tokens = self._counter.count_message(model, summary_wire(text), [])
+        summary = StoredSummary(text, through, tokens, self._counter.encoding_for(model))
         try:
-            await self._store.save(conversation_id, StoredSummary(text, through, tokens, encoding))
+            await self._store.save(conversation_id, summary)
         except Exception:
             log.exception("could not store the summary of conversation %s", conversation_id)
-            return reserved
-        rebuilt = await self._rebuilt(message, conversation_id, reserved)
-        notes = reserved.notes if previous is not None else [*reserved.notes, SUMMARISED_NOTE]
-        held = HeldBudget(self._budget, rebuilt.plan, reserved.budget.hold)
-        return Reserved(reserved.user, rebuilt, held, notes)
+            return False
+        return True
 
     async def _rebuilt(
         self, message: IncomingMessage, conversation_id: int, reserved: Reserved
