@@ -259,6 +259,10 @@ def turn_config(settings: Settings) -> TurnConfig:
         fallback_model=settings.limits.fallback_model,
         tool_round_tokens=tw.tool_round_tokens,
         turn_timeout=tw.turn_timeout,
+        history_summary=tw.history_summary,
+        summary_model=tw.summary_model,
+        summary_max_tokens=tw.summary_max_tokens,
+        summary_input_tokens=tw.summary_input_tokens,
     )
 
 

@@ -129,6 +129,10 @@ class ThreadwiseSettings(BaseSettings):
     max_output_tokens: int = Field(default=1024, ge=16)
     history_max_tokens: int | None = Field(default=None, ge=256)
     context_windows: dict[str, int] = Field(default_factory=dict)
+    history_summary: bool = True  # summarise the turns that fall out of the window (false: plain trimming)
+    summary_model: str | None = None  # the model that writes the summary (default: the conversation's)
+    summary_max_tokens: int = Field(default=512, ge=32, le=4096)
+    summary_input_tokens: int = Field(default=4000, ge=256)  # dropped text one summary call reads
     openai_timeout: float = Field(default=60.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     first_token_timeout: float = Field(default=20.0, gt=0)  # request -> first delta; also stalls
@@ -221,7 +225,7 @@ class ThreadwiseSettings(BaseSettings):
             parse_mcp_servers_json(value.get_secret_value())  # ValueError names the entry, never a token
         return value
 
-    _blank = field_validator("history_max_tokens", mode="before")(_blank_to_none)
+    _blank = field_validator("history_max_tokens", "summary_model", mode="before")(_blank_to_none)
 
     _no_cap = field_validator("turn_max_usd", mode="before")(_blank_to_none)
 

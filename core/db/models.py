@@ -72,6 +72,24 @@ class Message(Base):
     )
 
 
+class ConversationSummary(Base):
+    """The running summary of a conversation's oldest turns, sent in their place once they no longer fit
+    (``THREADWISE_HISTORY_SUMMARY``). It covers the visible messages up to ``through_message_id``; it is used
+    only while ``history_version`` matches the conversation's (a reset or an erasure makes it stale)."""
+
+    __tablename__ = "conversation_summaries"
+
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    through_message_id: Mapped[int] = mapped_column(BigInteger)
+    token_count: Mapped[int] = mapped_column(Integer)  # of the summary message, in ``token_encoding``
+    token_encoding: Mapped[str] = mapped_column(String(32))
+    history_version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class Attachment(Base):
     __tablename__ = "attachments"
     __table_args__ = (UniqueConstraint("message_id", "position"),)

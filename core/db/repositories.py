@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.db.base import utcnow
-from core.db.models import Conversation, Message, ProcessedEvent
+from core.db.models import Conversation, ConversationSummary, Message, ProcessedEvent
 from core.domain.types import ConversationKey
 
 
@@ -87,12 +87,18 @@ class MessageRepository:
         return (row[0], int(row[1])) if row is not None else (None, 0)
 
     async def bump_version(self, conversation_ids: Sequence[int]) -> None:
-        """Messages of these conversations were hidden or deleted: cached windows must be reloaded."""
+        """Messages of these conversations were hidden or deleted: cached windows must be reloaded, and their
+        summaries (which may tell of those messages) are deleted."""
         if conversation_ids:
             await self._session.execute(
                 update(Conversation)
                 .where(Conversation.id.in_(list(conversation_ids)))
                 .values(history_version=Conversation.history_version + 1)
+            )
+            await self._session.execute(
+                delete(ConversationSummary).where(
+                    ConversationSummary.conversation_id.in_(list(conversation_ids))
+                )
             )
 
     async def hide_all(self, conversation_id: int) -> int:

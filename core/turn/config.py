@@ -1,4 +1,5 @@
-"""What a turn is allowed: default model, system prompt, output and tool-round bounds, windows, time."""
+"""What a turn is allowed: default model, system prompt, output and tool-round bounds, windows, time, and
+whether the turns that fall out of the window are summarised."""
 
 from __future__ import annotations
 
@@ -16,3 +17,7 @@ class TurnConfig:
     fallback_model: str | None = None
     tool_round_tokens: int = 4000  # most tokens the results of one tool round may add to the prompt
     turn_timeout: float | None = 120.0  # seconds a whole turn may take (None: no limit)
+    history_summary: bool = False  # summarise the turns that fall out of the window (settings: on)
+    summary_model: str | None = None  # None: the model that answers the turn
+    summary_max_tokens: int = 512  # the longest summary
+    summary_input_tokens: int = 4000  # most tokens of dropped messages one summary call reads

@@ -1,5 +1,6 @@
-"""What the model reads (DESIGN.md §3 step 5): system prompt + the newest history that fits + the new message,
-and the CallPlan the budget holds are sized from."""
+"""What the model reads (DESIGN.md §3 step 5): system prompt + the summary of the turns that fell out of the
+window (when summaries are on, summary.py) + the newest history that fits + the new message, and the CallPlan
+the budget holds are sized from."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.domain.errors import BadInput
-from core.domain.ports import BudgetGate, CallPlan, HistoryWindow, ToolRunner, TurnMessage
+from core.domain.ports import BudgetGate, CallPlan, HistoryEntry, HistoryWindow, ToolRunner, TurnMessage
 from core.domain.types import IncomingMessage
 from core.llm.tokens import REPLY_PRIMING, TokenCounter, context_window
 from core.turn.config import TurnConfig
+from core.turn.summary import StoredSummary, SummaryStore, summary_slot, summary_tokens, summary_wire
 
 FRAMING_SLACK = 64  # the assistant message's own framing around its tool calls
 
@@ -25,6 +27,9 @@ class TurnContext:
     last_id: int | None  # the newest stored message the history ends with
     plan: CallPlan  # the most calls the turn may make; the first with ``prompt_tokens``
     tool_tokens: int = 0  # what the tool definitions add to ``prompt_tokens``
+    history: tuple[HistoryEntry, ...] = ()  # the stored messages in ``messages``
+    summary: StoredSummary | None = None  # sent in place of the messages up to its ``through_id``
+    summary_tokens: int = 0  # what the summary message adds to ``prompt_tokens``
 
     @property
     def model(self) -> str:
@@ -34,7 +39,7 @@ class TurnContext:
         """The same messages offering no tools: one call, which answers in words."""
         prompt = self.prompt_tokens - self.tool_tokens
         plan = dataclasses.replace(self.plan, prompt_tokens=prompt, rounds=1, growth_per_round=0)
-        return TurnContext(self.messages, [], prompt, self.last_id, plan)
+        return dataclasses.replace(self, tools=[], prompt_tokens=prompt, plan=plan, tool_tokens=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,9 @@ class ContextBuilder:
         history: HistoryWindow,
         budget: BudgetGate,
         tools: ToolRunner | None,
+        summaries: SummaryStore | None = None,
     ) -> None:
+        self._summaries = summaries  # None: plain trimming
         self._counter = counter
         self._config = config
         self._history = history
@@ -73,10 +80,19 @@ class ContextBuilder:
         history, last_id = await self._history.window(
             conversation_id, model, room.budget, ceiling=room.ceiling
         )
-        messages = [system, *(entry.wire for entry in history), user.wire]
-        prompt_tokens = room.fixed + sum(entry.tokens for entry in history)
+        summary = await self._summaries.current(conversation_id) if self._summaries else None
+        summarised: list[dict[str, Any]] = []
+        summary_size = 0
+        if summary is not None:
+            history = _after(history, summary.through_id)
+            summarised = [summary_wire(summary.text)]
+            summary_size = summary_tokens(self._counter, model, summary)
+        messages = [system, *summarised, *(entry.wire for entry in history), user.wire]
+        prompt_tokens = room.fixed + summary_size + sum(entry.tokens for entry in history)
         plan = self._plan(message, model, prompt_tokens, tools)
-        return TurnContext(messages, tools, prompt_tokens, last_id, plan, room.tools)
+        return TurnContext(
+            messages, tools, prompt_tokens, last_id, plan, room.tools, tuple(history), summary, summary_size
+        )
 
     def _room(
         self, model: str, system: dict[str, Any], tools: list[dict[str, Any]], user: TurnMessage
@@ -95,6 +111,9 @@ class ContextBuilder:
                 f"Your message is too long for {model}: it needs {fixed} tokens and the model accepts "
                 f"{window - config.max_output_tokens} besides the answer. Please shorten it.",
             )
+        if self._summaries is not None:  # the history gives up the most a summary can take
+            slot = min(budget, summary_slot(self._counter, model, config.summary_max_tokens))
+            budget, ceiling = budget - slot, max(0, ceiling - slot)
         return _Room(fixed, budget, ceiling, tool_tokens)
 
     def _plan(
@@ -107,3 +126,11 @@ class ContextBuilder:
         growth = config.max_output_tokens + config.tool_round_tokens + FRAMING_SLACK if tools else 0
         plan = CallPlan(message, model, prompt_tokens, config.max_output_tokens, rounds, growth)
         return dataclasses.replace(plan, rounds=max(1, self._budget.affordable_rounds(plan)))
+
+
+def _after(history: list[HistoryEntry], through_id: int) -> list[HistoryEntry]:
+    """The history after the summarised messages, from a user message on (never mid-turn)."""
+    kept = [entry for entry in history if entry.message_id > through_id]
+    while kept and kept[0].role != "user":
+        kept.pop(0)
+    return kept

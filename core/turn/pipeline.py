@@ -3,7 +3,8 @@
     handle          2. claim the event (a redelivery is answered once) and queue it in its conversation
     _in_turn        3. wait for the conversation's earlier turns, on whichever replica they run
     _turn           4. guards  ·  the conversation  ·  the user message, all within the turn's deadline
-    _answer         5. context + 6. reserve (context.py, reservation.py)  7. model call and tool loop
+    _answer         5. context + 6. reserve (context.py, reservation.py), the dropped turns summarised
+                    (summariser.py, when summaries are on)  7. model call and tool loop
                     (tool_loop.py; the hold extended before each further call)
     _finish         8. reply finished, then persist + settle in one transaction (store.py)
     _fail           a failed turn (a timeout too): completed calls charged, holds released, kept hidden,
@@ -52,6 +53,8 @@ from core.turn.context import ContextBuilder
 from core.turn.deadline import TurnDeadline
 from core.turn.ordering import KeyedLocks, Waiters
 from core.turn.reservation import HeldBudget, Reservation, Reserved
+from core.turn.summariser import Summariser
+from core.turn.summary import SummaryStore
 from core.turn.tool_loop import Answer, ToolLoop
 from core.turn.user_message import build_user_message
 
@@ -88,6 +91,7 @@ class TurnPorts:
     budget: BudgetGate = field(default_factory=NoBudget)
     tools: ToolRunner | None = None
     output: OutputModerator | None = None
+    summaries: SummaryStore | None = None  # where conversation summaries are kept (used when they are on)
 
 
 @dataclass(slots=True)
@@ -139,7 +143,11 @@ class TurnPipeline:
         self._claiming = KeyedLocks()
         self.metrics = metrics or Metrics()
         self._footer = footer
-        contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools)
+        summaries = ports.summaries if config.history_summary else None
+        contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools, summaries)
+        self._summariser = (
+            Summariser(ports.llm, counter, ports.budget, summaries, contexts, config) if summaries else None
+        )
         self._reservation = Reservation(ports.budget, contexts, counter, config.fallback_model)
         self._loop = ToolLoop(
             ports.llm,
@@ -306,6 +314,11 @@ class TurnPipeline:
         reserved = await self._reservation.reserve(message, conversation_id, model, progress.user)  # 5. + 6.
         progress.budget = reserved.budget
         await replier.start()
+        if self._summariser is not None:
+            reserved = await self._summariser.refresh(
+                message, conversation_id, reserved, progress.usages, deadline
+            )
+            progress.budget = reserved.budget
         answer = await self._loop.run(  # 7.
             message, conversation_id, reserved.context, replier, progress.usages, reserved.budget, deadline
         )

@@ -18,6 +18,7 @@ from core.turn.history import HistoryStore
 from core.turn.ordering import KeyedLocks
 from core.turn.pipeline import Footer, TurnOutcome, TurnPipeline, TurnPorts
 from core.turn.store import SqlTurnStore
+from core.turn.summary_store import SqlSummaries
 from core.turn.user_message import MAX_INLINE_TEXT_CHARS
 
 __all__ = ["MAX_INLINE_TEXT_CHARS", "ConversationService", "TurnConfig", "TurnOutcome"]
@@ -55,6 +56,7 @@ class ConversationService:
             budget=budget if budget is not None else NoBudget(),
             tools=tools,
             output=output_moderation,
+            summaries=SqlSummaries(database) if config.history_summary else None,
         )
         self._pipeline = TurnPipeline(
             ports,

@@ -29,6 +29,7 @@ EXPECTED = {
     "tool_calls",
     "installations",
     "oauth_states",
+    "conversation_summaries",
 }
 
 
