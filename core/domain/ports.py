@@ -7,8 +7,9 @@ platform: the SQL store, the OpenAI client and the budgets implement these; the 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from core.domain.errors import BotError
@@ -70,6 +71,23 @@ class UserImage:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardRecord:
+    """A guard's decision on a turn (a ``moderation_events`` row), written in the turn's own transaction."""
+
+    platform: str
+    workspace_id: str
+    channel_id: str
+    user_id: str
+    direction: str  # input | output | tool
+    action: str  # allow | flag | block | unavailable | redact
+    categories: tuple[str, ...]
+    scores: Mapping[str, float]
+    redactions: tuple[str, ...]
+    content: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class FinishedTurn:
     """What an answered turn stores: the user message, what the model and tools produced, the images."""
 
@@ -78,6 +96,7 @@ class FinishedTurn:
     messages: Sequence[TurnMessage]
     images: Sequence[UserImage]
     encoding: str  # the token encoding the counts of ``messages`` were made with
+    audit: Sequence[GuardRecord] = field(default_factory=tuple)  # the guards' decisions on the turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +108,7 @@ class FailedTurn:
     user: TurnMessage | None
     images: Sequence[UserImage]
     error: BotError
+    audit: Sequence[GuardRecord] = field(default_factory=tuple)  # the guards' decisions on the turn
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from core.domain.ports import (
     UserImage,
 )
 from core.domain.types import IncomingMessage
+from core.guards.audit import AuditBuffer, buffering
 from core.guards.chain import GuardChain
 from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
@@ -103,6 +104,7 @@ class _Progress:
     error: BotError | None = None
     budget: HeldBudget | None = None  # held and not settled yet
     usages: list[CallUsage] = field(default_factory=list)  # calls that completed
+    audit: AuditBuffer = field(default_factory=AuditBuffer)  # guard decisions, written with the turn
 
     def remember(self, write: Coroutine[Any, Any, None]) -> None:
         """Run ``write`` (where the reply is) alongside the turn; the turn does not wait for it."""
@@ -269,6 +271,17 @@ class TurnPipeline:
         progress: _Progress,
     ) -> TurnOutcome:
         replier.track(lambda where: progress.remember(self._ports.store.locate(message, where)))
+        with buffering(progress.audit):  # the guards' decisions are written in the turn's transaction
+            return await self._guarded_turn(message, replier, model_override, known, progress)
+
+    async def _guarded_turn(
+        self,
+        message: IncomingMessage,
+        replier: Replier,
+        model_override: str | None,
+        known: ConversationRef | None,
+        progress: _Progress,
+    ) -> TurnOutcome:
         try:
             async with TurnDeadline(self._config.turn_timeout) as deadline:  # the whole turn, till the answer
                 message = await self._guards.check(message)  # 4. guards
@@ -329,9 +342,11 @@ class TurnPipeline:
             [reserved.user, *answer.produced],
             progress.images,
             self._counter.encoding_for(reserved.context.model),
+            progress.audit.close(),
         )
         stored = await self._ports.store.persist(turn, reserved.budget.hold, usages)
         progress.budget = None  # settled
+        progress.audit.records.clear()  # written
         self._ports.history.appended(progress.conversation_id, reserved.context.last_id, stored)
 
     def _reply_text(self, text: str, notes: list[str], usages: Sequence[CallUsage]) -> str:
@@ -383,7 +398,9 @@ class TurnPipeline:
             log.warning("turn %s: the interruption was not fully recorded in time", message.event_id)
 
     async def _record_failure(self, message: IncomingMessage, progress: _Progress, error: BotError) -> None:
-        failed = FailedTurn(message, progress.conversation_id, progress.user, progress.images, error)
+        failed = FailedTurn(
+            message, progress.conversation_id, progress.user, progress.images, error, progress.audit.close()
+        )
         try:
             await self._ports.store.record_failure(failed)
         except Exception:
