@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.db.base import utcnow
-from core.db.models import Conversation, Message, ProcessedEvent
+from core.db.models import Ban, Conversation, Message, ProcessedEvent
 from core.domain.types import ConversationKey
 
 
@@ -172,9 +173,13 @@ class EventRepository:
         result = await self._session.execute(statement)
         return result.scalar_one_or_none()
 
-    async def queue(self, key: ConversationKey) -> tuple[int | None, int | None, str | None]:
+    async def queue(
+        self, key: ConversationKey, user_id: str
+    ) -> tuple[int | None, int | None, str | None, tuple[str, datetime | None] | None]:
         """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row
-        id), and the conversation's id and model (None, None: not created yet)."""
+        id), the conversation's id and model (None, None: not created yet), and ``user_id``'s ban (its reason
+        and expiry; None: not banned)."""
+        banned = (Ban.platform == key.platform, Ban.user_id == user_id)
         head = select(func.min(ProcessedEvent.id)).where(
             ProcessedEvent.platform == key.platform,
             ProcessedEvent.workspace_id == key.workspace_id,
@@ -188,10 +193,13 @@ class EventRepository:
                     head.scalar_subquery(),
                     select(Conversation.id).where(*_is(key)).scalar_subquery(),
                     select(Conversation.model).where(*_is(key)).scalar_subquery(),
+                    select(Ban.id).where(*banned).scalar_subquery(),
+                    select(Ban.reason).where(*banned).scalar_subquery(),
+                    select(Ban.expires_at).where(*banned).scalar_subquery(),
                 )
             )
         ).one()
-        return row[0], row[1], row[2]
+        return row[0], row[1], row[2], ((row[4], row[5]) if row[3] is not None else None)
 
     async def finish(
         self, event_id: str, *, status: str, conversation_id: int | None, owner: str | None = None

@@ -254,6 +254,16 @@ class QueuePlace:
     position: int  # the claim's order: earlier claims of the conversation run first
     first: bool  # no earlier turn of the conversation is unfinished: this one may run now
     conversation: ConversationRef | None  # the conversation as it is now; None: not created yet
+    ban: UserBan | None = None  # the sender's ban as it is now (when ``ban_read``)
+    ban_read: bool = False  # the store read the sender's ban with the queue (the turn's ban check uses it)
+
+
+@dataclass(frozen=True, slots=True)
+class UserBan:
+    """An admin's ban of a user (it may have expired: ``expires_at`` in the past)."""
+
+    reason: str
+    expires_at: datetime | None
 
 
 ReplyLocation = dict[str, str]  # where a reply is shown, as its platform names it (e.g. channel and ts)

@@ -45,6 +45,7 @@ from core.domain.ports import (
 )
 from core.domain.types import IncomingMessage
 from core.guards.audit import AuditBuffer, buffering
+from core.guards.bans import known_ban
 from core.guards.chain import GuardChain
 from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
@@ -245,7 +246,8 @@ class TurnPipeline:
             await self._fail(message, replier, progress, exc)
             return TurnOutcome.FAILED
         async with self._locks.hold(message.key):  # a command on this conversation waits for the turn
-            return await self._turn(message, replier, model, place.conversation, progress)
+            with known_ban(place.ban, read=place.ban_read):  # read with the place: the ban guard's answer
+                return await self._turn(message, replier, model, place.conversation, progress)
 
     async def _wait(self, message: IncomingMessage, place: QueuePlace) -> QueuePlace:
         if place.first:

@@ -29,6 +29,7 @@ from core.domain.ports import (
     QueuePlace,
     ReplyLocation,
     TurnMessage,
+    UserBan,
     UserImage,
 )
 from core.domain.types import ConversationKey, IncomingMessage
@@ -146,9 +147,10 @@ def _lock_id(key: ConversationKey) -> int:
 
 
 async def _place(events: EventRepository, message: IncomingMessage, position: int) -> QueuePlace:
-    head, conversation_id, model = await events.queue(message.key)
+    head, conversation_id, model, banned = await events.queue(message.key, message.user.user_id)
     conversation = ConversationRef(conversation_id, model) if conversation_id is not None else None
-    return QueuePlace(position, head is None or head >= position, conversation)
+    ban = UserBan(*banned) if banned is not None else None
+    return QueuePlace(position, head is None or head >= position, conversation, ban, ban_read=True)
 
 
 def _rows(
