@@ -254,6 +254,8 @@ class QueuePlace:
     position: int  # the claim's order: earlier claims of the conversation run first
     first: bool  # no earlier turn of the conversation is unfinished: this one may run now
     conversation: ConversationRef | None  # the conversation as it is now; None: not created yet
+    history: tuple[int | None, int] | None = None  # the conversation's newest visible message and history
+    # version as they are now (None: not read)
     ban: UserBan | None = None  # the sender's ban as it is now (when ``ban_read``)
     ban_read: bool = False  # the store read the sender's ban with the queue (the turn's ban check uses it)
 

@@ -16,6 +16,7 @@ The pipeline sees the world only through the ports of core/domain/ports.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -52,6 +53,7 @@ from core.metrics import Metrics
 from core.turn.config import TurnConfig
 from core.turn.context import ContextBuilder
 from core.turn.deadline import TurnDeadline
+from core.turn.history import state_as_read
 from core.turn.ordering import KeyedLocks, Waiters
 from core.turn.reservation import HeldBudget, Reservation, Reserved
 from core.turn.tool_loop import Answer, ToolLoop
@@ -246,7 +248,10 @@ class TurnPipeline:
             await self._fail(message, replier, progress, exc)
             return TurnOutcome.FAILED
         async with self._locks.hold(message.key):  # a command on this conversation waits for the turn
-            with known_ban(place.ban, read=place.ban_read):  # read with the place: the ban guard's answer
+            with contextlib.ExitStack() as read:  # what the place read, the turn does not read again
+                read.enter_context(known_ban(place.ban, read=place.ban_read))
+                if place.conversation is not None and place.history is not None:
+                    read.enter_context(state_as_read(place.conversation.id, *place.history))
                 return await self._turn(message, replier, model, place.conversation, progress)
 
     async def _wait(self, message: IncomingMessage, place: QueuePlace) -> QueuePlace:

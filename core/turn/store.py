@@ -147,10 +147,15 @@ def _lock_id(key: ConversationKey) -> int:
 
 
 async def _place(events: EventRepository, message: IncomingMessage, position: int) -> QueuePlace:
-    head, conversation_id, model, banned = await events.queue(message.key, message.user.user_id)
-    conversation = ConversationRef(conversation_id, model) if conversation_id is not None else None
-    ban = UserBan(*banned) if banned is not None else None
-    return QueuePlace(position, head is None or head >= position, conversation, ban, ban_read=True)
+    row = await events.queue(message.key, message.user.user_id)
+    if row.conversation_id is None:
+        conversation, history = None, None
+    else:
+        conversation = ConversationRef(row.conversation_id, row.model)
+        history = (row.newest_message, row.history_version)
+    ban = UserBan(*row.ban) if row.ban is not None else None
+    first = row.head is None or row.head >= position
+    return QueuePlace(position, first, conversation, history, ban, ban_read=True)
 
 
 def _rows(
