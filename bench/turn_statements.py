@@ -2,6 +2,10 @@
 an existing conversation with a user budget set: what a turn costs the database.
 
     TIKTOKEN_CACHE_DIR=../shared/tiktoken python bench/turn_statements.py [--database-url URL] [--turns N]
+        [--guards]
+
+``--guards`` adds what ``serve`` runs with moderation on: the ban check before the turn (the adapters'
+admission) and in it, input and output moderation with their audit rows.
 
 The reply is "posted" on a platform (the replier reports where it is), as Slack and Discord do, so the
 write that lets crash recovery find a reply is counted too. Prints the statements by kind.
@@ -14,6 +18,7 @@ import asyncio
 import collections
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.db import migrate
 from core.db.session import Database
+from core.domain.ports import TurnGuard
+from core.guards.audit import ModerationAudit
+from core.guards.bans import BanGuard
+from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
+from core.guards.output_moderation import OutputModeration
 from core.money.budgets import Budgets
 from core.money.pricing import ModelPrice, PriceTable, usd
 from tests.fakes.openai_api import FakeOpenAI
@@ -43,7 +53,7 @@ class PostedReplier(RecordingReplier):
             on_posted({"channel": "C1", "ts": "1.1"})
 
 
-async def run(url: str, turns: int) -> None:
+async def run(url: str, turns: int, guarded: bool) -> None:
     database = Database.from_url(url)
     await migrate.upgrade(database.engine)
     statements: collections.Counter[str] = collections.Counter()
@@ -65,18 +75,35 @@ async def run(url: str, turns: int) -> None:
     async with FakeOpenAI(api_key="test-key") as fake:
         llm = make_llm(fake.base_url)
         budgets = Budgets(database, prices, {("user", "day"): (usd("100"), None)})
-        service = make_service(database, llm, budget=budgets)
-        await service.handle(incoming("warm up", "warm", thread="T"), PostedReplier())
-        await service.handle(incoming("warm up again", "warm2", thread="T"), PostedReplier())
+        run_id = uuid.uuid4().hex[:12]
+        bans = BanGuard(database)
+        guards: list[TurnGuard] = []
+        output = None
+        if guarded:
+            moderator = Moderator(llm.sdk, ModerationPolicy())
+            audit = ModerationAudit(database)
+            guards = [bans, ModerationGuard(moderator, audit)]
+            output = OutputModeration(moderator, audit)
+        service = make_service(database, llm, budget=budgets, guards=guards, output_moderation=output)
+
+        async def turn(text: str, event_id: str) -> None:
+            message = incoming(text, f"{run_id}-{event_id}", thread=run_id)  # a database may be reused
+            if guarded:
+                await bans.check(message)  # the adapters' admission, before the turn
+            await service.handle(message, PostedReplier())
+
+        await turn("warm up", "warm")
+        await turn("warm up again", "warm2")
         counting = True
         for index in range(turns):
-            await service.handle(incoming(f"question {index}", f"q{index}", thread="T"), PostedReplier())
+            await turn(f"question {index}", f"q{index}")
         counting = False
         await llm.close()
     await database.close()
     total = sum(statements.values())
     name = database.engine.dialect.name
-    print(f"{name}: {total / turns:.1f} statements, {transactions / turns:.1f} transactions per turn")
+    label = f"{name} with guards" if guarded else name
+    print(f"{label}: {total / turns:.1f} statements, {transactions / turns:.1f} transactions per turn")
     for kind, count in statements.most_common():
         print(f"  {kind:<8} {count / turns:.1f}")
 
@@ -85,12 +112,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url")
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--guards", action="store_true", help="ban check and moderation, as serve runs them")
     args = parser.parse_args()
     if args.database_url:
-        asyncio.run(run(args.database_url, args.turns))
+        asyncio.run(run(args.database_url, args.turns, args.guards))
         return
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", args.turns))
+        asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", args.turns, args.guards))
 
 
 if __name__ == "__main__":

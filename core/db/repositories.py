@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select, update
@@ -12,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.db.base import utcnow
-from core.db.models import Conversation, ConversationSummary, Message, ProcessedEvent
+from core.db.models import Ban, Conversation, ConversationSummary, Message, ProcessedEvent
 from core.domain.types import ConversationKey
 
 
@@ -137,6 +139,16 @@ class MessageRepository:
         return (await self._session.execute(statement)).scalars().all()
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    head: int | None  # the earliest unfinished claim of the conversation
+    conversation_id: int | None  # None: not created yet
+    model: str | None
+    history_version: int
+    newest_message: int | None  # the newest visible message's id
+    ban: tuple[str, datetime | None] | None  # the sender's ban: reason and expiry
+
+
 class EventRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -178,9 +190,11 @@ class EventRepository:
         result = await self._session.execute(statement)
         return result.scalar_one_or_none()
 
-    async def queue(self, key: ConversationKey) -> tuple[int | None, int | None, str | None]:
+    async def queue(self, key: ConversationKey, user_id: str) -> QueueRow:
         """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row
-        id), and the conversation's id and model (None, None: not created yet)."""
+        id), the conversation as it is now (id, model, history state; None: not created yet), and
+        ``user_id``'s ban."""
+        banned = (Ban.platform == key.platform, Ban.user_id == user_id)
         head = select(func.min(ProcessedEvent.id)).where(
             ProcessedEvent.platform == key.platform,
             ProcessedEvent.workspace_id == key.workspace_id,
@@ -188,16 +202,27 @@ class EventRepository:
             ProcessedEvent.thread_id == key.thread_id,
             ProcessedEvent.status == "claimed",
         )
+        newest = (
+            select(func.max(Message.id))
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(*_is(key), Message.status == "ok")
+        )
         row = (
             await self._session.execute(
                 select(
                     head.scalar_subquery(),
                     select(Conversation.id).where(*_is(key)).scalar_subquery(),
                     select(Conversation.model).where(*_is(key)).scalar_subquery(),
+                    select(Conversation.history_version).where(*_is(key)).scalar_subquery(),
+                    newest.scalar_subquery(),
+                    select(Ban.id).where(*banned).scalar_subquery(),
+                    select(Ban.reason).where(*banned).scalar_subquery(),
+                    select(Ban.expires_at).where(*banned).scalar_subquery(),
                 )
             )
         ).one()
-        return row[0], row[1], row[2]
+        ban = (row[6], row[7]) if row[5] is not None else None
+        return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban)
 
     async def finish(
         self, event_id: str, *, status: str, conversation_id: int | None, owner: str | None = None

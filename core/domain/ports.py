@@ -7,8 +7,9 @@ platform: the SQL store, the OpenAI client and the budgets implement these; the 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from core.domain.errors import BotError
@@ -70,6 +71,23 @@ class UserImage:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardRecord:
+    """A guard's decision on a turn (a ``moderation_events`` row), written in the turn's own transaction."""
+
+    platform: str
+    workspace_id: str
+    channel_id: str
+    user_id: str
+    direction: str  # input | output | tool
+    action: str  # allow | flag | block | unavailable | redact
+    categories: tuple[str, ...]
+    scores: Mapping[str, float]
+    redactions: tuple[str, ...]
+    content: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class FinishedTurn:
     """What an answered turn stores: the user message, what the model and tools produced, the images."""
 
@@ -78,6 +96,7 @@ class FinishedTurn:
     messages: Sequence[TurnMessage]
     images: Sequence[UserImage]
     encoding: str  # the token encoding the counts of ``messages`` were made with
+    audit: Sequence[GuardRecord] = field(default_factory=tuple)  # the guards' decisions on the turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +108,7 @@ class FailedTurn:
     user: TurnMessage | None
     images: Sequence[UserImage]
     error: BotError
+    audit: Sequence[GuardRecord] = field(default_factory=tuple)  # the guards' decisions on the turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +254,18 @@ class QueuePlace:
     position: int  # the claim's order: earlier claims of the conversation run first
     first: bool  # no earlier turn of the conversation is unfinished: this one may run now
     conversation: ConversationRef | None  # the conversation as it is now; None: not created yet
+    history: tuple[int | None, int] | None = None  # the conversation's newest visible message and history
+    # version as they are now (None: not read)
+    ban: UserBan | None = None  # the sender's ban as it is now (when ``ban_read``)
+    ban_read: bool = False  # the store read the sender's ban with the queue (the turn's ban check uses it)
+
+
+@dataclass(frozen=True, slots=True)
+class UserBan:
+    """An admin's ban of a user (it may have expired: ``expires_at`` in the past)."""
+
+    reason: str
+    expires_at: datetime | None
 
 
 ReplyLocation = dict[str, str]  # where a reply is shown, as its platform names it (e.g. channel and ts)

@@ -1,6 +1,16 @@
-"""Bans: a banned user's turns are refused before anything is sent or stored."""
+"""Bans: a banned user's turns are refused before anything is sent or stored.
+
+A turn's ban is read with its place in the conversation's queue (the claim's one SELECT; the pipeline hands
+it over with ``known_ban``), so a ban an admin placed on any replica applies to the next turn at no extra
+statement. The adapters' earlier check (``GuardChain.admit``, before a download or a platform call) and
+commands (``refuse_if_banned``) read the ``bans`` table."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Final
 
 from sqlalchemy import select
 
@@ -8,28 +18,55 @@ from core.db.models import Ban
 from core.db.session import Database
 from core.domain.clock import Clock, utc_now
 from core.domain.errors import NotAuthorized
+from core.domain.ports import UserBan
 from core.domain.types import ChatUser, IncomingMessage
 
 
+class _Unread:
+    pass
+
+
+_UNREAD: Final = _Unread()
+_known: ContextVar[UserBan | _Unread | None] = ContextVar("threadwise_known_ban", default=_UNREAD)
+
+
+@contextmanager
+def known_ban(ban: UserBan | None, *, read: bool = True) -> Iterator[None]:
+    """In a turn: its sender's ban as the claim read it (None: not banned), which the turn's ban check
+    uses; ``read=False``: the check reads the ``bans`` table itself."""
+    token = _known.set(ban if read else _UNREAD)
+    try:
+        yield
+    finally:
+        _known.reset(token)
+
+
 class BanGuard:
-    """A TurnGuard reading the ``bans`` table (one indexed lookup per turn); expired bans no longer apply."""
+    """A TurnGuard on the ``bans`` table; expired bans no longer apply."""
 
     def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
         self._db = database
         self._clock = clock
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
-        await self.refuse_if_banned(message.user)
+        known = _known.get()
+        if isinstance(known, _Unread):  # before a turn (admission), or a store that did not read it
+            await self.refuse_if_banned(message.user)
+        else:
+            self._refuse(known)
         return message
 
     async def refuse_if_banned(self, user: ChatUser) -> None:
         """Raise NotAuthorized with the ban's message when ``user`` is banned (turns and `/ai` commands)."""
         async with self._db.reader() as session:
-            ban = (
+            row = (
                 await session.execute(
                     select(Ban).where(Ban.platform == user.platform, Ban.user_id == user.user_id)
                 )
             ).scalar_one_or_none()
+        self._refuse(UserBan(row.reason, row.expires_at) if row is not None else None)
+
+    def _refuse(self, ban: UserBan | None) -> None:
         if ban is None or (ban.expires_at is not None and ban.expires_at <= self._clock()):
             return
         until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""

@@ -221,11 +221,14 @@ class Budgets:
         if now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=60)
             await self.expire()
-        async with self._db.reader() as session:  # most turns have no limit: no write lock for them
+        if not self.defaults:  # limits only where admins set them: most turns have none, and no write lock
+            async with self._db.reader() as session:
+                if not await self.limits_for(session, message.key, message.user.user_id):
+                    return Hold(None, cost.micros, cost.tokens, message)
+        async with self._db.unit_of_work() as session:  # the limits read with the holds they check
             limits = await self.limits_for(session, message.key, message.user.user_id)
-        if not limits:
-            return Hold(None, cost.micros, cost.tokens, message)
-        async with self._db.unit_of_work() as session:
+            if not limits:
+                return Hold(None, cost.micros, cost.tokens, message)
             counters = await self._lock_counters(session, limits, now)
             for limit in limits:
                 counter = counters[(limit.scope, limit.subject, limit.period)]

@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,20 @@ from core.metrics import Metrics
 
 PAGE_SIZE = 200
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+
+# A conversation's state (newest visible message id, history version) as the turn's claim read it.
+_read: ContextVar[tuple[int, int | None, int] | None] = ContextVar("threadwise_history_state", default=None)
+
+
+@contextmanager
+def state_as_read(conversation_id: int, newest: int | None, version: int) -> Iterator[None]:
+    """The turn read the conversation's state with its claim (nothing of it changes while the turn is the
+    conversation's only one running): a current cached window is served without reading it again."""
+    token = _read.set((conversation_id, newest, version))
+    try:
+        yield
+    finally:
+        _read.reset(token)
 
 
 def wire_message(
@@ -194,6 +210,19 @@ class HistoryStore:
         ceiling = max(budget, ceiling or budget)
         encoding = self._counter.encoding_for(model)
         cached = self._cache.get(conversation_id)
+        read = _read.get()
+        if (
+            read is not None
+            and read[0] == conversation_id
+            and cached is not None
+            and not cached.images
+            and cached.encoding == encoding
+            and (cached.complete or budget <= cached.budget)
+            and read[1:] == (cached.last_id, cached.version)
+        ):
+            self._cache.move_to_end(conversation_id)
+            self._count("hit")
+            return trim(cached.entries, budget), cached.last_id
         async with self._database.reader() as session:
             repo = MessageRepository(session)
             latest, version = await repo.state(conversation_id)  # read before loading: a change after it

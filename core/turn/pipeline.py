@@ -17,6 +17,7 @@ The pipeline sees the world only through the ports of core/domain/ports.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -45,12 +46,15 @@ from core.domain.ports import (
     UserImage,
 )
 from core.domain.types import IncomingMessage
+from core.guards.audit import AuditBuffer, buffering
+from core.guards.bans import known_ban
 from core.guards.chain import GuardChain
 from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
 from core.turn.config import TurnConfig
 from core.turn.context import ContextBuilder
 from core.turn.deadline import TurnDeadline
+from core.turn.history import state_as_read
 from core.turn.ordering import KeyedLocks, Waiters
 from core.turn.reservation import HeldBudget, Reservation, Reserved
 from core.turn.summariser import Summariser
@@ -107,6 +111,7 @@ class _Progress:
     error: BotError | None = None
     budget: HeldBudget | None = None  # held and not settled yet
     usages: list[CallUsage] = field(default_factory=list)  # calls that completed
+    audit: AuditBuffer = field(default_factory=AuditBuffer)  # guard decisions, written with the turn
 
     def remember(self, write: Coroutine[Any, Any, None]) -> None:
         """Run ``write`` (where the reply is) alongside the turn; the turn does not wait for it."""
@@ -251,7 +256,11 @@ class TurnPipeline:
             await self._fail(message, replier, progress, exc)
             return TurnOutcome.FAILED
         async with self._locks.hold(message.key):  # a command on this conversation waits for the turn
-            return await self._turn(message, replier, model, place.conversation, progress)
+            with contextlib.ExitStack() as read:  # what the place read, the turn does not read again
+                read.enter_context(known_ban(place.ban, read=place.ban_read))
+                if place.conversation is not None and place.history is not None:
+                    read.enter_context(state_as_read(place.conversation.id, *place.history))
+                return await self._turn(message, replier, model, place.conversation, progress)
 
     async def _wait(self, message: IncomingMessage, place: QueuePlace) -> QueuePlace:
         if place.first:
@@ -277,6 +286,17 @@ class TurnPipeline:
         progress: _Progress,
     ) -> TurnOutcome:
         replier.track(lambda where: progress.remember(self._ports.store.locate(message, where)))
+        with buffering(progress.audit):  # the guards' decisions are written in the turn's transaction
+            return await self._guarded_turn(message, replier, model_override, known, progress)
+
+    async def _guarded_turn(
+        self,
+        message: IncomingMessage,
+        replier: Replier,
+        model_override: str | None,
+        known: ConversationRef | None,
+        progress: _Progress,
+    ) -> TurnOutcome:
         try:
             async with TurnDeadline(self._config.turn_timeout) as deadline:  # the whole turn, till the answer
                 message = await self._guards.check(message)  # 4. guards
@@ -342,9 +362,11 @@ class TurnPipeline:
             [reserved.user, *answer.produced],
             progress.images,
             self._counter.encoding_for(reserved.context.model),
+            progress.audit.close(),
         )
         stored = await self._ports.store.persist(turn, reserved.budget.hold, usages)
         progress.budget = None  # settled
+        progress.audit.records.clear()  # written
         self._ports.history.appended(progress.conversation_id, reserved.context.last_id, stored)
 
     def _reply_text(self, text: str, notes: list[str], usages: Sequence[CallUsage]) -> str:
@@ -396,7 +418,9 @@ class TurnPipeline:
             log.warning("turn %s: the interruption was not fully recorded in time", message.event_id)
 
     async def _record_failure(self, message: IncomingMessage, progress: _Progress, error: BotError) -> None:
-        failed = FailedTurn(message, progress.conversation_id, progress.user, progress.images, error)
+        failed = FailedTurn(
+            message, progress.conversation_id, progress.user, progress.images, error, progress.audit.close()
+        )
         try:
             await self._ports.store.record_failure(failed)
         except Exception:

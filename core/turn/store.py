@@ -29,9 +29,11 @@ from core.domain.ports import (
     QueuePlace,
     ReplyLocation,
     TurnMessage,
+    UserBan,
     UserImage,
 )
 from core.domain.types import ConversationKey, IncomingMessage
+from core.guards.audit import audit_row
 
 
 class Ledger(Protocol):
@@ -83,9 +85,10 @@ class SqlTurnStore:
     async def persist(
         self, turn: FinishedTurn, hold: Hold, usages: Sequence[CallUsage]
     ) -> list[HistoryEntry]:
-        """Messages, event status and usage of a successful turn, in one transaction."""
+        """Messages, event status, usage and the guards' decisions of an answered turn, in one transaction."""
         rows = _rows(turn.message, turn.conversation_id, turn.messages, turn.images, "ok", turn.encoding)
         async with self._db.unit_of_work() as session:
+            session.add_all([audit_row(record) for record in turn.audit])
             messages = MessageRepository(session)
             for row in rows:
                 messages.add(row)
@@ -106,8 +109,10 @@ class SqlTurnStore:
             await self._settle(session, hold, usages)
 
     async def record_failure(self, turn: FailedTurn) -> None:
-        """Keep the failed turn as a hidden pair (user message + error marker) and mark the event failed."""
+        """Keep the failed turn as a hidden pair (user message + error marker), mark the event failed, and
+        write the guards' decisions on it (a refusal's too; also when another replica resolved the turn)."""
         async with self._db.unit_of_work() as session:
+            session.add_all([audit_row(record) for record in turn.audit])
             if not await EventRepository(session).finish(
                 turn.message.event_id,
                 status="failed",
@@ -142,9 +147,15 @@ def _lock_id(key: ConversationKey) -> int:
 
 
 async def _place(events: EventRepository, message: IncomingMessage, position: int) -> QueuePlace:
-    head, conversation_id, model = await events.queue(message.key)
-    conversation = ConversationRef(conversation_id, model) if conversation_id is not None else None
-    return QueuePlace(position, head is None or head >= position, conversation)
+    row = await events.queue(message.key, message.user.user_id)
+    if row.conversation_id is None:
+        conversation, history = None, None
+    else:
+        conversation = ConversationRef(row.conversation_id, row.model)
+        history = (row.newest_message, row.history_version)
+    ban = UserBan(*row.ban) if row.ban is not None else None
+    first = row.head is None or row.head >= position
+    return QueuePlace(position, first, conversation, history, ban, ban_read=True)
 
 
 def _rows(

@@ -32,7 +32,7 @@ from core.turn.history import HistoryStore
 from core.turn.service import ConversationService, TurnConfig, TurnOutcome
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, ToolCallSpec
 from tests.integration.test_conversations import Calculator
-from tests.support import Clock, RecordingReplier, incoming, make_llm
+from tests.support import Clock, RecordingReplier, incoming, make_llm, make_service
 
 MAX_OUTPUT = 200
 MINI = PriceTable(fallback=ModelPrice(usd("10"), usd("10"), usd("40")), image_fallback=usd("0.25"))
@@ -317,6 +317,25 @@ async def test_banned_users_are_refused_until_the_ban_expires(
     )
     clock.advance(hours=2)
     assert await service.handle(incoming("hi", "e3"), RecordingReplier()) is TurnOutcome.ANSWERED
+    await llm.close()
+
+
+async def test_a_ban_placed_on_one_replica_refuses_the_next_turn_on_another(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    budgets = Budgets(database, MINI, {})
+    admin = AdminService(database, budgets, admins=["cli:root"])  # replica A's admin
+    root = ChatUser("cli", "root", "root")
+    llm = make_llm(fake_openai.base_url)
+    replica_b = make_service(database, llm, budget=budgets, guards=[BanGuard(database)], owner="replica-b")
+    assert await replica_b.handle(incoming("hi", "e1"), RecordingReplier()) is TurnOutcome.ANSWERED
+    await admin.ban(root, "console:U1", reason="spam", until=None)
+    replier = RecordingReplier()
+    assert await replica_b.handle(incoming("again", "e2"), replier) is TurnOutcome.FAILED
+    assert isinstance(replier.errors[0], NotAuthorized) and "Reason: spam" in replier.errors[0].user_message
+    assert len(fake_openai.chat_requests()) == 1
+    await admin.unban(root, "console:U1")
+    assert await replica_b.handle(incoming("back", "e3"), RecordingReplier()) is TurnOutcome.ANSWERED
     await llm.close()
 
 

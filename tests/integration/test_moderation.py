@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from core.db.models import BudgetCounter, Message, ModerationEvent, UsageRecord
 from core.db.session import Database
@@ -164,4 +164,70 @@ async def test_an_answer_blocked_mid_stream_is_still_charged(
     assert row.input_tokens > 0 and 0 < row.output_tokens < len(answer)  # what was read and written so far
     assert all(counter.reserved_micros == 0 for counter in counters)  # the hold is gone
     assert all(counter.spent_micros == row.cost_micros for counter in counters)
+    await llm.close()
+
+
+class Transactions:
+    """Which transaction (by the order they began in) each INSERT of a table ran in."""
+
+    def __init__(self, database: Database) -> None:
+        self.count = 0
+        self.inserts: list[tuple[int, str]] = []
+        engine = database.engine.sync_engine
+        event.listen(engine, "begin", self._begin)
+        event.listen(engine, "before_cursor_execute", self._statement)
+
+    def _begin(self, conn: Any) -> None:
+        self.count += 1
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        if words[:2] == ["INSERT", "INTO"]:
+            self.inserts.append((self.count, words[2]))
+
+    def of(self, table: str) -> set[int]:
+        return {number for number, name in self.inserts if name == table}
+
+
+async def test_audit_rows_of_an_answered_turn_are_written_with_the_turn(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    llm = make_llm(fake_openai.base_url)
+    service = moderated(database, llm)
+    seen = Transactions(database)
+    assert await service.handle(incoming("hello there", "e1"), RecordingReplier()) is TurnOutcome.ANSWERED
+    assert await events(database) == [("input", "allow", []), ("output", "allow", [])]
+    assert seen.of("moderation_events") == seen.of("messages")  # one transaction: the turn's
+    assert len(seen.of("messages")) == 1
+    await llm.close()
+
+
+async def test_audit_rows_of_a_turn_that_fails_later_are_written_with_its_failure(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(Fault(500))
+    llm = make_llm(fake_openai.base_url)
+    service = moderated(database, llm)
+    seen = Transactions(database)
+    assert await service.handle(incoming("hello there", "e1"), RecordingReplier()) is TurnOutcome.FAILED
+    assert await events(database) == [("input", "allow", [])]  # the input was checked before the call failed
+    assert [(role, status) for role, status, _ in await stored_texts(database)] == [
+        ("user", "failed"),
+        ("assistant", "failed"),
+    ]
+    assert seen.of("moderation_events") == seen.of("messages")  # in the failure record's transaction
+    await llm.close()
+
+
+async def test_a_refused_turn_records_its_decision_with_its_failure(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.moderation_flags = {"attack the convoy": {"violence": 0.95}}
+    llm = make_llm(fake_openai.base_url)
+    seen = Transactions(database)
+    outcome = await moderated(database, llm).handle(incoming("attack the convoy", "e1"), RecordingReplier())
+    assert outcome is TurnOutcome.FAILED
+    assert seen.count == 2  # the claim, then the failure record with its decision: no write of its own
+    assert seen.of("moderation_events") == {2}
+    assert await events(database) == [("input", "block", ["violence"])]
     await llm.close()
