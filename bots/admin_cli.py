@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from bots.plain import PLAIN
+from core.admin.personas import Personas, parse_place, place_name
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.describe import describe_limit, describe_moderation
@@ -79,6 +80,22 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     tools_clear = tools_actions.add_parser("clear", help="the channel uses the default tools again")
     tools_clear.add_argument("--channel", required=True, help="platform:workspace_id:channel_id")
 
+    prompt = actions.add_parser("prompt", help="the persona (system prompt) of a channel or workspace")
+    prompt_actions = prompt.add_subparsers(dest="prompt_command", required=True)
+    for name, text in (
+        ("show", "show the persona"),
+        ("set", "set the persona (replaces it)"),
+        ("clear", "remove the persona"),
+    ):
+        sub = prompt_actions.add_parser(name, help=text)
+        where = sub.add_mutually_exclusive_group(required=True)
+        where.add_argument("--channel", help="platform:workspace_id:channel_id, e.g. slack:T01:C02")
+        where.add_argument("--workspace", help="platform:workspace_id, e.g. slack:T01")
+        if name == "set":
+            sub.add_argument("text", help="added to the system prompt of new turns there")
+            sub.add_argument("--model", help="default model there (one of THREADWISE_MODELS)")
+            sub.add_argument("--tools", help="comma-separated tool names, or none (narrows the tools)")
+
     purge = actions.add_parser("purge", help="apply the retention policy now")
     purge.add_argument(
         "--days", type=positive_int, help="keep this many days (default: THREADWISE_RETENTION_DAYS)"
@@ -115,6 +132,7 @@ class _Shell:
     retention_days: int | None
     confirm: Callable[[str], bool]
     actor: ChatUser
+    personas: Personas | None = None
 
 
 Handler = Callable[[_Shell, argparse.Namespace], Awaitable[int]]
@@ -128,8 +146,9 @@ async def run_admin(
     retention_days: int | None,
     tools: ToolGovernance | None = None,
     confirm: Callable[[str], bool] | None = None,
+    personas: Personas | None = None,
 ) -> int:
-    shell = _Shell(admin, retention, tools, retention_days, confirm or _ask, cli_actor())
+    shell = _Shell(admin, retention, tools, retention_days, confirm or _ask, cli_actor(), personas)
     return await _HANDLERS[args.admin_command](shell, args)
 
 
@@ -179,6 +198,35 @@ async def _tools(shell: _Shell, args: argparse.Namespace) -> int:
         print(await tools.set(shell.actor, parse_channel(args.channel), [n for n in names if n]))
     else:
         print(await tools.clear(shell.actor, parse_channel(args.channel)))
+    return 0
+
+
+async def _prompt(shell: _Shell, args: argparse.Namespace) -> int:
+    personas = shell.personas
+    if personas is None:
+        return _fail("prompt", "personas are not available")
+    place = parse_place(args.channel, args.workspace)
+    if args.prompt_command == "show":
+        stored = await personas.show(shell.actor, place)
+        if stored is None:
+            print(f"{place_name(place)}: no persona")
+            return 0
+        print(f"{place_name(place)} (set by {stored.set_by}, {stored.updated_at:%Y-%m-%d %H:%M} UTC):")
+        print(stored.persona.prompt)
+        if stored.persona.model:
+            print(f"model: {stored.persona.model}")
+        if stored.persona.tools is not None:
+            print(f"tools: {', '.join(stored.persona.tools) or 'none'}")
+    elif args.prompt_command == "set":
+        tools = None
+        if args.tools is not None:
+            listed = [] if args.tools.strip().lower() == "none" else args.tools.split(",")
+            tools = [name.strip() for name in listed if name.strip()]
+        await personas.set(shell.actor, place, args.text, model=args.model, tools=tools)
+        print(f"{place_name(place)}: persona set")
+    else:
+        removed = await personas.clear(shell.actor, place)
+        print(f"{place_name(place)}: persona removed" if removed else f"{place_name(place)}: no persona")
     return 0
 
 
@@ -266,6 +314,7 @@ _HANDLERS: dict[str, Handler] = {
     "moderation": _moderation,
     "forget": _forget,
     "tools": _tools,
+    "prompt": _prompt,
     "purge": _purge,
     "quota": _quota,
     "report": _report,

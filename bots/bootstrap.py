@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from bots.http import HttpServer
 from bots.services import ChatServices
+from core.admin.personas import Personas
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
 from core.commands.admission import Admission
@@ -288,6 +289,7 @@ class _Services:
     redactor: Redactor | None
     safety: Safety
     images: ImageGenerator | None
+    personas: Personas
 
 
 def build_turns(
@@ -310,6 +312,7 @@ def build_turns(
         audit=ModerationAudit(database, metrics=metrics),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
         metrics=metrics,
+        personas=parts.personas,
     )
     return ConversationService(
         database=database,
@@ -330,6 +333,7 @@ def build_turns(
         footer=budgets.cost_footer if settings.limits.cost_footer else None,
         output_moderation=parts.safety.output,
         owner=owner,
+        personas=parts.personas,
     )
 
 
@@ -350,6 +354,7 @@ def build_commands(
         bans=BanGuard(parts.database),
         default_model=settings.threadwise.model,
         models=offered_models(settings),
+        personas=parts.personas,
     )
 
 
@@ -367,7 +372,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             safety = build_safety(settings, database, llm, policies, modlog, redactor, metrics)
             admin = build_admin(settings, database, budgets)
             images = build_images(settings, llm, budgets)
-            parts = _Services(database, budgets, admin, policies, redactor, safety, images)
+            personas = Personas(database, admin, models=offered_models(settings))
+            parts = _Services(database, budgets, admin, policies, redactor, safety, images, personas)
             async with open_tools(settings, images, safety.content) as registry:
                 owner = new_replica_id()
                 turns = build_turns(settings, llm, counter, parts, registry, owner, metrics)
@@ -398,6 +404,7 @@ class AdminShell:
     admin: AdminService
     retention: Retention
     tools: ToolGovernance
+    personas: Personas
 
 
 @contextlib.asynccontextmanager
@@ -409,7 +416,8 @@ async def open_admin_shell(settings: Settings) -> AsyncIterator[AdminShell]:
         apply_tool_policy(registry, settings)
         images = ("generate_image",) if settings.threadwise.images else ()
         tools = ToolGovernance(admin, ChannelPolicies(database), registry, also_known=images, open_ended=True)
-        yield AdminShell(admin, Retention(database), tools)
+        personas = Personas(database, admin, models=offered_models(settings))
+        yield AdminShell(admin, Retention(database), tools, personas)
 
 
 def configured_platforms(settings: Settings) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.admin.personas import Personas
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.admin import AdminCommands
@@ -49,6 +50,7 @@ class Commands:
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
+        personas: Personas | None = None,
     ) -> None:
         self._conversations = conversations
         self._admin = admin
@@ -65,7 +67,12 @@ class Commands:
             clock=clock,
         )
         self._admin_commands = AdminCommands(
-            admin=admin, tools=tools, policies=policies, moderation=moderation, clock=clock
+            admin=admin,
+            tools=tools,
+            policies=policies,
+            moderation=moderation,
+            clock=clock,
+            personas=personas,
         )
 
     async def admit(self, platform: str, user_id: str, delivery_id: str | None) -> bool:

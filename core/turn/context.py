@@ -9,12 +9,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.domain.errors import BadInput
-from core.domain.ports import BudgetGate, CallPlan, HistoryWindow, ToolRunner, TurnMessage
+from core.domain.ports import (
+    BudgetGate,
+    CallPlan,
+    HistoryWindow,
+    Persona,
+    PersonaLookup,
+    ToolRunner,
+    TurnMessage,
+)
 from core.domain.types import IncomingMessage
 from core.llm.tokens import REPLY_PRIMING, TokenCounter, context_window
 from core.turn.config import TurnConfig
 
 FRAMING_SLACK = 64  # the assistant message's own framing around its tool calls
+
+
+def system_prompt(base: str, persona: Persona | None) -> str:
+    """The system message of a turn: THREADWISE_SYSTEM_PROMPT first, then the persona of the channel (or of
+    the workspace) if one is set. A persona extends the global prompt, never replaces it."""
+    if persona is None:
+        return base
+    where = "this workspace" if persona.scope == "workspace" else "this channel"
+    return f"{base}\n\nIn {where}: {persona.prompt}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +72,9 @@ class ContextBuilder:
         history: HistoryWindow,
         budget: BudgetGate,
         tools: ToolRunner | None,
+        personas: PersonaLookup | None = None,
     ) -> None:
+        self._personas = personas
         self._counter = counter
         self._config = config
         self._history = history
@@ -67,7 +86,8 @@ class ContextBuilder:
     ) -> TurnContext:
         """The messages of the first model call of the turn; raises BadInput when the new message alone does
         not fit the model's window."""
-        system = {"role": "system", "content": self._config.system_prompt}
+        persona = await self._personas.persona(message.key) if self._personas is not None else None
+        system = {"role": "system", "content": system_prompt(self._config.system_prompt, persona)}
         tools = list(await self._tools.definitions(message)) if self._tools else []
         room = self._room(model, system, tools, user)
         history, last_id = await self._history.window(

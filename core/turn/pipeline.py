@@ -36,6 +36,7 @@ from core.domain.ports import (
     ModelClient,
     NoBudget,
     OutputModerator,
+    PersonaLookup,
     QueuePlace,
     Replier,
     ToolRunner,
@@ -88,6 +89,7 @@ class TurnPorts:
     budget: BudgetGate = field(default_factory=NoBudget)
     tools: ToolRunner | None = None
     output: OutputModerator | None = None
+    personas: PersonaLookup | None = None
 
 
 @dataclass(slots=True)
@@ -139,7 +141,7 @@ class TurnPipeline:
         self._claiming = KeyedLocks()
         self.metrics = metrics or Metrics()
         self._footer = footer
-        contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools)
+        contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools, ports.personas)
         self._reservation = Reservation(ports.budget, contexts, counter, config.fallback_model)
         self._loop = ToolLoop(
             ports.llm,
@@ -276,7 +278,7 @@ class TurnPipeline:
                     message.key, message.user.user_id
                 )
                 progress.conversation_id = conversation.id
-                model = model_override or conversation.model or self._config.default_model
+                model = model_override or conversation.model or await self._persona_model(message)
                 progress.model = model
                 await self._counter.preload(model)  # a first load (maybe a download) off the loop
                 user = await build_user_message(message, self._counter, model)
@@ -292,6 +294,13 @@ class TurnPipeline:
             return TurnOutcome.FAILED
         finally:
             await progress.settled()
+
+    async def _persona_model(self, message: IncomingMessage) -> str:
+        """The model of a conversation with none of its own: its channel's (or workspace's) persona's, else
+        the default."""
+        personas = self._ports.personas
+        persona = await personas.persona(message.key) if personas is not None else None
+        return (persona.model if persona is not None else None) or self._config.default_model
 
     async def _answer(
         self,

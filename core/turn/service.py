@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from core.db.session import Database
 from core.domain.errors import BotError
-from core.domain.ports import ModelClient, NoBudget, OutputModerator, Replier, ToolRunner
+from core.domain.ports import ModelClient, NoBudget, OutputModerator, PersonaLookup, Replier, ToolRunner
 from core.domain.types import ConversationKey, IncomingMessage
 from core.guards.chain import GuardChain
 from core.llm.tokens import TokenCounter
@@ -42,6 +42,7 @@ class ConversationService:
         footer: Footer | None = None,
         output_moderation: OutputModerator | None = None,
         owner: str = "",
+        personas: PersonaLookup | None = None,
     ) -> None:
         history = history or HistoryStore(database, counter)
         locks = KeyedLocks()  # shared: a command on a conversation waits for its turn in progress
@@ -55,6 +56,7 @@ class ConversationService:
             budget=budget if budget is not None else NoBudget(),
             tools=tools,
             output=output_moderation,
+            personas=personas,
         )
         self._pipeline = TurnPipeline(
             ports,
