@@ -164,7 +164,9 @@ class Personas:
         self._cache.pop(place, None)
         return bool(getattr(result, "rowcount", 0))
 
-    async def _record(self, actor: ChatUser, action: str, place: Place, details: Mapping[str, object]) -> None:
+    async def _record(
+        self, actor: ChatUser, action: str, place: Place, details: Mapping[str, object]
+    ) -> None:
         if self._admin is None:
             raise RuntimeError("Personas were built without an AdminService: read-only")
         await self._admin.record(actor, action, place_name(place), dict(details))
