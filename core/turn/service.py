@@ -47,7 +47,7 @@ class ConversationService:
         history = history or HistoryStore(database, counter)
         locks = KeyedLocks()  # shared: a command on a conversation waits for its turn in progress
         self._guards = guards or GuardChain()
-        self._conversations = Conversations(database, history, locks, config.default_model)
+        self._conversations = Conversations(database, history, locks, config.default_model, personas)
         ports = TurnPorts(
             store=SqlTurnStore(database, ledger=budget, owner=owner),
             conversations=self._conversations,
