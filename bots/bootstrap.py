@@ -36,6 +36,7 @@ from core.guards.redaction import RedactionGuard
 from core.guards.redactor import Redactor
 from core.llm.client import LLMClient
 from core.llm.image_generation import ImageGenerator, ImageOptions
+from core.llm.router import ProviderRouter
 from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
 from core.money.budgets import Budgets, defaults_from
@@ -63,7 +64,7 @@ class Core:
 
     settings: Settings
     database: Database
-    llm: LLMClient
+    llm: ProviderRouter
     counter: TokenCounter
     metrics: Metrics
     budgets: Budgets
@@ -134,7 +135,7 @@ class Safety:
 def build_safety(
     settings: Settings,
     database: Database,
-    llm: LLMClient,
+    llm: ProviderRouter,
     policies: ChannelPolicies,
     modlog: ModLog,
     redactor: Redactor | None,
@@ -258,10 +259,11 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
     return models if tw.model in models else (tw.model, *models)
 
 
-def build_llm(settings: Settings, metrics: Metrics | None = None) -> LLMClient:
+def build_llm(settings: Settings, metrics: Metrics | None = None) -> ProviderRouter:
+    """One client per endpoint: the default (OPENAI_BASE_URL) and each of THREADWISE_PROVIDERS."""
     tw = settings.threadwise
     api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
-    return LLMClient.create(
+    default = LLMClient.create(
         api_key=api_key,
         base_url=settings.openai.base_url,
         timeout=tw.openai_timeout,
@@ -269,13 +271,30 @@ def build_llm(settings: Settings, metrics: Metrics | None = None) -> LLMClient:
         first_token_timeout=tw.first_token_timeout,
         metrics=metrics,
     )
+    providers = [
+        (
+            provider,
+            LLMClient.create(
+                api_key=provider.api_key,
+                base_url=provider.base_url,
+                timeout=provider.timeout if provider.timeout is not None else tw.openai_timeout,
+                max_retries=(
+                    provider.max_retries if provider.max_retries is not None else tw.openai_max_retries
+                ),
+                first_token_timeout=tw.first_token_timeout,
+                metrics=metrics,
+            ),
+        )
+        for provider in tw.provider_list()
+    ]
+    return ProviderRouter(default, providers)
 
 
-def build_images(settings: Settings, llm: LLMClient, budgets: Budgets) -> ImageGenerator | None:
+def build_images(settings: Settings, llm: ProviderRouter, budgets: Budgets) -> ImageGenerator | None:
     tw = settings.threadwise
     if not tw.images:
         return None
-    return ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
+    return ImageGenerator(llm.default, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +313,7 @@ class _Services:
 
 def build_turns(
     settings: Settings,
-    llm: LLMClient,
+    llm: ProviderRouter,
     counter: TokenCounter,
     parts: _Services,
     registry: ToolRegistry,

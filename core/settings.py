@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.guards.redactor import ALL_RULES
+from core.llm.provider_config import ProviderConfig, parse_providers_json
 from core.tools.mcp_config import parse_mcp_servers_json
 
 
@@ -136,6 +137,7 @@ class ThreadwiseSettings(BaseSettings):
     fetch_timeout: float = Field(default=10.0, gt=0)
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
     mcp_servers: Annotated[SecretStr | None, NoDecode] = None  # JSON; may hold bearer tokens
+    providers: Annotated[SecretStr | None, NoDecode] = None  # JSON; model prefix -> endpoint and key
     mcp_connect_timeout: float = Field(default=20.0, gt=0)
     discord_guilds: Annotated[tuple[int, ...], NoDecode] = ()  # sync commands to these guilds (instant)
     discord_sharded: bool = False
@@ -188,6 +190,18 @@ class ThreadwiseSettings(BaseSettings):
             if len(set(ids)) != len(ids):
                 raise ValueError("THREADWISE_DISCORD_SHARD_IDS: a shard is listed twice")
         return self
+
+    @field_validator("providers", mode="after")
+    @classmethod
+    def _valid_providers(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_providers_json(value.get_secret_value())  # ValueError names the entry, never a key
+        return value
+
+    def provider_list(self) -> tuple[ProviderConfig, ...]:
+        """THREADWISE_PROVIDERS, parsed (checked when the settings loaded)."""
+        text = self.providers.get_secret_value().strip() if self.providers is not None else ""
+        return parse_providers_json(text) if text else ()
 
     @field_validator("mcp_servers", mode="after")
     @classmethod
