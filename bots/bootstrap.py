@@ -52,6 +52,7 @@ from core.tools.mcp_servers import McpServers
 from core.tools.registry import ToolRegistry
 from core.turn.history import HistoryStore
 from core.turn.recovery import Recovery, beating, sweep_now
+from core.turn.routing import ModelRouter
 from core.turn.service import ConversationService, TurnConfig
 from core.turn.store import new_replica_id
 
@@ -248,6 +249,7 @@ def turn_config(settings: Settings) -> TurnConfig:
         fallback_model=settings.limits.fallback_model,
         tool_round_tokens=tw.tool_round_tokens,
         turn_timeout=tw.turn_timeout,
+        router=ModelRouter(tw.router[0], tw.router[1], tw.router_long_chars) if tw.router else None,
     )
 
 

@@ -138,6 +138,8 @@ class ThreadwiseSettings(BaseSettings):
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
     mcp_servers: Annotated[SecretStr | None, NoDecode] = None  # JSON; may hold bearer tokens
     providers: Annotated[SecretStr | None, NoDecode] = None  # JSON; model prefix -> endpoint and key
+    router: Annotated[tuple[str, ...], NoDecode] = ()  # "<cheap>,<strong>": automatic model choice
+    router_long_chars: int = Field(default=600, ge=1)  # longer messages go to the strong model
     mcp_connect_timeout: float = Field(default=20.0, gt=0)
     discord_guilds: Annotated[tuple[int, ...], NoDecode] = ()  # sync commands to these guilds (instant)
     discord_sharded: bool = False
@@ -214,7 +216,14 @@ class ThreadwiseSettings(BaseSettings):
 
     _no_cap = field_validator("turn_max_usd", mode="before")(_blank_to_none)
 
-    @field_validator("models", "tools", "admin_only_tools", "fetch_allow", mode="before")
+    @field_validator("router", mode="after")
+    @classmethod
+    def _two_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and len(value) != 2:
+            raise ValueError("name two models, the cheap one then the strong one, e.g. gpt-4o-mini,gpt-4.1")
+        return value
+
+    @field_validator("models", "tools", "admin_only_tools", "fetch_allow", "router", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):

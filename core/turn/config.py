@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.turn.routing import ModelRouter
+
 
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
@@ -16,3 +18,4 @@ class TurnConfig:
     fallback_model: str | None = None
     tool_round_tokens: int = 4000  # most tokens the results of one tool round may add to the prompt
     turn_timeout: float | None = 120.0  # seconds a whole turn may take (None: no limit)
+    router: ModelRouter | None = None  # THREADWISE_ROUTER: cheap or strong model instead of the default
