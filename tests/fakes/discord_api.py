@@ -626,8 +626,11 @@ class FakeDiscord:
         return (guild_id >> 22) % count
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        guild = data.get("id") if event == "GUILD_CREATE" else data.get("guild_id")
-        found = self._shards.get(self.shard_of(int(guild) if guild else None))
+        # a malformed (fuzzed) payload or guild id goes where a DM would: the client must cope with it
+        fields = data if isinstance(data, dict) else {}
+        guild = fields.get("id") if event == "GUILD_CREATE" else fields.get("guild_id")
+        numeric = isinstance(guild, int | str) and str(guild).isascii() and str(guild).isdigit()
+        found = self._shards.get(self.shard_of(int(guild) if numeric else None))
         ws = found[0] if found else self._ws
         if ws is None:
             raise RuntimeError("no gateway connection")

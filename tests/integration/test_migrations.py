@@ -27,6 +27,7 @@ EXPECTED = {
     "admin_actions",
     "channel_policies",
     "tool_calls",
+    "personas",
 }
 
 
