@@ -53,6 +53,7 @@ async def run_admin_command(settings: Settings, args: argparse.Namespace) -> int
             args,
             retention_days=settings.safety.retention_days,
             tools=shell.tools,
+            personas=shell.personas,
         )
 
 

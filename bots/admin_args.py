@@ -72,6 +72,22 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     tools_clear = tools_actions.add_parser("clear", help="the channel uses the default tools again")
     tools_clear.add_argument("--channel", required=True, help="platform:workspace_id:channel_id")
 
+    prompt = actions.add_parser("prompt", help="the persona (system prompt) of a channel or workspace")
+    prompt_actions = prompt.add_subparsers(dest="prompt_command", required=True)
+    for name, text in (
+        ("show", "show the persona"),
+        ("set", "set the persona (replaces it)"),
+        ("clear", "remove the persona"),
+    ):
+        sub = prompt_actions.add_parser(name, help=text)
+        where = sub.add_mutually_exclusive_group(required=True)
+        where.add_argument("--channel", help="platform:workspace_id:channel_id, e.g. slack:T01:C02")
+        where.add_argument("--workspace", help="platform:workspace_id, e.g. slack:T01")
+        if name == "set":
+            sub.add_argument("text", help="added to the system prompt of new turns there")
+            sub.add_argument("--model", help="default model there (one of THREADWISE_MODELS)")
+            sub.add_argument("--tools", help="comma-separated tool names, or none (narrows the tools)")
+
     purge = actions.add_parser("purge", help="apply the retention policy now")
     purge.add_argument(
         "--days", type=positive_int, help="keep this many days (default: THREADWISE_RETENTION_DAYS)"

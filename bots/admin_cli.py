@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 
 from bots.plain import PLAIN
 from core.admin.export import UserExport
+from core.admin.personas import Personas, parse_place, place_name
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.describe import describe_limit, describe_moderation
@@ -35,6 +36,7 @@ class _Shell:
     retention_days: int | None
     confirm: Callable[[str], bool]
     actor: ChatUser
+    personas: Personas | None = None
 
 
 Handler = Callable[[_Shell, argparse.Namespace], Awaitable[int]]
@@ -48,8 +50,9 @@ async def run_admin(
     retention_days: int | None,
     tools: ToolGovernance | None = None,
     confirm: Callable[[str], bool] | None = None,
+    personas: Personas | None = None,
 ) -> int:
-    shell = _Shell(admin, retention, tools, retention_days, confirm or _ask, cli_actor())
+    shell = _Shell(admin, retention, tools, retention_days, confirm or _ask, cli_actor(), personas)
     return await _HANDLERS[args.admin_command](shell, args)
 
 
@@ -123,6 +126,35 @@ async def _tools(shell: _Shell, args: argparse.Namespace) -> int:
         print(await tools.set(shell.actor, parse_channel(args.channel), [n for n in names if n]))
     else:
         print(await tools.clear(shell.actor, parse_channel(args.channel)))
+    return 0
+
+
+async def _prompt(shell: _Shell, args: argparse.Namespace) -> int:
+    personas = shell.personas
+    if personas is None:
+        return _fail("prompt", "personas are not available")
+    place = parse_place(args.channel, args.workspace)
+    if args.prompt_command == "show":
+        stored = await personas.show(shell.actor, place)
+        if stored is None:
+            print(f"{place_name(place)}: no persona")
+            return 0
+        print(f"{place_name(place)} (set by {stored.set_by}, {stored.updated_at:%Y-%m-%d %H:%M} UTC):")
+        print(stored.persona.prompt)
+        if stored.persona.model:
+            print(f"model: {stored.persona.model}")
+        if stored.persona.tools is not None:
+            print(f"tools: {', '.join(stored.persona.tools) or 'none'}")
+    elif args.prompt_command == "set":
+        tools = None
+        if args.tools is not None:
+            listed = [] if args.tools.strip().lower() == "none" else args.tools.split(",")
+            tools = [name.strip() for name in listed if name.strip()]
+        await personas.set(shell.actor, place, args.text, model=args.model, tools=tools)
+        print(f"{place_name(place)}: persona set")
+    else:
+        removed = await personas.clear(shell.actor, place)
+        print(f"{place_name(place)}: persona removed" if removed else f"{place_name(place)}: no persona")
     return 0
 
 
@@ -211,6 +243,7 @@ _HANDLERS: dict[str, Handler] = {
     "forget": _forget,
     "export": _export,
     "tools": _tools,
+    "prompt": _prompt,
     "purge": _purge,
     "quota": _quota,
     "report": _report,

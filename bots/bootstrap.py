@@ -19,6 +19,7 @@ from bots.http import HttpServer
 from bots.services import ChatServices
 from core.admin.export import ConversationExports
 from core.admin.installations import Installations
+from core.admin.personas import Personas
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
 from core.commands.admission import Admission
@@ -53,12 +54,13 @@ from core.tools.mcp_config import parse_mcp_servers_json
 from core.tools.registry import ToolRegistry
 from core.turn.history import HistoryStore
 from core.turn.recovery import Recovery, beating, sweep_now
+from core.turn.routing import ModelRouter
 from core.turn.service import ConversationService, TurnConfig
 from core.turn.store import new_replica_id
 
 if TYPE_CHECKING:
-    from core.llm.client import LLMClient
     from core.llm.image_generation import ImageGenerator
+    from core.llm.router import ProviderRouter
 
 log = logging.getLogger("threadwise")
 
@@ -69,7 +71,7 @@ class Core:
 
     settings: Settings
     database: Database
-    llm: LLMClient
+    llm: ProviderRouter
     counter: TokenCounter
     metrics: Metrics
     budgets: Budgets
@@ -144,7 +146,7 @@ class Safety:
 def build_safety(
     settings: Settings,
     database: Database,
-    llm: LLMClient,
+    llm: ProviderRouter,
     policies: ChannelPolicies,
     modlog: ModLog,
     redactor: Redactor | None,
@@ -263,6 +265,7 @@ def turn_config(settings: Settings) -> TurnConfig:
         summary_model=tw.summary_model,
         summary_max_tokens=tw.summary_max_tokens,
         summary_input_tokens=tw.summary_input_tokens,
+        router=ModelRouter(tw.router[0], tw.router[1], tw.router_long_chars) if tw.router else None,
     )
 
 
@@ -274,12 +277,14 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
     return models if tw.model in models else (tw.model, *models)
 
 
-def build_llm(settings: Settings, metrics: Metrics | None = None) -> LLMClient:
+def build_llm(settings: Settings, metrics: Metrics | None = None) -> ProviderRouter:
+    """One client per endpoint: the default (OPENAI_BASE_URL) and each of THREADWISE_PROVIDERS."""
     from core.llm.client import LLMClient
+    from core.llm.router import ProviderRouter
 
     tw = settings.threadwise
     api_key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else None
-    return LLMClient.create(
+    default = LLMClient.create(
         api_key=api_key,
         base_url=settings.openai.base_url,
         timeout=tw.openai_timeout,
@@ -287,15 +292,32 @@ def build_llm(settings: Settings, metrics: Metrics | None = None) -> LLMClient:
         first_token_timeout=tw.first_token_timeout,
         metrics=metrics,
     )
+    providers = [
+        (
+            provider,
+            LLMClient.create(
+                api_key=provider.api_key,
+                base_url=provider.base_url,
+                timeout=provider.timeout if provider.timeout is not None else tw.openai_timeout,
+                max_retries=(
+                    provider.max_retries if provider.max_retries is not None else tw.openai_max_retries
+                ),
+                first_token_timeout=tw.first_token_timeout,
+                metrics=metrics,
+            ),
+        )
+        for provider in tw.provider_list()
+    ]
+    return ProviderRouter(default, providers)
 
 
-def build_images(settings: Settings, llm: LLMClient, budgets: Budgets) -> ImageGenerator | None:
+def build_images(settings: Settings, llm: ProviderRouter, budgets: Budgets) -> ImageGenerator | None:
     tw = settings.threadwise
     if not tw.images:
         return None
     from core.llm.image_generation import ImageGenerator, ImageOptions
 
-    return ImageGenerator(llm, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
+    return ImageGenerator(llm.default, budgets, ImageOptions(tw.image_model, tw.image_size, tw.image_quality))
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,11 +331,12 @@ class _Services:
     redactor: Redactor | None
     safety: Safety
     images: ImageGenerator | None
+    personas: Personas
 
 
 def build_turns(
     settings: Settings,
-    llm: LLMClient,
+    llm: ProviderRouter,
     counter: TokenCounter,
     parts: _Services,
     registry: ToolRegistry,
@@ -331,6 +354,7 @@ def build_turns(
         audit=ModerationAudit(database, metrics=metrics),  # tool-result redactions, audited like the user's
         max_calls_per_round=tw.max_tool_calls_per_round,
         metrics=metrics,
+        personas=parts.personas,
     )
     return ConversationService(
         database=database,
@@ -351,6 +375,7 @@ def build_turns(
         footer=budgets.cost_footer if settings.limits.cost_footer else None,
         output_moderation=parts.safety.output,
         owner=owner,
+        personas=parts.personas,
     )
 
 
@@ -378,6 +403,7 @@ def build_commands(
         exports=ConversationExports(parts.database),
         default_model=settings.threadwise.model,
         models=offered_models(settings),
+        personas=parts.personas,
     )
 
 
@@ -394,7 +420,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             safety = build_safety(settings, database, llm, policies, modlog, redactor, metrics)
             admin = build_admin(settings, database, budgets)
             images = build_images(settings, llm, budgets)
-            parts = _Services(database, budgets, admin, policies, redactor, safety, images)
+            personas = Personas(database, admin, models=offered_models(settings))
+            parts = _Services(database, budgets, admin, policies, redactor, safety, images, personas)
             async with open_tools(settings, images, safety.content) as registry:
                 owner = new_replica_id()
                 turns = build_turns(settings, llm, counter, parts, registry, owner, metrics)
@@ -427,6 +454,7 @@ class AdminShell:
     admin: AdminService
     retention: Retention
     tools: ToolGovernance
+    personas: Personas
 
 
 @contextlib.asynccontextmanager
@@ -438,7 +466,8 @@ async def open_admin_shell(settings: Settings) -> AsyncIterator[AdminShell]:
         apply_tool_policy(registry, settings)
         images = ("generate_image",) if settings.threadwise.images else ()
         tools = ToolGovernance(admin, ChannelPolicies(database), registry, also_known=images, open_ended=True)
-        yield AdminShell(admin, Retention(database), tools)
+        personas = Personas(database, admin, models=offered_models(settings))
+        yield AdminShell(admin, Retention(database), tools, personas)
 
 
 def configured_platforms(settings: Settings) -> list[str]:

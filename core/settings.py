@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.guards.redactor import ALL_RULES
+from core.llm.provider_config import ProviderConfig, parse_providers_json
 from core.tools.mcp_config import parse_mcp_servers_json
 
 
@@ -163,6 +164,9 @@ class ThreadwiseSettings(BaseSettings):
     fetch_timeout: float = Field(default=10.0, gt=0)
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
     mcp_servers: Annotated[SecretStr | None, NoDecode] = None  # JSON; may hold bearer tokens
+    providers: Annotated[SecretStr | None, NoDecode] = None  # JSON; model prefix -> endpoint and key
+    router: Annotated[tuple[str, ...], NoDecode] = ()  # "<cheap>,<strong>": automatic model choice
+    router_long_chars: int = Field(default=600, ge=1)  # longer messages go to the strong model
     mcp_connect_timeout: float = Field(default=20.0, gt=0)
     discord_guilds: Annotated[tuple[int, ...], NoDecode] = ()  # sync commands to these guilds (instant)
     discord_sharded: bool = False
@@ -218,6 +222,18 @@ class ThreadwiseSettings(BaseSettings):
                 raise ValueError("THREADWISE_DISCORD_SHARD_IDS: a shard is listed twice")
         return self
 
+    @field_validator("providers", mode="after")
+    @classmethod
+    def _valid_providers(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_providers_json(value.get_secret_value())  # ValueError names the entry, never a key
+        return value
+
+    def provider_list(self) -> tuple[ProviderConfig, ...]:
+        """THREADWISE_PROVIDERS, parsed (checked when the settings loaded)."""
+        text = self.providers.get_secret_value().strip() if self.providers is not None else ""
+        return parse_providers_json(text) if text else ()
+
     @field_validator("mcp_servers", mode="after")
     @classmethod
     def _valid_mcp(cls, value: SecretStr | None) -> SecretStr | None:
@@ -229,7 +245,14 @@ class ThreadwiseSettings(BaseSettings):
 
     _no_cap = field_validator("turn_max_usd", mode="before")(_blank_to_none)
 
-    @field_validator("models", "tools", "admin_only_tools", "fetch_allow", mode="before")
+    @field_validator("router", mode="after")
+    @classmethod
+    def _two_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and len(value) != 2:
+            raise ValueError("name two models, the cheap one then the strong one, e.g. gpt-4o-mini,gpt-4.1")
+        return value
+
+    @field_validator("models", "tools", "admin_only_tools", "fetch_allow", "router", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):

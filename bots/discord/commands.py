@@ -330,3 +330,8 @@ class AdminCommands(app_commands.Group):
     @app_commands.describe(args="e.g. show | set here calculator,current_time | clear here")
     async def tools(self, interaction: Interaction, args: str = "") -> None:
         await self._run(interaction, "tools", args)
+
+    @app_commands.command(name="prompt", description="The persona (system prompt) of a channel or server")
+    @app_commands.describe(args="show|set|clear <here|#channel|workspace> [--model M] [--tools a,b] <text>")
+    async def prompt(self, interaction: Interaction, args: str = "") -> None:
+        await self._run(interaction, "prompt", args)

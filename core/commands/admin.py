@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.admin.personas import Personas
 from core.admin.service import AdminService
 from core.commands.channel_tools import ChannelToolCommands
 from core.commands.describe import describe_ban, describe_limit
@@ -17,6 +18,7 @@ from core.commands.parsing import (
     user_subject,
     words_of,
 )
+from core.commands.persona import PersonaCommands
 from core.commands.results import Heading, Preformatted, Reply, line, say
 from core.commands.tenancy import AdminCall, operators_only, within
 from core.domain.clock import Clock, parse_duration
@@ -40,8 +42,10 @@ class AdminCommands:
         policies: ChannelPolicies | None,
         moderation: ModerationPolicy | None,
         clock: Clock,
+        personas: Personas | None = None,
     ) -> None:
         self._admin = admin
+        self._personas = PersonaCommands(admin, personas)
         self._clock = clock
         self._moderation = ModerationCommands(admin, policies, moderation)
         self._tools = ChannelToolCommands(admin, tools)
@@ -53,6 +57,8 @@ class AdminCommands:
             await self._admin.refuse(user, command or "help", None, "Only admins can do that.")
         tenant = None if self._admin.is_operator(user) else (key.platform, key.workspace_id)
         call = AdminCall(user, key, tenant)
+        if command == "prompt":  # free text: not split as a shell would
+            return await self._personas.run(call, args)
         words = words_of(args)
         if command == "quota":
             return await self._quota(call, words)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from core.admin.export import ConversationExports
+from core.admin.personas import Personas
 from core.admin.retention import Retention
 from core.admin.service import AdminService
 from core.commands.admin import AdminCommands
@@ -55,6 +56,7 @@ class Commands:
         default_model: str,
         models: Sequence[str] = (),
         clock: Clock = utc_now,
+        personas: Personas | None = None,
     ) -> None:
         self._conversations = conversations
         self._admin = admin
@@ -76,7 +78,12 @@ class Commands:
             else None
         )
         self._admin_commands = AdminCommands(
-            admin=admin, tools=tools, policies=policies, moderation=moderation, clock=clock
+            admin=admin,
+            tools=tools,
+            policies=policies,
+            moderation=moderation,
+            clock=clock,
+            personas=personas,
         )
 
     async def admit(self, platform: str, user_id: str, delivery_id: str | None) -> bool:

@@ -54,6 +54,14 @@ ADMIN_HELP: tuple[Block, ...] = (
                 Text(", "),
                 Code("tools clear <#channel|here>"),
             ),
+            (
+                Code("prompt show [here|#channel|workspace]"),
+                Text(", "),
+                Code("prompt set <here|#channel|workspace> [--model M] [--tools a,b|none] <text>"),
+                Text(", "),
+                Code("prompt clear <here|#channel|workspace>"),
+                Text(": the channel's (or workspace's) persona, added to the system prompt"),
+            ),
         )
     ),
 )

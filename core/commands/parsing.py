@@ -18,7 +18,7 @@ from core.domain.types import ConversationKey
 from core.guards.channel_policy import Channel
 
 AI_COMMANDS = ("ask", "chat", "reset", "usage", "model", "image", "forget", "export", "help")
-ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation", "tools")
+ADMIN_COMMANDS = ("quota", "report", "ban", "unban", "moderation", "tools", "prompt")
 
 _TOKEN_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*([km]?)\s*tokens?", re.IGNORECASE)
 _USER_ID = re.compile(r"[A-Za-z0-9._-]+")

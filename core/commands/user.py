@@ -72,7 +72,8 @@ class UserCommands:
         if name not in allowed:
             choices = ", ".join(f"`{m}`" for m in allowed)
             raise BadInput(f"`{echoed(name)}` is not available here. Choose one of {choices}.")
-        await self._conversations.set_model(key, None if name == self._default_model else name, user.user_id)
+        # Stored even when it is the default: the conversation's own choice beats its channel's persona.
+        await self._conversations.set_model(key, name, user.user_id)
         return say("This conversation now uses ", Code(name), ".", public=True)
 
     async def image(self, user: ChatUser, key: ConversationKey, prompt: str) -> Reply:

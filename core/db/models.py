@@ -354,3 +354,21 @@ class OAuthState(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     state: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class PersonaRow(Base):
+    """An admin's persona of one channel (``channel_id`` set) or of a whole workspace (``channel_id`` ""):
+    text added to the system prompt there, and optionally a default model and a narrower tool list."""
+
+    __tablename__ = "personas"
+    __table_args__ = (UniqueConstraint("platform", "workspace_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))  # "": the whole workspace
+    prompt: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(128))
+    tools: Mapped[list[str] | None] = mapped_column(Json)  # None: the tools the channel offers
+    set_by: Mapped[str] = mapped_column(String(96))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -198,6 +198,24 @@ class BudgetGate(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """What admins set for a channel or a workspace: text added to the system prompt of its turns, and
+    optionally the model its conversations use (a conversation's own `/ai model` wins) and the tools it
+    offers (narrowing what the channel's tool policy allows)."""
+
+    prompt: str
+    model: str | None = None
+    tools: tuple[str, ...] | None = None
+    scope: str = "channel"  # "channel" or "workspace": which one applied
+
+
+class PersonaLookup(Protocol):
+    """Step 5: the persona of a conversation's channel, else of its workspace; None when neither is set."""
+
+    async def persona(self, key: ConversationKey) -> Persona | None: ...
+
+
 class ModelClient(Protocol):
     """Step 7: one streamed chat completion; errors leave as BotError."""
 

@@ -20,6 +20,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from core.domain.errors import BotError, ContentBlocked
 from core.llm.errors import map_openai_error
+from core.llm.reasoning import visible_text
 from core.llm.retries import retry_delay
 from core.llm.types import Completion, ToolCall, Usage
 from core.llm.watchdog import Watchdog
@@ -181,6 +182,7 @@ async def _collect(
     finish_reason: str | None = None
     usage: Usage | None = None
     served_model = model
+    shown = ""
     async for chunk in stream:
         served_model = chunk.model or served_model
         if chunk.usage is not None:
@@ -192,11 +194,15 @@ async def _collect(
             )
         for choice in chunk.choices:
             delta = choice.delta
-            watch.beat(bool(delta.content or delta.tool_calls))
+            # reasoning_content (thinking, never shown) is progress too: a long think is no stall
+            thinking = bool((delta.model_extra or {}).get("reasoning_content"))
+            watch.beat(bool(delta.content or delta.tool_calls or thinking))
             if delta.content:
                 text.append(delta.content)
-                if on_text is not None:
-                    await on_text("".join(text))
+                visible = visible_text("".join(text), final=False)
+                if on_text is not None and visible != shown:
+                    shown = visible
+                    await on_text(visible)
                     watch.beat(True)  # the time shown text took (moderation, edits) is not a stall
             for tool_delta in delta.tool_calls or ():
                 partial = calls.setdefault(tool_delta.index, _PartialCall())
@@ -213,10 +219,11 @@ async def _collect(
         ToolCall(id=p.id or f"call_{index}", name=p.name, arguments="".join(p.arguments))
         for index, p in sorted(calls.items())
     )
-    if finish_reason == "content_filter" and not text:
+    answer = visible_text("".join(text), final=True)
+    if finish_reason == "content_filter" and not answer:
         raise ContentBlocked("The AI provider's content filter stopped this answer.")
     return Completion(
-        text="".join(text),
+        text=answer,
         model=served_model,
         finish_reason=finish_reason,
         usage=usage,

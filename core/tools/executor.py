@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from core.db.models import ToolCallRecord
 from core.db.session import Database
-from core.domain.ports import ToolResult
+from core.domain.ports import PersonaLookup, ToolResult
 from core.domain.types import Attachment, ChatUser, IncomingMessage
 from core.guards.audit import Decision, ModerationAudit
 from core.guards.channel_policy import ChannelPolicies, channel_of
@@ -59,8 +59,10 @@ class ToolExecutor:
         audit: ModerationAudit | None = None,
         max_calls_per_round: int = 8,
         metrics: Metrics | None = None,
+        personas: PersonaLookup | None = None,
     ) -> None:
         self._metrics = metrics
+        self._personas = personas
         self.registry = registry
         self._db = database
         self._policies = policies
@@ -73,13 +75,17 @@ class ToolExecutor:
         self._definitions: dict[str, tuple[Tool, dict[str, Any]]] = {}
 
     async def available(self, message: IncomingMessage) -> list[Tool]:
-        """Tools the model may call for this message: enabled in the channel, admin-only ones for admins."""
+        """Tools the model may call for this message: enabled in the channel, admin-only ones for admins, and
+        of those only the ones its persona lists (if its persona lists tools)."""
         enabled = (await self._policies.get(channel_of(message.key))).tools
+        persona = await self._personas.persona(message.key) if self._personas is not None else None
+        narrowed = persona.tools if persona is not None else None
         admin = self._is_admin(message.user)
         return [
             tool
             for name, tool in sorted(self.registry.tools.items())
             if (name in enabled if enabled is not None else tool.enabled_by_default)
+            and (narrowed is None or name in narrowed)
             and (admin or not tool.admin_only)
         ]
 

@@ -8,7 +8,9 @@
     conversations.py the conversation registry: id and model by key (cached), /ai model, /ai reset
     ordering.py      3. per-conversation order: one FIFO lock per conversation
     user_message.py  the new message as the model reads it (text, inlined files, images)
-    context.py       5. system prompt + trimmed history + new message, and the budget's CallPlan
+    context.py       5. system prompt (+ the channel's persona) + trimmed history + new message, and the
+                     budget's CallPlan
+    routing.py       THREADWISE_ROUTER: the cheap or the strong model for a turn, by a documented rule
     history.py       5. stored messages -> wire messages, exact trimming, the window cache
     reservation.py   6. the first call held (and an answer after a tool round); no tools when only the first
                      call fits; the fallback model when nothing fits; HeldBudget extends the hold

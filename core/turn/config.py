@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.turn.routing import ModelRouter
+
 
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
@@ -21,3 +23,4 @@ class TurnConfig:
     summary_model: str | None = None  # None: the model that answers the turn
     summary_max_tokens: int = 512  # the longest summary
     summary_input_tokens: int = 4000  # most tokens of dropped messages one summary call reads
+    router: ModelRouter | None = None  # THREADWISE_ROUTER: cheap or strong model instead of the default

@@ -10,13 +10,31 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.domain.errors import BadInput
-from core.domain.ports import BudgetGate, CallPlan, HistoryEntry, HistoryWindow, ToolRunner, TurnMessage
+from core.domain.ports import (
+    BudgetGate,
+    CallPlan,
+    HistoryEntry,
+    HistoryWindow,
+    Persona,
+    PersonaLookup,
+    ToolRunner,
+    TurnMessage,
+)
 from core.domain.types import IncomingMessage
 from core.llm.tokens import REPLY_PRIMING, TokenCounter, context_window
 from core.turn.config import TurnConfig
 from core.turn.summary import StoredSummary, SummaryStore, summary_slot, summary_tokens, summary_wire
 
 FRAMING_SLACK = 64  # the assistant message's own framing around its tool calls
+
+
+def system_prompt(base: str, persona: Persona | None) -> str:
+    """The system message of a turn: THREADWISE_SYSTEM_PROMPT first, then the persona of the channel (or of
+    the workspace) if one is set. A persona extends the global prompt, never replaces it."""
+    if persona is None:
+        return base
+    where = "this workspace" if persona.scope == "workspace" else "this channel"
+    return f"{base}\n\nIn {where}: {persona.prompt}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +79,10 @@ class ContextBuilder:
         budget: BudgetGate,
         tools: ToolRunner | None,
         summaries: SummaryStore | None = None,
+        personas: PersonaLookup | None = None,
     ) -> None:
         self._summaries = summaries  # None: plain trimming
+        self._personas = personas
         self._counter = counter
         self._config = config
         self._history = history
@@ -74,7 +94,8 @@ class ContextBuilder:
     ) -> TurnContext:
         """The messages of the first model call of the turn; raises BadInput when the new message alone does
         not fit the model's window."""
-        system = {"role": "system", "content": self._config.system_prompt}
+        persona = await self._personas.persona(message.key) if self._personas is not None else None
+        system = {"role": "system", "content": system_prompt(self._config.system_prompt, persona)}
         tools = list(await self._tools.definitions(message)) if self._tools else []
         room = self._room(model, system, tools, user)
         history, last_id = await self._history.window(

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
 from core.db.session import Database
-from core.domain.ports import ConversationRef
+from core.domain.ports import ConversationRef, PersonaLookup
 from core.domain.types import ConversationKey
 from core.turn.history import HistoryStore
 from core.turn.ordering import KeyedLocks
@@ -24,8 +24,14 @@ class Conversations:
     """The ConversationDirectory of the turn, and the conversation commands (`/ai model`, `/ai reset`)."""
 
     def __init__(
-        self, database: Database, history: HistoryStore, locks: KeyedLocks, default_model: str
+        self,
+        database: Database,
+        history: HistoryStore,
+        locks: KeyedLocks,
+        default_model: str,
+        personas: PersonaLookup | None = None,
     ) -> None:
+        self._personas = personas
         self._db = database
         self._history = history
         self._locks = locks
@@ -66,10 +72,13 @@ class Conversations:
         return found or ""
 
     async def model_of(self, key: ConversationKey) -> str:
-        """The model the next turn of ``key`` uses."""
+        """The model the next turn of ``key`` uses: its own, else its persona's, else the default."""
         async with self._db.reader() as session:
             found = await ConversationRepository(session).find(key)
-        return (found.model if found is not None else None) or self._default_model
+        if found is not None and found.model:
+            return found.model
+        persona = await self._personas.persona(key) if self._personas is not None else None
+        return (persona.model if persona is not None else None) or self._default_model
 
     async def set_model(self, key: ConversationKey, model: str | None, by: str | None = None) -> None:
         """Use ``model`` for later turns of ``key`` (None: back to the default); ``by`` starts it if new."""

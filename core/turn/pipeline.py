@@ -38,6 +38,7 @@ from core.domain.ports import (
     ModelClient,
     NoBudget,
     OutputModerator,
+    PersonaLookup,
     QueuePlace,
     Replier,
     ToolRunner,
@@ -96,6 +97,7 @@ class TurnPorts:
     tools: ToolRunner | None = None
     output: OutputModerator | None = None
     summaries: SummaryStore | None = None  # where conversation summaries are kept (used when they are on)
+    personas: PersonaLookup | None = None
 
 
 @dataclass(slots=True)
@@ -149,7 +151,9 @@ class TurnPipeline:
         self.metrics = metrics or Metrics()
         self._footer = footer
         summaries = ports.summaries if config.history_summary else None
-        contexts = ContextBuilder(counter, config, ports.history, ports.budget, ports.tools, summaries)
+        contexts = ContextBuilder(
+            counter, config, ports.history, ports.budget, ports.tools, summaries, personas=ports.personas
+        )
         self._summariser = (
             Summariser(ports.llm, counter, ports.budget, summaries, contexts, config) if summaries else None
         )
@@ -304,7 +308,7 @@ class TurnPipeline:
                     message.key, message.user.user_id
                 )
                 progress.conversation_id = conversation.id
-                model = model_override or conversation.model or self._config.default_model
+                model = model_override or conversation.model or await self._default_model(message)
                 progress.model = model
                 await self._counter.preload(model)  # a first load (maybe a download) off the loop
                 user = await build_user_message(message, self._counter, model)
@@ -320,6 +324,16 @@ class TurnPipeline:
             return TurnOutcome.FAILED
         finally:
             await progress.settled()
+
+    async def _default_model(self, message: IncomingMessage) -> str:
+        """The model of a conversation with none of its own: its channel's (or workspace's) persona's, else
+        the router's choice for this message (routing.py), else the default."""
+        personas = self._ports.personas
+        persona = await personas.persona(message.key) if personas is not None else None
+        if persona is not None and persona.model:
+            return persona.model
+        router = self._config.router
+        return router.choose(message) if router is not None else self._config.default_model
 
     async def _answer(
         self,
@@ -370,8 +384,10 @@ class TurnPipeline:
         self._ports.history.appended(progress.conversation_id, reserved.context.last_id, stored)
 
     def _reply_text(self, text: str, notes: list[str], usages: Sequence[CallUsage]) -> str:
-        """The answer, and under it the notes (fallback model, cost footer) in italics."""
-        notes = [*notes, self._footer(usages)] if self._footer is not None else notes
+        """The answer, and under it the notes (fallback model, cost footer naming the model) in italics."""
+        if self._footer is not None:
+            models = ", ".join(dict.fromkeys(call.model for call in usages))
+            notes = [*notes, " · ".join(part for part in (models, self._footer(usages)) if part)]
         return "\n\n".join([text, *(f"_{note}_" for note in notes)])
 
     async def _charge_or_release(self, progress: _Progress) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from core.db.session import Database
 from core.domain.errors import BotError
-from core.domain.ports import ModelClient, NoBudget, OutputModerator, Replier, ToolRunner
+from core.domain.ports import ModelClient, NoBudget, OutputModerator, PersonaLookup, Replier, ToolRunner
 from core.domain.types import ConversationKey, IncomingMessage
 from core.guards.chain import GuardChain
 from core.llm.tokens import TokenCounter
@@ -43,11 +43,12 @@ class ConversationService:
         footer: Footer | None = None,
         output_moderation: OutputModerator | None = None,
         owner: str = "",
+        personas: PersonaLookup | None = None,
     ) -> None:
         history = history or HistoryStore(database, counter)
         locks = KeyedLocks()  # shared: a command on a conversation waits for its turn in progress
         self._guards = guards or GuardChain()
-        self._conversations = Conversations(database, history, locks, config.default_model)
+        self._conversations = Conversations(database, history, locks, config.default_model, personas)
         ports = TurnPorts(
             store=SqlTurnStore(database, ledger=budget, owner=owner),
             conversations=self._conversations,
@@ -57,6 +58,7 @@ class ConversationService:
             tools=tools,
             output=output_moderation,
             summaries=SqlSummaries(database) if config.history_summary else None,
+            personas=personas,
         )
         self._pipeline = TurnPipeline(
             ports,

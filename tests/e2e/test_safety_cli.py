@@ -91,3 +91,27 @@ async def test_admin_export_writes_everything_stored_about_a_user(
     assert bad.code == 2 and "platform:user_id" in bad.err
     unwritable = await run_cli("admin", "export", "console:local", "--out", "missing/dir/me.json", env=env)
     assert unwritable.code == 2 and "cannot write missing/dir/me.json" in unwritable.err
+
+
+async def test_persona_of_a_channel_from_the_shell(run_cli, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    env = {**openai_env(fake_openai), "THREADWISE_MODELS": "gpt-4o-mini,gpt-4.1-mini"}
+    chosen = await run_cli(
+        "admin", "prompt", "set", "--channel", "console:local:console", "Answer in French.",
+        "--model", "gpt-4.1-mini", env=env,
+    )  # fmt: skip
+    assert chosen.code == 0, chosen.err
+    shown = await run_cli("admin", "prompt", "show", "--channel", "console:local:console", env=env)
+    assert "Answer in French." in shown.out and "model: gpt-4.1-mini" in shown.out
+    chat = await run_cli("chat", "--conversation", "c1", stdin="bonjour\n", env=env)
+    assert chat.code == 0, chat.err
+    [request] = fake_openai.chat_requests()
+    assert request["model"] == "gpt-4.1-mini"
+    assert request["messages"][0]["content"].endswith("\n\nIn this channel: Answer in French.")
+    bad = await run_cli("admin", "prompt", "set", "--workspace", "slack", "x", env=env)
+    assert bad.code == 2 and "platform:workspace" in bad.err
+    unknown = await run_cli(
+        "admin", "prompt", "set", "--workspace", "slack:T1", "x", "--model", "gpt-9", env=env
+    )
+    assert unknown.code == 2 and "Unknown model" in unknown.err
+    cleared = await run_cli("admin", "prompt", "clear", "--channel", "console:local:console", env=env)
+    assert cleared.out.strip() == "console:local:console: persona removed"

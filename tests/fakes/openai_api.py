@@ -75,6 +75,7 @@ class Reply:
     chunk_chars: int = 4  # streamed text piece size
     chunk_delay: float = 0.0  # seconds slept between streamed chunks
     model: str | None = None  # default: the request's model
+    reasoning: str = ""  # streamed first as ``reasoning_content`` deltas (a reasoning model's thinking)
 
 
 @dataclass
@@ -585,6 +586,7 @@ class FakeOpenAI:
         make = self._chunk_factory(model, include_usage=include_usage)
 
         events: list[dict[str, Any]] = [make({"role": "assistant", "content": "", "refusal": None}, None)]
+        events += [make({"reasoning_content": p}, None) for p in _split(reply.reasoning, reply.chunk_chars)]
         events += [make({"content": piece}, None) for piece in _split(reply.text, reply.chunk_chars)]
         for index, call in enumerate(reply.tool_calls):
             head = {

@@ -39,7 +39,15 @@ async def test_commands_are_registered_at_start(bot: Harness) -> None:
     assert [o["name"] for o in ai["model"]["options"]] == ["name"]
     admin = registered["ai-admin"]
     assert int(admin["default_member_permissions"]) == 1 << 5  # Manage Server
-    assert {o["name"] for o in admin["options"]} == {"quota", "report", "ban", "unban", "moderation", "tools"}
+    assert {o["name"] for o in admin["options"]} == {
+        "quota",
+        "report",
+        "ban",
+        "unban",
+        "moderation",
+        "tools",
+        "prompt",
+    }
     identify = bot.discord.identify_payload
     assert identify is not None and identify["intents"] & (1 << 15)  # Message Content
 

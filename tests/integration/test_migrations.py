@@ -30,6 +30,7 @@ EXPECTED = {
     "installations",
     "oauth_states",
     "conversation_summaries",
+    "personas",
 }
 
 

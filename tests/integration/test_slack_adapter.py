@@ -736,3 +736,18 @@ async def test_called_into_a_running_thread_it_reads_what_was_said_before(slack:
     await slack.message("and now?", thread_ts=parent["ts"])
     assert chat_messages(slack.openai)[-1]["content"] == "and now?"
     assert len(slack.fake.calls_of("conversations.replies")) == 1
+
+
+async def test_admin_sets_a_channel_persona_that_only_its_turns_read(slack: Slack) -> None:
+    await slack.command("/ai-admin", "prompt set here Answer like a pirate.", user="U0ALICE")
+    [refused] = slack.fake.responses
+    assert refused["text"].startswith(":warning:")
+    await slack.command("/ai-admin", "prompt set here Answer like a pirate.", user="U0ADMIN")
+    answer = slack.fake.responses[-1]
+    assert answer["response_type"] == "ephemeral" and "Persona of channel" in answer["text"]
+
+    await slack.mention("hello")  # in C0GENERAL, where the command was given
+    await slack.mention("hello", channel="C0RANDOM")
+    here, elsewhere = slack.openai.chat_requests()
+    assert here["messages"][0]["content"].endswith("\n\nIn this channel: Answer like a pirate.")
+    assert "pirate" not in elsewhere["messages"][0]["content"]

@@ -26,6 +26,7 @@ from core.llm.types import ToolCall, Usage
 from core.turn.config import TurnConfig
 from core.turn.pipeline import Footer, TurnOutcome, TurnPipeline, TurnPorts
 from core.turn.reservation import NO_TOOLS_NOTE
+from core.turn.routing import ModelRouter
 from tests.fakes.ports import (
     FakeBudget,
     FakeConversations,
@@ -66,6 +67,7 @@ def rig(
     footer: Footer | None = None,
     max_tool_rounds: int = 2,
     turn_timeout: float | None = 120.0,
+    router: ModelRouter | None = None,
 ) -> Rig:
     budget = budget or FakeBudget()
     store = store or FakeStore(budget)
@@ -79,6 +81,7 @@ def rig(
         max_tool_rounds=max_tool_rounds,
         fallback_model=fallback,
         turn_timeout=turn_timeout,
+        router=router,
     )
     counter = TokenCounter()
     pipeline = TurnPipeline(ports, counter=counter, config=config, guards=GuardChain(guards), footer=footer)
@@ -193,7 +196,28 @@ async def test_the_cost_footer_goes_under_the_answer() -> None:
 
     await t.pipeline.handle(incoming("hello", "e1"), replier)
 
-    assert replier.finished == ["Sure.\n\n_2 tokens_"]
+    assert replier.finished == [f"Sure.\n\n_{MODEL} · 2 tokens_"]  # which model answered, and its cost
+
+
+async def test_the_router_sends_short_turns_to_the_cheap_model_and_code_to_the_strong_one() -> None:
+    def footer(usages: Sequence[CallUsage]) -> str:
+        return f"{sum(u.usage.completion_tokens for u in usages)} tokens"
+
+    router = ModelRouter("cheap-model", "strong-model")
+    t = rig(
+        [Reply("Hi.", usage=Usage(9, 0, 2)), Reply("Fixed.", usage=Usage(90, 0, 3))],
+        router=router,
+        footer=footer,
+    )
+    short, code = RecordingReplier(), RecordingReplier()
+    code_question = "Why does this fail?\n```python\nprint(1/0)\n```"
+
+    await t.pipeline.handle(incoming("hello", "e1"), short)
+    await t.pipeline.handle(incoming(code_question, "e2"), code)
+
+    assert [call.model for call in t.model.calls] == ["cheap-model", "strong-model"]
+    assert short.finished == ["Hi.\n\n_cheap-model · 2 tokens_"]
+    assert code.finished == ["Fixed.\n\n_strong-model · 3 tokens_"]
 
 
 async def test_a_tool_round_feeds_results_back_and_the_answer_uses_them() -> None:

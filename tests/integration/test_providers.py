@@ -1,0 +1,117 @@
+"""Several providers (THREADWISE_PROVIDERS): `/ai model` moves a conversation to a second OpenAI-compatible
+endpoint, which gets the model name unchanged and its own key; a reasoning model's thinking is neither shown
+nor stored, and its tokens are priced."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bots.bootstrap import Core, open_core
+from core.db.models import Message, UsageRecord
+from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+from core.settings import SettingsError, load_settings
+from tests.fakes.openai_api import FakeOpenAI, Reply
+from tests.support import RecordingReplier
+
+KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
+ADA = ChatUser("slack", "U0ADA", "ada")
+
+
+@pytest.fixture
+async def llama() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(api_key="llama-key") as fake:
+        yield fake
+
+
+@pytest.fixture
+async def core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI, llama: FakeOpenAI
+) -> AsyncIterator[Core]:
+    providers = {
+        "llama": {"base_url": llama.base_url, "api_key": "llama-key", "timeout": 30, "max_retries": 0},
+        "llamb": {"base_url": "http://127.0.0.1:9/v1", "api_key": "never"},  # a prefix that does not match
+    }
+    env = {
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
+        "THREADWISE_MODELS": "gpt-4o-mini,llama3",
+        "THREADWISE_PROVIDERS": json.dumps(providers),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    async with open_core(load_settings(env_file=None)) as composed:
+        yield composed
+
+
+async def turn(core: Core, text: str, event: str) -> RecordingReplier:
+    replier = RecordingReplier()
+    await core.turns.handle(IncomingMessage(KEY, ADA, text, event, datetime.now(UTC)), replier)
+    return replier
+
+
+async def test_ai_model_moves_the_conversation_to_the_second_endpoint(
+    core: Core, fake_openai: FakeOpenAI, llama: FakeOpenAI
+) -> None:
+    await turn(core, "first question", "e1")
+    await core.commands.set_model(ADA, KEY, "llama3")
+    llama.script(Reply(text="from llama"))
+    replier = await turn(core, "second question", "e2")
+
+    assert replier.finished == ["from llama"]
+    [openai_request] = [r for r in fake_openai.requests if r.path == "/v1/chat/completions"]
+    [llama_request] = [r for r in llama.requests if r.path == "/v1/chat/completions"]
+    assert openai_request.headers["authorization"] == "Bearer test-key"
+    assert openai_request.json["model"] == "gpt-4o-mini"
+    assert llama_request.headers["authorization"] == "Bearer llama-key"
+    assert llama_request.json["model"] == "llama3"
+    history = [m["content"] for m in llama_request.json["messages"][1:]]
+    assert "first question" in str(history)  # the conversation moved, its history with it
+    assert all(r.path != "/v1/moderations" for r in llama.requests)  # moderation stays on the default
+
+
+async def test_thinking_is_neither_shown_nor_stored_but_priced(core: Core, llama: FakeOpenAI) -> None:
+    await core.commands.set_model(ADA, KEY, "llama3")
+    llama.script(
+        Reply(
+            text="<think>secret plan: add them</think>\n\nThe answer is 4.",
+            reasoning="secret reasoning",
+            completion_tokens=500,
+            chunk_chars=3,
+        )
+    )
+    replier = await turn(core, "what is 2+2?", "e1")
+    shown = [value for kind, value in replier.events if kind in ("update", "finish")]
+    assert shown and shown[-1] == "The answer is 4."
+    assert not any("secret" in text or "think" in text for text in shown)
+
+    async with core.database.reader() as session:
+        stored = (await session.execute(select(Message.content))).scalars().all()
+        usage = (await session.execute(select(UsageRecord))).scalars().one()
+    assert "secret" not in json.dumps(stored, default=str) and "The answer is 4." in json.dumps(stored)
+    assert usage.output_tokens == 500 and usage.cost_micros > 0  # the thinking's tokens are paid for
+
+    await turn(core, "and 3+3?", "e2")
+    assert "secret" not in json.dumps(llama.chat_requests()[-1]["messages"])
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("not json", "THREADWISE_PROVIDERS must be a JSON object"),
+        ('{"llama": {"api_key": "sk-secret-1"}}', "THREADWISE_PROVIDERS['llama']: base_url"),
+        ('{"llama": {"base_url": "http://x/v1", "timeout": -1}}', "timeout must be a positive"),
+        ('{"llama": {"base_url": "http://x/v1", "key": "sk-secret-1"}}', "unknown key(s) key"),
+    ],
+)
+def test_bad_providers_are_refused_naming_the_setting(value: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(None, threadwise={"providers": value})
+    assert problem in str(caught.value)
+    assert "sk-secret-1" not in str(caught.value)
