@@ -507,6 +507,9 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
     retention purge; ready (healthz 200) inside the block, draining (readyz 503) once it is left."""
     factories = [adapter_factory(platform, settings) for platform in platforms]
     async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
+        # The default model's token tables load before anything is served: tiktoken builds them holding the
+        # GIL for up to a second, which on the first turn would stall every other user's events.
+        await core.counter.preload(settings.threadwise.model)
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))

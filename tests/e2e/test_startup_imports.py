@@ -1,10 +1,10 @@
 """What an operator waits for at start-up: each `threadwise` command loads only the SDKs it uses.
 
 `--help`, `migrate` and `admin …` load no model, chat, MCP or chart library (each of those takes seconds to
-import); `serve` with only Slack configured loads neither discord.py nor the MCP SDK, nor token tables
-before the first turn; a report loads matplotlib only when a chart is asked for. Each command runs in a
-fresh interpreter (a subprocess) that reports which of those packages are in ``sys.modules`` when it is
-done, or, for `serve`, once /healthz answers 200.
+import); `serve` with only Slack configured loads neither discord.py nor the MCP SDK, and only the default
+model's token tables (loaded before ready, so building them never stalls a turn); a report loads matplotlib
+only when a chart is asked for. Each command runs in a fresh interpreter (a subprocess) that reports which of
+those packages are in ``sys.modules`` when it is done, or, for `serve`, once /healthz answers 200.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ PROBE = textwrap.dedent(
             except OSError:
                 time.sleep(0.05)
         from core.llm.tokens import load_encoding
-        tables = load_encoding.cache_info().currsize  # token tables load with the first turn
+        tables = load_encoding.cache_info().currsize  # the default model's tables, loaded before ready
         print(json.dumps({{"ready": loaded(), "tables": tables}}), flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -118,5 +118,5 @@ async def test_serve_with_slack_only_loads_no_discord_and_no_mcp(
             **openai_env(fake_openai),
         }
         ready, stopped = await probe(tmp_path, "serve", env=env)
-    assert ready == {"ready": ["openai", "slack_bolt", "slack_sdk"], "tables": 0}
+    assert ready == {"ready": ["openai", "slack_bolt", "slack_sdk"], "tables": 1}
     assert stopped["loaded"] == ["openai", "slack_bolt", "slack_sdk"] and stopped["code"] == 0
