@@ -27,13 +27,13 @@ from pydantic import (
     model_validator,
 )
 
+from bots.cleaning import clean_all
+
 MAX_INT = 2**63 - 1
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what a server without boosts takes per file
 THREAD_TYPES = frozenset({10, 11, 12})
 CHANNEL_TYPES = frozenset({0, 1, 2, 5, 10, 11, 12, 13, 15, 16})  # text, DM, voice, news, threads, stage…
 COMMAND_OPTION_DEPTH = 3  # a group, its subcommand, the subcommand's options
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _iso(text: str) -> str:
@@ -291,28 +291,6 @@ class Checked:
     fields: str = ""
 
 
-def clean(text: str) -> str:
-    """``text`` safe to encode and store: lone surrogates become U+FFFD, NULs are dropped."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = _SURROGATE.sub("\ufffd", text)
-    return text.replace("\x00", "")
-
-
-def _clean_all(value: dict[str, Any]) -> None:
-    """Every string inside a validated payload cleaned in place."""
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        pairs = item.items() if isinstance(item, dict) else enumerate(item)
-        for key, child in list(pairs):
-            if isinstance(child, str):
-                item[key] = clean(child)
-            elif isinstance(child, dict | list):
-                stack.append(child)
-
-
 def _fields(error: ValidationError) -> str:
     names = {".".join(str(part) for part in e["loc"] if not isinstance(part, int)) for e in error.errors()}
     return ", ".join(sorted(name or "payload" for name in names))
@@ -324,7 +302,7 @@ def _checked(model: type[Model], data: Any) -> Checked:
     except ValidationError as exc:
         return Checked(None, _fields(exc))
     payload = valid.model_dump(exclude_none=True)
-    _clean_all(payload)
+    clean_all(payload)
     return Checked(payload)
 
 

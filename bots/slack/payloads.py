@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from bots.cleaning import clean, clean_all
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ MAX_COMMAND_TEXT = 40_000  # Slack caps a message at 40,000 characters; the inpu
 INCOMPLETE = ":warning: That command arrived incomplete or malformed, so I ignored it. Please try again."
 TOO_LONG = f":warning: That is too long for a command (at most {MAX_COMMAND_TEXT:,} characters)."
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
 Ts = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}(\.[0-9]{1,9})?$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
@@ -165,28 +165,6 @@ class Verdict:
     @property
     def content_type(self) -> str:
         return "application/x-www-form-urlencoded" if self.form else "application/json"
-
-
-def clean(text: str) -> str:
-    """``text`` safe to encode and store: lone surrogates become U+FFFD, NULs are dropped."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = _SURROGATE.sub("\ufffd", text)
-    return text.replace("\x00", "")
-
-
-def clean_all(value: Any) -> None:
-    """Every string inside a parsed JSON value cleaned in place (iteratively: depth costs no stack)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        pairs = item.items() if isinstance(item, dict) else enumerate(item)
-        for key, child in list(pairs):
-            if isinstance(child, str):
-                item[key] = clean(child)
-            elif isinstance(child, dict | list):
-                stack.append(child)
 
 
 def _fields(error: ValidationError) -> str:
