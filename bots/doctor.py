@@ -73,7 +73,8 @@ async def _tokens(settings: Settings) -> list[Finding]:
     return await token_tables(settings.threadwise.model)
 
 
-CHECKS: tuple[Check, ...] = (_storage, _provider, _providers, _tokens, _slack, _discord)  # printed in this order
+# printed in this order
+CHECKS: tuple[Check, ...] = (_storage, _provider, _providers, _tokens, _slack, _discord)
 
 
 async def diagnose(settings: Settings) -> list[Finding]:
