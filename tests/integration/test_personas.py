@@ -222,7 +222,8 @@ async def test_on_slack_personas_reach_their_channel_and_the_assistant_panel_and
         await running.mention("hello from general")
         await running.mention("hello from random", channel="C0RANDOM")
         thread_ts = fake.next_ts()
-        await running.message("hello from the panel", channel="D0ALICE", channel_type="im", thread_ts=thread_ts)
+        panel_options = {"channel": "D0ALICE", "channel_type": "im", "thread_ts": thread_ts}
+        await running.message("hello from the panel", **panel_options)
 
         _, general, random, panel = fake_openai.chat_requests()
         assert system_of(general) == f"{PROMPT}\n\nIn this channel: Answer like a pirate."
