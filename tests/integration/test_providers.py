@@ -202,3 +202,36 @@ async def test_the_router_picks_per_turn_and_the_cost_footer_names_the_model_tha
     assert chosen_text.startswith("Still Paris.\n\n_gpt-4o-mini · ")
     assert [r["model"] for r in fake_openai.chat_requests()] == ["gpt-4o-mini", "gpt-4o-mini"]
     assert [r["model"] for r in llama.chat_requests()] == ["llama3"]
+
+
+async def test_on_slack_ai_model_moves_the_thread_to_the_second_endpoint(
+    tmp_path: Path, fake_openai: FakeOpenAI, llama: FakeOpenAI
+) -> None:
+    """Through slack_bolt against the Slack fake: the thread starts on the default endpoint; `/ai model
+    llama3` (Slack sends no thread with a slash command: it applies to the caller's last thread) moves it,
+    with its history, to the llama endpoint, which gets the model name unchanged and its own key."""
+    from tests.integration.test_slack_adapter import running_slack
+
+    providers = json.dumps({"llama": {"base_url": llama.base_url, "api_key": "llama-key"}})
+    async with running_slack(
+        tmp_path, fake_openai, models="gpt-4o-mini,llama3", providers=providers
+    ) as slack:
+        fake_openai.script(Reply(text="From the default endpoint."))
+        event = await slack.mention("first question")
+        await slack.command("/ai", "model llama3")
+        llama.script(Reply(text="From llama."))
+        await slack.message("second question", thread_ts=event["ts"])
+
+        first_answer, changed, second_answer = slack.fake.bot_messages(thread_ts=event["ts"])
+        assert first_answer.current == "From the default endpoint."
+        assert "now uses" in changed.current and "llama3" in changed.current  # announced in the thread
+        assert second_answer.current == "From llama."
+    [first] = [r for r in fake_openai.requests if r.path == "/v1/chat/completions"]
+    [second] = [r for r in llama.requests if r.path == "/v1/chat/completions"]
+    assert first.json["model"] == "gpt-4o-mini" and first.headers["authorization"] == "Bearer test-key"
+    assert second.json["model"] == "llama3" and second.headers["authorization"] == "Bearer llama-key"
+    assert [m["content"] for m in second.json["messages"][1:]] == [
+        "first question",
+        "From the default endpoint.",
+        "second question",
+    ]
