@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.llm.tokens import TokenCounter
-from tests.documents import docx_bytes, encrypted_pdf, pdf_bytes, pptx_bytes, xlsx_bytes, zip_bomb
+from tests.documents import docx_bytes, encrypted_pdf, pdf_bomb, pdf_bytes, pptx_bytes, xlsx_bytes, zip_bomb
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.fakes.slack_api import BOT_USER_ID
 from tests.integration.discord_harness import running_bot
@@ -119,12 +119,19 @@ async def test_a_decompression_bomb_is_named_and_the_question_still_answered(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     async with running_slack(tmp_path, fake_openai) as slack:
-        files = [slack.fake.add_file("huge.docx", zip_bomb(), DOCX, "docx")]
+        files = [
+            slack.fake.add_file("huge.docx", zip_bomb(), DOCX, "docx"),
+            slack.fake.add_file("huge.pdf", pdf_bomb(), PDF, "pdf"),
+        ]
         fake_openai.script(Reply(text="I could not open the file."))
         event = await slack.message(f"<@{BOT_USER_ID}> what is in it?", files=files)
         notice, answer = slack.fake.bot_messages(thread_ts=event["ts"])
         assert "*huge.docx* (it unpacks to 120.0 MB; files that unpack to at most 50.0 MB are read)" in (
             notice.current
+        )
+        assert (
+            "*huge.pdf* (its pages unpack to more than 16 MB each, which looks like a decompression bomb)"
+            in notice.current
         )
         assert user_text(chat_messages(fake_openai)[-1]) == "what is in it?"
         assert answer.current == "I could not open the file."
