@@ -47,6 +47,7 @@ def service(
     summary: bool = True,
     budget: Budgets | None = None,
     turn_timeout: float | None = 120.0,
+    summary_model: str | None = SUMMARY_MODEL,
 ) -> ConversationService:
     config = TurnConfig(
         default_model=MODEL,
@@ -54,7 +55,7 @@ def service(
         max_output_tokens=100,
         context_windows={MODEL: 420},  # room for about four turns of history next to the summary
         history_summary=summary,
-        summary_model=SUMMARY_MODEL,
+        summary_model=summary_model,
         summary_max_tokens=64,
         summary_input_tokens=2000,
         turn_timeout=turn_timeout,
@@ -332,3 +333,13 @@ async def test_with_summaries_off_the_same_thread_forgets_its_first_turn(
     assert repliers[-1].finished == ["I don't know."]  # plain trimming: nothing stands for the first turn
     assert [m["role"] for m in model.answers[-1]["messages"][:2]] == ["system", "user"]
     assert {r.model for r in rows} == {"gpt-4o-mini"}
+
+
+async def test_without_a_summary_model_the_conversations_own_model_summarises(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    model = Model()
+    fake_openai.responder = model
+    await run_thread(service(database, fake_openai, summary_model=None))
+    assert model.summaries and {s["model"] for s in model.summaries} == {MODEL}
+    assert model.answers[-1]["messages"][1]["content"].startswith(SUMMARY_PREFIX)
