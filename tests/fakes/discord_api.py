@@ -453,6 +453,13 @@ class FakeDiscord:
         }
         return channel_id
 
+    async def add_text_channel(self, name: str) -> int:
+        """A text channel created in the guild after the bot joined; announced with CHANNEL_CREATE."""
+        channel_id = self.snowflake()
+        self.channels[channel_id] = self._text_channel(channel_id, name)
+        await self.dispatch("CHANNEL_CREATE", self.channels[channel_id])
+        return channel_id
+
     def add_thread(self, parent_id: int, name: str, owner_id: int) -> int:
         """A thread some user opened (not the bot); announced to the bot with THREAD_CREATE."""
         thread_id = self.snowflake()
