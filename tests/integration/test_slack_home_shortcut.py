@@ -32,7 +32,7 @@ from tests.fakes.slack_api import (
     FakeSlack,
     Fault,
 )
-from tests.integration.test_slack_adapter import Slack
+from tests.integration.test_slack_adapter import Slack, running_slack
 from tests.integration.test_slack_oauth import distributed
 
 SECRET = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2
@@ -253,3 +253,18 @@ async def test_a_malformed_shortcut_payload_is_refused_politely(slack: Slack) ->
     assert other.status == 400
     await slack.background.idle()
     assert slack.openai.chat_requests() == []
+
+
+async def test_shortcut_and_home_over_socket_mode(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    async with running_slack(tmp_path, fake_openai, socket=True) as slack:
+        fake = slack.fake
+        parent, reply = thread_with_a_secret(fake)
+        fake_openai.script(Reply(text="Explained over the socket."))
+        ack = await fake.socket_send("interactive", fake.shortcut_payload(reply, user="U0ALICE"))
+        assert ack == {"envelope_id": fake.socket_envelopes[-1]["envelope_id"]}  # acked, nothing else
+        await fake.socket_send("events_api", fake.envelope(fake.app_home_opened("U0ALICE")))
+        await slack.background.idle()
+        [answer] = fake.bot_messages("C0GENERAL", thread_ts=parent["ts"])
+        assert answer.current == "Explained over the socket."
+        assert SECRET not in json.dumps(fake_openai.chat_requests()[-1]["messages"])
+        assert "Your usage" in home_text(fake, "U0ALICE")
