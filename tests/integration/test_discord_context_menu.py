@@ -49,7 +49,6 @@ async def test_ask_threadwise_answers_in_a_thread_with_the_message_and_what_came
     await fake.wait_for(lambda: picked in fake.threads and fake.bot_messages(picked))
     [answer] = fake.bot_messages(picked)  # in the thread opened from the picked message
     assert answer.content == "Carol asks you to retry the deploy with a token."
-    assert interaction.callback_at is not None and interaction.callback_at - interaction.sent_at < 3
     assert interaction.callback_type == 5 and interaction.ephemeral  # "thinking…" only the user sees
 
     [request] = bot.openai.chat_requests()

@@ -193,6 +193,18 @@ async def test_shortcut_answers_in_the_thread_with_the_message_and_its_thread_re
     ] == "It is in the wiki."
 
 
+async def test_shortcut_on_a_message_with_no_thread_starts_one_under_it(slack: Slack) -> None:
+    fake = slack.fake
+    message = fake.message_event(f"Reach me at {EMAIL} about the invoice", user="U0BOB", record=True)
+    slack.openai.script(Reply(text="Bob wants to be contacted about the invoice."))
+    assert (await slack.sender.interactive(fake.shortcut_payload(message, user="U0ALICE"))).status == 200
+    await slack.background.idle()
+    [answer] = fake.bot_messages("C0GENERAL", thread_ts=message["ts"])
+    assert answer.current == "Bob wants to be contacted about the invoice."
+    asked = json.dumps(slack.openai.chat_requests()[-1]["messages"][-1])
+    assert EMAIL not in asked and "Earlier in this" not in asked  # no thread: the message alone
+
+
 async def test_shortcut_replayed_is_answered_once(slack: Slack) -> None:
     fake = slack.fake
     _, reply = thread_with_a_secret(fake)
