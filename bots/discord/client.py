@@ -25,6 +25,7 @@ from discord.http import Route
 from bots.api_calls import counting, discord_route
 from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
+from bots.discord.context_menu import AskMenu
 from bots.discord.events import MessageEvents
 from bots.discord.gateway import guard_gateway
 from bots.discord.replier import NO_MENTIONS, DiscordResolver
@@ -92,6 +93,7 @@ def build_client(
     tree: app_commands.CommandTree[Any] = CommandTree(client, services.commands)
     tree.add_command(AiCommands(services, inflight=inflight, edit_interval=options.edit_interval))
     tree.add_command(AdminCommands(services, inflight=inflight))
+    tree.add_command(AskMenu(services, inflight=inflight, edit_interval=options.edit_interval).command)
     events = MessageEvents(services, client, options, inflight=inflight)
 
     async def on_message(message: discord.Message) -> None:

@@ -184,6 +184,13 @@ def _depth(options: list[Option]) -> int:
     return deepest
 
 
+class Resolved(Model):
+    """What a message command (type 3, e.g. "Ask Threadwise") was used on: the message, as MESSAGE_CREATE has
+    it (bots/discord/context_menu.py)."""
+
+    messages: dict[Snowflake, MessageCreate] = Field(default_factory=dict, max_length=1)
+
+
 class CommandData(Model):
     id: Snowflake
     name: OptionName
@@ -191,11 +198,16 @@ class CommandData(Model):
     guild_id: Snowflake | None = None
     target_id: Snowflake | None = None
     options: list[Option] = Field(default_factory=list, max_length=25)
+    resolved: Resolved | None = None
 
     @model_validator(mode="after")
     def _shallow(self) -> CommandData:
         if _depth(self.options) > COMMAND_OPTION_DEPTH:
             raise ValueError("options nested deeper than Discord nests them")
+        if self.type == 3 and (
+            self.target_id is None or self.resolved is None or self.target_id not in self.resolved.messages
+        ):
+            raise ValueError("a message command needs its target message")
         return self
 
 

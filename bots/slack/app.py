@@ -37,9 +37,11 @@ from bots.slack.commands import SlashCommands
 from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
 from bots.slack.files import FileLimits
+from bots.slack.home import AppHome
 from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth, oauth_routes
 from bots.slack.payloads import DELIVERY, judge, socket_payload
 from bots.slack.replier import EDIT_INTERVAL, NativeStreaming, SlackResolver
+from bots.slack.shortcuts import AskShortcut
 from bots.slack.verify import Refused, SignatureCheck
 from bots.slack.workspaces import Workspaces
 from core.guards.modlog import ModerationNotice
@@ -151,6 +153,8 @@ def build_app(
     app.assistant(build_assistant(conversations))
     conversations.register(app)
     SlashCommands(conversations).register(app)
+    AppHome(conversations).register(app)  # the Home tab (app_home_opened -> views.publish)
+    AskShortcut(conversations).register(app)  # "Ask Threadwise about this" on any message
     if oauth is not None:
         app.enable_token_revocation_listeners()  # uninstalled, or the bot token revoked: tokens deleted
     else:

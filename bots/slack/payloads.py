@@ -92,6 +92,7 @@ class Event(Model):
     files: list[File] | None = Field(default=None, max_length=100)
     assistant_thread: AssistantThread | None = None
     tokens: RevokedTokens | None = None
+    tab: Name | None = None  # app_home_opened: "home" or "messages"
 
     @model_validator(mode="after")
     def _where(self) -> Event:
@@ -228,6 +229,10 @@ def _form(text: str) -> Verdict:
     fields = {key: clean(values[0]) for key, values in form.items()}
     if "ssl_check" in fields:
         return Verdict(answer={})
+    if "payload" in fields:  # interactivity: a message shortcut (bots/slack/shortcut_payloads.py)
+        from bots.slack.shortcut_payloads import interactive_form
+
+        return interactive_form(fields["payload"])
     if "command" not in fields:
         return Verdict(status=400, answer={"error": "unsupported request"})
     return command(fields)
@@ -251,4 +256,8 @@ def socket_payload(kind: str, payload: Any) -> Verdict:
         return envelope(payload)
     if isinstance(payload, dict) and kind == "slash_commands":
         return command(payload)
+    if isinstance(payload, dict) and kind == "interactive":
+        from bots.slack.shortcut_payloads import interactive
+
+        return interactive(payload)
     return Verdict(answer={})

@@ -133,6 +133,7 @@ class FakeDiscord:
         self.threads: dict[int, dict[str, Any]] = {}
         self.dm_channels: dict[int, dict[str, Any]] = {}
         self.messages: dict[int, FakeMessage] = {}
+        self.authors: dict[int, dict[str, Any]] = {}  # message id -> its author (users' messages)
         self.interactions: dict[int, FakeInteraction] = {}
         self.calls: list[Call] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> registered commands
@@ -506,6 +507,7 @@ class FakeDiscord:
         author = author or self.owner
         message = FakeMessage(message_id or self.snowflake(), channel_id, int(author["id"]), content)
         self.messages[message.id] = message
+        self.authors[message.id] = author
         data = self._message_payload(message, author)
         data["type"] = message_type
         data["attachments"] = [
@@ -623,6 +625,41 @@ class FakeDiscord:
             )
         return record, payload
 
+    async def interact_message(
+        self,
+        name: str,
+        message_id: int,
+        *,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        interaction_id: int | None = None,
+    ) -> FakeInteraction:
+        """A user picks message command ``name`` (Apps -> ``name``) on message ``message_id``: dispatches
+        INTERACTION_CREATE, an application command of type 3 (MESSAGE) with ``data.target_id`` and the message
+        in ``data.resolved.messages``, as Discord's reference shows it."""
+        message = self.messages[message_id]
+        record, payload = self.interaction_data(
+            name,
+            "",
+            None,
+            channel_id=message.channel_id,
+            user=user,
+            admin=admin,
+            interaction_id=interaction_id,
+        )
+        author = self.authors.get(message.id) or (
+            self.bot_user if message.author_id == self.app_id else self.user(message.author_id, "someone")
+        )
+        data = payload["data"]
+        data.pop("options", None)
+        data.update(
+            type=3,
+            target_id=str(message.id),
+            resolved={"messages": {str(message.id): self._message_payload(message, author)}},
+        )
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
     # ------------------------------------------------------------------ gateway
 
     def shard_of(self, guild_id: int | None) -> int:
@@ -733,6 +770,7 @@ class FakeDiscord:
         ("PUT", ("applications", "{id}", "guilds", "{id}", "commands")),
         ("GET", ("channels", "{id}")),
         ("PATCH", ("channels", "{id}")),
+        ("GET", ("channels", "{id}", "messages")),
         ("POST", ("channels", "{id}", "messages")),
         ("PATCH", ("channels", "{id}", "messages", "{id}")),
         ("DELETE", ("channels", "{id}", "messages", "{id}")),
@@ -880,6 +918,7 @@ class FakeDiscord:
                     "default_member_permissions": command.get("default_member_permissions"),
                     "dm_permission": command.get("dm_permission", True),
                     "nsfw": command.get("nsfw", False),
+                    "description": "",  # Discord answers "" for a context menu, which sends none
                     **command,
                     **({"guild_id": scope} if scope != "global" else {}),
                 }
@@ -921,6 +960,37 @@ class FakeDiscord:
 
     def _known_channel(self, channel_id: int) -> bool:
         return channel_id in self.channels or channel_id in self.threads or channel_id in self.dm_channels
+
+    async def _h_get_channels_x_messages(
+        self, params: list[str], _body: Any, _files: Any, request: web.Request
+    ) -> web.Response:
+        """Get Channel Messages: newest first, older than ``before``, at most ``limit`` (1-100; 50)."""
+        channel_id = int(params[0])
+        if not self._known_channel(channel_id):
+            return self._error(404, 10003, "Unknown Channel")
+        limit = int(request.query.get("limit", "50"))
+        if not 1 <= limit <= 100:
+            return self._error(400, 50035, "Invalid Form Body: limit: int value should be between 1 and 100.")
+        before = int(request.query.get("before", str(1 << 63)))
+        found = sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m.channel_id == channel_id and m.id < before and not m.deleted and not m.ephemeral
+            ),
+            key=lambda m: m.id,
+            reverse=True,
+        )[:limit]
+        return _json(
+            [
+                self._message_payload(
+                    m,
+                    self.authors.get(m.id)
+                    or (self.bot_user if m.author_id == self.app_id else self.user(m.author_id, "someone")),
+                )
+                for m in found
+            ]
+        )
 
     async def _h_post_channels_x_messages(
         self, params: list[str], body: Any, files: list[tuple[str, bytes]], _request: web.Request
