@@ -25,7 +25,7 @@ from bots.http import HttpServer
 from bots.inflight import InFlight
 from bots.slack.app import open_slack
 from bots.slack.config import SlackOptions
-from core.db.models import Reservation, ToolApproval, ToolCallRecord, UsageRecord
+from core.db.models import AdminAction, Reservation, ToolApproval, ToolCallRecord, UsageRecord
 from core.settings import Settings, load_settings
 from core.tools.registry import Tool, ToolContext
 from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec
@@ -325,6 +325,43 @@ async def test_unanswered_within_the_timeout_the_turn_goes_on_without_the_tool(
                 assert list((await session.execute(select(Reservation))).scalars()) == []  # settled
                 kinds = list((await session.execute(select(UsageRecord.kind))).scalars())
             assert kinds == ["chat", "chat"]
+
+
+async def test_admins_gate_tools_per_channel_and_the_change_is_audited(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(
+            f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", fake_openai, fake, approval_tools="none"
+        )
+        async with replica(settings, effects) as node:
+            # not gated anywhere by default: the call runs at once
+            script_lookup(fake_openai)
+            await ask(fake, node)
+            await node.background.idle()
+            assert effects.runs == ["ada@example.com"]
+
+            refused = fake.command_payload("/ai-admin", "tools approval here crm__*", user="U0BOB")
+            assert (await node.sender.command(refused)).status == 200
+            await node.background.idle()
+            gate = fake.command_payload("/ai-admin", "tools approval here crm__*", user="U0ADMIN")
+            delivery = await node.sender.command(gate)
+            assert delivery.status == 200
+            await node.background.idle()
+            shown = json.dumps([delivery.body, fake.responses, fake.ephemeral])
+            assert "only once the asker approves: crm__*" in shown
+
+            script_lookup(fake_openai, "bob@example.com")
+            await ask(fake, node, "and bob?")
+            await approval_prompt(fake)
+            await still_waiting(node)
+            assert effects.runs == ["ada@example.com"]  # this time it waits for the asker
+            async with node.core.database.reader() as session:
+                actions = (await session.execute(select(AdminAction))).scalars().all()
+            audited = [(a.action, a.actor_id, a.allowed) for a in actions]
+            assert ("tools.approval", "U0ADMIN", True) in audited
+            assert any(actor == "U0BOB" and not allowed for _, actor, allowed in audited)  # refused, logged
 
 
 async def test_a_forged_click_is_refused_before_it_is_read(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
