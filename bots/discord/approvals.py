@@ -37,7 +37,7 @@ def outcome_text(tool: str, decision: ApprovalDecision, timeout: float) -> str:
         return f":no_entry_sign: **{tool}**: Denied by <@{decision.by}>."
     if decision.status == TIMED_OUT:
         return f":hourglass: **{tool}**: Not approved within {timeout:g} s, so it did not run."
-    return f"**{tool}**: {decision.status}."
+    return f"**{tool}**: no longer waited for (the answer it belonged to was interrupted)."
 
 
 def approval_buttons(approvals: Approvals) -> tuple[type[Any], type[Any]]:

@@ -52,7 +52,7 @@ def outcome_text(tool: str, decision: ApprovalDecision, timeout: float) -> str:
         return f":no_entry_sign: {name}: Denied by <@{decision.by}>."
     if decision.status == TIMED_OUT:
         return f":hourglass: {name}: Not approved within {timeout:g} s, so it did not run."
-    return f"{name}: {decision.status}."
+    return f"{name}: no longer waited for (the answer it belonged to was interrupted)."
 
 
 def request_blocks(request: ApprovalRequest) -> list[dict[str, Any]]:

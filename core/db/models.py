@@ -336,7 +336,8 @@ class ToolApproval(Base):
     user_id: Mapped[str] = mapped_column(String(64))  # the asker
     tool: Mapped[str] = mapped_column(String(64))
     arguments: Mapped[str] = mapped_column(Text)  # redacted
-    status: Mapped[str] = mapped_column(String(16))  # pending | approved | denied | timed_out
+    # pending | approved | denied | timed_out | cancelled (shutdown) | unavailable (could not be shown)
+    status: Mapped[str] = mapped_column(String(16))
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_by_name: Mapped[str | None] = mapped_column(String(128))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

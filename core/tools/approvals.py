@@ -12,6 +12,7 @@ person, so ordinary turns cost nothing. Unanswered within THREADWISE_APPROVAL_TI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ from core.llm.types import ToolCall
 log = logging.getLogger(__name__)
 
 PENDING, APPROVED, DENIED, TIMED_OUT = "pending", "approved", "denied", "timed_out"
+CANCELLED = "cancelled"  # the turn stopped waiting (shutdown)
+UNAVAILABLE = "unavailable"  # the request could not be shown (no adapter for the platform, a failed post)
 FIRST_POLL = 0.25  # seconds between reads of a waiting approval's row, doubling up to LAST_POLL
 LAST_POLL = 1.0
 SHOWN_ARGUMENTS = 1500  # characters of the (redacted) arguments shown with the buttons
@@ -110,7 +113,7 @@ class Approvals:
         approval timeout: the approval's id (None when it could not be asked) and the decision."""
         prompter = self._prompters.get(message.key.platform)
         if prompter is None:
-            return None, ApprovalDecision("unavailable")
+            return None, ApprovalDecision(UNAVAILABLE)
         now = self._clock()
         row = ToolApproval(
             platform=message.key.platform,
@@ -143,6 +146,11 @@ class Approvals:
                 return approval_id, await self._asked(prompter, request, woken)
             async with pause.waiting(self.timeout + 5.0):  # the prompt's post and the last read too
                 return approval_id, await self._asked(prompter, request, woken)
+        except asyncio.CancelledError:  # shutdown: a later click must not look like it ran the tool
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self._expire(approval_id, CANCELLED)
+            raise
         finally:
             self._woken.pop(approval_id, None)
 
@@ -153,8 +161,7 @@ class Approvals:
             where = await prompter.ask(request)
         except Exception:
             log.exception("could not ask for the approval of %s", request.tool)
-            await self._expire(request.id)
-            return ApprovalDecision("unavailable")
+            return await self._expire(request.id, UNAVAILABLE)
         decision = await self._wait(request.id, woken)
         if decision.status == TIMED_OUT:
             try:
@@ -181,13 +188,13 @@ class Approvals:
                 interval = min(interval * 2, LAST_POLL)
         return await self._expire(approval_id)
 
-    async def _expire(self, approval_id: int) -> ApprovalDecision:
-        """Mark the approval timed out unless a click was recorded first; the decision that stands."""
+    async def _expire(self, approval_id: int, status: str = TIMED_OUT) -> ApprovalDecision:
+        """Close the approval (timed out) unless a click was recorded first; the decision that stands."""
         async with self._db.unit_of_work() as session:
             await session.execute(
                 update(ToolApproval)
                 .where(ToolApproval.id == approval_id, ToolApproval.status == PENDING)
-                .values(status=TIMED_OUT, decided_at=self._clock())
+                .values(status=status, decided_at=self._clock())
             )
         decision = await self.decision(approval_id)
         return decision if decision is not None else ApprovalDecision(TIMED_OUT)

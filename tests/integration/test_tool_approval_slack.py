@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -311,7 +312,8 @@ async def test_unanswered_within_the_timeout_the_turn_goes_on_without_the_tool(
             message, _ = await approval_prompt(fake)
             async with node.core.database.reader() as session:
                 held = list((await session.execute(select(Reservation))).scalars())
-            assert len(held) == 1  # the waiting turn holds its budget
+            assert len(held) == 1  # the waiting turn holds its budget, not swept as abandoned while it waits
+            assert held[0].expires_at - held[0].created_at > timedelta(seconds=900 + 3)
             await node.background.idle()
 
             assert effects.runs == []
