@@ -157,7 +157,7 @@ class ThreadwiseSettings(BaseSettings):
     max_tool_calls_per_round: int = Field(default=8, ge=1, le=64)
     # tools that run only once the asker (or an admin) approves: fnmatch patterns, MCP tools included
     approval_tools: Annotated[tuple[str, ...], NoDecode] = ()
-    approval_timeout: float = Field(default=120.0, gt=0, le=3600)  # seconds an approval is waited for
+    approval_timeout: float = Field(default=120.0, gt=0, le=600)  # seconds an approval is waited for
     turn_max_usd: Decimal | None = Field(default=None, gt=0)
     max_images_per_turn: int = Field(default=2, ge=0, le=10)
     fetch_url: bool = False
