@@ -32,6 +32,7 @@ from core.tools.registry import Tool, ToolContext
 from tests.fakes.openai_api import FakeOpenAI, Reply, ToolCallSpec
 from tests.fakes.slack_api import (
     APP_ID,
+    APP_TOKEN,
     BOT_TOKEN,
     BOT_USER_ID,
     SIGNING_SECRET,
@@ -69,11 +70,18 @@ class Replica:
     sender: EventSender
 
 
-def settings_of(database_url: str, openai: FakeOpenAI, fake: FakeSlack, **threadwise: str) -> Settings:
+def settings_of(
+    database_url: str, openai: FakeOpenAI, fake: FakeSlack, *, socket: bool = False, **threadwise: str
+) -> Settings:
     return load_settings(
         None,
         openai={"api_key": "test-key", "base_url": openai.base_url},
-        slack={"bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "api_url": fake.api_url},
+        slack={
+            "bot_token": BOT_TOKEN,
+            "app_token": APP_TOKEN if socket else "",
+            "signing_secret": SIGNING_SECRET,
+            "api_url": fake.api_url,
+        },
         service={"database_url": database_url, "port": "0"},
         threadwise={"openai_max_retries": "0", "approval_tools": "crm__*", **threadwise},
         limits={"user_daily_budget_usd": "5"},
@@ -364,6 +372,24 @@ async def test_admins_gate_tools_per_channel_and_the_change_is_audited(
             audited = [(a.action, a.actor_id, a.allowed) for a in actions]
             assert ("tools.approval", "U0ADMIN", True) in audited
             assert any(actor == "U0BOB" and not allowed for _, actor, allowed in audited)  # refused, logged
+
+
+async def test_clicks_arrive_over_socket_mode_too(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", fake_openai, fake, socket=True)
+        async with replica(settings, effects) as node:
+            script_lookup(fake_openai)
+            event = fake.message_event(f"<@{BOT_USER_ID}> who is ada?", mention=True)
+            await fake.socket_send("events_api", fake.envelope(event))
+            message, blocks = await approval_prompt(fake)
+            value = approval_value(blocks, "tw:approve")
+            payload = click_payload(message, "tw:approve", value, user="U0ALICE", base=fake.base)
+            await fake.socket_send("interactive", payload)  # acknowledged at once
+            await fake.wait_for(lambda: answered(fake, event["ts"]))
+            await node.background.idle()
+            assert effects.runs == ["ada@example.com"]
+            assert "Approved by <@U0ALICE>" in message.current
 
 
 async def test_a_forged_click_is_refused_before_it_is_read(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
