@@ -311,7 +311,8 @@ class ToolCallRecord(Base):
     user_id: Mapped[str | None] = mapped_column(String(64), index=True)
     tool: Mapped[str] = mapped_column(String(64))
     arguments: Mapped[str] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(16))  # ok | error | timeout | invalid | unknown | refused
+    # ok | error | timeout | invalid | unknown | refused | denied | unapproved (not approved in time)
+    outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

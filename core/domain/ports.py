@@ -282,8 +282,9 @@ class ApprovalRequest:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalDecision:
-    """How an approval ended: ``approved``, ``denied`` or ``timed_out`` (``pending`` while it waits);
-    ``by``/``by_name``: who decided (None on a timeout)."""
+    """How an approval ended: ``approved``, ``denied``, ``timed_out``, ``cancelled`` (the turn was
+    interrupted) or ``unavailable`` (it could not be shown); ``pending`` while it waits. ``by``/``by_name``:
+    who decided (None unless someone did)."""
 
     status: str
     by: str | None = None
