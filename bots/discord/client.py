@@ -23,6 +23,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bots.api_calls import counting, discord_route
+from bots.discord.approvals import register_approvals
 from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
 from bots.discord.context_menu import AskMenu
@@ -175,6 +176,9 @@ async def open_discord(
         if modlog_channel is not None:
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
         services.recovery.register("discord", DiscordResolver(client))
+        prompter = register_approvals(client, services.approvals)  # Approve / Deny of tool calls
+        if services.approvals is not None and prompter is not None:
+            services.approvals.register("discord", prompter)
         http.readiness.add("discord", gateway_status(client))
         yield
     finally:
@@ -182,6 +186,8 @@ async def open_discord(
         await inflight.close(options.drain_seconds)
         await services.modlog.drain()  # notices of the last turns, while the client can still post
         services.modlog.unregister("discord")
+        if services.approvals is not None:
+            services.approvals.unregister("discord")
         await client.close()
         if connection is not None:
             connection.cancel()

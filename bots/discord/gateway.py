@@ -23,6 +23,7 @@ from typing import Any
 import discord
 
 from bots.discord import payloads
+from bots.discord.components import component_interaction
 from bots.inflight import InFlight
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,13 @@ def _messages(parse: Parser) -> Parser:
 
 def _interactions(parse: Parser, state: Any, inflight: InFlight) -> Parser:
     def checked(data: Any) -> None:
+        if isinstance(data, dict) and data.get("type") == 3:  # a button click (bots/discord/components.py)
+            click = component_interaction(data)
+            if click.payload is not None:
+                parse(click.payload)
+            else:
+                log.info("Discord button click ignored: invalid %s", click.fields)
+            return
         interaction = payloads.interaction_create(data)
         if interaction.payload is not None:
             parse(interaction.payload)

@@ -77,23 +77,26 @@ class ThreadStarterSink(ChannelSink):
         super().__init__(message.channel)
         self._message = message
         self._name = name
-        self._opened = False
-        self._lock = asyncio.Lock()
+        self._opening: asyncio.Future[discord.abc.Messageable] | None = None
 
     async def _target(self) -> discord.abc.Messageable:
-        async with self._lock:
-            if not self._opened:
-                self._opened = True
-                try:
-                    self.channel = await self._message.create_thread(name=self._name)
-                except discord.HTTPException as exc:
-                    guild = self._message.guild
-                    existing = guild.get_thread(self._message.id) if guild is not None else None
-                    if existing is not None:
-                        self.channel = existing
-                    else:
-                        log.warning("could not open a thread for message %s: %s", self._message.id, exc)
-            return self.channel
+        # Opened once, in a task of its own: the typing loop that starts it is cancelled when the first
+        # message is posted, and that must not leave the reply in the channel while the thread exists.
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open())
+        return await asyncio.shield(self._opening)
+
+    async def _open(self) -> discord.abc.Messageable:
+        try:
+            self.channel = await self._message.create_thread(name=self._name)
+        except discord.HTTPException as exc:
+            guild = self._message.guild
+            existing = guild.get_thread(self._message.id) if guild is not None else None
+            if existing is not None:
+                self.channel = existing
+            else:
+                log.warning("could not open a thread for message %s: %s", self._message.id, exc)
+        return self.channel
 
     async def typing(self) -> None:
         await (await self._target()).typing()

@@ -32,6 +32,7 @@ from bots.api_calls import counting, slack_method
 from bots.http import HttpServer
 from bots.inflight import InFlight
 from bots.services import ChatServices
+from bots.slack.approvals import ApprovalClicks, SlackApprovalPrompter
 from bots.slack.assistant import build_assistant
 from bots.slack.commands import SlashCommands
 from bots.slack.config import SlackOptions
@@ -155,6 +156,8 @@ def build_app(
     SlashCommands(conversations).register(app)
     AppHome(conversations).register(app)  # the Home tab (app_home_opened -> views.publish)
     AskShortcut(conversations).register(app)  # "Ask Threadwise about this" on any message
+    if services.approvals is not None:  # Approve / Deny of tool calls (bots/slack/approvals.py)
+        ApprovalClicks(services.approvals, workspaces, background).register(app)
     if oauth is not None:
         app.enable_token_revocation_listeners()  # uninstalled, or the bot token revoked: tokens deleted
     else:
@@ -296,6 +299,8 @@ async def open_slack(
 
             services.modlog.register("slack", post_notice)
         services.recovery.register("slack", SlackResolver(client, token_of))
+        if services.approvals is not None:
+            services.approvals.register("slack", SlackApprovalPrompter(client, token_of))
         if app.oauth_flow is not None:
             install, redirect = oauth_routes(app.oauth_flow)
             http.app.router.add_get(INSTALL_PATH, install)
@@ -332,3 +337,5 @@ async def open_slack(
             await tasks.close(options.drain_seconds)
             await services.modlog.drain()  # notices of the last turns, while the client can still post
             services.modlog.unregister("slack")
+            if services.approvals is not None:
+                services.approvals.unregister("slack")

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 DELIVERY = "threadwise_delivery"  # bolt context key: the verified request's signature
 MAX_FORM_FIELDS = 100
 MAX_COMMAND_TEXT = 40_000  # Slack caps a message at 40,000 characters; the input limit guard applies its own
+MAX_INTERACTIVE_CHARS = 200_000  # a message of 40,000 characters with its blocks, escaped, and the rest
 INCOMPLETE = ":warning: That command arrived incomplete or malformed, so I ignored it. Please try again."
 TOO_LONG = f":warning: That is too long for a command (at most {MAX_COMMAND_TEXT:,} characters)."
 
@@ -147,6 +148,58 @@ class SlashCommand(Model):
     token: Short | None = None
 
 
+class Named(Model):
+    id: Id
+    name: Short | None = None
+    domain: Short | None = None
+
+
+class ActionUser(Model):
+    id: Id
+    username: Short | None = None
+    name: Short | None = None
+    team_id: Id | None = None
+
+
+class Container(Model):
+    type: Name
+    message_ts: Ts | None = None
+    channel_id: Id | None = None
+    thread_ts: Ts | None = None
+    is_ephemeral: bool | None = None
+
+
+class ActionMessage(Model):
+    ts: Ts
+    thread_ts: Ts | None = None
+
+
+class Action(Model):
+    action_id: Name
+    block_id: Short | None = None
+    value: Short | None = None
+    type: Name
+    action_ts: Ts | None = None
+
+
+class BlockActions(Model):
+    """A click on a Block Kit element (an interactivity payload, ``payload=`` over HTTP)."""
+
+    type: Literal["block_actions"]
+    team: Named | None = None
+    enterprise: Named | None = None
+    is_enterprise_install: bool | None = None
+    user: ActionUser
+    api_app_id: Id | None = None
+    token: Short | None = None
+    container: Container | None = None
+    trigger_id: Id | None = None
+    channel: Named | None = None
+    message: ActionMessage | None = None
+    response_url: Url | None = None
+    actions: list[Action] = Field(min_length=1, max_length=5)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """Either ``payload`` (the validated values, for bolt) or an answer of our own."""
@@ -229,10 +282,8 @@ def _form(text: str) -> Verdict:
     fields = {key: clean(values[0]) for key, values in form.items()}
     if "ssl_check" in fields:
         return Verdict(answer={})
-    if "payload" in fields:  # interactivity: a message shortcut (bots/slack/shortcut_payloads.py)
-        from bots.slack.shortcut_payloads import interactive_form
-
-        return interactive_form(fields["payload"])
+    if "payload" in fields and "command" not in fields:  # interactivity: a click or a message shortcut
+        return _interactive_form(fields["payload"])
     if "command" not in fields:
         return Verdict(status=400, answer={"error": "unsupported request"})
     return command(fields)
@@ -250,14 +301,46 @@ def command(fields: dict[str, Any]) -> Verdict:
     return Verdict(payload=_kept(valid), form=True)
 
 
+def _interactive_form(text: str) -> Verdict:
+    """The ``payload`` field of a form-encoded interactivity request (HTTP), rebuilt as such for bolt."""
+    if len(text) > MAX_INTERACTIVE_CHARS:
+        return Verdict(status=413, answer={"error": "payload too large"})
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        return Verdict(status=400, answer={"error": "malformed payload"})
+    if not isinstance(payload, dict):
+        return Verdict(status=400, answer={"error": "malformed payload"})
+    verdict = interactive(payload)
+    if verdict.payload is None:
+        return verdict
+    return Verdict(payload={"payload": json.dumps(verdict.payload)}, form=True)
+
+
+def interactive(payload: dict[str, Any]) -> Verdict:
+    """An interactivity payload: a button click (``block_actions``) or a message shortcut (``message_action``,
+    bots/slack/shortcut_payloads.py); kinds the app does not serve answer 400."""
+    kind = payload.get("type")
+    if kind == "message_action":
+        from bots.slack.shortcut_payloads import message_action
+
+        return message_action(payload)
+    if kind != "block_actions":
+        return Verdict(status=400, answer={"error": "unsupported request"})
+    try:
+        valid = BlockActions.model_validate(payload)
+    except ValidationError as exc:
+        log.info("Slack block_actions ignored: invalid %s", _fields(exc))
+        return Verdict(answer={})
+    return Verdict(payload=_kept(valid))
+
+
 def socket_payload(kind: str, payload: Any) -> Verdict:
     """A Socket Mode request's payload; kinds the app does not serve are only acknowledged."""
+    if isinstance(payload, dict) and kind == "interactive":
+        return interactive(payload)
     if isinstance(payload, dict) and kind == "events_api":
         return envelope(payload)
     if isinstance(payload, dict) and kind == "slash_commands":
         return command(payload)
-    if isinstance(payload, dict) and kind == "interactive":
-        from bots.slack.shortcut_payloads import interactive
-
-        return interactive(payload)
     return Verdict(answer={})

@@ -4,7 +4,6 @@ arrives as a form whose ``payload`` field is JSON; over Socket Mode as an ``inte
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Literal
 
@@ -13,8 +12,6 @@ from pydantic import ValidationError
 from bots.slack.payloads import Id, Model, Name, Short, Ts, Url, Verdict, _fields, _kept
 
 log = logging.getLogger(__name__)
-
-MAX_PAYLOAD_CHARS = 200_000  # a message of 40,000 characters with its blocks, escaped, and the rest
 
 
 class Team(Model):
@@ -62,27 +59,12 @@ class MessageAction(Model):
     is_enterprise_install: bool | None = None
 
 
-def interactive(payload: Any) -> Verdict:
-    """An interactivity payload (the dict) as bolt gets it in Socket Mode; kinds not served answer 400."""
-    if not isinstance(payload, dict) or payload.get("type") != "message_action":
-        return Verdict(status=400, answer={"error": "unsupported request"})
+def message_action(payload: dict[str, Any]) -> Verdict:
+    """A message shortcut's payload (the dict), validated; one that does not validate is acknowledged and
+    dropped."""
     try:
         valid = MessageAction.model_validate(payload)
     except ValidationError as exc:
         log.info("Slack message shortcut ignored: invalid %s", _fields(exc))
         return Verdict(answer={})
     return Verdict(payload=_kept(valid))
-
-
-def interactive_form(raw: str) -> Verdict:
-    """The ``payload`` field of a form-encoded interactivity request (HTTP), rebuilt as such for bolt."""
-    if len(raw) > MAX_PAYLOAD_CHARS:
-        return Verdict(status=413, answer={"error": "payload too large"})
-    try:
-        payload = json.loads(raw)
-    except (ValueError, RecursionError):
-        return Verdict(status=400, answer={"error": "malformed JSON"})
-    verdict = interactive(payload)
-    if verdict.payload is None:
-        return verdict
-    return Verdict(payload={"payload": json.dumps(verdict.payload)}, form=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, true, tuple_
+from sqlalchemy import ColumnElement, delete, func, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
@@ -310,6 +310,19 @@ class Budgets:
             reservation.amount_micros += more.micros
             reservation.tokens += more.tokens
             reservation.expires_at = now + self._ttl
+
+    async def keep(self, hold: Hold, seconds: float) -> None:
+        """The turn waits up to ``seconds`` for a person (a tool approval): its reservation is not swept as
+        abandoned before the wait ends plus the usual TTL (a crash meanwhile still releases it then)."""
+        if hold.reservation_id is None:
+            return
+        until = self._clock() + timedelta(seconds=seconds) + self._ttl
+        async with self._db.unit_of_work() as session:
+            await session.execute(
+                update(Reservation)
+                .where(Reservation.id == hold.reservation_id, Reservation.expires_at < until)
+                .values(expires_at=until)
+            )
 
     async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
         """Write the priced ledger rows, swap the hold for the real spend, inside the caller's transaction

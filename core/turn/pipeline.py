@@ -313,7 +313,7 @@ class TurnPipeline:
                 await self._counter.preload(model)  # a first load (maybe a download) off the loop
                 user = await build_user_message(message, self._counter, model)
                 progress.user, progress.images = user.message, user.images
-                reserved, answer = await self._answer(message, replier, progress, model, deadline.when)
+                reserved, answer = await self._answer(message, replier, progress, model, deadline)
             await self._finish(message, replier, progress, reserved, answer)  # 8.
             return TurnOutcome.ANSWERED
         except asyncio.CancelledError:
@@ -341,7 +341,7 @@ class TurnPipeline:
         replier: Replier,
         progress: _Progress,
         model: str,
-        deadline: float | None,
+        deadline: TurnDeadline,
     ) -> tuple[Reserved, Answer]:
         assert progress.conversation_id is not None and progress.user is not None
         conversation_id = progress.conversation_id
@@ -350,7 +350,7 @@ class TurnPipeline:
         await replier.start()
         if self._summariser is not None:
             reserved = await self._summariser.refresh(
-                message, conversation_id, reserved, progress.usages, deadline
+                message, conversation_id, reserved, progress.usages, deadline.when
             )
             progress.budget = reserved.budget
         answer = await self._loop.run(  # 7.

@@ -84,6 +84,7 @@ class FakeMessage:
     loading: bool = False
     deleted: bool = False
     created_at: float = field(default_factory=time.monotonic)
+    components: list[dict[str, Any]] = field(default_factory=list)  # action rows (buttons) as sent
 
 
 @dataclass
@@ -99,6 +100,7 @@ class FakeInteraction:
     ephemeral: bool = False
     original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    message_id: int | None = None  # a component interaction: the message whose button was clicked
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -333,7 +335,7 @@ class FakeDiscord:
             "pinned": False,
             "type": 0,
             "flags": (EPHEMERAL if message.ephemeral else 0) | (LOADING if message.loading else 0),
-            "components": [],
+            "components": message.components,
         }
         if self._guild_of(message.channel_id) is not None:
             data["guild_id"] = str(self.guild_id)
@@ -548,6 +550,25 @@ class FakeDiscord:
             admin=admin,
             interaction_id=interaction_id,
         )
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
+    async def click(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+    ) -> FakeInteraction:
+        """A user clicks the button ``custom_id`` of the bot's message: INTERACTION_CREATE of a message
+        component (type 3, ``data.component_type`` 2), with the message as Discord sends it."""
+        message = self.messages[message_id]
+        record, payload = self.interaction_data("", "", channel_id=message.channel_id, user=user, admin=admin)
+        record.message_id = message_id
+        payload["type"] = 3
+        payload["data"] = {"custom_id": custom_id, "component_type": 2}
+        payload["message"] = self._message_payload(message, self.bot_user)
         await self.dispatch("INTERACTION_CREATE", payload)
         return record
 
@@ -1002,6 +1023,7 @@ class FakeDiscord:
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
         message = FakeMessage(self.snowflake(), channel_id, self.app_id, content, files=files)
+        message.components = list((body or {}).get("components") or [])
         self.messages[message.id] = message
         return _json(self._message_payload(message, self.bot_user))
 
@@ -1014,6 +1036,8 @@ class FakeDiscord:
             message.content = content
         if files:
             message.files = [*message.files, *files]
+        if "components" in body:
+            message.components = list(body["components"] or [])
         message.edits += 1
         message.loading = False
         return _json(self._message_payload(message, self.bot_user))
@@ -1087,6 +1111,9 @@ class FakeDiscord:
             "response_message_loading": kind == 5,
             "response_message_ephemeral": record.ephemeral,
         }
+        if kind == 7 and record.message_id in self.messages:  # UPDATE_MESSAGE: the clicked message changes
+            self._edit(self.messages[record.message_id], data, files)
+            return _json({"interaction": {**interaction, "type": 3}})
         if kind not in (4, 5):  # no message (e.g. a modal or an update): nothing to show
             return _json({"interaction": interaction})
         message = FakeMessage(
