@@ -5,6 +5,10 @@ characters, files sent as attachments.
 Where the messages go is a ``Sink``: a channel or thread (``ChannelSink``), a thread opened lazily from the
 message that mentioned the bot (``ThreadStarterSink``), or an interaction's original response and its
 follow-ups (``InteractionSink``).
+
+Buttons (bots/discord/buttons.py), once the core names the answer (``answering``): Stop on the reply's first
+message while it streams; when it is complete, 👍 / 👎 / Retry on its last message and Stop gone; after an
+error, Stop gone and nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Protocol
 
 import discord
 
+from bots.discord.buttons import AnswerButtons
 from bots.discord.chunks import SPLITTING
 from bots.streaming import StreamingReply
 from core.domain.errors import BotError
@@ -36,15 +41,23 @@ def to_file(attachment: Attachment) -> discord.File:
     return discord.File(io.BytesIO(attachment.data), filename=attachment.name)
 
 
+def _with_view(view: discord.ui.View | None) -> dict[str, Any]:
+    """``view=`` only when there are buttons (discord.py takes no ``view=None`` when posting)."""
+    return {"view": view} if view is not None else {}
+
+
 class Sink(Protocol):
     """Where a reply's messages are posted and edited."""
 
     async def typing(self) -> None: ...
 
-    async def send(self, content: str, files: list[discord.File]) -> Any:
-        """Post a new message; returns a handle ``edit`` accepts."""
+    async def send(self, content: str, files: list[discord.File], view: discord.ui.View | None = None) -> Any:
+        """Post a new message (with the buttons of ``view``); returns a handle ``edit`` accepts."""
 
     async def edit(self, handle: Any, content: str) -> None: ...
+
+    async def show_buttons(self, handle: Any, view: discord.ui.View | None) -> None:
+        """The buttons under the message ``handle``: ``view``'s, or none."""
 
     async def delete(self, handle: Any) -> None: ...
 
@@ -58,11 +71,18 @@ class ChannelSink:
     async def typing(self) -> None:
         await self.channel.typing()
 
-    async def send(self, content: str, files: list[discord.File]) -> discord.Message:
-        return await self.channel.send(content or None, files=files, allowed_mentions=NO_MENTIONS)
+    async def send(
+        self, content: str, files: list[discord.File], view: discord.ui.View | None = None
+    ) -> discord.Message:
+        return await self.channel.send(
+            content or None, files=files, allowed_mentions=NO_MENTIONS, **_with_view(view)
+        )
 
     async def edit(self, handle: Any, content: str) -> None:
         await handle.edit(content=content, allowed_mentions=NO_MENTIONS)
+
+    async def show_buttons(self, handle: Any, view: discord.ui.View | None) -> None:
+        await handle.edit(view=view)
 
     async def delete(self, handle: Any) -> None:
         await handle.delete()
@@ -98,9 +118,13 @@ class ThreadStarterSink(ChannelSink):
     async def typing(self) -> None:
         await (await self._target()).typing()
 
-    async def send(self, content: str, files: list[discord.File]) -> discord.Message:
+    async def send(
+        self, content: str, files: list[discord.File], view: discord.ui.View | None = None
+    ) -> discord.Message:
         channel = await self._target()
-        return await channel.send(content or None, files=files, allowed_mentions=NO_MENTIONS)
+        return await channel.send(
+            content or None, files=files, allowed_mentions=NO_MENTIONS, **_with_view(view)
+        )
 
 
 class InteractionSink:
@@ -114,15 +138,20 @@ class InteractionSink:
     async def typing(self) -> None:
         """The deferred response already shows "<bot> is thinking…"."""
 
-    async def send(self, content: str, files: list[discord.File]) -> Any:
+    async def send(self, content: str, files: list[discord.File], view: discord.ui.View | None = None) -> Any:
         if not self._original_used:
             self._original_used = True
             await self._interaction.edit_original_response(
-                content=content, attachments=files, allowed_mentions=NO_MENTIONS
+                content=content, attachments=files, allowed_mentions=NO_MENTIONS, **_with_view(view)
             )
             return None  # None: the original response
         return await self._interaction.followup.send(
-            content, files=files, ephemeral=self._ephemeral, allowed_mentions=NO_MENTIONS, wait=True
+            content,
+            files=files,
+            ephemeral=self._ephemeral,
+            allowed_mentions=NO_MENTIONS,
+            wait=True,
+            **_with_view(view),
         )
 
     async def edit(self, handle: Any, content: str) -> None:
@@ -130,6 +159,12 @@ class InteractionSink:
             await self._interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
         else:
             await handle.edit(content=content, allowed_mentions=NO_MENTIONS)
+
+    async def show_buttons(self, handle: Any, view: discord.ui.View | None) -> None:
+        if handle is None:
+            await self._interaction.edit_original_response(view=view)
+        else:
+            await handle.edit(view=view)
 
     async def delete(self, handle: Any) -> None:
         if handle is None:
@@ -151,6 +186,8 @@ class DiscordSink:
         self._notes = notes
         self._prefix = prefix
         self._typing: asyncio.Task[None] | None = None
+        self.first_view: discord.ui.View | None = None  # the buttons of the reply's first message (Stop)
+        self._posted = False
 
     async def begin(self) -> None:
         self._typing = asyncio.create_task(self._keep_typing())
@@ -160,7 +197,9 @@ class DiscordSink:
 
     async def post(self, text: str) -> Any:
         self._stop_typing()
-        return await self.sink.send(text, [])
+        view = self.first_view if not self._posted else None
+        self._posted = True
+        return await self.sink.send(text, [], view)
 
     async def edit(self, handle: object, text: str) -> None:
         await self.sink.edit(handle, text)
@@ -214,7 +253,8 @@ class DiscordSink:
 
 
 class DiscordReplier(StreamingReply):
-    """The pump over a ``DiscordSink``; ``on_error`` shows an error privately while nothing is posted."""
+    """The pump over a ``DiscordSink``; ``on_error`` shows an error privately while nothing is posted;
+    ``buttons``: the answer's buttons (see the module docstring), once ``answering`` names it."""
 
     def __init__(
         self,
@@ -225,13 +265,40 @@ class DiscordReplier(StreamingReply):
         on_error: Callable[[BotError], Awaitable[None]] | None = None,
         edit_interval: float = EDIT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        buttons: AnswerButtons | None = None,
     ) -> None:
-        super().__init__(
-            DiscordSink(sink, notes=notes, prefix=prefix),
-            interval=edit_interval,
-            on_error=on_error,
-            clock=clock,
-        )
+        self._discord = DiscordSink(sink, notes=notes, prefix=prefix)
+        super().__init__(self._discord, interval=edit_interval, on_error=on_error, clock=clock)
+        self._buttons = buttons
+
+    def answering(self, answer_id: int) -> None:
+        """The core names the answer (its claim id) before anything of it is shown: Stop goes on the first
+        message."""
+        super().answering(answer_id)
+        if self._buttons is not None:
+            self._discord.first_view = self._buttons.streaming(answer_id)
+
+    async def finish(self, text: str) -> None:
+        await super().finish(text)
+        if self._buttons is not None and self.answer_id is not None:
+            await self._settle(self._buttons.finished(self.answer_id))
+
+    async def error(self, error: BotError) -> None:
+        await super().error(error)
+        await self._settle(None)
+
+    async def _settle(self, last: discord.ui.View | None) -> None:
+        """The buttons of a complete reply: Stop off the first message, ``last``'s on the last one. A failure
+        here loses nothing of the answer: it is logged."""
+        handles = self.handles
+        stop_shown = self._discord.first_view is not None
+        try:
+            if stop_shown and handles and (last is None or len(handles) > 1):
+                await self._discord.sink.show_buttons(handles[0], None)
+            if last is not None and handles:
+                await self._discord.sink.show_buttons(handles[-1], last)
+        except discord.HTTPException as exc:
+            log.warning("could not update the buttons of an answer: HTTP %s (code %s)", exc.status, exc.code)
 
 
 class DiscordResolver:
