@@ -13,6 +13,7 @@ a button the clicked message does not carry, never reaches it (bots/discord/gate
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,28 +58,24 @@ class AnswerButtons:
     """The three kinds of button of one client (their callbacks call its ``ButtonActions``) and the rows
     the replier puts under an answer."""
 
-    feedback: type[DynamicItem[Button]]
-    stop: type[DynamicItem[Button]]
-    retry: type[DynamicItem[Button]]
-
-    @property
-    def items(self) -> tuple[type[DynamicItem[Button]], ...]:
-        """What ``client.add_dynamic_items`` takes."""
-        return (self.feedback, self.stop, self.retry)
+    items: tuple[type[DynamicItem[Button]], ...]  # what ``client.add_dynamic_items`` takes
+    feedback: Callable[[int, bool], DynamicItem[Button]]
+    stop: Callable[[int], DynamicItem[Button]]
+    retry: Callable[[int], DynamicItem[Button]]
 
     def streaming(self, answer: int) -> discord.ui.View:
         """While the answer streams: Stop."""
         view = discord.ui.View(timeout=None)
-        view.add_item(self.stop(answer))  # type: ignore[call-arg]
+        view.add_item(self.stop(answer))
         return view
 
     def finished(self, answer: int, *, retry: bool = True) -> discord.ui.View:
         """Under a finished (or stopped) answer: 👍, 👎 and, on the conversation's last answer, Retry."""
         view = discord.ui.View(timeout=None)
-        view.add_item(self.feedback(answer, True))  # type: ignore[call-arg]
-        view.add_item(self.feedback(answer, False))  # type: ignore[call-arg]
+        view.add_item(self.feedback(answer, True))
+        view.add_item(self.feedback(answer, False))
         if retry:
-            view.add_item(self.retry(answer))  # type: ignore[call-arg]
+            view.add_item(self.retry(answer))
         return view
 
 
@@ -141,7 +138,7 @@ def answer_buttons(actions: ButtonActions) -> AnswerButtons:
         async def callback(self, interaction: Interaction) -> None:
             await actions.retry(interaction, self.answer)
 
-    return AnswerButtons(Feedback, Stop, Retry)
+    return AnswerButtons((Feedback, Stop, Retry), Feedback, Stop, Retry)
 
 
 def carries(message: dict[str, Any], custom_id: str) -> bool:

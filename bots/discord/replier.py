@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import io
 import logging
 import time
@@ -41,9 +42,19 @@ def to_file(attachment: Attachment) -> discord.File:
     return discord.File(io.BytesIO(attachment.data), filename=attachment.name)
 
 
-def _with_view(view: discord.ui.View | None) -> dict[str, Any]:
-    """``view=`` only when there are buttons (discord.py takes no ``view=None`` when posting)."""
-    return {"view": view} if view is not None else {}
+class Keep(enum.Enum):
+    """A message's buttons stay as they are (the default of an edit)."""
+
+    KEEP = enum.auto()
+
+
+KEEP = Keep.KEEP
+Buttons = discord.ui.View | None | Keep  # a message's new buttons: a view's, none, or as they are
+
+
+def _with_view(view: Buttons) -> dict[str, Any]:
+    """``view=`` only when it changes something (posting: only when there are buttons)."""
+    return {} if view is KEEP else {"view": view}
 
 
 class Sink(Protocol):
@@ -54,7 +65,7 @@ class Sink(Protocol):
     async def send(self, content: str, files: list[discord.File], view: discord.ui.View | None = None) -> Any:
         """Post a new message (with the buttons of ``view``); returns a handle ``edit`` accepts."""
 
-    async def edit(self, handle: Any, content: str) -> None: ...
+    async def edit(self, handle: Any, content: str, view: Buttons = KEEP) -> None: ...
 
     async def show_buttons(self, handle: Any, view: discord.ui.View | None) -> None:
         """The buttons under the message ``handle``: ``view``'s, or none."""
@@ -75,11 +86,11 @@ class ChannelSink:
         self, content: str, files: list[discord.File], view: discord.ui.View | None = None
     ) -> discord.Message:
         return await self.channel.send(
-            content or None, files=files, allowed_mentions=NO_MENTIONS, **_with_view(view)
+            content or None, files=files, allowed_mentions=NO_MENTIONS, **_with_view(view or KEEP)
         )
 
-    async def edit(self, handle: Any, content: str) -> None:
-        await handle.edit(content=content, allowed_mentions=NO_MENTIONS)
+    async def edit(self, handle: Any, content: str, view: Buttons = KEEP) -> None:
+        await handle.edit(content=content, allowed_mentions=NO_MENTIONS, **_with_view(view))
 
     async def show_buttons(self, handle: Any, view: discord.ui.View | None) -> None:
         await handle.edit(view=view)
@@ -123,7 +134,7 @@ class ThreadStarterSink(ChannelSink):
     ) -> discord.Message:
         channel = await self._target()
         return await channel.send(
-            content or None, files=files, allowed_mentions=NO_MENTIONS, **_with_view(view)
+            content or None, files=files, allowed_mentions=NO_MENTIONS, **_with_view(view or KEEP)
         )
 
 
@@ -142,7 +153,7 @@ class InteractionSink:
         if not self._original_used:
             self._original_used = True
             await self._interaction.edit_original_response(
-                content=content, attachments=files, allowed_mentions=NO_MENTIONS, **_with_view(view)
+                content=content, attachments=files, allowed_mentions=NO_MENTIONS, **_with_view(view or KEEP)
             )
             return None  # None: the original response
         return await self._interaction.followup.send(
@@ -151,14 +162,16 @@ class InteractionSink:
             ephemeral=self._ephemeral,
             allowed_mentions=NO_MENTIONS,
             wait=True,
-            **_with_view(view),
+            **_with_view(view or KEEP),
         )
 
-    async def edit(self, handle: Any, content: str) -> None:
+    async def edit(self, handle: Any, content: str, view: Buttons = KEEP) -> None:
         if handle is None:
-            await self._interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
+            await self._interaction.edit_original_response(
+                content=content, allowed_mentions=NO_MENTIONS, **_with_view(view)
+            )
         else:
-            await handle.edit(content=content, allowed_mentions=NO_MENTIONS)
+            await handle.edit(content=content, allowed_mentions=NO_MENTIONS, **_with_view(view))
 
     async def show_buttons(self, handle: Any, view: discord.ui.View | None) -> None:
         if handle is None:
@@ -187,7 +200,10 @@ class DiscordSink:
         self._prefix = prefix
         self._typing: asyncio.Task[None] | None = None
         self.first_view: discord.ui.View | None = None  # the buttons of the reply's first message (Stop)
-        self._posted = False
+        # while the complete reply is shown: the buttons its messages get, by index, with that very post
+        # or edit; what no post or edit took (the text of that message did not change) is left here
+        self.closing: dict[int, discord.ui.View | None] = {}
+        self._handles: list[Any] = []  # the reply's messages, as the pump has them
 
     async def begin(self) -> None:
         self._typing = asyncio.create_task(self._keep_typing())
@@ -197,12 +213,15 @@ class DiscordSink:
 
     async def post(self, text: str) -> Any:
         self._stop_typing()
-        view = self.first_view if not self._posted else None
-        self._posted = True
-        return await self.sink.send(text, [], view)
+        index = len(self._handles)
+        default = self.first_view if index == 0 else None
+        handle = await self.sink.send(text, [], self.closing.pop(index, default))
+        self._handles.append(handle)
+        return handle
 
     async def edit(self, handle: object, text: str) -> None:
-        await self.sink.edit(handle, text)
+        index = self._index(handle)
+        await self.sink.edit(handle, text, self.closing.pop(index, KEEP) if index is not None else KEEP)
 
     def locate(self, handle: object) -> dict[str, str] | None:
         if isinstance(handle, discord.Message):
@@ -210,7 +229,13 @@ class DiscordSink:
         return None  # an interaction's own response: reachable only through its token, for 15 minutes
 
     async def delete(self, handle: object) -> None:
+        index = self._index(handle)
+        if index is not None:
+            del self._handles[index]
         await self.sink.delete(handle)
+
+    def _index(self, handle: object) -> int | None:
+        return next((i for i, mine in enumerate(self._handles) if mine is handle), None)
 
     async def upload(self, attachment: Attachment) -> None:
         self._stop_typing()
@@ -279,24 +304,38 @@ class DiscordReplier(StreamingReply):
             self._discord.first_view = self._buttons.streaming(answer_id)
 
     async def finish(self, text: str) -> None:
-        await super().finish(text)
+        sink = self._discord
         if self._buttons is not None and self.answer_id is not None:
-            await self._settle(self._buttons.finished(self.answer_id))
+            # the answer's row on its last message, and Stop off the first, with the final text's own
+            # post or edit where there is one
+            count = len(sink.splitting.split(sink.final(text)))
+            if sink.first_view is not None and count > 1:
+                sink.closing[0] = None
+            sink.closing[count - 1] = self._buttons.finished(self.answer_id)
+        try:
+            await super().finish(text)
+        finally:
+            await self._settle()
 
     async def error(self, error: BotError) -> None:
-        await super().error(error)
-        await self._settle(None)
-
-    async def _settle(self, last: discord.ui.View | None) -> None:
-        """The buttons of a complete reply: Stop off the first message, ``last``'s on the last one. A failure
-        here loses nothing of the answer: it is logged."""
-        handles = self.handles
-        stop_shown = self._discord.first_view is not None
+        sink = self._discord
+        if sink.first_view is not None:
+            sink.closing = {0: None}
         try:
-            if stop_shown and handles and (last is None or len(handles) > 1):
-                await self._discord.sink.show_buttons(handles[0], None)
-            if last is not None and handles:
-                await self._discord.sink.show_buttons(handles[-1], last)
+            await super().error(error)
+        finally:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        """The buttons no post or edit of the complete reply took (its text did not change). A failure here
+        loses nothing of the answer: it is logged."""
+        sink = self._discord
+        wanted, sink.closing = sink.closing, {}
+        handles = self.handles
+        try:
+            for index, view in wanted.items():
+                if index < len(handles):
+                    await sink.sink.show_buttons(handles[index], view)
         except discord.HTTPException as exc:
             log.warning("could not update the buttons of an answer: HTTP %s (code %s)", exc.status, exc.code)
 

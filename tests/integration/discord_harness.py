@@ -70,18 +70,18 @@ async def running_bot(
 
 @contextlib.asynccontextmanager
 async def bot_on(
-    discord: FakeDiscord,
-    openai: FakeOpenAI,
+    fake: FakeDiscord,
+    fake_openai: FakeOpenAI,
     tmp_path: Path,
     *,
     sharded: bool = False,
     **groups: dict[str, Any],
 ) -> AsyncIterator[Harness]:
     """A bot (a new client, a new core) on fakes that are already running, with the database in
-    ``tmp_path``: run it twice in a row to restart the service."""
+    ``tmp_path`` (or ``service={"database_url": …}``): enter it twice in a row to restart the service."""
     from bots.discord.client import open_discord
 
-    settings = settings_for(discord, openai, tmp_path, **groups)
+    settings = settings_for(fake, fake_openai, tmp_path, **groups)
     options = dataclasses.replace(
         DiscordOptions.from_settings(settings), edit_interval=EDIT_INTERVAL, sharded=sharded
     )
@@ -90,4 +90,4 @@ async def bot_on(
         await stack.enter_async_context(open_discord(core.chat, options, http, guild_ready_timeout=0.05))
         await stack.enter_async_context(http)
         http.ready = True
-        yield Harness(discord, openai, core)
+        yield Harness(fake, fake_openai, core)
