@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from core.db.models import AnswerFeedback
 from tests.fakes.discord_api import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.integration.discord_harness import Harness, bot_on, running_bot
+from tests.integration.test_discord_fuzz import ODD, mutate
 
 STALE = "That button doesn't do anything any more."
 
@@ -246,3 +248,75 @@ async def test_forged_and_malformed_clicks_are_answered_and_the_gateway_stays_up
     assert await private_reply(fake, ok) == "Thanks for the feedback (👍)."
     assert fake.connections == 1
     assert [r.getMessage() for r in caplog.records if r.exc_info or r.exc_text] == []
+
+
+CLICK_FIELDS = [
+    "id",
+    "application_id",
+    "type",
+    "token",
+    "version",
+    "data",
+    "guild_id",
+    "channel_id",
+    "channel",
+]
+CLICK_FIELDS += ["member", "user", "message", "app_permissions", "locale", "attachment_size_limit", "context"]
+CLICK_DATA_FIELDS = ["custom_id", "component_type", "values"]
+CLICKED_FIELDS = ["id", "channel_id", "author", "content", "components", "flags", "type", "timestamp"]
+BUTTON_FIELDS = ["type", "style", "custom_id", "label", "emoji", "disabled"]
+
+
+async def test_a_few_hundred_mutated_clicks_are_each_answered_or_ignored_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    generous = {"user_rate_limit": "10000/minute", "command_rate_limit": "10000/minute"}
+    async with running_bot(tmp_path, limits=generous) as bot:
+        fake = bot.discord
+        _, message = await ask(bot, "hello", Reply("Hi there."))
+        answer = answer_of(message)
+        rng = random.Random(15)
+        answerable: list[FakeInteraction] = []
+        for _ in range(200):
+            custom_id = rng.choice([f"tw:fb:up:{answer}", f"tw:fb:down:{answer}", f"tw:retry:{answer}"])
+            record, shared = fake.click_data(message.id, custom_id, user=stranger(fake), admin=False)
+            data = copy.deepcopy(shared)
+            for _ in range(rng.randint(1, 3)):
+                where = rng.random()
+                clicked = data.get("message")
+                if where < 0.4:
+                    mutate(data, CLICK_FIELDS, rng)
+                elif where < 0.6 and isinstance(data.get("data"), dict):
+                    mutate(data["data"], CLICK_DATA_FIELDS, rng)
+                elif where < 0.8 and isinstance(clicked, dict):
+                    mutate(clicked, CLICKED_FIELDS, rng)
+                elif isinstance(clicked, dict) and isinstance(clicked.get("components"), list):
+                    rows = clicked["components"]
+                    row = rows[0] if rows and isinstance(rows[0], dict) else None
+                    buttons = row.get("components") if row else None
+                    if isinstance(buttons, list) and buttons and isinstance(buttons[0], dict):
+                        mutate(buttons[0], BUTTON_FIELDS, rng)
+                    else:
+                        clicked["components"] = copy.deepcopy(rng.choice(ODD))
+            intact = {
+                "id": str(record.id),
+                "token": record.token,
+                "application_id": str(fake.app_id),
+                "type": 3,
+            }
+            if all(data.get(key) == value for key, value in intact.items()):
+                answerable.append(record)
+            await fake.dispatch("INTERACTION_CREATE", data)
+
+        # every click Discord would take an answer to gets one (a refusal: none of them is the asker's)
+        await fake.wait_for(lambda: all(r.callback_type is not None for r in answerable), within=60)
+        assert await votes(bot) == []
+        assert len(bot.openai.chat_requests()) == 1  # no Retry ran
+        ok = await fake.click(message.id, f"tw:fb:up:{answer}")
+        assert await private_reply(fake, ok) == "Thanks for the feedback (👍)."
+        assert fake.connections == 1
+        assert [r.getMessage() for r in caplog.records if r.exc_info or r.exc_text] == []
+        shown = [m.content for m in fake.messages.values() if m.author_id == fake.app_id]
+        assert not [text for text in shown if "Traceback" in text or len(text) > 2000]
+        assert [(c.method, c.route) for c in fake.calls if c.status == 400] == []

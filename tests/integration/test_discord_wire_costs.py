@@ -76,10 +76,12 @@ async def test_rest_calls_per_turn_and_edits_per_streamed_reply(tmp_path: Path) 
         ask_start = time.monotonic()
         ask = await fake.interact("ai", "ask", {"prompt": "q"})
         await fake.wait_for(
-            lambda: ask.original_id
-            and "In place." in fake.messages[ask.original_id].content
-            and fake.messages[ask.original_id].custom_ids()
-            and "tw:stop" not in fake.messages[ask.original_id].custom_ids()[0]
+            lambda: (
+                ask.original_id
+                and "In place." in fake.messages[ask.original_id].content
+                and fake.messages[ask.original_id].custom_ids()
+                and "tw:stop" not in fake.messages[ask.original_id].custom_ids()[0]
+            )
         )
         report["/ai ask"] = summary(fake.calls_between(ask_start))
 
