@@ -341,8 +341,8 @@ class DiscordReplier(StreamingReply):
 
 
 class DiscordResolver:
-    """Crash recovery on Discord (core/turn/recovery.py): the interrupted reply's message says so, or, when
-    nothing was posted, a new message in its thread or DM does."""
+    """Crash recovery on Discord (core/turn/recovery.py): the interrupted reply's message says so (and loses
+    its Stop button), or, when nothing was posted, a new message in its thread or DM does."""
 
     def __init__(self, client: discord.Client) -> None:
         self._client = client
@@ -352,7 +352,7 @@ class DiscordResolver:
         if where is not None:
             channel = self._client.get_partial_messageable(int(where["channel"]))
             await channel.get_partial_message(int(where["message"])).edit(
-                content=shown, allowed_mentions=NO_MENTIONS
+                content=shown, allowed_mentions=NO_MENTIONS, view=None  # its Stop stops nothing now
             )
         elif key.thread_id.isdigit():  # a thread or DM channel (an `/ai ask` without a thread has none)
             channel = self._client.get_partial_messageable(int(key.thread_id))

@@ -320,3 +320,19 @@ async def test_a_few_hundred_mutated_clicks_are_each_answered_or_ignored_without
         shown = [m.content for m in fake.messages.values() if m.author_id == fake.app_id]
         assert not [text for text in shown if "Traceback" in text or len(text) > 2000]
         assert [(c.method, c.route) for c in fake.calls if c.status == 400] == []
+
+
+async def test_an_operator_from_threadwise_admins_may_stop_anyones_answer(tmp_path: Path) -> None:
+    operator_id = 4242424242424242
+    admins = {"admins": f"discord:{operator_id}"}
+    async with running_bot(tmp_path, threadwise=admins) as bot:
+        fake = bot.discord
+        operator = fake.user(operator_id, "operator")  # no Manage Server
+        bot.openai.script(Reply(" ".join(f"step{n}" for n in range(300)), chunk_chars=6, chunk_delay=0.05))
+        thread = await fake.message_create(fake.channel_id, f"<@{fake.app_id}> go on", mention_bot=True)
+        first = await fake.wait_for(
+            lambda: next((m for m in fake.bot_messages(thread) if m.custom_ids()), None)
+        )
+        await fake.click(first.id, first.custom_ids()[0], user=operator)
+        await fake.wait_for(lambda: rated(first))
+        assert "_Stopped by Operator._" in first.content
