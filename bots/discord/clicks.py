@@ -9,8 +9,8 @@ an answer that is no longer the last) is said only to the clicker, and nothing c
 - 👍 / 👎: the vote is stored; the clicker is thanked privately.
 - Stop: the running answer stops on whichever replica runs it, and its own reply shows the note; if it had
   already finished, the clicker is told.
-- Retry: the old answer's buttons go (it is out of the history now) and the question is answered again in
-  the same conversation, as a new reply with its own buttons.
+- Retry: the old answer's buttons go and it is marked retried (it is out of the history now), and the
+  question is answered again in the same conversation, as a new reply with its own buttons.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bots.discord.buttons import AnswerButtons, answer_buttons
+from bots.discord.chunks import MESSAGE_LIMIT
 from bots.discord.identity import PLATFORM, chat_user, interaction_is_admin
-from bots.discord.replier import ChannelSink, DiscordReplier
+from bots.discord.replier import NO_MENTIONS, ChannelSink, DiscordReplier
 from bots.inflight import InFlight
 from core.domain.errors import BotError
 from core.domain.types import ChatUser
@@ -37,6 +38,7 @@ Interaction = discord.Interaction[Any]
 
 UNAVAILABLE = "These buttons are not available here."
 ALREADY_DONE = "That answer had already finished; there was nothing to stop."
+RETRIED_NOTE = "\n\n_Retried: answered again below._"
 
 
 class Clicks:
@@ -96,7 +98,7 @@ class Clicks:
                 await _say(interaction, f"⚠️ {error.user_message}")
                 return
             with contextlib.suppress(discord.HTTPException):  # the old answer is out of the history
-                await interaction.edit_original_response(view=None)
+                await interaction.edit_original_response(**_retried(interaction.message))
             channel: Any = interaction.channel
             if not isinstance(channel, discord.abc.Messageable):
                 channel = interaction.client.get_partial_messageable(interaction.channel_id or 0)
@@ -124,6 +126,14 @@ class Clicks:
             await _say(interaction, f"⚠️ {error.user_message}")
             return None
         return user
+
+
+def _retried(message: discord.Message | None) -> dict[str, Any]:
+    """The edit of a retried answer's (last) message: no buttons, and the note when it fits."""
+    edit: dict[str, Any] = {"view": None, "allowed_mentions": NO_MENTIONS}
+    if message is not None and len(message.content) + len(RETRIED_NOTE) <= MESSAGE_LIMIT:
+        edit["content"] = message.content + RETRIED_NOTE
+    return edit
 
 
 async def _say(interaction: Interaction, text: str) -> None:

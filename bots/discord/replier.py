@@ -352,7 +352,9 @@ class DiscordResolver:
         if where is not None:
             channel = self._client.get_partial_messageable(int(where["channel"]))
             await channel.get_partial_message(int(where["message"])).edit(
-                content=shown, allowed_mentions=NO_MENTIONS, view=None  # its Stop stops nothing now
+                content=shown,
+                allowed_mentions=NO_MENTIONS,
+                view=None,  # its Stop stops nothing now
             )
         elif key.thread_id.isdigit():  # a thread or DM channel (an `/ai ask` without a thread has none)
             channel = self._client.get_partial_messageable(int(key.thread_id))

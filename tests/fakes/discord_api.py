@@ -16,11 +16,11 @@ threads, roles and members; MESSAGE_CREATE a message with ``author``/``member``/
 INTERACTION_CREATE an application command (type 2) whose ``data.options`` hold a subcommand (type 1) with its
 options, and a ``member`` with a ``permissions`` string (or a ``user`` in DMs).
 
-Buttons: messages keep the ``components`` (action rows of buttons) the bot sends or edits in, checked the way
-Discord checks them (at most 5 rows of 5, ``custom_id`` 1-100 characters and unique in the message); ``click``
-dispatches a MESSAGE_COMPONENT interaction (type 3: ``data {custom_id, component_type}``, the ``message`` as it
-is now), which the bot answers with a (deferred) update of that message (callback 6 or 7: ``@original`` is then
-the clicked message) or a message of its own (4 or 5).
+Buttons: messages keep the ``components`` (action rows of buttons) the bot sends or edits in, checked the
+way Discord checks them (at most 5 rows of 5, ``custom_id`` 1-100 characters and unique in the message);
+``click`` dispatches a MESSAGE_COMPONENT interaction (type 3: ``data {custom_id, component_type}``, the
+``message`` as it is now), which the bot answers with a (deferred) update of that message (callback 6 or 7:
+``@original`` is then the clicked message) or a message of its own (4 or 5).
 
 Shards: each gateway connection IDENTIFYs with its ``shard`` ``[id, count]`` (``identify_payloads`` keeps
 every one); a guild's events go to the connection of shard ``(guild_id >> 22) % count``, as Discord routes

@@ -157,6 +157,7 @@ async def test_retry_answers_again_and_replaces_the_answer_in_the_history(bot: H
     )
     assert answer_of(new) != answer
     assert old.custom_ids() == []  # the replaced answer keeps its text, not its buttons
+    assert old.content == "Red.\n\n_Retried: answered again below._"
     assert user_texts(bot.openai.chat_requests()[-1]) == ["name a colour"]
 
     bot.openai.script(Reply("Because."))
