@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.db.models import AnswerFeedback, Message, Reservation, UsageRecord
 from core.llm.tokens import TokenCounter
@@ -220,11 +220,21 @@ async def test_stop_beside_a_native_stream(slack: Slack) -> None:
 
 
 async def test_feedback_per_model_in_the_admin_report(slack: Slack) -> None:
-    slack.openai.script(Reply(text="One."), Reply(text="Two."))
+    slack.openai.script(Reply(text="One."), Reply(text="Two."), Reply(text="Three."))
     first = await slack.mention("one?")
     second = await slack.mention("two?", user="U0BOB")
+    third = await slack.mention("three?")
     await click(slack, with_button(slack.fake, first["ts"], "answer:up"), "answer:up")
     await click(slack, with_button(slack.fake, second["ts"], "answer:down"), "answer:down", user="U0BOB")
-    async with slack.core.database.reader() as session:
-        total = await session.scalar(select(func.count()).select_from(AnswerFeedback))
-    assert total == 2
+    await click(slack, with_button(slack.fake, third["ts"], "answer:up"), "answer:up")
+    slack.fake.responses.clear()
+
+    await slack.command("/ai-admin", "report today by feedback", user="U0ADMIN")
+
+    [answer] = slack.fake.responses
+    assert answer["response_type"] == "ephemeral"
+    assert "Feedback by model" in answer["text"] and "2 up, 1 down" in answer["text"]
+    uploads = sorted(slack.fake.uploads.values(), key=lambda upload: upload.filename)
+    assert [u.filename.rsplit(".", 1)[1] for u in uploads] == ["csv", "png"]
+    assert (uploads[0].data or b"").decode().splitlines() == ["model,up,down", f"{MODEL},2,1"]
+    assert uploads[1].data is not None and uploads[1].data.startswith(b"\x89PNG")
