@@ -498,7 +498,8 @@ class SlackResolver:
                     return
                 except SlackApiError as exc:  # not streaming any more: edited like any message
                     log.debug("chat.stopStream in %s: %s", channel, exc.response.get("error"))
-            await self._client.chat_update(channel=channel, ts=ts, text=shown, **options)
+            # blocks=[]: a reply that showed buttons (Stop) shows the notice instead of its blocks
+            await self._client.chat_update(channel=channel, ts=ts, text=shown, blocks=[], **options)
         elif key.channel_id:
             thread = key.thread_id if _is_ts(key.thread_id) else None
             await self._client.chat_postMessage(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.answers.buttons import AnswerButtons
 from core.answers.stops import StopChannel
@@ -82,4 +82,38 @@ async def test_stop_clicked_on_another_replica(database: Database, fake_openai: 
     assert text.startswith("Half of it") and "_Stopped by Alice._" in text
     async with database.reader() as session:
         assert await session.scalar(select(ProcessedEvent.status)) == "done"
+    await other.close()
+
+
+async def test_stops_are_heard_again_after_the_listening_connection_broke(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    if database.is_sqlite:
+        pytest.skip("SQLite serves one process: nothing listens")
+    other = Database.from_url(database.engine.url.render_as_string(hide_password=False))
+    llm = make_llm(fake_openai.base_url)
+    running, clicked = make_service(database, llm), make_service(other, llm)
+    channel = StopChannel(database, running.running)
+    elsewhere = buttons_of(other, clicked)
+    fake_openai.script(Stall(text="Still here"))
+    replier = RecordingReplier()
+    async with channel.listening(check_every=0.05):
+        async with other.unit_of_work() as session:  # e.g. the database restarted under it
+            await session.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )
+            )
+        turn = asyncio.create_task(running.handle(incoming("tell me", "e1"), replier))
+        answer = await streaming(replier)
+        for _ in range(400):  # listening again on a new connection
+            if channel.connections >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert channel.connections == 2
+        assert (await elsewhere.stop(answer, ASKER)).running
+        assert await asyncio.wait_for(turn, 10) == TurnOutcome.ANSWERED
+    [text_shown] = replier.finished
+    assert "_Stopped by Alice._" in text_shown
     await other.close()
