@@ -238,3 +238,27 @@ async def test_feedback_per_model_in_the_admin_report(slack: Slack) -> None:
     assert [u.filename.rsplit(".", 1)[1] for u in uploads] == ["csv", "png"]
     assert (uploads[0].data or b"").decode().splitlines() == ["model,up,down", f"{MODEL},2,1"]
     assert uploads[1].data is not None and uploads[1].data.startswith(b"\x89PNG")
+
+
+async def test_clicks_over_socket_mode(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    async with running_slack(tmp_path, fake_openai, socket=True) as slack:
+        fake = slack.fake
+        fake_openai.script(Reply(text="Over the socket."))
+        event = fake.message_event(f"<@{BOT_USER_ID}> hello", mention=True)
+        await fake.socket_send("events_api", fake.envelope(event))
+        await slack.background.idle()
+        [answer] = fake.bot_messages(thread_ts=event["ts"])
+
+        ack = await fake.socket_send("interactive", fake.action_payload(answer, "answer:down"))
+        assert ack["envelope_id"] == fake.socket_envelopes[-1]["envelope_id"]
+        bobs = fake.action_payload(answer, "answer:up", user="U0BOB")
+        refused = await fake.socket_send("interactive", bobs)
+        assert refused["envelope_id"] == fake.socket_envelopes[-1]["envelope_id"]
+        await slack.background.idle()
+
+        [vote] = await rows(slack, AnswerFeedback)
+        assert (vote.user_id, vote.vote) == ("U0ALICE", -1)
+        assert said(fake) == [
+            "Thanks for the :thumbsdown:, noted.",
+            ":warning: Only the person who asked this question, or an admin, can use these buttons.",
+        ]
