@@ -262,3 +262,20 @@ async def test_clicks_over_socket_mode(tmp_path: Path, fake_openai: FakeOpenAI) 
             "Thanks for the :thumbsdown:, noted.",
             ":warning: Only the person who asked this question, or an admin, can use these buttons.",
         ]
+
+
+async def test_malformed_clicks_are_acknowledged_and_ignored(slack: Slack) -> None:
+    slack.openai.script(Reply(text="Paris."))
+    event = await slack.mention("capital of France?")
+    [answer] = slack.fake.bot_messages(thread_ts=event["ts"])
+    good = slack.fake.action_payload(answer, "answer:up")
+    no_actions = {**good, "actions": []}
+    bad_value = {**good, "actions": [{**good["actions"][0], "value": "1; DROP TABLE"}]}
+    unknown = {**good, "actions": [{**good["actions"][0], "action_id": "other:thing"}]}
+    not_json = "payload=%7Bnot+json"
+    for payload in (no_actions, bad_value, unknown):
+        assert (await slack.sender.action(payload)).status == 200
+    assert (await slack.sender.send(not_json, "application/x-www-form-urlencoded")).status == 400
+    await slack.background.idle()
+    assert await rows(slack, AnswerFeedback) == []
+    assert slack.fake.responses == []
