@@ -32,6 +32,8 @@ from bots.api_calls import counting, slack_method
 from bots.http import HttpServer
 from bots.inflight import InFlight
 from bots.services import ChatServices
+from bots.slack.actions import Actions
+from bots.slack.answer_clicks import AnswerClicks
 from bots.slack.assistant import build_assistant
 from bots.slack.commands import SlashCommands
 from bots.slack.config import SlackOptions
@@ -151,6 +153,9 @@ def build_app(
     app.assistant(build_assistant(conversations))
     conversations.register(app)
     SlashCommands(conversations).register(app)
+    actions = Actions(workspaces, background)  # button clicks, routed by their action_id's prefix
+    actions.route("answer", AnswerClicks(services, conversations))
+    actions.register(app)
     if oauth is not None:
         app.enable_token_revocation_listeners()  # uninstalled, or the bot token revoked: tokens deleted
     else:

@@ -146,6 +146,74 @@ class SlashCommand(Model):
     token: Short | None = None
 
 
+class ActionUser(Model):
+    id: Id
+    username: Short | None = None
+    name: Short | None = None
+    team_id: Id | None = None
+
+
+class ActionTeam(Model):
+    id: Id
+    domain: Short | None = None
+    enterprise_id: Id | None = None
+
+
+class ActionChannel(Model):
+    id: Id
+    name: Short | None = None
+
+
+class Container(Model):
+    type: Name
+    message_ts: Ts | None = None
+    channel_id: Id | None = None
+    thread_ts: Ts | None = None
+    is_ephemeral: bool | None = None
+
+
+class ActionMessage(Model):
+    """The message a button is on: where it is, and its blocks (to show it again with buttons changed)."""
+
+    ts: Ts
+    thread_ts: Ts | None = None
+    user: Id | None = None
+    bot_id: Id | None = None
+    text: str | None = None
+    blocks: list[dict[str, Any]] | None = Field(default=None, max_length=50)
+
+
+class Action(Model):
+    type: Name
+    action_id: Name
+    block_id: Short | None = None
+    value: Short | None = None
+    action_ts: Ts | None = None
+
+
+class Enterprise(Model):
+    id: Id
+    name: Short | None = None
+
+
+class BlockActions(Model):
+    """A click on a button (an interactivity payload of type ``block_actions``)."""
+
+    type: Literal["block_actions"]
+    user: ActionUser
+    team: ActionTeam | None = None
+    enterprise: Enterprise | None = None
+    channel: ActionChannel | None = None
+    container: Container | None = None
+    message: ActionMessage | None = None
+    response_url: Url | None = None
+    trigger_id: Short | None = None
+    actions: list[Action] = Field(min_length=1, max_length=5)
+    api_app_id: Id | None = None
+    token: Short | None = None
+    is_enterprise_install: bool | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """Either ``payload`` (the validated values, for bolt) or an answer of our own."""
@@ -228,9 +296,38 @@ def _form(text: str) -> Verdict:
     fields = {key: clean(values[0]) for key, values in form.items()}
     if "ssl_check" in fields:
         return Verdict(answer={})
+    if "payload" in fields and "command" not in fields:
+        return _interactive_form(str(fields["payload"]))
     if "command" not in fields:
         return Verdict(status=400, answer={"error": "unsupported request"})
     return command(fields)
+
+
+def _interactive_form(text: str) -> Verdict:
+    """An interactivity payload over HTTP: a form whose ``payload`` field is JSON."""
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        return Verdict(status=400, answer={"error": "malformed JSON"})
+    if not isinstance(payload, dict):
+        return Verdict(status=400, answer={"error": "not a JSON object"})
+    verdict = interactive(payload)
+    if verdict.payload is None:
+        return verdict
+    return Verdict(payload={"payload": json.dumps(verdict.payload)}, form=True)
+
+
+def interactive(payload: dict[str, Any]) -> Verdict:
+    """A click (``block_actions``; HTTP form or Socket Mode ``interactive``); other interactions are only
+    acknowledged (the app offers no other)."""
+    if payload.get("type") != "block_actions":
+        return Verdict(answer={})
+    try:
+        valid = BlockActions.model_validate(payload)
+    except ValidationError as exc:
+        log.info("Slack block_actions ignored: invalid %s", _fields(exc))
+        return Verdict(answer={})
+    return Verdict(payload=_kept(valid))
 
 
 def command(fields: dict[str, Any]) -> Verdict:
@@ -251,4 +348,6 @@ def socket_payload(kind: str, payload: Any) -> Verdict:
         return envelope(payload)
     if isinstance(payload, dict) and kind == "slash_commands":
         return command(payload)
+    if isinstance(payload, dict) and kind == "interactive":
+        return interactive(payload)
     return Verdict(answer={})
