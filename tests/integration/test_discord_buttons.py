@@ -20,6 +20,7 @@ from core.db.models import AnswerFeedback
 from tests.fakes.discord_api import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.integration.discord_harness import Harness, bot_on, running_bot
+from tests.integration.test_discord_commands import answer as command_answer
 from tests.integration.test_discord_fuzz import ODD, mutate
 
 STALE = "That button doesn't do anything any more."
@@ -337,3 +338,22 @@ async def test_an_operator_from_threadwise_admins_may_stop_anyones_answer(tmp_pa
         await fake.click(first.id, first.custom_ids()[0], user=operator)
         await fake.wait_for(lambda: rated(first))
         assert "_Stopped by Operator._" in first.content
+
+
+async def test_votes_show_in_the_admin_report_by_feedback(bot: Harness) -> None:
+    fake = bot.discord
+    _, first = await ask(bot, "one?", Reply("One."))
+    _, second = await ask(bot, "two?", Reply("Two."))
+    for message, vote in ((first, "up"), (second, "down")):
+        click = await fake.click(message.id, f"tw:fb:{vote}:{answer_of(message)}")
+        assert (await private_reply(fake, click)).startswith("Thanks")
+
+    manager = stranger(fake)
+    report = await fake.interact(
+        "ai-admin", "report", {"args": "today by feedback"}, user=manager, admin=True
+    )
+    shown = await command_answer(bot, report)
+    assert all(message.ephemeral for message in shown)
+    assert "Feedback by model" in shown[0].content and "1 up, 1 down" in shown[0].content
+    csv = next(data for message in shown for name, data in message.files if name.endswith(".csv"))
+    assert csv.decode().splitlines() == ["model,up,down", "gpt-4o-mini,1,1"]
