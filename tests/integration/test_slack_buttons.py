@@ -279,3 +279,19 @@ async def test_malformed_clicks_are_acknowledged_and_ignored(slack: Slack) -> No
     await slack.background.idle()
     assert await rows(slack, AnswerFeedback) == []
     assert slack.fake.responses == []
+
+
+async def test_a_long_answer_carries_its_buttons_on_its_last_message(slack: Slack) -> None:
+    paragraphs = "\n\n".join(f"Paragraph {i}. " + "word " * 60 for i in range(30))  # ~10,000 characters
+    slack.openai.script(Reply(text=paragraphs, chunk_chars=400))
+    event = await slack.mention("write a lot")
+
+    replies = slack.fake.bot_messages(thread_ts=event["ts"])
+    assert len(replies) >= 3
+    assert [set(m.buttons()) for m in replies] == [set()] * (len(replies) - 1) + [
+        {"answer:up", "answer:down", "answer:retry"}
+    ]
+    for message in replies:  # each message's blocks show its whole text, in sections Slack accepts
+        texts = [b["text"]["text"] for b in message.blocks if b.get("type") == "section"]
+        assert all(len(text) <= 3_000 for text in texts)
+        assert not message.blocks or "".join(texts) == message.current
