@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core.db.models import AnswerFeedback, Message, Reservation, UsageRecord
 from core.llm.tokens import TokenCounter
-from tests.fakes.openai_api import FakeOpenAI, Reply, Stall
+from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, Stall
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack, PostedMessage
 from tests.integration.test_slack_adapter import Slack, chat_messages, running_slack
 
@@ -295,3 +295,39 @@ async def test_a_long_answer_carries_its_buttons_on_its_last_message(slack: Slac
         texts = [b["text"]["text"] for b in message.blocks if b.get("type") == "section"]
         assert all(len(text) <= 3_000 for text in texts)
         assert not message.blocks or "".join(texts) == message.current
+
+
+async def test_a_retry_that_fails_gives_the_old_answer_back_and_may_be_retried_again(slack: Slack) -> None:
+    slack.openai.script(
+        Reply(text="Lyon."), Fault(400, message="nope"), Reply(text="Paris."), Reply(text="About 2 million.")
+    )
+    event = await slack.mention("capital of France?")
+    [first] = slack.fake.bot_messages(thread_ts=event["ts"])
+    again = slack.fake.action_payload(first, "answer:retry")  # a second click, later
+
+    await click(slack, first, "answer:retry")  # the model fails: the user is told in the thread
+    failed = slack.fake.bot_messages(thread_ts=event["ts"])[-1]
+    assert failed.current.startswith(":warning:") and failed.buttons() == {}
+
+    assert (await slack.sender.action(again)).status == 200
+    await slack.background.idle()
+    assert slack.fake.bot_messages(thread_ts=event["ts"])[-1].current == "Paris."
+    await slack.message("how many people live there?", thread_ts=event["ts"])
+    assert [m["content"] for m in chat_messages(slack.openai) if m["role"] != "system"] == [
+        "capital of France?",
+        "Paris.",
+        "how many people live there?",
+    ]
+
+
+async def test_after_a_failed_retry_the_old_answer_is_in_the_history_again(slack: Slack) -> None:
+    slack.openai.script(Reply(text="Lyon."), Fault(400, message="nope"), Reply(text="Yes."))
+    event = await slack.mention("capital of France?")
+    [first] = slack.fake.bot_messages(thread_ts=event["ts"])
+    await click(slack, first, "answer:retry")
+    await slack.message("are you sure?", thread_ts=event["ts"])
+    assert [m["content"] for m in chat_messages(slack.openai) if m["role"] != "system"] == [
+        "capital of France?",
+        "Lyon.",
+        "are you sure?",
+    ]
