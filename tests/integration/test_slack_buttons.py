@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from core.db.models import AnswerFeedback, Message, Reservation, UsageRecord
 from core.llm.tokens import TokenCounter
+from tests.conftest import postgres_url, reset_postgres
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, Stall
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack, PostedMessage
 from tests.integration.test_slack_adapter import Slack, chat_messages, running_slack
@@ -331,3 +332,32 @@ async def test_after_a_failed_retry_the_old_answer_is_in_the_history_again(slack
         "Lyon.",
         "are you sure?",
     ]
+
+
+async def test_stop_clicked_at_the_other_replica(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack HTTP mode behind a load balancer, two replicas on one PostgreSQL: the click lands on the
+    replica that is not writing the answer, which stops at once all the same."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests run in CI)")
+    await reset_postgres(url)
+    monkeypatch.setenv("THREADWISE_MODERATION", "false")
+    async with (
+        running_slack(tmp_path / "a", fake_openai, database_url=url) as writing,
+        running_slack(tmp_path / "b", fake_openai, database_url=url) as other,
+    ):
+        partial = "Replica A writes this"
+        event, stop = await stalled_reply(writing, partial)
+
+        delivery = await other.sender.action(writing.fake.action_payload(stop, "answer:stop"))
+        assert delivery.status == 200
+        await other.background.idle()
+        await writing.background.idle()
+
+        [reply] = writing.fake.bot_messages(thread_ts=event["ts"])
+        assert partial in reply.current and "_Stopped by alice._" in reply.current
+        assert writing.fake.responses == []  # nothing to tell the clicker: it stopped
+        [usage] = await rows(writing, UsageRecord)
+        assert usage.output_tokens == TokenCounter().count_text(MODEL, partial)
