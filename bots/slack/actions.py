@@ -27,6 +27,7 @@ class Click:
 
     verb: str  # the action_id after "<prefix>:"
     value: str  # the button's value
+    action_ts: str  # when Slack saw the click: one per click (a replayed payload repeats it)
     user_id: str  # who clicked
     user_name: str | None  # their Slack user name, as the payload tells it
     team_id: str
@@ -73,6 +74,7 @@ class Actions:
         click = Click(
             verb=verb,
             value=str(action.get("value") or ""),
+            action_ts=str(action.get("action_ts") or ""),
             user_id=str(user.get("id") or ""),
             user_name=user.get("username") or user.get("name"),
             team_id=str((body.get("team") or {}).get("id") or user.get("team_id") or ""),

@@ -13,6 +13,8 @@ from bots.slack.actions import Click
 from bots.slack.buttons import marked, sections
 from bots.slack.mrkdwn import escape
 from core.domain.errors import BotError
+from core.domain.types import IncomingMessage
+from core.turn.service import TurnOutcome
 
 if TYPE_CHECKING:
     from bots.services import ChatServices
@@ -50,13 +52,18 @@ class AnswerClicks:
                 if not stopping.running:
                     await self._tell(click, ALREADY_FINISHED)
             else:
-                message = await buttons.retry(answer_id, user)
-                await self._mark_retried(click)
-                asker = (message.user.user_id, click.team_id or message.key.workspace_id)
-                replier = self._conversations.replier(message.key, click.workspace, asker)
-                await self._services.turns.handle(message, replier)
+                await buttons.retry(
+                    answer_id, user, click=click.action_ts, run=lambda m: self._rerun(click, m)
+                )
         except BotError as error:
             await self._tell(click, f":warning: {escape(error.user_message)}")
+
+    async def _rerun(self, click: Click, message: IncomingMessage) -> TurnOutcome:
+        """The retry as a new turn in the thread; the old answer is marked first."""
+        await self._mark_retried(click)
+        asker = (message.user.user_id, click.team_id or message.key.workspace_id)
+        replier = self._conversations.replier(message.key, click.workspace, asker)
+        return await self._services.turns.handle(message, replier)
 
     async def _mark_retried(self, click: Click) -> None:
         """The old answer's buttons give way to a "Retried by" line."""

@@ -16,7 +16,7 @@ an admin (``THREADWISE_ADMINS``, a workspace admin as the platform says), may us
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,6 +30,7 @@ from core.db.repositories import MessageRepository, insert_for
 from core.db.session import Database
 from core.domain.errors import BadInput, NotAuthorized
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+from core.turn.pipeline import TurnOutcome
 
 RETRY_PREFIX = "retry:"  # event ids of retried answers: retry:<claim id of the answer replaced>
 
@@ -147,10 +148,21 @@ class AnswerButtons:
         await self._stops.stop(claim_id, user.display_name or user.user_id)
         return Stopping(running=True)
 
-    async def retry(self, claim_id: int, user: ChatUser) -> IncomingMessage:
+    async def retry(
+        self,
+        claim_id: int,
+        user: ChatUser,
+        *,
+        click: str = "",
+        run: Callable[[IncomingMessage], Awaitable[TurnOutcome]] | None = None,
+    ) -> IncomingMessage:
         """Hide the conversation's last answer (and its question) from later context, and return its
         question as a new message for ``ConversationService.handle``, from the asker, with event id
-        ``retry:<claim id>``. BadInput when the answer is not the conversation's last finished one."""
+        ``retry:<claim id>[:<click>]`` (``click``: what makes the click unique, e.g. Slack's action_ts or a
+        Discord interaction id; a replayed click then claims nothing new). With ``run`` (e.g.
+        ``lambda m: turns.handle(m, replier)``) the retry is run here, and when it fails (budget,
+        moderation, the model) the old answer comes back into the history. BadInput when the answer is not
+        the conversation's last answer (later turns that failed do not count)."""
         answer = await self.authorize(claim_id, user)
         if answer.status == "claimed":
             raise BadInput(NOT_FINISHED)
@@ -166,6 +178,7 @@ class AnswerButtons:
                     ProcessedEvent.channel_id == key.channel_id,
                     ProcessedEvent.thread_id == key.thread_id,
                     ProcessedEvent.id > claim_id,
+                    ProcessedEvent.status.not_in(("failed", "interrupted")),  # they left no answer
                 )
                 .limit(1)
             )
@@ -191,21 +204,41 @@ class AnswerButtons:
                 .where(
                     Message.conversation_id == answer.conversation_id,
                     Message.id >= question.id,
-                    Message.status.in_(("ok", "failed")),
+                    Message.status == "ok",
                 )
                 .values(status="retried")
             )
             await MessageRepository(session).bump_version([answer.conversation_id])
+            question_id = question.id
         if self._forget is not None:
             self._forget(answer.conversation_id)
         asker = user if user.user_id == answer.asker else ChatUser(key.platform, answer.asker, answer.asker)
-        return IncomingMessage(
+        message = IncomingMessage(
             key=key,
             user=asker,
             text=text,
-            event_id=f"{RETRY_PREFIX}{claim_id}",
+            event_id=f"{RETRY_PREFIX}{claim_id}" + (f":{click}" if click else ""),
             received_at=datetime.now(UTC),
         )
+        if run is not None and await run(message) is TurnOutcome.FAILED:
+            await self._restore(answer.conversation_id, question_id)
+        return message
+
+    async def _restore(self, conversation_id: int, question_id: int) -> None:
+        """A retry that failed: the answer it was to replace is in the history again."""
+        async with self._db.unit_of_work() as session:
+            await session.execute(
+                update(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.id >= question_id,
+                    Message.status == "retried",
+                )
+                .values(status="ok")
+            )
+            await MessageRepository(session).bump_version([conversation_id])
+        if self._forget is not None:
+            self._forget(conversation_id)
 
 
 async def _model_of(session: AsyncSession, answer: AnswerRef) -> str:

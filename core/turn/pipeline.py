@@ -270,7 +270,9 @@ class TurnPipeline:
                 if place.conversation is not None and place.history is not None:
                     read.enter_context(state_as_read(place.conversation.id, *place.history))
                 stop = read.enter_context(self.running.running(place.position))
-                replier.answering(place.position)  # the answer's id, for its buttons
+                answering = getattr(replier, "answering", None)  # a replier written before buttons has none
+                if answering is not None:
+                    answering(place.position)  # the answer's id, for its buttons
                 return await self._turn(message, replier, model, place.conversation, progress, stop)
 
     async def _wait(self, message: IncomingMessage, place: QueuePlace) -> QueuePlace:

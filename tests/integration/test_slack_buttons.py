@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from core.db.models import AnswerFeedback, Message, Reservation, UsageRecord
 from core.llm.tokens import TokenCounter
-from tests.fakes.openai_api import FakeOpenAI, Reply, Stall
+from tests.conftest import postgres_url, reset_postgres
+from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, Stall
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack, PostedMessage
 from tests.integration.test_slack_adapter import Slack, chat_messages, running_slack
 
@@ -279,3 +280,84 @@ async def test_malformed_clicks_are_acknowledged_and_ignored(slack: Slack) -> No
     await slack.background.idle()
     assert await rows(slack, AnswerFeedback) == []
     assert slack.fake.responses == []
+
+
+async def test_a_long_answer_carries_its_buttons_on_its_last_message(slack: Slack) -> None:
+    paragraphs = "\n\n".join(f"Paragraph {i}. " + "word " * 60 for i in range(30))  # ~10,000 characters
+    slack.openai.script(Reply(text=paragraphs, chunk_chars=400))
+    event = await slack.mention("write a lot")
+
+    replies = slack.fake.bot_messages(thread_ts=event["ts"])
+    assert len(replies) >= 3
+    assert [set(m.buttons()) for m in replies] == [set()] * (len(replies) - 1) + [
+        {"answer:up", "answer:down", "answer:retry"}
+    ]
+    for message in replies:  # each message's blocks show its whole text, in sections Slack accepts
+        texts = [b["text"]["text"] for b in message.blocks if b.get("type") == "section"]
+        assert all(len(text) <= 3_000 for text in texts)
+        assert not message.blocks or "".join(texts) == message.current
+
+
+async def test_a_retry_that_fails_gives_the_old_answer_back_and_may_be_retried_again(slack: Slack) -> None:
+    slack.openai.script(
+        Reply(text="Lyon."), Fault(400, message="nope"), Reply(text="Paris."), Reply(text="About 2 million.")
+    )
+    event = await slack.mention("capital of France?")
+    [first] = slack.fake.bot_messages(thread_ts=event["ts"])
+    again = slack.fake.action_payload(first, "answer:retry")  # a second click, later
+
+    await click(slack, first, "answer:retry")  # the model fails: the user is told in the thread
+    failed = slack.fake.bot_messages(thread_ts=event["ts"])[-1]
+    assert failed.current.startswith(":warning:") and failed.buttons() == {}
+
+    assert (await slack.sender.action(again)).status == 200
+    await slack.background.idle()
+    assert slack.fake.bot_messages(thread_ts=event["ts"])[-1].current == "Paris."
+    await slack.message("how many people live there?", thread_ts=event["ts"])
+    assert [m["content"] for m in chat_messages(slack.openai) if m["role"] != "system"] == [
+        "capital of France?",
+        "Paris.",
+        "how many people live there?",
+    ]
+
+
+async def test_after_a_failed_retry_the_old_answer_is_in_the_history_again(slack: Slack) -> None:
+    slack.openai.script(Reply(text="Lyon."), Fault(400, message="nope"), Reply(text="Yes."))
+    event = await slack.mention("capital of France?")
+    [first] = slack.fake.bot_messages(thread_ts=event["ts"])
+    await click(slack, first, "answer:retry")
+    await slack.message("are you sure?", thread_ts=event["ts"])
+    assert [m["content"] for m in chat_messages(slack.openai) if m["role"] != "system"] == [
+        "capital of France?",
+        "Lyon.",
+        "are you sure?",
+    ]
+
+
+async def test_stop_clicked_at_the_other_replica(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack HTTP mode behind a load balancer, two replicas on one PostgreSQL: the click lands on the
+    replica that is not writing the answer, which stops at once all the same."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests run in CI)")
+    await reset_postgres(url)
+    monkeypatch.setenv("THREADWISE_MODERATION", "false")
+    async with (
+        running_slack(tmp_path / "a", fake_openai, database_url=url) as writing,
+        running_slack(tmp_path / "b", fake_openai, database_url=url) as other,
+    ):
+        partial = "Replica A writes this"
+        event, stop = await stalled_reply(writing, partial)
+
+        delivery = await other.sender.action(writing.fake.action_payload(stop, "answer:stop"))
+        assert delivery.status == 200
+        await other.background.idle()
+        await writing.background.idle()
+
+        [reply] = writing.fake.bot_messages(thread_ts=event["ts"])
+        assert partial in reply.current and "_Stopped by alice._" in reply.current
+        assert writing.fake.responses == []  # nothing to tell the clicker: it stopped
+        [usage] = await rows(writing, UsageRecord)
+        assert usage.output_tokens == TokenCounter().count_text(MODEL, partial)
