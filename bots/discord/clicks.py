@@ -10,7 +10,8 @@ an answer that is no longer the last) is said only to the clicker, and nothing c
 - Stop: the running answer stops on whichever replica runs it, and its own reply shows the note; if it had
   already finished, the clicker is told.
 - Retry: the old answer's buttons go and it is marked retried (it is out of the history now), and the
-  question is answered again in the same conversation, as a new reply with its own buttons.
+  question is answered again in the same conversation, as a new reply with its own buttons; when that
+  fails, the old answer is back in the history, and back as it was, buttons included.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from bots.discord.identity import PLATFORM, chat_user, interaction_is_admin
 from bots.discord.replier import NO_MENTIONS, ChannelSink, DiscordReplier
 from bots.inflight import InFlight
 from core.domain.errors import BotError
-from core.domain.types import ChatUser
+from core.domain.types import ChatUser, IncomingMessage
+from core.turn.service import TurnOutcome
 
 if TYPE_CHECKING:
     from bots.services import ChatServices
@@ -90,22 +92,35 @@ class Clicks:
             if user is None:
                 return
             core = self._services.buttons
-            try:
-                if core is None:
-                    raise BotError(UNAVAILABLE)
-                again = await core.retry(answer, user)
-            except BotError as error:
-                await _say(interaction, f"⚠️ {error.user_message}")
-                return
-            with contextlib.suppress(discord.HTTPException):  # the old answer is out of the history
-                await interaction.edit_original_response(**_retried(interaction.message))
+            old = interaction.message
             channel: Any = interaction.channel
             if not isinstance(channel, discord.abc.Messageable):
                 channel = interaction.client.get_partial_messageable(interaction.channel_id or 0)
             replier = DiscordReplier(
                 ChannelSink(channel), edit_interval=self._edit_interval, buttons=self.buttons
             )
-            await self._services.turns.handle(again, replier)
+
+            async def rerun(again: IncomingMessage) -> TurnOutcome:
+                with contextlib.suppress(discord.HTTPException):  # the old answer is out of the history
+                    await interaction.edit_original_response(**_retried(old))
+                outcome = await self._services.turns.handle(again, replier)
+                if (
+                    outcome is TurnOutcome.FAILED and old is not None
+                ):  # the old answer is back: its buttons too
+                    with contextlib.suppress(discord.HTTPException):
+                        await interaction.edit_original_response(
+                            content=old.content,
+                            view=self.buttons.finished(answer),
+                            allowed_mentions=NO_MENTIONS,
+                        )
+                return outcome
+
+            try:
+                if core is None:
+                    raise BotError(UNAVAILABLE)
+                await core.retry(answer, user, click=str(interaction.id), run=rerun)
+            except BotError as error:
+                await _say(interaction, f"⚠️ {error.user_message}")
 
     async def _accept(self, interaction: Interaction) -> ChatUser | None:
         """Acknowledges the click at once, then admits it; the clicker as the core sees them, or None when

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from core.answers.buttons import NOT_LAST, NOT_YOURS
 from core.db.models import AnswerFeedback
 from tests.fakes.discord_api import FakeDiscord, FakeInteraction, FakeMessage
-from tests.fakes.openai_api import FakeOpenAI, Reply
+from tests.fakes.openai_api import FakeOpenAI, Fault, Reply
 from tests.integration.discord_harness import Harness, bot_on, running_bot
 from tests.integration.test_discord_commands import answer as command_answer
 from tests.integration.test_discord_fuzz import ODD, mutate
@@ -176,6 +176,22 @@ async def test_retry_answers_again_and_replaces_the_answer_in_the_history(bot: H
     late = await fake.click(follow.id, f"tw:retry:{answer_of(new)}")
     assert await private_reply(fake, late) == f"⚠️ {NOT_LAST}"
     assert len(bot.openai.chat_requests()) == 3
+
+
+async def test_a_retry_that_fails_puts_the_old_answer_back_with_its_buttons(bot: Harness) -> None:
+    fake = bot.discord
+    thread, old = await ask(bot, "name a fruit", Reply("Pear."))
+    row = old.custom_ids()
+    bot.openai.script(Fault(500, message="the model is down"))
+    await fake.click(old.id, f"tw:retry:{answer_of(old)}")
+    await fake.wait_for(lambda: [m for m in fake.bot_messages(thread) if m.content.startswith("⚠️")])
+    await fake.wait_for(lambda: old.custom_ids() == row)
+    assert old.content == "Pear."
+
+    bot.openai.script(Reply("Apple."))  # the old answer is the last one again: it can be retried
+    await fake.click(old.id, f"tw:retry:{answer_of(old)}")
+    await fake.wait_for(lambda: [m for m in fake.bot_messages(thread) if m.content == "Apple." and rated(m)])
+    assert user_texts(bot.openai.chat_requests()[-1]) == ["name a fruit"]
 
 
 async def test_buttons_of_an_answer_sent_before_a_restart_still_work(tmp_path: Path) -> None:
