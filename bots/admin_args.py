@@ -32,7 +32,9 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
             action.add_argument("--tokens", type=int, help="limit in tokens")
             action.add_argument("--unlimited", action="store_true", help="no limit for this subject")
 
-    report = actions.add_parser("report", help="spend for a period, as a table, CSV and PNG chart")
+    report = actions.add_parser(
+        "report", help="spend (or, --by feedback, up/down votes per model) for a period: table, CSV, chart"
+    )
     report.add_argument("--by", choices=GROUPS, default="user")
     report.add_argument("--period", default="today", help=PERIOD_HELP)
     report.add_argument("--csv", type=Path, help="write the report as CSV to this file")

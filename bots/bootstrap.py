@@ -22,6 +22,8 @@ from core.admin.installations import Installations
 from core.admin.personas import Personas
 from core.admin.retention import Retention, purging
 from core.admin.service import AdminService
+from core.answers.buttons import AnswerButtons
+from core.answers.stops import StopChannel
 from core.commands.admission import Admission
 from core.commands.dispatch import Commands
 from core.db import migrate
@@ -85,6 +87,7 @@ class Core:
     installations: Installations
     documents: DocumentReader | None = None
     approvals: Approvals | None = None
+    buttons: AnswerButtons | None = None
 
     @property
     def chat(self) -> ChatServices:
@@ -96,6 +99,7 @@ class Core:
             self.documents,
             self.installations,
             approvals=self.approvals,
+            buttons=self.buttons,
         )
 
 
@@ -431,6 +435,16 @@ def build_commands(
     )
 
 
+def build_buttons(database: Database, turns: ConversationService, admin: AdminService) -> AnswerButtons:
+    """The buttons under answers: Stop reaches the turn's replica (LISTEN/NOTIFY on PostgreSQL)."""
+    return AnswerButtons(
+        database,
+        StopChannel(database, turns.running),
+        is_admin=admin.is_admin,
+        forget=turns.forget_history,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
     """The core of a running service, on a migrated database, with its MCP servers connected."""
@@ -469,6 +483,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     Installations(database),
                     build_documents(settings, counter, turns),
                     approvals,
+                    build_buttons(database, turns, admin),
                 )
                 await modlog.drain()
     finally:
@@ -548,6 +563,8 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))
+        if core.buttons is not None:  # a Stop clicked on another replica reaches this one's turns
+            await stack.enter_async_context(core.buttons.listening())
         http.readiness.add_database(core.database)  # adapters add their own parts when they are up
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))

@@ -59,6 +59,9 @@ class ConsoleReplier:
     def track(self, on_posted: Callable[[dict[str, str]], None]) -> None:
         """Nothing to find again: a terminal's reply is gone with the process."""
 
+    def answering(self, answer_id: int) -> None:
+        """A terminal shows no buttons."""
+
     async def error(self, error: BotError) -> None:
         if self._shown:
             self._out.write("\n")

@@ -1,11 +1,12 @@
-"""What a chat adapter gets of the core: the turn, the command vocabulary, the mod log, crash recovery and
-the document reader."""
+"""What a chat adapter gets of the core: the turn, the command vocabulary, the mod log, crash recovery, the
+document reader and the answers' buttons."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from core.admin.installations import Installations
+from core.answers.buttons import AnswerButtons
 from core.commands.dispatch import Commands
 from core.documents.reader import DocumentReader
 from core.guards.modlog import ModLog
@@ -23,3 +24,4 @@ class ChatServices:
     documents: DocumentReader | None = None  # attached PDF, Word, … files as text (None: not read)
     installations: Installations | None = None  # where the app is installed (Slack distribution, OAuth)
     approvals: Approvals | None = None  # tool approval: adapters register how they ask, and record clicks
+    buttons: AnswerButtons | None = None  # the buttons under answers: feedback, Stop, Retry

@@ -107,6 +107,7 @@ class StreamingReply:
         self._write = asyncio.Lock()
         self._last_edit = float("-inf")
         self._on_posted: Callable[[ReplyLocation], None] | None = None
+        self.answer_id: int | None = None  # the turn's claim id, once it runs (``answering``)
 
     @property
     def handles(self) -> list[object]:
@@ -142,6 +143,11 @@ class StreamingReply:
 
     def track(self, on_posted: Callable[[ReplyLocation], None]) -> None:
         self._on_posted = on_posted
+
+    def answering(self, answer_id: int) -> None:
+        """The answer's id (its claim id), for its buttons; a platform's replier that shows buttons
+        overrides this (and ``finish``/``error`` to change them), the pump itself shows none."""
+        self.answer_id = answer_id
 
     async def error(self, error: BotError) -> None:
         if self._on_error is not None and not self._messages:

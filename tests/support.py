@@ -28,6 +28,7 @@ class RecordingReplier:
 
     events: list[tuple[str, Any]] = field(default_factory=list)
     streaming: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first update
+    answer_id: int | None = None  # the turn's claim id (``answering``)
 
     async def start(self) -> None:
         self.events.append(("start", None))
@@ -50,6 +51,9 @@ class RecordingReplier:
 
     def track(self, on_posted: Callable[[dict[str, str]], None]) -> None:
         """A terminal-like replier: nothing is posted that could be found again."""
+
+    def answering(self, answer_id: int) -> None:
+        self.answer_id = answer_id
 
     @property
     def finished(self) -> list[str]:

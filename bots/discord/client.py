@@ -24,6 +24,7 @@ from discord.http import Route
 
 from bots.api_calls import counting, discord_route
 from bots.discord.approvals import register_approvals
+from bots.discord.clicks import Clicks
 from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
 from bots.discord.context_menu import AskMenu
@@ -91,11 +92,16 @@ def build_client(
     else:
         client = discord.Client(**common)
     guard_gateway(client, inflight)
+    clicks = Clicks(services, inflight=inflight, edit_interval=options.edit_interval)
+    client.add_dynamic_items(*clicks.buttons.items)  # clicks on messages sent before a restart work too
+    buttons = clicks.buttons if services.buttons is not None else None
     tree: app_commands.CommandTree[Any] = CommandTree(client, services.commands)
-    tree.add_command(AiCommands(services, inflight=inflight, edit_interval=options.edit_interval))
+    tree.add_command(
+        AiCommands(services, inflight=inflight, edit_interval=options.edit_interval, buttons=buttons)
+    )
     tree.add_command(AdminCommands(services, inflight=inflight))
     tree.add_command(AskMenu(services, inflight=inflight, edit_interval=options.edit_interval).command)
-    events = MessageEvents(services, client, options, inflight=inflight)
+    events = MessageEvents(services, client, options, inflight=inflight, buttons=buttons)
 
     async def on_message(message: discord.Message) -> None:
         await events.on_message(message)

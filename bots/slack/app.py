@@ -32,6 +32,8 @@ from bots.api_calls import counting, slack_method
 from bots.http import HttpServer
 from bots.inflight import InFlight
 from bots.services import ChatServices
+from bots.slack.actions import Actions
+from bots.slack.answer_clicks import AnswerClicks
 from bots.slack.approvals import ApprovalClicks, SlackApprovalPrompter
 from bots.slack.assistant import build_assistant
 from bots.slack.commands import SlashCommands
@@ -156,8 +158,13 @@ def build_app(
     SlashCommands(conversations).register(app)
     AppHome(conversations).register(app)  # the Home tab (app_home_opened -> views.publish)
     AskShortcut(conversations).register(app)  # "Ask Threadwise about this" on any message
-    if services.approvals is not None:  # Approve / Deny of tool calls (bots/slack/approvals.py)
+    # bolt runs the first listener that matches a click: Approve / Deny (action_id tw:approve|tw:deny,
+    # bots/slack/approvals.py) before the router of every other button
+    if services.approvals is not None:
         ApprovalClicks(services.approvals, workspaces, background).register(app)
+    actions = Actions(workspaces, background)  # button clicks, routed by their action_id's prefix
+    actions.route("answer", AnswerClicks(services, conversations))
+    actions.register(app)
     if oauth is not None:
         app.enable_token_revocation_listeners()  # uninstalled, or the bot token revoked: tokens deleted
     else:

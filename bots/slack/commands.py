@@ -322,6 +322,9 @@ class QuestionParent:
     def track(self, on_posted: Callable[[dict[str, str]], None]) -> None:
         self._replier.track(on_posted)
 
+    def answering(self, answer_id: int) -> None:
+        self._replier.answering(answer_id)
+
     async def _set(self, text: str) -> None:
         try:
             await self._client.chat_update(channel=self._channel, ts=self._ts, text=text)

@@ -148,17 +148,22 @@ class SlashCommand(Model):
     token: Short | None = None
 
 
-class Named(Model):
-    id: Id
-    name: Short | None = None
-    domain: Short | None = None
-
-
 class ActionUser(Model):
     id: Id
     username: Short | None = None
     name: Short | None = None
     team_id: Id | None = None
+
+
+class ActionTeam(Model):
+    id: Id
+    domain: Short | None = None
+    enterprise_id: Id | None = None
+
+
+class ActionChannel(Model):
+    id: Id
+    name: Short | None = None
 
 
 class Container(Model):
@@ -170,34 +175,45 @@ class Container(Model):
 
 
 class ActionMessage(Model):
+    """The message a button is on: where it is, and its blocks (to show it again with buttons changed)."""
+
     ts: Ts
     thread_ts: Ts | None = None
+    user: Id | None = None
+    bot_id: Id | None = None
+    text: str | None = None
+    blocks: list[dict[str, Any]] | None = Field(default=None, max_length=50)
 
 
 class Action(Model):
+    type: Name
     action_id: Name
     block_id: Short | None = None
     value: Short | None = None
-    type: Name
     action_ts: Ts | None = None
 
 
+class Enterprise(Model):
+    id: Id
+    name: Short | None = None
+
+
 class BlockActions(Model):
-    """A click on a Block Kit element (an interactivity payload, ``payload=`` over HTTP)."""
+    """A click on a button (an interactivity payload of type ``block_actions``)."""
 
     type: Literal["block_actions"]
-    team: Named | None = None
-    enterprise: Named | None = None
-    is_enterprise_install: bool | None = None
     user: ActionUser
-    api_app_id: Id | None = None
-    token: Short | None = None
+    team: ActionTeam | None = None
+    enterprise: Enterprise | None = None
+    channel: ActionChannel | None = None
     container: Container | None = None
-    trigger_id: Id | None = None
-    channel: Named | None = None
     message: ActionMessage | None = None
     response_url: Url | None = None
+    trigger_id: Short | None = None
     actions: list[Action] = Field(min_length=1, max_length=5)
+    api_app_id: Id | None = None
+    token: Short | None = None
+    is_enterprise_install: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +299,7 @@ def _form(text: str) -> Verdict:
     if "ssl_check" in fields:
         return Verdict(answer={})
     if "payload" in fields and "command" not in fields:  # interactivity: a click or a message shortcut
-        return _interactive_form(fields["payload"])
+        return _interactive_form(str(fields["payload"]))
     if "command" not in fields:
         return Verdict(status=400, answer={"error": "unsupported request"})
     return command(fields)

@@ -17,8 +17,10 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.buttons import answer_actions, sections, stop_actions
 from bots.slack.mrkdwn import MESSAGE_LIMIT, escape, splitting, to_mrkdwn
 from bots.streaming import EDIT_INTERVAL, StreamingReply
+from core.domain.errors import BotError
 from core.domain.types import Attachment, ConversationKey
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,16 @@ class SlackSink:
         self._streams: set[str] = set()  # every message of this reply that was a stream
         self._tasks = 0
         self._task: dict[str, str] | None = None  # the tool step shown in the open stream, in progress
+        # The answer's buttons (bots/slack/buttons.py): Stop on the first message while the answer streams
+        # (a separate small message when it streams natively: a stream takes blocks only when it stops),
+        # 👍 / 👎 / Retry on the last message of a finished answer.
+        self.answer_id: int | None = None
+        self._phase = "streaming"  # streaming | final | failed
+        self._last_index = 0  # the index of the finished answer's last message
+        self._order: list[str] = []  # ts of this reply's messages, in order
+        self._texts: dict[str, str] = {}  # ts -> the mrkdwn it shows (messages that are no stream)
+        self._controls: dict[str, str] = {}  # ts -> the buttons it shows: "stop", "answer" or none
+        self._stop_message: str | None = None  # the Stop button's own message beside a native stream
 
     async def begin(self) -> str | None:
         await self.announce()
@@ -146,10 +158,23 @@ class SlackSink:
             self._markdown = False  # decided: this reply is messages and edits
         if markdown and text != PLACEHOLDER:
             text = to_mrkdwn(text)
+        controls = self._desired(len(self._order))
+        options: dict[str, Any] = {}
+        if controls:
+            options["blocks"] = self._blocks(text, controls)
         response = await self._client.chat_postMessage(
-            channel=self.channel, thread_ts=self.thread_ts, text=text, unfurl_links=False, unfurl_media=False
+            channel=self.channel,
+            thread_ts=self.thread_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+            **options,
         )
-        return str(response["ts"])
+        ts = str(response["ts"])
+        self._order.append(ts)
+        self._texts[ts] = text
+        self._controls[ts] = controls
+        return ts
 
     async def edit(self, handle: object, text: str) -> None:
         ts = str(handle)
@@ -170,13 +195,72 @@ class SlackSink:
             else:
                 await self._stop(ts)  # text that is no continuation (a new tool round): edited from now on
         shown = to_mrkdwn(text) if self._markdown and text != PLACEHOLDER else text
-        await self._client.chat_update(channel=self.channel, ts=ts, text=shown)
+        await self._update(ts, shown)
+
+    async def _update(self, ts: str, shown: str) -> None:
+        """``chat.update`` of a message that is no (open) stream, with the buttons it should show now."""
+        index = self._order.index(ts) if ts in self._order else -1
+        controls = self._desired(index) if ts not in self._streams else ""
+        options: dict[str, Any] = {}
+        if controls:
+            options["blocks"] = self._blocks(shown, controls)
+        elif self._controls.get(ts):
+            options["blocks"] = []  # the buttons it showed go: Slack shows the text again
+        await self._client.chat_update(channel=self.channel, ts=ts, text=shown, **options)
+        self._texts[ts] = shown
+        self._controls[ts] = controls
+
+    def _desired(self, index: int) -> str:
+        """The buttons message ``index`` of the reply should show now ("" none)."""
+        if self.answer_id is None or index < 0:
+            return ""
+        if self._phase == "streaming":
+            return "stop" if index == 0 and self._markdown is not True else ""
+        if self._phase == "final":
+            return "answer" if index == self._last_index else ""
+        return ""
+
+    def _blocks(self, shown: str, controls: str) -> list[dict[str, Any]]:
+        assert self.answer_id is not None
+        actions = stop_actions(self.answer_id) if controls == "stop" else answer_actions(self.answer_id)
+        return [*sections(shown), actions]
+
+    def closing(self, phase: str, pieces: int = 1) -> None:
+        """The reply is about to show its final text (``phase`` "final", in ``pieces`` messages) or an
+        error ("failed"): the buttons change accordingly."""
+        self._phase = phase
+        self._last_index = max(pieces - 1, 0)
+
+    async def settle(self) -> None:
+        """After the final text or the error: a message whose text did not change (so was not edited)
+        still shows the buttons of the streaming phase; it is edited to show the right ones."""
+        for index, ts in enumerate(self._order):
+            if ts in self._streams:
+                continue
+            if self._controls.get(ts, "") != self._desired(index):
+                try:
+                    await self._update(ts, self._texts.get(ts, ""))
+                except SlackApiError as exc:
+                    error = exc.response.get("error")
+                    log.info("could not change the buttons in %s: %s", self.channel, error)
+        await self._drop_stop_message()
+
+    async def _drop_stop_message(self) -> None:
+        ts, self._stop_message = self._stop_message, None
+        if ts is not None:
+            try:
+                await self._client.chat_delete(channel=self.channel, ts=ts)
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                log.info("could not delete the Stop button in %s: %s", self.channel, error)
 
     async def delete(self, handle: object) -> None:
         ts = str(handle)
         if ts in self._open:
             await self._stop(ts)
         await self._client.chat_delete(channel=self.channel, ts=ts)
+        if ts in self._order:
+            self._order.remove(ts)
 
     def locate(self, handle: object) -> dict[str, str]:
         where = {"channel": self.channel, "ts": str(handle)}
@@ -199,9 +283,17 @@ class SlackSink:
             await self._client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=notice)
 
     async def end(self) -> None:
-        """Stop the open stream, if any (Slack shows no typing indicator for a bot)."""
+        """Stop the open stream, if any (Slack shows no typing indicator for a bot); a finished answer's
+        last message gets its buttons as the stream stops."""
         for ts in list(self._open):
-            await self._stop(ts)
+            last = bool(self._order) and ts == self._order[-1]
+            index = len(self._order) - 1 if last else -1
+            answer = self.answer_id if self._phase == "final" and index == self._last_index else None
+            await self._stop(ts, blocks=[answer_actions(answer)] if answer is not None else None)
+            if answer is not None:
+                self._controls[ts] = "answer"
+        if self._phase != "streaming":
+            await self._drop_stop_message()
 
     def streaming(self, text: str, status: str | None, posted: bool) -> str:
         if self._markdown is not False:
@@ -253,7 +345,25 @@ class SlackSink:
         self._markdown = True
         self._open[ts] = markdown
         self._streams.add(ts)
+        self._order.append(ts)
+        if self.answer_id is not None and self._phase == "streaming" and self._stop_message is None:
+            await self._post_stop_message()
         return ts
+
+    async def _post_stop_message(self) -> None:
+        """The Stop button beside a native stream (a stream shows blocks only once it stops)."""
+        assert self.answer_id is not None
+        try:
+            response = await self._client.chat_postMessage(
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                text="Answering…",
+                blocks=[stop_actions(self.answer_id)],
+            )
+        except SlackApiError as exc:
+            log.info("no Stop button in %s: %s", self.channel, exc.response.get("error"))
+            return
+        self._stop_message = str(response["ts"])
 
     async def _append(self, ts: str, markdown: str) -> None:
         chunks = self._finish_task()
@@ -266,11 +376,13 @@ class SlackSink:
         else:
             await self._client.chat_appendStream(channel=self.channel, ts=ts, markdown_text=markdown)
 
-    async def _stop(self, ts: str) -> None:
+    async def _stop(self, ts: str, blocks: list[dict[str, Any]] | None = None) -> None:
         self._open.pop(ts, None)
         chunks = self._finish_task()
         try:
-            await self._client.chat_stopStream(channel=self.channel, ts=ts, chunks=chunks or None)
+            await self._client.chat_stopStream(
+                channel=self.channel, ts=ts, chunks=chunks or None, blocks=blocks
+            )
         except SlackApiError as exc:  # e.g. expired: the message stays as it is, chat.update still works
             log.info("chat.stopStream in %s: %s", self.channel, exc.response.get("error"))
 
@@ -330,6 +442,21 @@ class SlackReplier(StreamingReply):
             recipient=recipient,
         )
         super().__init__(sink, interval=interval)
+        self._slack = sink
+
+    def answering(self, answer_id: int) -> None:
+        super().answering(answer_id)
+        self._slack.answer_id = answer_id
+
+    async def finish(self, text: str) -> None:
+        self._slack.closing("final", len(self._slack.splitting.split(self._slack.final(text))))
+        await super().finish(text)
+        await self._slack.settle()
+
+    async def error(self, error: BotError) -> None:
+        self._slack.closing("failed")
+        await super().error(error)
+        await self._slack.settle()
 
     @property
     def message_ts(self) -> list[str]:
@@ -371,7 +498,8 @@ class SlackResolver:
                     return
                 except SlackApiError as exc:  # not streaming any more: edited like any message
                     log.debug("chat.stopStream in %s: %s", channel, exc.response.get("error"))
-            await self._client.chat_update(channel=channel, ts=ts, text=shown, **options)
+            # blocks=[]: a reply that showed buttons (Stop) shows the notice instead of its blocks
+            await self._client.chat_update(channel=channel, ts=ts, text=shown, blocks=[], **options)
         elif key.channel_id:
             thread = key.thread_id if _is_ts(key.thread_id) else None
             await self._client.chat_postMessage(

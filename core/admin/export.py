@@ -27,6 +27,7 @@ from core.admin.retention import owned_messages
 from core.db.base import Base
 from core.db.models import (
     AdminAction,
+    AnswerFeedback,
     Attachment,
     Ban,
     Budget,
@@ -115,6 +116,12 @@ class UserExport:
                 "tool_calls",
                 self._rows(
                     ToolCallRecord, ToolCallRecord.platform == platform, ToolCallRecord.user_id == user_id
+                ),
+            ),
+            (
+                "feedback",
+                self._rows(
+                    AnswerFeedback, AnswerFeedback.platform == platform, AnswerFeedback.user_id == user_id
                 ),
             ),
             ("bans", self._rows(Ban, Ban.platform == platform, Ban.user_id == user_id)),

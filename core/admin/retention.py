@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import (
+    AnswerFeedback,
     Conversation,
     Message,
     ModerationEvent,
@@ -100,6 +101,7 @@ class Retention:
                 .where(UsageRecord.created_at < cutoff, UsageRecord.user_id.is_not(None))
                 .values(user_id=None)
             )
+            await session.execute(delete(AnswerFeedback).where(AnswerFeedback.created_at < cutoff))
             events = await session.execute(delete(ProcessedEvent).where(ProcessedEvent.created_at < cutoff))
             await session.execute(delete(ToolCallRecord).where(ToolCallRecord.created_at < cutoff))
         summary = PurgeSummary(
@@ -134,6 +136,11 @@ class Retention:
             )
             usage = await session.execute(
                 update(UsageRecord).where(*_usage_of(platform, user_id)).values(user_id=None)
+            )
+            await session.execute(  # who rated what
+                delete(AnswerFeedback).where(
+                    AnswerFeedback.platform == platform, AnswerFeedback.user_id == user_id
+                )
             )
             await session.execute(  # tool arguments can hold what the user asked for
                 delete(ToolCallRecord).where(

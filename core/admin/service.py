@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.answers.feedback import FEEDBACK, FeedbackReport, build_feedback_report
 from core.db.models import AdminAction, Ban, Budget, ModerationEvent
 from core.db.repositories import insert_for
 from core.db.session import Database
@@ -260,13 +261,19 @@ class AdminService:
 
     async def report(
         self, actor: ChatUser, *, period: str, by: str, workspace: tuple[str, str] | None = None
-    ) -> Report:
+    ) -> Report | FeedbackReport:
         await self._authorize(actor, "report", None, {"period": period, "by": by})
         start, end, label = resolve_period(period, self._clock())
+        report: Report | FeedbackReport
         async with self._db.reader() as session:
-            report = await build_report(
-                session, by=by, start=start, end=end, label=label, workspace=workspace
-            )
+            if by == FEEDBACK:
+                report = await build_feedback_report(
+                    session, start=start, end=end, label=label, workspace=workspace
+                )
+            else:
+                report = await build_report(
+                    session, by=by, start=start, end=end, label=label, workspace=workspace
+                )
         async with self._db.unit_of_work() as session:
             session.add(self._action(actor, "report", None, {"period": period, "by": by}, allowed=True))
         return report

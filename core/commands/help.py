@@ -37,7 +37,10 @@ ADMIN_HELP: tuple[Block, ...] = (
             (Code("quota show [user|channel|workspace|global]"),),
             _QUOTA_SET,
             (Code("quota clear <scope> <subject> <day|month>"),),
-            (Code("report [period] [by user|channel|workspace|model|day]"), Text(f"; period: {PERIOD_HELP}")),
+            (
+                Code("report [period] [by user|channel|workspace|model|day|feedback]"),
+                Text(f"; period: {PERIOD_HELP}"),
+            ),
             (
                 Code("ban <@user> [30m|12h|7d] [reason]"),
                 Text(", "),

@@ -404,3 +404,27 @@ class PersonaRow(Base):
     tools: Mapped[list[str] | None] = mapped_column(Json)  # None: the tools the channel offers
     set_by: Mapped[str] = mapped_column(String(96))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AnswerFeedback(Base):
+    """A 👍 or 👎 on one answer: the answer is its turn's claim (``claim_id``, a processed_events row), the
+    voter one user of its platform (one vote each: a second click changes it), the model that answered."""
+
+    __tablename__ = "answer_feedback"
+    __table_args__ = (
+        UniqueConstraint("claim_id", "user_id"),
+        Index("ix_answer_feedback_at", "created_at"),
+        Index("ix_answer_feedback_user", "platform", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("processed_events.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
+    user_id: Mapped[str] = mapped_column(String(64))  # the voter
+    vote: Mapped[int] = mapped_column(Integer)  # +1 up, -1 down
+    model: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -406,6 +406,10 @@ class NoBudget:
 class Replier(Protocol):
     """How the core talks back to the user; each adapter implements it for its platform."""
 
+    def answering(self, answer_id: int) -> None:
+        """The turn runs now; ``answer_id`` (its claim id) names its answer for the answer's buttons
+        (core/answers/buttons.py). Called once, before ``start``; a replier without buttons ignores it."""
+
     async def start(self) -> None:
         """A reply is being prepared (typing indicator, placeholder message, status)."""
 

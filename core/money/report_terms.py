@@ -3,5 +3,5 @@ help can name them without loading it)."""
 
 from __future__ import annotations
 
-GROUPS = ("user", "channel", "workspace", "model", "day")
+GROUPS = ("user", "channel", "workspace", "model", "day", "feedback")  # feedback: up/down per model
 PERIOD_HELP = "today, yesterday, this-month, last-month, last-7-days, last-30-days or YYYY-MM-DD..YYYY-MM-DD"

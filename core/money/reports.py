@@ -15,6 +15,12 @@ from typing import Any
 from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.answers.feedback import (
+    FeedbackReport,
+    draw_feedback,
+    feedback_csv,
+    feedback_text,
+)
 from core.db.models import UsageRecord
 from core.domain.errors import BadInput
 from core.money.periods import period_end, period_start
@@ -161,7 +167,9 @@ def _usd_text(micros: int) -> str:
     return f"{Decimal(micros) / MICROS_PER_USD:.6f}"
 
 
-def to_text(report: Report) -> str:
+def to_text(report: Report | FeedbackReport) -> str:
+    if isinstance(report, FeedbackReport):
+        return feedback_text(report)
     header = (report.by, "calls", "input", "cached", "output", "images", "cost")
     body = [
         (
@@ -198,8 +206,10 @@ def to_text(report: Report) -> str:
     return "\n".join([report.title, render(header), rule, *map(render, body), rule, render(totals)])
 
 
-def to_csv(report: Report) -> str:
-    """One row per group; ``cost_usd`` is exact (six decimals = micro-dollars)."""
+def to_csv(report: Report | FeedbackReport) -> str:
+    """One row per group; ``cost_usd`` is exact (six decimals = micro-dollars). Feedback: model, up, down."""
+    if isinstance(report, FeedbackReport):
+        return feedback_csv(report)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
@@ -263,15 +273,17 @@ def _summed(group: str, rows: list[ReportRow]) -> ReportRow:
 _RENDERING = threading.Lock()
 
 
-async def render_png(report: Report) -> bytes:
+async def render_png(report: Report | FeedbackReport) -> bytes:
     """``to_png`` in a worker thread: the event loop stays free while the chart is drawn."""
     return await asyncio.to_thread(to_png, report)
 
 
-def to_png(report: Report, *, max_bars: int = 25) -> bytes:
-    """A horizontal bar chart of cost per group (see ``chart_rows`` for which bars). Blocking: call it
-    through ``render_png`` from async code."""
+def to_png(report: Report | FeedbackReport, *, max_bars: int = 25) -> bytes:
+    """A horizontal bar chart of cost per group (see ``chart_rows`` for which bars); of feedback, up and
+    down per model. Blocking: call it through ``render_png`` from async code."""
     with _RENDERING:
+        if isinstance(report, FeedbackReport):
+            return draw_feedback(report, CHART_SIZE, max_bars)
         return _draw(report, chart_rows(report, max_bars=max_bars))
 
 

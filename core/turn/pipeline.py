@@ -58,6 +58,7 @@ from core.turn.deadline import TurnDeadline
 from core.turn.history import state_as_read
 from core.turn.ordering import KeyedLocks, Waiters
 from core.turn.reservation import HeldBudget, Reservation, Reserved
+from core.turn.stopping import RunningTurns, StopSignal
 from core.turn.summariser import Summariser
 from core.turn.summary import SummaryStore
 from core.turn.tool_loop import Answer, ToolLoop
@@ -75,6 +76,8 @@ def user_hash(platform: str, user_id: str) -> str:
 
 
 QUEUE_WAIT = 600.0  # the longest a turn waits for earlier ones (each is bounded by the turn deadline)
+
+STOPPED_NOTE = "Stopped by {by}."  # under an answer stopped with its Stop button (shown in italics)
 
 INTERRUPT_SECONDS = 3.0  # a cancelled turn's clean-up (message, hold, failure record) takes at most this
 
@@ -139,8 +142,10 @@ class TurnPipeline:
         metrics: Metrics | None = None,
         footer: Footer | None = None,
         price: Price | None = None,
+        running: RunningTurns | None = None,
     ) -> None:
         self._ports = ports
+        self.running = running or RunningTurns()  # this process's running turns, for the Stop button
         self._price = price
         self._counter = counter
         self._config = config
@@ -264,7 +269,11 @@ class TurnPipeline:
                 read.enter_context(known_ban(place.ban, read=place.ban_read))
                 if place.conversation is not None and place.history is not None:
                     read.enter_context(state_as_read(place.conversation.id, *place.history))
-                return await self._turn(message, replier, model, place.conversation, progress)
+                stop = read.enter_context(self.running.running(place.position))
+                answering = getattr(replier, "answering", None)  # a replier written before buttons has none
+                if answering is not None:
+                    answering(place.position)  # the answer's id, for its buttons
+                return await self._turn(message, replier, model, place.conversation, progress, stop)
 
     async def _wait(self, message: IncomingMessage, place: QueuePlace) -> QueuePlace:
         if place.first:
@@ -288,10 +297,11 @@ class TurnPipeline:
         model_override: str | None,
         known: ConversationRef | None,
         progress: _Progress,
+        stop: StopSignal | None = None,
     ) -> TurnOutcome:
         replier.track(lambda where: progress.remember(self._ports.store.locate(message, where)))
         with buffering(progress.audit):  # the guards' decisions are written in the turn's transaction
-            return await self._guarded_turn(message, replier, model_override, known, progress)
+            return await self._guarded_turn(message, replier, model_override, known, progress, stop)
 
     async def _guarded_turn(
         self,
@@ -300,6 +310,7 @@ class TurnPipeline:
         model_override: str | None,
         known: ConversationRef | None,
         progress: _Progress,
+        stop: StopSignal | None = None,
     ) -> TurnOutcome:
         try:
             async with TurnDeadline(self._config.turn_timeout) as deadline:  # the whole turn, till the answer
@@ -313,7 +324,7 @@ class TurnPipeline:
                 await self._counter.preload(model)  # a first load (maybe a download) off the loop
                 user = await build_user_message(message, self._counter, model)
                 progress.user, progress.images = user.message, user.images
-                reserved, answer = await self._answer(message, replier, progress, model, deadline)
+                reserved, answer = await self._answer(message, replier, progress, model, deadline, stop)
             await self._finish(message, replier, progress, reserved, answer)  # 8.
             return TurnOutcome.ANSWERED
         except asyncio.CancelledError:
@@ -342,6 +353,7 @@ class TurnPipeline:
         progress: _Progress,
         model: str,
         deadline: TurnDeadline,
+        stop: StopSignal | None = None,
     ) -> tuple[Reserved, Answer]:
         assert progress.conversation_id is not None and progress.user is not None
         conversation_id = progress.conversation_id
@@ -354,7 +366,14 @@ class TurnPipeline:
             )
             progress.budget = reserved.budget
         answer = await self._loop.run(  # 7.
-            message, conversation_id, reserved.context, replier, progress.usages, reserved.budget, deadline
+            message,
+            conversation_id,
+            reserved.context,
+            replier,
+            progress.usages,
+            reserved.budget,
+            deadline,
+            stop,
         )
         return reserved, answer
 
@@ -369,7 +388,10 @@ class TurnPipeline:
         """The reply finished, then the turn stored and its hold settled in one transaction."""
         assert progress.conversation_id is not None
         usages = progress.usages
-        await replier.finish(self._reply_text(answer.text, reserved.notes, usages))
+        notes = reserved.notes
+        if answer.stopped_by is not None:
+            notes = [*notes, STOPPED_NOTE.format(by=answer.stopped_by or "someone")]
+        await replier.finish(self._reply_text(answer.text, notes, usages))
         turn = FinishedTurn(
             message,
             progress.conversation_id,

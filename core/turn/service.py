@@ -46,6 +46,7 @@ class ConversationService:
         personas: PersonaLookup | None = None,
     ) -> None:
         history = history or HistoryStore(database, counter)
+        self._history = history
         locks = KeyedLocks()  # shared: a command on a conversation waits for its turn in progress
         self._guards = guards or GuardChain()
         self._conversations = Conversations(database, history, locks, config.default_model, personas)
@@ -71,6 +72,7 @@ class ConversationService:
             price=budget.cost_micros if budget is not None else None,
         )
         self.metrics = self._pipeline.metrics
+        self.running = self._pipeline.running  # this process's running turns (the Stop button)
 
     async def handle(
         self, message: IncomingMessage, replier: Replier, *, model: str | None = None
@@ -118,6 +120,10 @@ class ConversationService:
     async def last_thread(self, platform: str, workspace_id: str, channel_id: str, user_id: str) -> str:
         """The thread of the newest turn ``user_id`` sent in the channel, from any replica ("" if none)."""
         return await self._conversations.last_thread(platform, workspace_id, channel_id, user_id)
+
+    def forget_history(self, conversation_id: int) -> None:
+        """Drop this process's cached history window of a conversation (its messages were hidden)."""
+        self._history.forget(conversation_id)
 
     async def reset(self, key: ConversationKey) -> int:
         """Hide the history of ``key`` from later turns (kept for audit until retention); returns how many

@@ -5,9 +5,10 @@ words (``tool_choice: none``) within what is held."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from core.turn.deadline import TurnDeadline
 from core.turn.fitting import fit_results, tool_wire
 from core.turn.history import wire_message
 from core.turn.reservation import HeldBudget
+from core.turn.stopping import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 class Answer:
     produced: list[TurnMessage]  # assistant messages and tool results, in order
     text: str  # the final answer in words
+    stopped_by: str | None = None  # the Stop button was used (by whom): ``text`` is what was streamed
 
 
 class ReplyStream:
@@ -49,16 +52,19 @@ class ReplyStream:
         self._checked = checked
         self._shown = 0
         self.streamed = ""
+        self.visible = ""  # what the user was shown (moderation cleared)
 
     async def show(self, text: str) -> None:
         """The text so far (raises ContentBlocked when moderation stops it)."""
         self.streamed = text
         if self._checked is None:
+            self.visible = text
             await self._replier.update(text)
             return
         visible = await self._checked.visible(text)
         if visible > self._shown:
             self._shown = visible
+            self.visible = text[:visible]
             await self._replier.update(text[:visible])
 
     async def finish(self, text: str) -> None:
@@ -81,7 +87,9 @@ class _Rounds:
     prompt_tokens: int
     budget: HeldBudget
     deadline: TurnDeadline | None  # when the turn ends (``when``: loop.time(); None: no limit)
+    stop: StopSignal | None = None
     produced: list[TurnMessage] = field(default_factory=list)
+    streamed: str = ""  # what the user saw of a stopped call
 
     @contextlib.asynccontextmanager
     async def waiting(self, seconds: float) -> AsyncIterator[None]:
@@ -124,10 +132,13 @@ class ToolLoop:
         usages: list[CallUsage],
         budget: HeldBudget,
         deadline: TurnDeadline | None = None,
+        stop: StopSignal | None = None,
     ) -> Answer:
         """Model rounds until one answers in words; ``usages`` receives each call's usage as soon as it is
         known, so a turn that fails later is still charged for it. ``budget`` holds the first call (and an
-        answer after it when tools are offered) and is extended before each further call."""
+        answer after it when tools are offered) and is extended before each further call. When ``stop`` is
+        set the stream is closed at once and the answer is what was streamed so far (charged by our exact
+        count: a cut stream reports no usage)."""
         turn = _Rounds(
             message=message,
             conversation_id=conversation_id,
@@ -139,13 +150,18 @@ class ToolLoop:
             prompt_tokens=context.prompt_tokens,
             budget=budget,
             deadline=deadline,
+            stop=stop,
         )
         rounds = context.plan.rounds
         for round_number in range(1, rounds + 1):
             may_call = bool(turn.tools) and round_number < rounds  # the last round must answer in words
+            if stop is not None and stop.stopped:
+                return self._stopped(turn, "")
             if round_number > 1:
                 may_call = await self._cover(turn, may_call)
             completion = await self._call(turn, may_call)
+            if completion is None:  # stopped mid-stream
+                return self._stopped(turn, turn.streamed)
             calls = completion.tool_calls if may_call else ()
             assistant = self._assistant(turn.model, completion.text, calls)
             turn.produced.append(assistant)
@@ -166,19 +182,31 @@ class ToolLoop:
         await turn.budget.cover(turn.usages, turn.prompt_tokens, calls=1)  # held already, unless miscounted
         return False
 
-    async def _call(self, turn: _Rounds, may_call: bool) -> Completion:
-        """One streamed model call, charged even when it is stopped mid-stream."""
+    def _stopped(self, turn: _Rounds, text: str) -> Answer:
+        """The Stop button: the answer is what was streamed (a placeholder word when nothing was)."""
+        assert turn.stop is not None
+        assistant = self._assistant(turn.model, text or STOPPED_EMPTY, ())
+        turn.produced.append(assistant)
+        return Answer(turn.produced, text, stopped_by=turn.stop.by or "")
+
+    async def _call(self, turn: _Rounds, may_call: bool) -> Completion | None:
+        """One streamed model call, charged even when it is stopped mid-stream; None: the Stop button
+        closed it (charged: the prompt and the text streamed, by our exact count)."""
         checked = await self._output.stream(turn.message) if self._output is not None else None
         reply = ReplyStream(turn.replier, checked)
+        turn.streamed = ""
         try:
-            completion = await self._llm.stream(
-                model=turn.model,
-                messages=turn.messages,
-                max_output_tokens=self._max_output_tokens,
-                on_text=reply.show,
-                tools=turn.tools,
-                tool_choice=None if may_call or not turn.tools else "none",
-                deadline=turn.deadline.when if turn.deadline is not None else None,
+            completion = await _unless_stopped(
+                self._llm.stream(
+                    model=turn.model,
+                    messages=turn.messages,
+                    max_output_tokens=self._max_output_tokens,
+                    on_text=reply.show,
+                    tools=turn.tools,
+                    tool_choice=None if may_call or not turn.tools else "none",
+                    deadline=turn.deadline.when if turn.deadline is not None else None,
+                ),
+                turn.stop,
             )
         except ContentBlocked:
             # Stopped mid-stream (by output moderation or the provider's filter): the provider bills what
@@ -188,6 +216,14 @@ class ToolLoop:
                 CallUsage(turn.model, Usage(turn.prompt_tokens, 0, written), turn.conversation_id)
             )
             raise
+        if completion is None:
+            written = self._counter.count_text(turn.model, reply.streamed)
+            usage = Usage(turn.prompt_tokens, 0, written)
+            self._metrics.llm_tokens.labels(turn.model, "prompt").inc(usage.prompt_tokens)
+            self._metrics.llm_tokens.labels(turn.model, "completion").inc(usage.completion_tokens)
+            turn.usages.append(CallUsage(turn.model, usage, turn.conversation_id))
+            turn.streamed = reply.visible
+            return None
         usage = self._usage(completion, turn.model, turn.prompt_tokens)
         turn.usages.append(CallUsage(turn.model, usage, turn.conversation_id))
         await reply.finish(completion.text)
@@ -227,6 +263,33 @@ class ToolLoop:
         wire = wire_message("assistant", parts, tool_calls=tool_calls)
         tokens = self._counter.count_message(model, wire, [])
         return TurnMessage("assistant", parts, wire, tokens, tool_calls=tool_calls, model=model)
+
+
+STOPPED_EMPTY = "(stopped before answering)"  # what history keeps of an answer stopped before any text
+
+
+async def _unless_stopped(
+    call: Coroutine[Any, Any, Completion], stop: StopSignal | None
+) -> Completion | None:
+    """``call``'s completion, or None when ``stop`` is set first: the call is cancelled then (its HTTP
+    stream closed)."""
+    if stop is None:
+        return await call
+    streaming = asyncio.ensure_future(call)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((streaming, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not streaming.done():
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming
+    if streaming.done() and not streaming.cancelled():
+        return streaming.result()  # finished first (or failed: its error is raised)
+    if stop.stopped:
+        return None
+    return streaming.result()  # cancelled by itself: the cancellation goes on
 
 
 def _words(completion: Completion) -> str:

@@ -19,7 +19,7 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,6 +16,12 @@ threads, roles and members; MESSAGE_CREATE a message with ``author``/``member``/
 INTERACTION_CREATE an application command (type 2) whose ``data.options`` hold a subcommand (type 1) with its
 options, and a ``member`` with a ``permissions`` string (or a ``user`` in DMs).
 
+Buttons: messages keep the ``components`` (action rows of buttons) the bot sends or edits in, checked the
+way Discord checks them (at most 5 rows of 5, ``custom_id`` 1-100 characters and unique in the message);
+``click`` dispatches a MESSAGE_COMPONENT interaction (type 3: ``data {custom_id, component_type}``, the
+``message`` as it is now), which the bot answers with a (deferred) update of that message (callback 6 or 7:
+``@original`` is then the clicked message) or a message of its own (4 or 5).
+
 Shards: each gateway connection IDENTIFYs with its ``shard`` ``[id, count]`` (``identify_payloads`` keeps
 every one); a guild's events go to the connection of shard ``(guild_id >> 22) % count``, as Discord routes
 them, and DMs to shard 0. ``drop_gateway()`` closes every connection and refuses new ones until
@@ -84,7 +90,13 @@ class FakeMessage:
     loading: bool = False
     deleted: bool = False
     created_at: float = field(default_factory=time.monotonic)
-    components: list[dict[str, Any]] = field(default_factory=list)  # action rows (buttons) as sent
+    components: list[dict[str, Any]] = field(default_factory=list)  # action rows, as last sent
+
+    def custom_ids(self) -> list[str]:
+        """The custom ids of the message's buttons, in order."""
+        return [
+            c["custom_id"] for row in self.components for c in row.get("components", []) if "custom_id" in c
+        ]
 
 
 @dataclass
@@ -100,7 +112,8 @@ class FakeInteraction:
     ephemeral: bool = False
     original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
-    message_id: int | None = None  # a component interaction: the message whose button was clicked
+    kind: int = 2  # 2: application command; 3: message component (a click on ``message_id``)
+    message_id: int | None = None
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -553,25 +566,6 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return record
 
-    async def click(
-        self,
-        message_id: int,
-        custom_id: str,
-        *,
-        user: dict[str, Any] | None = None,
-        admin: bool = False,
-    ) -> FakeInteraction:
-        """A user clicks the button ``custom_id`` of the bot's message: INTERACTION_CREATE of a message
-        component (type 3, ``data.component_type`` 2), with the message as Discord sends it."""
-        message = self.messages[message_id]
-        record, payload = self.interaction_data("", "", channel_id=message.channel_id, user=user, admin=admin)
-        record.message_id = message_id
-        payload["type"] = 3
-        payload["data"] = {"custom_id": custom_id, "component_type": 2}
-        payload["message"] = self._message_payload(message, self.bot_user)
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return record
-
     def interaction_data(
         self,
         group: str,
@@ -624,11 +618,20 @@ class FakeDiscord:
             "entitlements": [],
             "attachment_size_limit": 10 * 1024 * 1024,
         }
+        if self._guild_of(channel_id) is not None:
+            data["guild_id"] = str(self.guild_id)
+        self._where_and_who(payload, channel_id, user, admin)
+        return record, payload
+
+    def _where_and_who(
+        self, payload: dict[str, Any], channel_id: int, user: dict[str, Any], admin: bool
+    ) -> None:
+        """An interaction's channel and its user: a ``member`` with its ``permissions`` in a server (Manage
+        Server when ``admin``), a ``user`` in a DM."""
         guild_id = self._guild_of(channel_id)
         if guild_id is not None:
             permissions = int(MEMBER_PERMISSIONS) | (MANAGE_GUILD if admin else 0)
             channel = self.channels.get(channel_id) or self.threads[channel_id]
-            data["guild_id"] = str(guild_id)
             payload.update(
                 guild_id=str(guild_id),
                 guild_locale="en-US",
@@ -644,6 +647,60 @@ class FakeDiscord:
                 authorizing_integration_owners={"1": user["id"]},
                 context=1,
             )
+
+    async def click(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        component_type: int = 2,
+    ) -> FakeInteraction:
+        """A user clicks the button ``custom_id`` on ``message_id``: dispatches INTERACTION_CREATE (type 3,
+        MESSAGE_COMPONENT) carrying the message as it is now, components included."""
+        record, payload = self.click_data(
+            message_id, custom_id, user=user, admin=admin, component_type=component_type
+        )
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
+    def click_data(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        component_type: int = 2,
+    ) -> tuple[FakeInteraction, dict[str, Any]]:
+        """The INTERACTION_CREATE data of a click (recorded, not yet dispatched); see ``click``."""
+        message = self.messages[message_id]
+        user = user or self.owner
+        record = FakeInteraction(
+            self.snowflake(),
+            uuid.uuid4().hex + uuid.uuid4().hex,
+            message.channel_id,
+            time.monotonic(),
+            kind=3,
+            message_id=message_id,
+        )
+        self.interactions[record.id] = record
+        payload: dict[str, Any] = {
+            "id": str(record.id),
+            "application_id": str(self.app_id),
+            "type": 3,
+            "data": {"custom_id": custom_id, "component_type": component_type},
+            "channel_id": str(message.channel_id),
+            "message": self._message_payload(message, self.bot_user),
+            "token": record.token,
+            "version": 1,
+            "locale": "en-US",
+            "app_permissions": ALL_PERMISSIONS,
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+        }
+        self._where_and_who(payload, message.channel_id, user, admin)
         return record, payload
 
     async def interact_message(
@@ -1022,13 +1079,51 @@ class FakeDiscord:
         content = (body or {}).get("content") or ""
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
+        bad = self._bad_components(body)
+        if bad is not None:
+            return bad
         message = FakeMessage(self.snowflake(), channel_id, self.app_id, content, files=files)
         message.components = list((body or {}).get("components") or [])
         self.messages[message.id] = message
         return _json(self._message_payload(message, self.bot_user))
 
+    def _bad_components(self, body: Any) -> web.Response | None:
+        """Discord's checks of ``components`` (buttons in action rows): at most 5 rows of 5 buttons, each with
+        a ``custom_id`` of 1-100 characters unique in the message (or a ``url``), labels up to 80."""
+        rows = (body or {}).get("components")
+        if rows is None:
+            return None
+        seen: set[str] = set()
+        problem = ""
+        if not isinstance(rows, list) or len(rows) > 5:
+            problem = "components: Must be 5 or fewer in length."
+        for row in rows if not problem else []:
+            buttons = row.get("components") if isinstance(row, dict) and row.get("type") == 1 else None
+            if not isinstance(buttons, list) or not 1 <= len(buttons) <= 5:
+                problem = "components.0.components: Must be between 1 and 5 in length."
+                break
+            for button in buttons:
+                custom_id = button.get("custom_id")
+                if button.get("type") != 2 or (custom_id is None and "url" not in button):
+                    problem = "components.0.components.0: Invalid component."
+                elif custom_id is not None and not (
+                    isinstance(custom_id, str) and 1 <= len(custom_id) <= 100
+                ):
+                    problem = "components.0.components.0.custom_id: Must be between 1 and 100 in length."
+                elif custom_id in seen:
+                    problem = "components.0.components.0.custom_id: Component custom id cannot be duplicated"
+                elif len(str(button.get("label") or "")) > 80:
+                    problem = "components.0.components.0.label: Must be 80 or fewer in length."
+                seen.add(str(custom_id))
+        return self._error(400, 50035, f"Invalid Form Body: {problem}") if problem else None
+
     def _edit(self, message: FakeMessage, body: Any, files: list[tuple[str, bytes]]) -> web.Response:
         body = body or {}
+        bad = self._bad_components(body)
+        if bad is not None:
+            return bad
+        if "components" in body:
+            message.components = list(body["components"] or [])
         if "content" in body:
             content = body["content"] or ""
             if len(content) > 2000:
@@ -1103,17 +1198,31 @@ class FakeDiscord:
             return self._error(400, 40060, "Interaction has already been acknowledged.")
         kind = int(body["type"])
         data = body.get("data") or {}
+        if kind in (6, 7) and record.kind != 3:
+            return self._error(400, 40004, "Interaction callback type is not valid for this interaction")
+        bad = self._bad_components(data)
+        if bad is not None:
+            return bad
         record.callback_type, record.callback_at = kind, time.monotonic()
         record.ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL)
         interaction = {
             "id": str(record.id),
-            "type": 2,
+            "type": record.kind,
             "response_message_loading": kind == 5,
             "response_message_ephemeral": record.ephemeral,
         }
-        if kind == 7 and record.message_id in self.messages:  # UPDATE_MESSAGE: the clicked message changes
-            self._edit(self.messages[record.message_id], data, files)
-            return _json({"interaction": {**interaction, "type": 3}})
+        clicked = self.messages.get(record.message_id or 0)
+        if kind in (6, 7) and clicked is not None:  # (deferred) update of the message the button is on
+            record.original_id = clicked.id
+            interaction["response_message_id"] = str(clicked.id)
+            if kind == 7:
+                self._edit(clicked, data, files)
+                return _json(
+                    {
+                        "interaction": interaction,
+                        "resource": {"type": kind, "message": self._message_payload(clicked, self.bot_user)},
+                    }
+                )
         if kind not in (4, 5):  # no message (e.g. a modal or an update): nothing to show
             return _json({"interaction": interaction})
         message = FakeMessage(
@@ -1152,10 +1261,15 @@ class FakeDiscord:
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
         flags = int(body.get("flags") or 0)
+        bad = self._bad_components(body)
+        if bad is not None:
+            return bad
+        components = list(body.get("components") or [])
         original = self.messages.get(record.original_id or 0)
         if original is not None and original.loading and not original.deleted:
             # the first follow-up after a deferral replaces the "thinking…" message
             original.content, original.files, original.loading = content, files, False
+            original.components = components
             original.edits += 1
             return _json(self._message_payload(original, self.bot_user))
         message = FakeMessage(
@@ -1166,6 +1280,7 @@ class FakeDiscord:
             files=files,
             ephemeral=bool(flags & EPHEMERAL),
             interaction_id=record.id,
+            components=components,
         )
         self.messages[message.id] = message
         record.followup_ids.append(message.id)

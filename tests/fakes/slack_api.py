@@ -115,6 +115,22 @@ class PostedMessage:
     appends: list[str] = field(default_factory=list)  # Markdown appended to a stream, call by call
     chunks: list[dict[str, Any]] = field(default_factory=list)  # every chunk a stream received
     recipient: tuple[str, str] | None = None  # (recipient_user_id, recipient_team_id) of a stream
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # the Block Kit blocks it shows now
+
+    @property
+    def is_control(self) -> bool:
+        """Only buttons (a message with blocks shows them, not its text; a stream shows both)."""
+        only = bool(self.blocks) and all(block.get("type") == "actions" for block in self.blocks)
+        return only and self.stream is None
+
+    def buttons(self) -> dict[str, str]:
+        """The buttons it shows: action_id -> value."""
+        return {
+            str(element.get("action_id")): str(element.get("value"))
+            for block in self.blocks
+            if block.get("type") == "actions"
+            for element in block.get("elements") or []
+        }
 
     @property
     def current(self) -> str:
@@ -301,7 +317,11 @@ class FakeSlack:
         """Web API methods called (successful answers only), in order, ``auth.test`` included."""
         return [call.method for call in self.calls if call.status == 200]
 
-    def bot_messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[PostedMessage]:
+    def bot_messages(
+        self, channel: str | None = None, thread_ts: str | None = None, *, controls: bool = False
+    ) -> list[PostedMessage]:
+        """The bot's messages; without ``controls``, not those that are only buttons (e.g. a Stop button
+        beside a native stream)."""
         return [
             m
             for m in self.messages
@@ -309,6 +329,7 @@ class FakeSlack:
             and not m.deleted
             and (channel is None or m.channel == channel)
             and (thread_ts is None or m.thread_ts == thread_ts)
+            and (controls or not m.is_control)
         ]
 
     async def wait_for(self, predicate: Any, seconds: float = 10.0) -> None:
@@ -400,6 +421,7 @@ class FakeSlack:
         bot = self.bot_user(call.team or TEAM_ID)
         message = PostedMessage(channel, self.next_ts(), text, args.get("thread_ts") or None, bot)
         message.token = call.token
+        message.blocks = _blocks(args.get("blocks"))
         self.messages.append(message)
         return {"ok": True, "channel": channel, "ts": message.ts, "message": self._shape(message)}
 
@@ -447,6 +469,7 @@ class FakeSlack:
         if error:
             return {"ok": False, "error": error}
         message.stream = "stopped"
+        message.blocks = message.blocks + _blocks(args.get("blocks"))
         return {"ok": True, "channel": message.channel, "ts": message.ts, "message": self._shape(message)}
 
     @staticmethod
@@ -529,6 +552,8 @@ class FakeSlack:
         if len(text) > 40_000:
             return {"ok": False, "error": "msg_too_long"}
         message.edits.append(text)
+        if "blocks" in args:  # omitted: the message keeps its blocks; [] removes them
+            message.blocks = _blocks(args.get("blocks"))
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": text}
 
     def _m_chat_delete(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
@@ -894,6 +919,70 @@ class FakeSlack:
             "trigger_id": f"{next(self._ids)}.{uuid.uuid4().hex[:12]}",
         }
 
+    def action_payload(
+        self,
+        message: PostedMessage,
+        action_id: str,
+        *,
+        user: str = "U0ALICE",
+        team: str = TEAM_ID,
+    ) -> dict[str, Any]:
+        """A ``block_actions`` payload for a click on the button ``action_id`` of ``message`` (the shape of
+        Slack's documented example), with a response_url on this fake."""
+        [block_id, value] = next(
+            (str(block.get("block_id")), str(element.get("value")))
+            for block in message.blocks
+            if block.get("type") == "actions"
+            for element in block.get("elements") or []
+            if element.get("action_id") == action_id
+        )
+        name = self.users.get(user, {}).get("name", "someone")
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": name, "name": name, "team_id": team},
+            "api_app_id": APP_ID,
+            "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+                "thread_ts": message.thread_ts,
+            },
+            "trigger_id": f"{next(self._ids)}.{uuid.uuid4().hex[:12]}",
+            "team": {"id": team, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": message.channel, "name": "general"},
+            "message": {
+                "type": "message",
+                "user": message.user,
+                "ts": message.ts,
+                "thread_ts": message.thread_ts,
+                "text": message.current,
+                "blocks": message.blocks,
+            },
+            "state": {"values": {}},
+            "response_url": f"{self.base}/respond/{uuid.uuid4().hex}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    """Blocks as a Web API call carries them (a JSON string in a form, a list in JSON)."""
+    if isinstance(value, str):
+        value = json.loads(value) if value else []
+    return [block for block in value or [] if isinstance(block, dict)]
+
 
 def sign(body: str, timestamp: int, secret: str = SIGNING_SECRET) -> str:
     """Slack's request signature: ``v0=`` + HMAC-SHA256 of ``v0:<timestamp>:<body>``."""
@@ -950,3 +1039,5 @@ class EventSender:
         """An interactivity request (shortcut, button click): a form whose ``payload`` field is the JSON."""
         body = urlencode({"payload": json.dumps(payload)})
         return await self.send(body, "application/x-www-form-urlencoded", **options)
+
+    action = interactive  # a button click

@@ -32,6 +32,7 @@ EXPECTED = {
     "conversation_summaries",
     "personas",
     "tool_approvals",
+    "answer_feedback",
 }
 
 

@@ -78,6 +78,7 @@ def settings_for(
     *,
     socket: bool = False,
     bot_token: str = BOT_TOKEN,
+    database_url: str | None = None,
     **threadwise: str,
 ) -> Any:
     """Settings as `threadwise serve` reads them, from environment-like string values."""
@@ -90,21 +91,30 @@ def settings_for(
             "signing_secret": SIGNING_SECRET,
             "api_url": fake.api_url,
         },
-        service={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}", "port": "0"},
+        service={"database_url": database_url or f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}", "port": "0"},
         threadwise={"openai_max_retries": "0", **threadwise},
     )
 
 
 @contextlib.asynccontextmanager
 async def running_slack(
-    tmp_path: Path, openai: FakeOpenAI, *, socket: bool = False, **threadwise: str
+    tmp_path: Path,
+    openai: FakeOpenAI,
+    *,
+    socket: bool = False,
+    database_url: str | None = None,
+    **threadwise: str,
 ) -> AsyncIterator[Slack]:
     async with FakeSlack() as fake:
         fake.add_user("U0ALICE", "alice")
         fake.add_user("U0BOB", "bob")
         fake.add_user("U0ADMIN", "ada", admin=True)
-        settings = settings_for(tmp_path, openai, fake, socket=socket, **threadwise)
+        settings = settings_for(
+            tmp_path, openai, fake, socket=socket, database_url=database_url, **threadwise
+        )
         async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
+            if core.buttons is not None:  # as `serve` does: Stop clicks on other replicas reach this one
+                await stack.enter_async_context(core.buttons.listening())
             http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
             background = InFlight("Slack")
             await stack.enter_async_context(

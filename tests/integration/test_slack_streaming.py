@@ -29,7 +29,15 @@ async def slack(tmp_path: Path, fake_openai: FakeOpenAI) -> AsyncIterator[Slack]
 
 
 def stream_methods(fake: FakeSlack, start: int = 0) -> list[str]:
-    return [call.method for call in fake.calls[start:] if call.method.startswith("chat.")]
+    """The chat calls of replies, without the Stop button's own message beside a native stream."""
+    stops = {m.ts for m in fake.messages if m.text == "Answering…"}
+    return [
+        call.method
+        for call in fake.calls[start:]
+        if call.method.startswith("chat.")
+        and not (call.method == "chat.postMessage" and call.args.get("text") == "Answering…")
+        and not (call.method == "chat.delete" and call.args.get("ts") in stops)
+    ]
 
 
 async def test_a_channel_mention_streams_natively_to_the_asker(slack: Slack) -> None:

@@ -417,3 +417,43 @@ async def test_a_refused_extension_makes_the_next_call_answer_now_within_the_hol
     assert [(done, plan.rounds) for done, plan in t.budget.extensions] == [(1, 2), (1, 1)]
     [(settled, _)] = t.budget.settled
     assert settled == t.budget.holds[0]  # the answer came out of what was held from the start
+
+
+async def test_a_stopped_turn_keeps_what_streamed_and_charges_it() -> None:
+    t = rig([Reply("Once upon a time there was", hang=True, error_after_chars=16)])
+    replier = RecordingReplier()
+    turn = asyncio.create_task(t.pipeline.handle(incoming("a story", "e1"), replier))
+    await asyncio.wait_for(replier.streaming.wait(), 5)
+    assert replier.answer_id is not None
+    assert t.pipeline.running.stop(replier.answer_id, "Ada")
+
+    assert await asyncio.wait_for(turn, 5) is TurnOutcome.ANSWERED
+    assert replier.finished == ["Once upon a time\n\n_Stopped by Ada._"]
+    [stored] = t.store.turns
+    assert [m.parts for m in stored.messages if m.role == "assistant"] == [
+        [{"type": "text", "text": "Once upon a time"}]
+    ]
+    [charged] = t.budget.settled
+    [call] = charged[1]
+    assert call.usage.completion_tokens == t.counter.count_text(MODEL, "Once upon a time")
+    assert not t.pipeline.running.stop(replier.answer_id, "Ada")  # no longer running
+
+
+async def test_a_turn_stopped_before_any_text_keeps_a_marker_in_history() -> None:
+    class Started(RecordingReplier):
+        started = asyncio.Event()
+
+        async def start(self) -> None:
+            await super().start()
+            self.started.set()
+
+    t = rig([Reply("never shown", hang=True, error_after_chars=0)])
+    replier = Started()
+    turn = asyncio.create_task(t.pipeline.handle(incoming("a story", "e1"), replier))
+    await asyncio.wait_for(replier.started.wait(), 5)
+    assert replier.answer_id is not None and t.pipeline.running.stop(replier.answer_id, "Ada")
+
+    assert await asyncio.wait_for(turn, 5) is TurnOutcome.ANSWERED
+    assert replier.finished == ["\n\n_Stopped by Ada._"]
+    [stored] = t.store.turns
+    assert stored.messages[-1].parts == [{"type": "text", "text": "(stopped before answering)"}]
