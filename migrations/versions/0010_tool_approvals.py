@@ -3,7 +3,7 @@ decision, approved / denied / timed out, by whom and when) and per-channel appro
 (``channel_policies.approval_tools``).
 
 Revision ID: 0010
-Revises: 0008 (the merge relinks it after 0009)
+Revises: 0009
 Create Date: 2026-12-01 14:00:00
 """
 
