@@ -42,9 +42,14 @@ def custom_ids(message: FakeMessage) -> list[str]:
     return [button["custom_id"] for row in message.components for button in row.get("components", [])]
 
 
+def asks(message: FakeMessage) -> bool:
+    """An approval prompt (answers carry buttons too: Stop, 👍/👎, Retry)."""
+    return any(custom.startswith("tw:approve:") for custom in custom_ids(message))
+
+
 async def prompt(fake: FakeDiscord, thread: int) -> FakeMessage:
     def posted() -> FakeMessage | None:
-        return next((m for m in fake.bot_messages(thread) if m.components), None)
+        return next((m for m in fake.bot_messages(thread) if asks(m)), None)
 
     await fake.wait_for(posted)
     message = posted()
@@ -116,8 +121,8 @@ async def test_a_denied_or_unanswered_call_does_not_run(tmp_path: Path) -> None:
 
         script(bot)
         await fake.message_create(thread, "try again")
-        await fake.wait_for(lambda: len([m for m in fake.bot_messages(thread) if m.components]) == 1)
-        second = next(m for m in fake.bot_messages(thread) if m.components)
+        await fake.wait_for(lambda: any(asks(m) for m in fake.bot_messages(thread)))
+        second = next(m for m in fake.bot_messages(thread) if asks(m))  # the first one was closed
         _, deny = custom_ids(second)
         await fake.click(second.id, deny, user=fake.owner)
         await fake.wait_for(lambda: len(bot.openai.chat_requests()) == 4)

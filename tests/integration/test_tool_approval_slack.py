@@ -134,11 +134,11 @@ def blocks_of(args: dict[str, Any]) -> list[dict[str, Any]]:
 async def approval_prompt(fake: FakeSlack) -> tuple[PostedMessage, list[dict[str, Any]]]:
     """The approval message once posted, and the blocks it was posted with."""
 
-    def posted() -> bool:
-        return any(blocks_of(call.args) for call in fake.calls_of("chat.postMessage"))
+    def asks(call: Any) -> bool:  # the answer's placeholder has blocks too (its Stop button)
+        return "tw:approve" in json.dumps(blocks_of(call.args))
 
-    await fake.wait_for(posted)
-    call = next(call for call in fake.calls_of("chat.postMessage") if blocks_of(call.args))
+    await fake.wait_for(lambda: any(asks(call) for call in fake.calls_of("chat.postMessage")))
+    call = next(call for call in fake.calls_of("chat.postMessage") if asks(call))
     message = next(m for m in fake.messages if m.ts == call.args.get("ts") or m.text == call.args["text"])
     return message, blocks_of(call.args)
 
