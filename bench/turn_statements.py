@@ -2,7 +2,7 @@
 an existing conversation with a user budget set: what a turn costs the database.
 
     TIKTOKEN_CACHE_DIR=../shared/tiktoken python bench/turn_statements.py [--database-url URL] [--turns N]
-        [--guards]
+        [--guards] [--show]
 
 ``--guards`` adds what ``serve`` runs with moderation on: the ban check before the turn (the adapters'
 admission) and in it, input and output moderation with their audit rows.
@@ -53,21 +53,24 @@ class PostedReplier(RecordingReplier):
             on_posted({"channel": "C1", "ts": "1.1"})
 
 
-async def run(url: str, turns: int, guarded: bool) -> None:
+async def run(url: str, turns: int, guarded: bool, show: bool = False) -> None:
     database = Database.from_url(url)
     await migrate.upgrade(database.engine)
     statements: collections.Counter[str] = collections.Counter()
     transactions = 0
     counting = False
+    last_turn: list[str] = []
 
     def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if counting:
             statements[statement.split(None, 1)[0].upper()] += 1
+            last_turn.append(" ".join(statement.split()))
 
     def on_begin(conn: Any) -> None:
         nonlocal transactions
         if counting:
             transactions += 1
+            last_turn.append("BEGIN")
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", on_statement)
     event.listen(database.engine.sync_engine, "begin", on_begin)
@@ -96,6 +99,7 @@ async def run(url: str, turns: int, guarded: bool) -> None:
         await turn("warm up again", "warm2")
         counting = True
         for index in range(turns):
+            last_turn.clear()
             await turn(f"question {index}", f"q{index}")
         counting = False
         await llm.close()
@@ -106,6 +110,10 @@ async def run(url: str, turns: int, guarded: bool) -> None:
     print(f"{label}: {total / turns:.1f} statements, {transactions / turns:.1f} transactions per turn")
     for kind, count in statements.most_common():
         print(f"  {kind:<8} {count / turns:.1f}")
+    if show:
+        print("the last turn's statements, in order:")
+        for statement in last_turn:
+            print(f"  {statement[:150]}")
 
 
 def main() -> None:
@@ -113,12 +121,13 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--guards", action="store_true", help="ban check and moderation, as serve runs them")
+    parser.add_argument("--show", action="store_true", help="print the last turn's statements in order")
     args = parser.parse_args()
     if args.database_url:
-        asyncio.run(run(args.database_url, args.turns, args.guards))
+        asyncio.run(run(args.database_url, args.turns, args.guards, args.show))
         return
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", args.turns, args.guards))
+        asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", args.turns, args.guards, args.show))
 
 
 if __name__ == "__main__":
