@@ -101,7 +101,12 @@ class ContextBuilder:
         history, last_id = await self._history.window(
             conversation_id, model, room.budget, ceiling=room.ceiling
         )
-        summary = await self._summaries.current(conversation_id) if self._summaries else None
+        # No visible message, no summary of any (hiding or deleting messages invalidates the summary)
+        summary = (
+            await self._summaries.current(conversation_id)
+            if self._summaries and last_id is not None
+            else None
+        )
         summarised: list[dict[str, Any]] = []
         summary_size = 0
         if summary is not None:
