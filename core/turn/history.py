@@ -232,8 +232,7 @@ class HistoryStore:
         read = _read.get()
         if read is not None and read.conversation_id == conversation_id and read.newest is None:
             # No visible message when the claim looked, and no other turn ran since: an empty window,
-            # remembered as a load would be (the turn's own messages extend it).
-            self._count("hit")
+            # remembered as a load would be (the turn's own messages extend it). Neither a hit nor a miss.
             self._remember(conversation_id, _Window(encoding, True, ceiling, read.version))
             return [], None
         if (
