@@ -75,6 +75,20 @@ class _Prepared:
             .on_conflict_do_nothing(index_elements=["platform", "workspace_id", "channel_id", "thread_id"])
         )
 
+    @functools.cache  # noqa: B019 - one instance per process, never freed
+    def created_conversation(self, dialect: str) -> Any:
+        return self.new_conversation(dialect).returning(_CONVERSATIONS.c.id)
+
+    @functools.cached_property
+    def conversation_model(self) -> Any:
+        c = _CONVERSATIONS.c
+        return select(c.id, c.model).where(
+            c.platform == bindparam("k_platform"),
+            c.workspace_id == bindparam("k_workspace"),
+            c.channel_id == bindparam("k_channel"),
+            c.thread_id == bindparam("k_thread"),
+        )
+
     @functools.cached_property
     def touch(self) -> Any:
         c = _CONVERSATIONS.c
@@ -188,6 +202,32 @@ class ConversationRepository:
         found = await self.find(key)
         assert found is not None
         return found
+
+    async def open(self, key: ConversationKey, started_by: str | None = None) -> tuple[int, str | None]:
+        """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one
+        INSERT that returns the new id, and a SELECT only when the conversation was there already."""
+        now = utcnow()
+        values = {
+            "n_platform": key.platform,
+            "n_workspace_id": key.workspace_id,
+            "n_channel_id": key.channel_id,
+            "n_thread_id": key.thread_id,
+            "n_started_by": started_by,
+            "n_created_at": now,
+            "n_updated_at": now,
+        }
+        created = await self._session.execute(_prepared.created_conversation(_dialect(self._session)), values)
+        new_id = created.scalar_one_or_none()
+        if new_id is not None:
+            return int(new_id), None
+        keyed = {
+            "k_platform": key.platform,
+            "k_workspace": key.workspace_id,
+            "k_channel": key.channel_id,
+            "k_thread": key.thread_id,
+        }
+        row = (await self._session.execute(_prepared.conversation_model, keyed)).one()
+        return int(row[0]), row[1]
 
     async def find(self, key: ConversationKey) -> Conversation | None:
         keyed = {
