@@ -277,18 +277,6 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
     return models if tw.model in models else (tw.model, *models)
 
 
-def _return_free_heap() -> None:
-    """glibc keeps freed memory in its heap for reuse; ``malloc_trim`` returns the free pages to the system
-    (about 4 MB after the token tables are built). Nothing elsewhere (musl, macOS)."""
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
-
-
 def token_models(settings: Settings) -> tuple[str, ...]:
     """Every model a turn may count tokens for, as configured: what `/ai model` offers (with the default and
     fallback), the router's two and the summary model. A persona's model is one of THREADWISE_MODELS when
@@ -531,7 +519,6 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
         # The token tables of every configured model load before anything is served: tiktoken builds them
         # holding the GIL for up to a second, which in a turn would stall every other user's events.
         await core.counter.preload_all(token_models(settings))
-        _return_free_heap()  # what building them used and freed (the rank dicts), given back to the system
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))
