@@ -35,6 +35,7 @@ Measured, each in this one run:
 Nothing is asserted. Run from the repository root with the virtualenv active:
 
     python bench/lean.py [--turns 200] [--concurrency 10] [--block 50] [--starts 3] [--total 1000]
+        [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class System:
     kind: str  # relay | threadwise
     env: dict[str, str]
     pair: str  # the relay this is compared with
+    source: Path | None = (
+        None  # Threadwise from this source tree (``--baseline``) instead of the installed one
+    )
 
 
 SYSTEMS = (
@@ -257,6 +261,15 @@ class Driver:
         self.users = [f"U0L{index:04d}" for index in range(args.concurrency)]
         self.runs: dict[str, Running] = {}
         self.began = time.perf_counter()
+        self.systems = list(SYSTEMS)
+        if args.baseline is not None:  # each Threadwise system again, from the baseline's source tree
+            source = Path(args.baseline).resolve()
+            for system in SYSTEMS:
+                if system.kind == "threadwise":
+                    baseline = System(
+                        f"{system.name}, baseline", system.kind, system.env, system.pair, source
+                    )
+                    self.systems.insert(self.systems.index(system) + 1, baseline)
 
     async def run(self) -> list[Running]:
         import aiohttp
@@ -277,14 +290,14 @@ class Driver:
             connector = aiohttp.TCPConnector(limit=0)
             self.session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
             for number in range(args.starts):
-                shift = number % len(SYSTEMS)
-                for system in (*SYSTEMS[shift:], *SYSTEMS[:shift]):
+                shift = number % len(self.systems)
+                for system in (*self.systems[shift:], *self.systems[:shift]):
                     previous = self.runs.get(system.name)
                     if previous is not None:
                         await self.stop(previous)
                     await self.start(system, previous)
                 self.progress(f"start {number + 1}/{args.starts} done")
-            runs = [self.runs[system.name] for system in SYSTEMS]
+            runs = [self.runs[system.name] for system in self.systems]
             for running in runs:
                 await self.block(running, args.warmup, record=None)
             blocks = max(1, -(-args.turns // args.block))
@@ -330,6 +343,9 @@ class Driver:
         if system.kind == "threadwise":
             env["THREADWISE_USER_RATE_LIMIT"] = "off"
             command = [*_threadwise_command(), "serve"]
+            if system.source is not None:  # its packages first on the path, the same interpreter and SDKs
+                env["PYTHONPATH"] = str(system.source)
+                command = [sys.executable, "-m", "bots", "serve"]
         else:
             command = [sys.executable, str(SCRIPT), "--serve-relay"]
         cpu = self.sut_cpu
@@ -544,6 +560,12 @@ def _parser() -> argparse.ArgumentParser:
         "--total-all", action="store_true", help="RSS end for the moderation-on pair too (longer)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the SUTs and the driver to CPUs")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run each Threadwise system from this source tree (e.g. `git worktree add` or "
+        "`git archive <rev> | tar -x -C DIR`), for before/after figures from one run",
+    )
     parser.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
     return parser
 

@@ -427,8 +427,8 @@ def _bench_slack_class() -> type:
             # thread ts -> (expected final text, future receiving (perf_counter, text))
             self.waiters: dict[str, tuple[str, asyncio.Future[tuple[float, str]]]] = {}
 
-        def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
-            body: dict[str, Any] = super()._m_chat_postMessage(args)
+        def _m_chat_postMessage(self, args: dict[str, Any], call: Any) -> dict[str, Any]:
+            body: dict[str, Any] = super()._m_chat_postMessage(args, call)
             if body.get("ok"):
                 message = self.messages[-1]
                 self.index[(message.channel, message.ts)] = message
@@ -438,8 +438,8 @@ def _bench_slack_class() -> type:
             message = self.index.get((channel, ts))
             return None if message is None or message.deleted else message
 
-        def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
-            body: dict[str, Any] = super()._m_chat_update(args)
+        def _m_chat_update(self, args: dict[str, Any], call: Any) -> dict[str, Any]:
+            body: dict[str, Any] = super()._m_chat_update(args, call)
             if body.get("ok"):
                 message = self.index[(str(args.get("channel")), str(args.get("ts")))]
                 waiter = self.waiters.get(message.thread_ts or "")

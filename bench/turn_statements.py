@@ -2,10 +2,11 @@
 an existing conversation with a user budget set: what a turn costs the database.
 
     TIKTOKEN_CACHE_DIR=../shared/tiktoken python bench/turn_statements.py [--database-url URL] [--turns N]
-        [--guards]
+        [--guards] [--new-threads] [--show]
 
-``--guards`` adds what ``serve`` runs with moderation on: the ban check before the turn (the adapters'
-admission) and in it, input and output moderation with their audit rows.
+``--new-threads`` makes each turn the first of a new thread (a mention in a channel; what bench/lean.py
+sends) instead of a follow-up. ``--guards`` adds what ``serve`` runs with moderation on: the ban check before
+the turn (the adapters' admission) and in it, input and output moderation with their audit rows.
 
 The reply is "posted" on a platform (the replier reports where it is), as Slack and Discord do, so the
 write that lets crash recovery find a reply is counted too. Prints the statements by kind.
@@ -53,21 +54,24 @@ class PostedReplier(RecordingReplier):
             on_posted({"channel": "C1", "ts": "1.1"})
 
 
-async def run(url: str, turns: int, guarded: bool) -> None:
+async def run(url: str, turns: int, guarded: bool, show: bool = False, new_threads: bool = False) -> None:
     database = Database.from_url(url)
     await migrate.upgrade(database.engine)
     statements: collections.Counter[str] = collections.Counter()
     transactions = 0
     counting = False
+    last_turn: list[str] = []
 
     def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if counting:
             statements[statement.split(None, 1)[0].upper()] += 1
+            last_turn.append(" ".join(statement.split()))
 
     def on_begin(conn: Any) -> None:
         nonlocal transactions
         if counting:
             transactions += 1
+            last_turn.append("BEGIN")
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", on_statement)
     event.listen(database.engine.sync_engine, "begin", on_begin)
@@ -87,7 +91,8 @@ async def run(url: str, turns: int, guarded: bool) -> None:
         service = make_service(database, llm, budget=budgets, guards=guards, output_moderation=output)
 
         async def turn(text: str, event_id: str) -> None:
-            message = incoming(text, f"{run_id}-{event_id}", thread=run_id)  # a database may be reused
+            thread = f"{run_id}-{event_id}" if new_threads else run_id
+            message = incoming(text, f"{run_id}-{event_id}", thread=thread)  # a database may be reused
             if guarded:
                 await bans.check(message)  # the adapters' admission, before the turn
             await service.handle(message, PostedReplier())
@@ -96,6 +101,7 @@ async def run(url: str, turns: int, guarded: bool) -> None:
         await turn("warm up again", "warm2")
         counting = True
         for index in range(turns):
+            last_turn.clear()
             await turn(f"question {index}", f"q{index}")
         counting = False
         await llm.close()
@@ -103,9 +109,14 @@ async def run(url: str, turns: int, guarded: bool) -> None:
     total = sum(statements.values())
     name = database.engine.dialect.name
     label = f"{name} with guards" if guarded else name
+    label += ", new threads" if new_threads else ""
     print(f"{label}: {total / turns:.1f} statements, {transactions / turns:.1f} transactions per turn")
     for kind, count in statements.most_common():
         print(f"  {kind:<8} {count / turns:.1f}")
+    if show:
+        print("the last turn's statements, in order:")
+        for statement in last_turn:
+            print(f"  {statement[:150]}")
 
 
 def main() -> None:
@@ -113,12 +124,15 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--guards", action="store_true", help="ban check and moderation, as serve runs them")
+    parser.add_argument("--new-threads", action="store_true", help="each turn the first of a new thread")
+    parser.add_argument("--show", action="store_true", help="print the last turn's statements in order")
     args = parser.parse_args()
     if args.database_url:
-        asyncio.run(run(args.database_url, args.turns, args.guards))
+        asyncio.run(run(args.database_url, args.turns, args.guards, args.show, args.new_threads))
         return
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", args.turns, args.guards))
+        url = f"sqlite+aiosqlite:///{folder}/bench.db"
+        asyncio.run(run(url, args.turns, args.guards, args.show, args.new_threads))
 
 
 if __name__ == "__main__":

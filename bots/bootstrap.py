@@ -289,6 +289,15 @@ def offered_models(settings: Settings) -> tuple[str, ...]:
     return models if tw.model in models else (tw.model, *models)
 
 
+def token_models(settings: Settings) -> tuple[str, ...]:
+    """Every model a turn may count tokens for, as configured: what `/ai model` offers (with the default and
+    fallback), the router's two and the summary model. A persona's model is one of THREADWISE_MODELS when
+    that is set; a model outside all of these loads its encoding on its first turn."""
+    tw = settings.threadwise
+    named = (*offered_models(settings), *tw.router, tw.summary_model)
+    return tuple(dict.fromkeys(model for model in named if model))
+
+
 def build_llm(settings: Settings, metrics: Metrics | None = None) -> ProviderRouter:
     """One client per endpoint: the default (OPENAI_BASE_URL) and each of THREADWISE_PROVIDERS."""
     from core.llm.client import LLMClient
@@ -448,7 +457,7 @@ def build_buttons(database: Database, turns: ConversationService, admin: AdminSe
 @contextlib.asynccontextmanager
 async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
     """The core of a running service, on a migrated database, with its MCP servers connected."""
-    counter = TokenCounter()  # its tables load with the first turn that counts (``TurnPipeline`` preloads)
+    counter = TokenCounter()  # `serve` loads its tables before ready (``token_models``); else the first turn
     metrics = Metrics()  # one registry for the whole service, served at /metrics
     llm = build_llm(settings, metrics)
     try:
@@ -557,9 +566,9 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
     retention purge; ready (healthz 200) inside the block, draining (readyz 503) once it is left."""
     factories = [adapter_factory(platform, settings) for platform in platforms]
     async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
-        # The default model's token tables load before anything is served: tiktoken builds them holding the
-        # GIL for up to a second, which on the first turn would stall every other user's events.
-        await core.counter.preload(settings.threadwise.model)
+        # The token tables of every configured model load before anything is served: tiktoken builds them
+        # holding the GIL for up to a second, which in a turn would stall every other user's events.
+        await core.counter.preload_all(token_models(settings))
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))

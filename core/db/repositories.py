@@ -1,13 +1,19 @@
-"""Queries per aggregate. Repositories work inside a session they are given and never commit."""
+"""Queries per aggregate. Repositories work inside a session they are given and never commit.
+
+The statements a turn runs every time are built once per process (``_prepared``) with named parameters, on
+the Core tables where no ORM object is wanted: building a statement, and SQLAlchemy's cache key of it, cost
+more CPU than running it on SQLite, so a statement rebuilt per call was a large part of a turn's cost.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,44 +30,217 @@ def insert_for(session: AsyncSession, table: Any) -> Any:
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
+_EVENTS = cast(Table, ProcessedEvent.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_MESSAGES = cast(Table, Message.__table__)
+_BANS = cast(Table, Ban.__table__)
+
+
+def _values(table: Table, prefix: str, *columns: str) -> dict[str, Any]:
+    """``column=:prefix_column`` for an INSERT's or UPDATE's values, typed as the column is."""
+    return {name: bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in columns}
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+class _Prepared:
+    """The hot path's statements, each built on first use (per dialect where it differs) and kept."""
+
+    @functools.cached_property
+    def conversation(self) -> Any:
+        return select(Conversation).where(
+            Conversation.platform == bindparam("k_platform"),
+            Conversation.workspace_id == bindparam("k_workspace"),
+            Conversation.channel_id == bindparam("k_channel"),
+            Conversation.thread_id == bindparam("k_thread"),
+        )
+
+    @functools.cache  # noqa: B019 - one instance per process, never freed
+    def new_conversation(self, dialect: str) -> Any:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        columns = (
+            "platform",
+            "workspace_id",
+            "channel_id",
+            "thread_id",
+            "started_by",
+            "created_at",
+            "updated_at",
+        )
+        return (
+            insert(_CONVERSATIONS)
+            .values(**_values(_CONVERSATIONS, "n", *columns))
+            .on_conflict_do_nothing(index_elements=["platform", "workspace_id", "channel_id", "thread_id"])
+        )
+
+    @functools.cache  # noqa: B019 - one instance per process, never freed
+    def created_conversation(self, dialect: str) -> Any:
+        return self.new_conversation(dialect).returning(_CONVERSATIONS.c.id)
+
+    @functools.cached_property
+    def conversation_model(self) -> Any:
+        c = _CONVERSATIONS.c
+        return select(c.id, c.model).where(
+            c.platform == bindparam("k_platform"),
+            c.workspace_id == bindparam("k_workspace"),
+            c.channel_id == bindparam("k_channel"),
+            c.thread_id == bindparam("k_thread"),
+        )
+
+    @functools.cached_property
+    def touch(self) -> Any:
+        c = _CONVERSATIONS.c
+        return (
+            update(_CONVERSATIONS)
+            .where(c.id == bindparam("t_id"))
+            .values(**_values(_CONVERSATIONS, "t", "updated_at"))
+        )
+
+    @functools.cached_property
+    def history_state(self) -> Any:
+        c, m = _CONVERSATIONS.c, _MESSAGES.c
+        conversation: Any = bindparam("s_conversation")
+        newest = (
+            select(func.max(m.id))
+            .where(m.conversation_id == conversation, m.status == "ok")
+            .scalar_subquery()
+        )
+        return select(newest, c.history_version).where(c.id == conversation)
+
+    @functools.cache  # noqa: B019 - one instance per process, never freed
+    def claim(self, dialect: str) -> Any:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        columns = (
+            "event_id", "platform", "status", "user_id", "owner", "created_at", "updated_at",
+            "workspace_id", "channel_id", "thread_id",
+        )  # fmt: skip
+        return (
+            insert(_EVENTS)
+            .values(**_values(_EVENTS, "c", *columns))
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(_EVENTS.c.id)
+        )
+
+    @functools.cached_property
+    def queue(self) -> Any:
+        e, c, m, b = _EVENTS.c, _CONVERSATIONS.c, _MESSAGES.c, _BANS.c
+        platform: Any = bindparam("q_platform")
+        workspace: Any = bindparam("q_workspace")
+        channel: Any = bindparam("q_channel")
+        thread: Any = bindparam("q_thread")
+        user: Any = bindparam("q_user")
+        conversation = (
+            c.platform == platform,
+            c.workspace_id == workspace,
+            c.channel_id == channel,
+            c.thread_id == thread,
+        )
+        banned = (b.platform == platform, b.user_id == user)
+        head = select(func.min(e.id)).where(
+            e.platform == platform,
+            e.workspace_id == workspace,
+            e.channel_id == channel,
+            e.thread_id == thread,
+            e.status == "claimed",
+        )
+        newest = (
+            select(func.max(m.id))
+            .join(_CONVERSATIONS, c.id == m.conversation_id)
+            .where(*conversation, m.status == "ok")
+        )
+        return select(
+            head.scalar_subquery(),
+            select(c.id).where(*conversation).scalar_subquery(),
+            select(c.model).where(*conversation).scalar_subquery(),
+            select(c.history_version).where(*conversation).scalar_subquery(),
+            newest.scalar_subquery(),
+            select(b.id).where(*banned).scalar_subquery(),
+            select(b.reason).where(*banned).scalar_subquery(),
+            select(b.expires_at).where(*banned).scalar_subquery(),
+        )
+
+    @functools.cache  # noqa: B019 - one instance per process, never freed
+    def finish(self, owned: bool) -> Any:
+        e = _EVENTS.c
+        statement = update(_EVENTS).where(e.event_id == bindparam("f_event"))
+        if owned:
+            statement = statement.where(e.owner == bindparam("f_owner"), e.status == "claimed")
+        return statement.values(**_values(_EVENTS, "f", "status", "conversation_id", "updated_at"))
+
+    @functools.cached_property
+    def locate(self) -> Any:
+        e = _EVENTS.c
+        return (
+            update(_EVENTS)
+            .where(e.event_id == bindparam("l_event"), e.owner == bindparam("l_owner"), e.status == "claimed")
+            .values(**_values(_EVENTS, "l", "reply", "updated_at"))
+        )
+
+
+_prepared = _Prepared()
+
+
 class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def get_or_create(self, key: ConversationKey, started_by: str | None = None) -> Conversation:
         """The conversation of ``key``; a new one records ``started_by`` (an existing one keeps its own)."""
-        values = {
-            "platform": key.platform,
-            "workspace_id": key.workspace_id,
-            "channel_id": key.channel_id,
-            "thread_id": key.thread_id,
-        }
         now = utcnow()
-        statement = (
-            insert_for(self._session, Conversation)
-            .values(**values, started_by=started_by, created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=list(values))
-        )
-        await self._session.execute(statement)
+        values = {
+            "n_platform": key.platform,
+            "n_workspace_id": key.workspace_id,
+            "n_channel_id": key.channel_id,
+            "n_thread_id": key.thread_id,
+            "n_started_by": started_by,
+            "n_created_at": now,
+            "n_updated_at": now,
+        }
+        await self._session.execute(_prepared.new_conversation(_dialect(self._session)), values)
         found = await self.find(key)
         assert found is not None
         return found
 
+    async def open(self, key: ConversationKey, started_by: str | None = None) -> tuple[int, str | None]:
+        """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one
+        INSERT that returns the new id, and a SELECT only when the conversation was there already."""
+        now = utcnow()
+        values = {
+            "n_platform": key.platform,
+            "n_workspace_id": key.workspace_id,
+            "n_channel_id": key.channel_id,
+            "n_thread_id": key.thread_id,
+            "n_started_by": started_by,
+            "n_created_at": now,
+            "n_updated_at": now,
+        }
+        created = await self._session.execute(_prepared.created_conversation(_dialect(self._session)), values)
+        new_id = created.scalar_one_or_none()
+        if new_id is not None:
+            return int(new_id), None
+        keyed = {
+            "k_platform": key.platform,
+            "k_workspace": key.workspace_id,
+            "k_channel": key.channel_id,
+            "k_thread": key.thread_id,
+        }
+        row = (await self._session.execute(_prepared.conversation_model, keyed)).one()
+        return int(row[0]), row[1]
+
     async def find(self, key: ConversationKey) -> Conversation | None:
-        result = await self._session.execute(
-            select(Conversation).where(
-                Conversation.platform == key.platform,
-                Conversation.workspace_id == key.workspace_id,
-                Conversation.channel_id == key.channel_id,
-                Conversation.thread_id == key.thread_id,
-            )
-        )
+        keyed = {
+            "k_platform": key.platform,
+            "k_workspace": key.workspace_id,
+            "k_channel": key.channel_id,
+            "k_thread": key.thread_id,
+        }
+        result = await self._session.execute(_prepared.conversation, keyed)
         return result.scalar_one_or_none()
 
     async def touch(self, conversation_id: int) -> None:
-        await self._session.execute(
-            update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
-        )
+        await self._session.execute(_prepared.touch, {"t_id": conversation_id, "t_updated_at": utcnow()})
 
 
 class MessageRepository:
@@ -76,15 +255,8 @@ class MessageRepository:
 
     async def state(self, conversation_id: int) -> tuple[int | None, int]:
         """The newest visible message id and the conversation's history version, in one query."""
-        newest = (
-            select(func.max(Message.id))
-            .where(Message.conversation_id == conversation_id, Message.status == "ok")
-            .scalar_subquery()
-        )
         row = (
-            await self._session.execute(
-                select(newest, Conversation.history_version).where(Conversation.id == conversation_id)
-            )
+            await self._session.execute(_prepared.history_state, {"s_conversation": conversation_id})
         ).one_or_none()
         return (row[0], int(row[1])) if row is not None else (None, 0)
 
@@ -167,60 +339,34 @@ class EventRepository:
         delivery). A turn's claim names its conversation (``key``), its sender and the replica running it
         (``owner``); a delivery that is only deduplicated (a slash command) is recorded ``done``."""
         now = utcnow()
-        where = (
-            {"workspace_id": key.workspace_id, "channel_id": key.channel_id, "thread_id": key.thread_id}
-            if key is not None
-            else {}
-        )
-        statement = (
-            insert_for(self._session, ProcessedEvent)
-            .values(
-                event_id=event_id,
-                platform=platform,
-                status=status,
-                user_id=user_id,
-                owner=owner,
-                created_at=now,
-                updated_at=now,
-                **where,
-            )
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(ProcessedEvent.id)
-        )
-        result = await self._session.execute(statement)
-        return result.scalar_one_or_none()
+        values = {
+            "c_event_id": event_id,
+            "c_platform": platform,
+            "c_status": status,
+            "c_user_id": user_id,
+            "c_owner": owner,
+            "c_created_at": now,
+            "c_updated_at": now,
+            "c_workspace_id": key.workspace_id if key is not None else None,
+            "c_channel_id": key.channel_id if key is not None else None,
+            "c_thread_id": key.thread_id if key is not None else None,
+        }
+        result = await self._session.execute(_prepared.claim(_dialect(self._session)), values)
+        found = result.scalar_one_or_none()
+        return int(found) if found is not None else None
 
     async def queue(self, key: ConversationKey, user_id: str) -> QueueRow:
         """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row
         id), the conversation as it is now (id, model, history state; None: not created yet), and
         ``user_id``'s ban."""
-        banned = (Ban.platform == key.platform, Ban.user_id == user_id)
-        head = select(func.min(ProcessedEvent.id)).where(
-            ProcessedEvent.platform == key.platform,
-            ProcessedEvent.workspace_id == key.workspace_id,
-            ProcessedEvent.channel_id == key.channel_id,
-            ProcessedEvent.thread_id == key.thread_id,
-            ProcessedEvent.status == "claimed",
-        )
-        newest = (
-            select(func.max(Message.id))
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(*_is(key), Message.status == "ok")
-        )
-        row = (
-            await self._session.execute(
-                select(
-                    head.scalar_subquery(),
-                    select(Conversation.id).where(*_is(key)).scalar_subquery(),
-                    select(Conversation.model).where(*_is(key)).scalar_subquery(),
-                    select(Conversation.history_version).where(*_is(key)).scalar_subquery(),
-                    newest.scalar_subquery(),
-                    select(Ban.id).where(*banned).scalar_subquery(),
-                    select(Ban.reason).where(*banned).scalar_subquery(),
-                    select(Ban.expires_at).where(*banned).scalar_subquery(),
-                )
-            )
-        ).one()
+        keyed = {
+            "q_platform": key.platform,
+            "q_workspace": key.workspace_id,
+            "q_channel": key.channel_id,
+            "q_thread": key.thread_id,
+            "q_user": user_id,
+        }
+        row = (await self._session.execute(_prepared.queue, keyed)).one()
         ban = (row[6], row[7]) if row[5] is not None else None
         return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban)
 
@@ -229,25 +375,21 @@ class EventRepository:
     ) -> bool:
         """Mark a claimed event finished; with ``owner``, only while it is still that replica's claim.
         False when nothing was marked (another replica resolved it)."""
-        statement = update(ProcessedEvent).where(ProcessedEvent.event_id == event_id)
+        values = {
+            "f_event": event_id,
+            "f_status": status,
+            "f_conversation_id": conversation_id,
+            "f_updated_at": utcnow(),
+        }
         if owner is not None:
-            statement = statement.where(ProcessedEvent.owner == owner, ProcessedEvent.status == "claimed")
-        result = await self._session.execute(
-            statement.values(status=status, conversation_id=conversation_id, updated_at=utcnow())
-        )
+            values["f_owner"] = owner
+        result = await self._session.execute(_prepared.finish(owner is not None), values)
         return bool(getattr(result, "rowcount", 0))
 
     async def locate(self, event_id: str, owner: str, reply: dict[str, str]) -> None:
         """Where a claimed turn's reply is shown (while the claim is still ``owner``'s)."""
-        await self._session.execute(
-            update(ProcessedEvent)
-            .where(
-                ProcessedEvent.event_id == event_id,
-                ProcessedEvent.owner == owner,
-                ProcessedEvent.status == "claimed",
-            )
-            .values(reply=reply)
-        )
+        values = {"l_event": event_id, "l_owner": owner, "l_reply": reply, "l_updated_at": utcnow()}
+        await self._session.execute(_prepared.locate, values)
 
     async def last_thread(
         self, platform: str, workspace_id: str, channel_id: str, user_id: str

@@ -7,12 +7,13 @@ commands (``refuse_if_banned``) read the ``bans`` table."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Final
+from typing import Any, Final, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 
 from core.db.models import Ban
 from core.db.session import Database
@@ -59,11 +60,8 @@ class BanGuard:
     async def refuse_if_banned(self, user: ChatUser) -> None:
         """Raise NotAuthorized with the ban's message when ``user`` is banned (turns and `/ai` commands)."""
         async with self._db.reader() as session:
-            row = (
-                await session.execute(
-                    select(Ban).where(Ban.platform == user.platform, Ban.user_id == user.user_id)
-                )
-            ).scalar_one_or_none()
+            parameters = {"b_platform": user.platform, "b_user": user.user_id}
+            row = (await session.execute(_ban_of(), parameters)).one_or_none()
         self._refuse(UserBan(row.reason, row.expires_at) if row is not None else None)
 
     def _refuse(self, ban: UserBan | None) -> None:
@@ -72,3 +70,12 @@ class BanGuard:
         until = f" until {ban.expires_at:%Y-%m-%d %H:%M} UTC" if ban.expires_at else ""
         reason = f" Reason: {ban.reason}" if ban.reason else ""
         raise NotAuthorized(f"You can't use this assistant{until}: an admin has blocked you.{reason}")
+
+
+@functools.cache
+def _ban_of() -> Any:
+    """A user's ban (reason, expiry), a statement built once: every event's admission runs it."""
+    bans = cast(Table, Ban.__table__)
+    return select(bans.c.reason, bans.c.expires_at).where(
+        bans.c.platform == bindparam("b_platform"), bans.c.user_id == bindparam("b_user")
+    )

@@ -8,7 +8,8 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import tiktoken
@@ -96,6 +97,16 @@ def load_encoding(name: str) -> tiktoken.Encoding:
     return encoding
 
 
+@functools.lru_cache(maxsize=256)
+def _encoding_name(model: str) -> str:
+    """tiktoken's encoding for ``model`` (its own prefix table), else the default; asked for every text
+    counted, so remembered per model name."""
+    try:
+        return str(tiktoken.encoding_name_for_model(model))
+    except KeyError:
+        return DEFAULT_ENCODING
+
+
 def _on_event_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -113,10 +124,11 @@ class TokenCounter:
 
     @staticmethod
     def encoding_name(model: str) -> str:
-        try:
-            return str(tiktoken.encoding_name_for_model(model))
-        except KeyError:
-            return DEFAULT_ENCODING
+        return _encoding_name(model)
+
+    def loaded(self) -> tuple[str, ...]:
+        """The encodings whose tables this counter holds (those known to be missing left out)."""
+        return tuple(name for name, encoding in self._encodings.items() if encoding is not None)
 
     def _encoding(self, name: str) -> tiktoken.Encoding | None:
         if name in self._encodings:
@@ -129,7 +141,9 @@ class TokenCounter:
         try:
             if name not in self._encodings:
                 try:
+                    started = time.perf_counter()
                     self._encodings[name] = load_encoding(name)
+                    log.info("token tables of %s loaded in %.2f s", name, time.perf_counter() - started)
                 except Exception as exc:  # network, cache, or hash failure: all mean "no tables here"
                     log.warning(
                         "tiktoken encoding %s could not be loaded (%s: %s); token counts are conservative "
@@ -155,6 +169,17 @@ class TokenCounter:
             log.warning("loading tiktoken encoding %s timed out; token counts are estimates for now", name)
             return ESTIMATE
         return self.encoding_for(model)
+
+    async def preload_all(self, models: Iterable[str], limit_seconds: float = 15.0) -> tuple[str, ...]:
+        """Loads the encodings of every model in ``models`` (each distinct one once), off the event loop,
+        one after the other; returns the names of the encodings held afterwards.
+
+        tiktoken builds an encoding's native tables holding the interpreter (for ``o200k_base`` about 0.1 s
+        of one idle core, up to a second under load), so a service loads what its models need before it
+        serves anyone, rather than in the middle of a turn while other users' events wait."""
+        for model in dict.fromkeys(models):
+            await self.preload(model, limit_seconds)
+        return self.loaded()
 
     def encoding_for(self, model: str) -> str:
         """The name of the encoding counts for ``model`` use: a tiktoken name or ``estimate``."""

@@ -12,13 +12,14 @@ order on PostgreSQL; the database lock of ``BEGIN IMMEDIATE`` on SQLite), so con
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, true, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
@@ -154,7 +155,7 @@ class Budgets:
         """Every limit on a call by ``user_id`` in ``key``'s channel; overrides win over defaults."""
         subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
         rows = await session.execute(
-            select(Budget).where(tuple_(Budget.scope, Budget.subject).in_(list(subjects.items())))
+            _limits_statement(), {f"subject_{scope}": subjects[scope] for scope in SCOPES}
         )
         overrides = {(row.scope, row.period): row for row in rows.scalars()}
         limits = []
@@ -555,20 +556,14 @@ class Budgets:
     ) -> None:
         reservation = await session.get(Reservation, handle.reservation_id) if handle.reservation_id else None
         held = set(reservation.counter_ids) if reservation is not None else set()
-        current = [
-            (scope, subject_of(scope, key, user_id), period, period_key(period, now))
-            for scope in SCOPES
-            for period in PERIODS
-        ]
-        columns = tuple_(
-            BudgetCounter.scope, BudgetCounter.subject, BudgetCounter.period, BudgetCounter.period_key
-        )
-        condition: Any = columns.in_(current)
+        subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
+        keys = {period: period_key(period, now) for period in PERIODS}
+        current = [(scope, subjects[scope], period, keys[period]) for scope in SCOPES for period in PERIODS]
+        parameters: dict[str, Any] = {f"subject_{scope}": subjects[scope] for scope in SCOPES}
+        parameters |= {f"key_{period}": keys[period] for period in PERIODS}
         if held:
-            condition = condition | BudgetCounter.id.in_(held)
-        rows = await session.execute(
-            select(BudgetCounter).where(condition).order_by(BudgetCounter.id).with_for_update()
-        )
+            parameters["held"] = sorted(held)
+        rows = await session.execute(_counters_statement(bool(held)), parameters)
         current_keys = set(current)
         for counter in rows.scalars():
             if reservation is not None and counter.id in held:
@@ -616,6 +611,41 @@ async def _ledger_spent(
         )
     ).one()
     return int(row[0]), int(row[1])
+
+
+@functools.cache
+def _limits_statement() -> Any:
+    """The overrides of a call's subjects (one per scope: ``:subject_<scope>``), a statement built once."""
+    return select(Budget).where(
+        or_(
+            *(
+                and_(Budget.scope == scope, Budget.subject == bindparam(f"subject_{scope}"))
+                for scope in SCOPES
+            )
+        )
+    )
+
+
+@functools.cache
+def _counters_statement(with_held: bool) -> Any:
+    """The counters a settlement touches, locked in id order: this period's of every scope's subject
+    (``:subject_<scope>``, ``:key_<period>``) and, ``with_held``, those of the hold (``:held``, a list)."""
+    c = BudgetCounter
+    condition: Any = or_(
+        *(
+            and_(
+                c.scope == scope,
+                c.subject == bindparam(f"subject_{scope}"),
+                c.period == period,
+                c.period_key == bindparam(f"key_{period}"),
+            )
+            for scope in SCOPES
+            for period in PERIODS
+        )
+    )
+    if with_held:
+        condition = condition | c.id.in_(bindparam("held", expanding=True))
+    return select(c).where(condition).order_by(c.id).with_for_update()
 
 
 def defaults_from(settings: Any) -> dict[tuple[str, str], tuple[int | None, int | None]]:

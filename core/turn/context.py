@@ -25,6 +25,7 @@ from core.llm.tokens import REPLY_PRIMING, TokenCounter, context_window
 from core.turn.config import TurnConfig
 from core.turn.summary import StoredSummary, SummaryStore, summary_slot, summary_tokens, summary_wire
 
+_FIXED_CACHE = 64  # (model, system prompt, tools) token counts kept: personas and tool policies vary them
 FRAMING_SLACK = 64  # the assistant message's own framing around its tool calls
 
 
@@ -88,6 +89,7 @@ class ContextBuilder:
         self._history = history
         self._budget = budget
         self._tools = tools
+        self._fixed: dict[tuple[str, str, str], tuple[int, int]] = {}  # see ``_fixed_tokens``
 
     async def build(
         self, message: IncomingMessage, conversation_id: int, model: str, user: TurnMessage
@@ -101,7 +103,12 @@ class ContextBuilder:
         history, last_id = await self._history.window(
             conversation_id, model, room.budget, ceiling=room.ceiling
         )
-        summary = await self._summaries.current(conversation_id) if self._summaries else None
+        # No visible message, no summary of any (hiding or deleting messages invalidates the summary)
+        summary = (
+            await self._summaries.current(conversation_id)
+            if self._summaries and last_id is not None
+            else None
+        )
         summarised: list[dict[str, Any]] = []
         summary_size = 0
         if summary is not None:
@@ -119,8 +126,7 @@ class ContextBuilder:
         self, model: str, system: dict[str, Any], tools: list[dict[str, Any]], user: TurnMessage
     ) -> _Room:
         config = self._config
-        system_tokens = self._counter.count_message(model, system, [])
-        tool_tokens = sum(self._counter.count_text(model, json.dumps(tool)) for tool in tools)
+        system_tokens, tool_tokens = self._fixed_tokens(model, system, tools)
         fixed = system_tokens + user.tokens + tool_tokens + REPLY_PRIMING
         window = context_window(model, config.context_windows)
         ceiling = window - config.max_output_tokens - (fixed - user.tokens)
@@ -136,6 +142,23 @@ class ContextBuilder:
             slot = min(budget, summary_slot(self._counter, model, config.summary_max_tokens))
             budget, ceiling = budget - slot, max(0, ceiling - slot)
         return _Room(fixed, budget, ceiling, tool_tokens)
+
+    def _fixed_tokens(
+        self, model: str, system: dict[str, Any], tools: list[dict[str, Any]]
+    ) -> tuple[int, int]:
+        """Tokens of the system message and of the tool definitions: the same few values turn after turn,
+        so counted once per model and value (the ``_FIXED_CACHE`` most recent kept)."""
+        key = (model, str(system["content"]), json.dumps(tools) if tools else "")
+        found = self._fixed.get(key)
+        if found is None:
+            found = (
+                self._counter.count_message(model, system, []),
+                sum(self._counter.count_text(model, json.dumps(tool)) for tool in tools),
+            )
+            if len(self._fixed) >= _FIXED_CACHE:
+                self._fixed.pop(next(iter(self._fixed)))
+            self._fixed[key] = found
+        return found
 
     def _plan(
         self, message: IncomingMessage, model: str, prompt_tokens: int, tools: list[dict[str, Any]]

@@ -45,8 +45,7 @@ class Conversations:
             self._cache.move_to_end(key)
             return cached
         async with self._db.unit_of_work() as session:
-            conversation = await ConversationRepository(session).get_or_create(key, started_by)
-            found = ConversationRef(conversation.id, conversation.model)
+            found = ConversationRef(*await ConversationRepository(session).open(key, started_by))
         self._remember(key, found)
         return found
 

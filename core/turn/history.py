@@ -31,19 +31,38 @@ from core.metrics import Metrics
 PAGE_SIZE = 200
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 
-# A conversation's state (newest visible message id, history version) as the turn's claim read it.
-_read: ContextVar[tuple[int, int | None, int] | None] = ContextVar("threadwise_history_state", default=None)
+
+@dataclass(slots=True)
+class _ReadState:
+    """A conversation's state as the turn's claim read it."""
+
+    conversation_id: int | None  # None: the claim found no conversation of the turn's key
+    newest: int | None  # the newest visible message id
+    version: int  # the history version
+
+
+_read: ContextVar[_ReadState | None] = ContextVar("threadwise_history_state", default=None)
 
 
 @contextmanager
-def state_as_read(conversation_id: int, newest: int | None, version: int) -> Iterator[None]:
+def state_as_read(conversation_id: int | None, newest: int | None, version: int) -> Iterator[None]:
     """The turn read the conversation's state with its claim (nothing of it changes while the turn is the
-    conversation's only one running): a current cached window is served without reading it again."""
-    token = _read.set((conversation_id, newest, version))
+    conversation's only one running): a current cached window is served without reading it again, and a
+    conversation with no visible message has an empty window. ``conversation_id`` None: the claim found no
+    conversation; the one the turn opens (``opened``) has no history yet."""
+    token = _read.set(_ReadState(conversation_id, newest, version))
     try:
         yield
     finally:
         _read.reset(token)
+
+
+def opened(conversation_id: int) -> None:
+    """The turn opened its conversation, which its claim did not find (no turn of it was unfinished and no
+    earlier one had stored anything): its history is empty, known without reading it."""
+    state = _read.get()
+    if state is not None and state.conversation_id is None:
+        state.conversation_id = conversation_id
 
 
 def wire_message(
@@ -211,14 +230,19 @@ class HistoryStore:
         encoding = self._counter.encoding_for(model)
         cached = self._cache.get(conversation_id)
         read = _read.get()
+        if read is not None and read.conversation_id == conversation_id and read.newest is None:
+            # No visible message when the claim looked, and no other turn ran since: an empty window,
+            # remembered as a load would be (the turn's own messages extend it). Neither a hit nor a miss.
+            self._remember(conversation_id, _Window(encoding, True, ceiling, read.version))
+            return [], None
         if (
             read is not None
-            and read[0] == conversation_id
+            and read.conversation_id == conversation_id
             and cached is not None
             and not cached.images
             and cached.encoding == encoding
             and (cached.complete or budget <= cached.budget)
-            and read[1:] == (cached.last_id, cached.version)
+            and (read.newest, read.version) == (cached.last_id, cached.version)
         ):
             self._cache.move_to_end(conversation_id)
             self._count("hit")

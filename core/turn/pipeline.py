@@ -55,7 +55,7 @@ from core.metrics import Metrics
 from core.turn.config import TurnConfig
 from core.turn.context import ContextBuilder
 from core.turn.deadline import TurnDeadline
-from core.turn.history import state_as_read
+from core.turn.history import opened, state_as_read
 from core.turn.ordering import KeyedLocks, Waiters
 from core.turn.reservation import HeldBudget, Reservation, Reserved
 from core.turn.stopping import RunningTurns, StopSignal
@@ -269,6 +269,8 @@ class TurnPipeline:
                 read.enter_context(known_ban(place.ban, read=place.ban_read))
                 if place.conversation is not None and place.history is not None:
                     read.enter_context(state_as_read(place.conversation.id, *place.history))
+                elif place.conversation is None:  # the turn opens it: no history to read
+                    read.enter_context(state_as_read(None, None, 0))
                 stop = read.enter_context(self.running.running(place.position))
                 answering = getattr(replier, "answering", None)  # a replier written before buttons has none
                 if answering is not None:
@@ -318,6 +320,8 @@ class TurnPipeline:
                 conversation = known or await self._ports.conversations.open(
                     message.key, message.user.user_id
                 )
+                if known is None:
+                    opened(conversation.id)
                 progress.conversation_id = conversation.id
                 model = model_override or conversation.model or await self._default_model(message)
                 progress.model = model
