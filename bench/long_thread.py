@@ -5,7 +5,8 @@ SQLite database, a daily budget set and the history capped at 1,000 tokens, agai
 (tests/fakes/openai_api.py, its token counts). The fake model answers "ok", and as the summariser (told apart
 by its system prompt) keeps the launch code when it reads it; the last question is answered from whatever
 the request contains. Prints the summary calls made, the last answer, the last summarised request and its
-summary request, the ledger rows of the last turns and the day's spend against the budget.
+summary request, and the last turn that summarised: its summary request, its answer request and its
+usage_records rows (the summary call and the answer call), then the day's spend against the budget.
 
 Run from the repository root:  python -m bench.long_thread [--turns 300]
 """
@@ -70,13 +71,18 @@ def message(text: str, index: int) -> IncomingMessage:
     )
 
 
-def short(messages: list[dict[str, Any]]) -> str:
+def short(messages: list[dict[str, Any]], width: int = 110) -> str:
     lines = []
     shown = messages if len(messages) <= 7 else [*messages[:4], {"role": "…", "content": "…"}, *messages[-2:]]
     for m in shown:
         content = str(m.get("content"))
-        lines.append(f"  {m['role']:9} {content[:110]!r}{' …' if len(content) > 110 else ''}")
+        lines.append(f"  {m['role']:9} {content[:width]!r}{' …' if len(content) > width else ''}")
     return "\n".join(lines)
+
+
+async def last_ledger_id(core: Any) -> int:
+    async with core.database.reader() as session:
+        return int(await session.scalar(select(func.max(UsageRecord.id))) or 0)
 
 
 async def main(turns: int) -> None:
@@ -99,7 +105,11 @@ async def main(turns: int) -> None:
         )
         async with open_core(load_settings(None)) as core:
             notes = 0
+            # the last turn that made a summary call: (its index, ledger ids before and after it)
+            summarised: tuple[int, int, int] | None = None
             for index in range(turns):
+                calls_before = len(model.summaries)
+                before = await last_ledger_id(core)
                 if index == 0:
                     text = f"Please remember: {FACT}."
                 elif index == turns - 1:
@@ -110,6 +120,9 @@ async def main(turns: int) -> None:
                 await core.turns.handle(message(text, index), replier)
                 assert not replier.errors, replier.errors
                 notes += sum("now summarised" in t for t in replier.finished)
+                if len(model.summaries) > calls_before:
+                    summarised = (index, before, await last_ledger_id(core))
+                    summarised_requests = (model.summaries[-1], model.answers[-1])
             answer = replier.finished[-1]
             async with core.database.reader() as session:
                 rows = (await session.execute(select(UsageRecord).order_by(UsageRecord.id))).scalars().all()
@@ -118,13 +131,23 @@ async def main(turns: int) -> None:
     print(f"last answer: {answer!r}")
     print("the last (summarised) request:\n" + short(model.answers[-1]["messages"]))
     print("the last summary request:\n" + short(model.summaries[-1]["messages"]))
-    last = max(i for i, row in enumerate(rows) if row.model == SUMMARY_MODEL)
-    print("ledger rows from the last summary on (model, input, cached, output tokens, micro-USD):")
-    for row in rows[last : last + 3]:
+    if summarised is not None:
+        index, before, after = summarised
+        summary_request, answer_request = summarised_requests
+        print(f"\nturn {index + 1}, the last one that summarised:")
         print(
-            f"  {row.model:13} {row.input_tokens:6} {row.cached_tokens:4} {row.output_tokens:5}",
-            f"{row.cost_micros:6}",
+            f"its summary request ({summary_request['model']}, max_tokens "
+            f"{summary_request.get('max_completion_tokens') or summary_request.get('max_tokens')}):\n"
+            + short(summary_request["messages"], width=700)
         )
+        print(f"its answer request ({answer_request['model']}):\n" + short(answer_request["messages"]))
+        print("its usage_records rows (id, model, kind, input, cached, output tokens, micro-USD):")
+        for row in rows:
+            if before < row.id <= after:
+                print(
+                    f"  {row.id:4} {row.model:13} {row.kind:5} {row.input_tokens:6} {row.cached_tokens:4}",
+                    f"{row.output_tokens:5} {row.cost_micros:6}",
+                )
     print(f"ledger: {len(rows)} rows, spent ${(spent or 0) / 1e6:.4f} of the ${BUDGET_USD} daily budget")
 
 

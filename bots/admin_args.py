@@ -73,6 +73,15 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     tools_set.add_argument("--tools", required=True, help="comma-separated tool names, or none")
     tools_clear = tools_actions.add_parser("clear", help="the channel uses the default tools again")
     tools_clear.add_argument("--channel", required=True, help="platform:workspace_id:channel_id")
+    tools_approval = tools_actions.add_parser(
+        "approval", help="tools that need the asker's approval in one channel (besides the default)"
+    )
+    tools_approval.add_argument("--channel", required=True, help="platform:workspace_id:channel_id")
+    tools_approval.add_argument(
+        "--patterns",
+        required=True,
+        help="comma-separated tool-name patterns (e.g. fetch_url,github__*), or none",
+    )
 
     prompt = actions.add_parser("prompt", help="the persona (system prompt) of a channel or workspace")
     prompt_actions = prompt.add_subparsers(dest="prompt_command", required=True)

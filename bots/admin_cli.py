@@ -124,6 +124,10 @@ async def _tools(shell: _Shell, args: argparse.Namespace) -> int:
     elif args.tools_command == "set":
         names = [] if args.tools.strip().lower() == "none" else [n.strip() for n in args.tools.split(",")]
         print(await tools.set(shell.actor, parse_channel(args.channel), [n for n in names if n]))
+    elif args.tools_command == "approval":
+        listed = [] if args.patterns.strip().lower() == "none" else args.patterns.split(",")
+        patterns = [pattern.strip() for pattern in listed if pattern.strip()]
+        print(await tools.approval(shell.actor, parse_channel(args.channel), patterns))
     else:
         print(await tools.clear(shell.actor, parse_channel(args.channel)))
     return 0

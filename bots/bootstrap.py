@@ -47,6 +47,7 @@ from core.metrics import Metrics
 from core.money.budgets import Budgets, defaults_from
 from core.money.pricing import ModelPrice, PriceTable, usd
 from core.settings import Settings, SettingsError
+from core.tools.approvals import Approvals
 from core.tools.builtin import current_time_tool, generate_image_tool
 from core.tools.calculator import calculator_tool
 from core.tools.executor import ToolExecutor
@@ -85,6 +86,7 @@ class Core:
     recovery: Recovery
     installations: Installations
     documents: DocumentReader | None = None
+    approvals: Approvals | None = None
     buttons: AnswerButtons | None = None
 
     @property
@@ -96,7 +98,8 @@ class Core:
             self.recovery,
             self.documents,
             self.installations,
-            self.buttons,
+            approvals=self.approvals,
+            buttons=self.buttons,
         )
 
 
@@ -341,6 +344,19 @@ class _Services:
     safety: Safety
     images: ImageGenerator | None
     personas: Personas
+    approvals: Approvals
+
+
+def build_approvals(settings: Settings, database: Database, policies: ChannelPolicies) -> Approvals:
+    """Tool approval (THREADWISE_APPROVAL_TOOLS, per channel by admins, THREADWISE_APPROVAL_TIMEOUT)."""
+    tw = settings.threadwise
+    return Approvals(
+        database,
+        policies,
+        patterns=tw.approval_tools,
+        timeout=tw.approval_timeout,
+        is_admin=lambda user: settings.is_admin(user.platform, user.user_id),
+    )
 
 
 def build_turns(
@@ -364,6 +380,7 @@ def build_turns(
         max_calls_per_round=tw.max_tool_calls_per_round,
         metrics=metrics,
         personas=parts.personas,
+        approvals=parts.approvals,
     )
     return ConversationService(
         database=database,
@@ -403,7 +420,9 @@ def build_commands(
         admin=parts.admin,
         images=parts.images,
         retention=Retention(parts.database),
-        tools=ToolGovernance(parts.admin, parts.policies, registry),
+        tools=ToolGovernance(
+            parts.admin, parts.policies, registry, approval=settings.threadwise.approval_tools
+        ),
         policies=parts.policies,
         moderation=parts.safety.policy,
         redactor=parts.redactor,
@@ -440,7 +459,10 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
             admin = build_admin(settings, database, budgets)
             images = build_images(settings, llm, budgets)
             personas = Personas(database, admin, models=offered_models(settings))
-            parts = _Services(database, budgets, admin, policies, redactor, safety, images, personas)
+            approvals = build_approvals(settings, database, policies)
+            parts = _Services(
+                database, budgets, admin, policies, redactor, safety, images, personas, approvals
+            )
             async with open_tools(settings, images, safety.content) as registry:
                 owner = new_replica_id()
                 turns = build_turns(settings, llm, counter, parts, registry, owner, metrics)
@@ -460,6 +482,7 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     Recovery(database, owner=owner, holds=budgets),
                     Installations(database),
                     build_documents(settings, counter, turns),
+                    approvals,
                     build_buttons(database, turns, admin),
                 )
                 await modlog.drain()
@@ -485,7 +508,14 @@ async def open_admin_shell(settings: Settings) -> AsyncIterator[AdminShell]:
         registry = builtin_tools(settings, None, GuardChain())
         apply_tool_policy(registry, settings)
         images = ("generate_image",) if settings.threadwise.images else ()
-        tools = ToolGovernance(admin, ChannelPolicies(database), registry, also_known=images, open_ended=True)
+        tools = ToolGovernance(
+            admin,
+            ChannelPolicies(database),
+            registry,
+            also_known=images,
+            open_ended=True,
+            approval=settings.threadwise.approval_tools,
+        )
         personas = Personas(database, admin, models=offered_models(settings))
         yield AdminShell(admin, Retention(database), tools, personas)
 

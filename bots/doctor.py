@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 from bots.checkup.findings import Finding, bounded, wrong
+from core.llm.provider_config import ProviderConfig
 from core.settings import Settings, SettingsError
 
 Check = Callable[[Settings], Awaitable[list[Finding]]]
@@ -44,6 +45,21 @@ async def _provider(settings: Settings) -> list[Finding]:
     return await bounded("openai", lambda: provider(settings), fix="check OPENAI_BASE_URL")
 
 
+async def _providers(settings: Settings) -> list[Finding]:
+    """Each THREADWISE_PROVIDERS endpoint on its own line(s), checked concurrently, each bounded."""
+    configs = settings.threadwise.provider_list()
+    if not configs:
+        return []
+    from bots.checkup.provider import endpoint, provider_part
+
+    def check(config: ProviderConfig) -> Awaitable[list[Finding]]:
+        fix = f"check THREADWISE_PROVIDERS[{config.prefix!r}]"
+        return bounded(provider_part(config), lambda: endpoint(settings, config), fix=fix)
+
+    found = await asyncio.gather(*(check(config) for config in configs))
+    return [finding for findings in found for finding in findings]
+
+
 async def _storage(settings: Settings) -> list[Finding]:
     from bots.checkup import storage
 
@@ -57,7 +73,8 @@ async def _tokens(settings: Settings) -> list[Finding]:
     return await token_tables(settings.threadwise.model)
 
 
-CHECKS: tuple[Check, ...] = (_storage, _provider, _tokens, _slack, _discord)  # printed in this order
+# printed in this order
+CHECKS: tuple[Check, ...] = (_storage, _provider, _providers, _tokens, _slack, _discord)
 
 
 async def diagnose(settings: Settings) -> list[Finding]:

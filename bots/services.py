@@ -10,6 +10,7 @@ from core.answers.buttons import AnswerButtons
 from core.commands.dispatch import Commands
 from core.documents.reader import DocumentReader
 from core.guards.modlog import ModLog
+from core.tools.approvals import Approvals
 from core.turn.recovery import Recovery
 from core.turn.service import ConversationService
 
@@ -22,4 +23,5 @@ class ChatServices:
     recovery: Recovery  # where an adapter registers how it resolves a stopped replica's replies
     documents: DocumentReader | None = None  # attached PDF, Word, … files as text (None: not read)
     installations: Installations | None = None  # where the app is installed (Slack distribution, OAuth)
+    approvals: Approvals | None = None  # tool approval: adapters register how they ask, and record clicks
     buttons: AnswerButtons | None = None  # the buttons under answers: feedback, Stop, Retry

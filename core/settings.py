@@ -155,6 +155,9 @@ class ThreadwiseSettings(BaseSettings):
     tool_round_tokens: int = Field(default=4000, ge=100)
     document_max_tokens: int = Field(default=8_000, ge=100, le=100_000)  # text one attached document adds
     max_tool_calls_per_round: int = Field(default=8, ge=1, le=64)
+    # tools that run only once the asker (or an admin) approves: fnmatch patterns, MCP tools included
+    approval_tools: Annotated[tuple[str, ...], NoDecode] = ()
+    approval_timeout: float = Field(default=120.0, gt=0, le=600)  # seconds an approval is waited for
     turn_max_usd: Decimal | None = Field(default=None, gt=0)
     max_images_per_turn: int = Field(default=2, ge=0, le=10)
     fetch_url: bool = False
@@ -252,7 +255,9 @@ class ThreadwiseSettings(BaseSettings):
             raise ValueError("name two models, the cheap one then the strong one, e.g. gpt-4o-mini,gpt-4.1")
         return value
 
-    @field_validator("models", "tools", "admin_only_tools", "fetch_allow", "router", mode="before")
+    @field_validator(
+        "models", "tools", "admin_only_tools", "fetch_allow", "router", "approval_tools", mode="before"
+    )
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -52,6 +52,38 @@ def pdf_bytes(pages: Sequence[str]) -> bytes:
     return out.getvalue()
 
 
+def pdf_bomb(pages: Sequence[str] = (), unpacked: int = 200 * 1024 * 1024) -> bytes:
+    """A small PDF whose last page's content stream (FlateDecode) unpacks to ``unpacked`` bytes of drawing
+    operators, after a page of text per item of ``pages``."""
+    import zlib
+
+    ops = zlib.compress(b"0 0 m\n" * (unpacked // 6), 9)
+    plain = pdf_bytes([*pages, ""])
+    # the last page's empty content stream is replaced by the packed one
+    empty = b"<< /Length 0 >>\nstream\nendstream"
+    assert plain.count(empty) == 1
+    body = plain.split(b"xref\n", 1)[0].replace(
+        empty, b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(ops) + ops + b"\nendstream"
+    )
+    return _with_xref(body)
+
+
+def _with_xref(body: bytes) -> bytes:
+    """``body`` (header and objects) with a cross-reference table and trailer computed for it."""
+    offsets: list[int] = []
+    while (found := body.find(b"\n%d 0 obj\n" % (len(offsets) + 1), offsets[-1] if offsets else 0)) >= 0:
+        offsets.append(found + 1)
+    out = io.BytesIO()
+    out.write(body)
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(offsets) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(offsets) + 1, len(body))
+    )
+    return out.getvalue()
+
+
 def encrypted_pdf(pages: Sequence[str], password: str = "s3cret") -> bytes:
     """``pdf_bytes`` encrypted with ``password`` as the user password ("" : opens without one)."""
     from pypdf import PdfReader, PdfWriter

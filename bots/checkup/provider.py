@@ -1,5 +1,7 @@
-"""`threadwise doctor`: the model provider. The key and every configured model are checked with the provider's
-model lookup (``GET /v1/models/{id}``), the moderation endpoint with one tiny request (moderation is free)."""
+"""`threadwise doctor`: the model providers. The default endpoint's key and every configured model it serves
+are checked with the provider's model lookup (``GET /v1/models/{id}``), the moderation endpoint with one tiny
+request (moderation is free). Each endpoint of THREADWISE_PROVIDERS is checked on its own: reachable, its key
+accepted (``GET /models``), and the configured models routed to it listed there."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import openai
 from bots.checkup.findings import Finding, ok, skipped, wrong
 from bots.readiness import describe
 from core.llm.client import LLMClient
+from core.llm.provider_config import ProviderConfig, provider_for
 from core.settings import Settings
 
 LOOKUP_TIMEOUT = 10.0
@@ -52,7 +55,10 @@ async def provider(settings: Settings) -> list[Finding]:
 
 async def _lookups(settings: Settings, sdk: openai.AsyncOpenAI) -> list[Finding]:
     findings: list[Finding] = []
+    routed = settings.threadwise.provider_list()
     for variable, model in configured_models(settings):
+        if provider_for(model, routed) is not None:
+            continue  # served by a THREADWISE_PROVIDERS endpoint: checked there (endpoint_checks)
         try:
             await sdk.models.retrieve(model)
         except openai.AuthenticationError as exc:
@@ -107,3 +113,62 @@ async def _moderation(settings: Settings, sdk: openai.AsyncOpenAI) -> Finding:
     except openai.APIConnectionError as exc:
         return wrong("moderation", f"cannot reach the moderation endpoint ({describe(exc.__cause__ or exc)})")
     return ok("moderation", f"{safety.moderation_model} answers")
+
+
+def provider_part(config: ProviderConfig) -> str:
+    return f"provider {config.prefix}"
+
+
+async def endpoint(settings: Settings, config: ProviderConfig) -> list[Finding]:
+    """One THREADWISE_PROVIDERS endpoint: reachable, its key accepted (``GET /models``), and each configured
+    model routed to it (longest prefix) listed there. Never prints the key."""
+    part, where = provider_part(config), f"THREADWISE_PROVIDERS[{config.prefix!r}]"
+    llm = LLMClient.create(
+        api_key=config.api_key, base_url=config.base_url, timeout=LOOKUP_TIMEOUT, max_retries=0
+    )
+    try:
+        page = await llm.sdk.models.list()
+    except openai.AuthenticationError as exc:
+        return [
+            wrong(
+                part,
+                f"{where}: {config.base_url} refused its api_key ({exc.status_code}): set the key this "
+                "endpoint expects",
+            )
+        ]
+    except openai.APIConnectionError as exc:
+        return [
+            wrong(
+                part,
+                f"{where}: cannot reach {config.base_url} ({describe(exc.__cause__ or exc)}): check its "
+                "base_url and that the server runs",
+            )
+        ]
+    except openai.NotFoundError:
+        return [
+            ok(
+                part,
+                f"{config.base_url} answers but has no GET /models: its key and models were not checked",
+            )
+        ]
+    except openai.APIStatusError as exc:
+        return [wrong(part, f"{where}: GET {config.base_url}/models answered {exc.status_code}")]
+    finally:
+        await llm.close()
+    listed = {model.id for model in page.data}
+    findings = [ok(part, f"api_key accepted by {config.base_url} ({len(listed)} models listed)")]
+    routed = settings.threadwise.provider_list()
+    for variable, model in configured_models(settings):
+        if provider_for(model, routed) != config:
+            continue
+        if model in listed:
+            findings.append(ok("model", f"{variable}={model} exists at {config.base_url}"))
+        else:
+            findings.append(
+                wrong(
+                    "model",
+                    f"{variable}: {config.base_url} ({where}) lists no model {model!r}: use a model its "
+                    "GET /models lists, or change the prefix",
+                )
+            )
+    return findings

@@ -23,8 +23,11 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bots.api_calls import counting, discord_route
+from bots.discord.approvals import register_approvals
+from bots.discord.clicks import Clicks
 from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
+from bots.discord.context_menu import AskMenu
 from bots.discord.events import MessageEvents
 from bots.discord.gateway import guard_gateway
 from bots.discord.replier import NO_MENTIONS, DiscordResolver
@@ -89,10 +92,16 @@ def build_client(
     else:
         client = discord.Client(**common)
     guard_gateway(client, inflight)
+    clicks = Clicks(services, inflight=inflight, edit_interval=options.edit_interval)
+    client.add_dynamic_items(*clicks.buttons.items)  # clicks on messages sent before a restart work too
+    buttons = clicks.buttons if services.buttons is not None else None
     tree: app_commands.CommandTree[Any] = CommandTree(client, services.commands)
-    tree.add_command(AiCommands(services, inflight=inflight, edit_interval=options.edit_interval))
+    tree.add_command(
+        AiCommands(services, inflight=inflight, edit_interval=options.edit_interval, buttons=buttons)
+    )
     tree.add_command(AdminCommands(services, inflight=inflight))
-    events = MessageEvents(services, client, options, inflight=inflight)
+    tree.add_command(AskMenu(services, inflight=inflight, edit_interval=options.edit_interval).command)
+    events = MessageEvents(services, client, options, inflight=inflight, buttons=buttons)
 
     async def on_message(message: discord.Message) -> None:
         await events.on_message(message)
@@ -173,6 +182,9 @@ async def open_discord(
         if modlog_channel is not None:
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
         services.recovery.register("discord", DiscordResolver(client))
+        prompter = register_approvals(client, services.approvals)  # Approve / Deny of tool calls
+        if services.approvals is not None and prompter is not None:
+            services.approvals.register("discord", prompter)
         http.readiness.add("discord", gateway_status(client))
         yield
     finally:
@@ -180,6 +192,8 @@ async def open_discord(
         await inflight.close(options.drain_seconds)
         await services.modlog.drain()  # notices of the last turns, while the client can still post
         services.modlog.unregister("discord")
+        if services.approvals is not None:
+            services.approvals.unregister("discord")
         await client.close()
         if connection is not None:
             connection.cancel()

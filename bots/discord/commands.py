@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bots.discord.buttons import AnswerButtons
 from bots.discord.chunks import fit, split_message
 from bots.discord.identity import (
     PLATFORM,
@@ -96,11 +97,19 @@ async def deliver(interaction: Interaction, reply: Reply, *, deferred_ephemeral:
 class AiCommands(app_commands.Group):
     """`/ai ask|chat|reset|usage|model|image|help`."""
 
-    def __init__(self, services: ChatServices, *, inflight: InFlight, edit_interval: float) -> None:
+    def __init__(
+        self,
+        services: ChatServices,
+        *,
+        inflight: InFlight,
+        edit_interval: float,
+        buttons: AnswerButtons | None = None,
+    ) -> None:
         super().__init__(name="ai", description="Talk to Threadwise, the AI assistant")
         self._services = services
         self._inflight = inflight
         self._edit_interval = edit_interval
+        self._buttons = buttons
 
     async def _command(
         self, interaction: Interaction, action: Callable[[], Awaitable[Reply]], *, ephemeral: bool
@@ -134,7 +143,11 @@ class AiCommands(app_commands.Group):
             await show_error(interaction, error, deferred_ephemeral=deferred_ephemeral)
 
         replier = DiscordReplier(
-            sink, prefix=prefix, on_error=private_error, edit_interval=self._edit_interval
+            sink,
+            prefix=prefix,
+            on_error=private_error,
+            edit_interval=self._edit_interval,
+            buttons=None if deferred_ephemeral else self._buttons,  # none on a refusal only its asker sees
         )
         with self._inflight.track():
             await self._services.turns.handle(message, replier)

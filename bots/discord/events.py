@@ -21,6 +21,7 @@ import discord
 
 from bots.arrival import Arrivals, Place
 from bots.discord.attachments import ReadAttachments, read_attachments
+from bots.discord.buttons import AnswerButtons
 from bots.discord.config import DiscordOptions
 from bots.discord.identity import (
     chat_user,
@@ -50,9 +51,16 @@ class MessageEvents:
     """``on_message`` of the Discord client."""
 
     def __init__(
-        self, services: ChatServices, client: discord.Client, options: DiscordOptions, *, inflight: InFlight
+        self,
+        services: ChatServices,
+        client: discord.Client,
+        options: DiscordOptions,
+        *,
+        inflight: InFlight,
+        buttons: AnswerButtons | None = None,
     ) -> None:
         self._services = services
+        self._buttons = buttons
         self._client = client
         self._api_url = options.api_url
         self._max_files = options.max_files
@@ -151,7 +159,9 @@ class MessageEvents:
     async def _turn(self, asking: IncomingMessage, sink: Sink, read: ReadAttachments | None) -> None:
         read = read or ReadAttachments((), ())  # refused at admission: the turn says why
         incoming = replace(asking, attachments=read.attachments)
-        replier = DiscordReplier(sink, notes=read.notices, edit_interval=self._edit_interval)
+        replier = DiscordReplier(
+            sink, notes=read.notices, edit_interval=self._edit_interval, buttons=self._buttons
+        )
         outcome = await self._services.turns.handle(incoming, replier)
         if outcome is TurnOutcome.DUPLICATE:
             log.info("message %s was already answered", asking.event_id)

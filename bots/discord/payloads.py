@@ -3,9 +3,11 @@ INTERACTION_CREATE, validated into typed values before discord.py or our code re
 
 Only the fields discord.py needs to build the message or interaction the adapter uses survive, each with its
 type checked and its strings cleaned (lone surrogates become U+FFFD, NULs are dropped); discord.py gets a
-payload rebuilt from them, with the defaults it indexes filled in. Embeds, components, polls, references and
-the like are dropped: the adapter reads none of them. Only application commands (interaction type 2) pass:
-the adapter has no buttons, menus, modals or autocomplete. Nothing logged here names a value, only fields.
+payload rebuilt from them, with the defaults it indexes filled in. Embeds, polls, references and the like are
+dropped: the adapter reads none of them. Interactions pass when they are application commands (type 2) or
+clicks on a button (type 3, component type 2) of a message whose components are rows of buttons (the only
+components the adapter sends; discord.py rebuilds the clicked view from them); menus, modals and
+autocomplete do not. Nothing logged here names a value, only fields.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -184,6 +186,13 @@ def _depth(options: list[Option]) -> int:
     return deepest
 
 
+class Resolved(Model):
+    """What a message command (type 3, e.g. "Ask Threadwise") was used on: the message, as MESSAGE_CREATE has
+    it (bots/discord/context_menu.py)."""
+
+    messages: dict[Snowflake, MessageCreate] = Field(default_factory=dict, max_length=1)
+
+
 class CommandData(Model):
     id: Snowflake
     name: OptionName
@@ -191,11 +200,16 @@ class CommandData(Model):
     guild_id: Snowflake | None = None
     target_id: Snowflake | None = None
     options: list[Option] = Field(default_factory=list, max_length=25)
+    resolved: Resolved | None = None
 
     @model_validator(mode="after")
     def _shallow(self) -> CommandData:
         if _depth(self.options) > COMMAND_OPTION_DEPTH:
             raise ValueError("options nested deeper than Discord nests them")
+        if self.type == 3 and (
+            self.target_id is None or self.resolved is None or self.target_id not in self.resolved.messages
+        ):
+            raise ValueError("a message command needs its target message")
         return self
 
 
@@ -258,9 +272,46 @@ class InteractionKey(Model):
     type: Annotated[int, Field(ge=1, le=5)]
 
 
-class InteractionCreate(InteractionKey):
+class Emoji(Model):
+    keep_null = ("id",)
+
+    id: Snowflake | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    animated: bool = False
+
+
+class Button(Model):
+    type: Literal[2]
+    style: Annotated[int, Field(ge=1, le=6)]
+    custom_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    label: Annotated[str, StringConstraints(max_length=80)] | None = None
+    emoji: Emoji | None = None
+    url: Url | None = None
+    disabled: bool = False
+    id: Count | None = None
+
+
+class ActionRow(Model):
+    type: Literal[1]
+    components: list[Button] = Field(min_length=1, max_length=5)
+    id: Count | None = None
+
+
+class ClickedMessage(MessageCreate):
+    """The message a clicked button is on, with its buttons (an interaction's ``message``)."""
+
+    components: list[ActionRow] = Field(default_factory=list, max_length=5)
+
+
+class ComponentData(Model):
+    custom_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    component_type: Literal[2]  # a button: the only component the adapter sends
+
+
+class _Interaction(InteractionKey):
+    """What every interaction the adapter serves carries besides its ``data``."""
+
     version: Small = 1
-    data: CommandData
     guild_id: Snowflake | None = None
     channel_id: Snowflake | None = None
     channel: InteractionChannel
@@ -273,13 +324,32 @@ class InteractionCreate(InteractionKey):
     context: Annotated[int, Field(ge=0, le=2)] | None = None
 
     @model_validator(mode="after")
-    def _someone(self) -> InteractionCreate:
+    def _someone(self) -> _Interaction:
+        if self.guild_id is not None and self.member is None:
+            raise ValueError("an interaction in a server comes from a member")
+        if self.guild_id is None and self.user is None:
+            raise ValueError("an interaction outside a server comes from a user")
+        return self
+
+
+class InteractionCreate(_Interaction):
+    data: CommandData
+
+    @model_validator(mode="after")
+    def _command(self) -> InteractionCreate:
         if self.type != 2:
             raise ValueError("only application commands are served")
-        if self.guild_id is not None and self.member is None:
-            raise ValueError("a command in a server comes from a member")
-        if self.guild_id is None and self.user is None:
-            raise ValueError("a command outside a server comes from a user")
+        return self
+
+
+class ComponentInteraction(_Interaction):
+    data: ComponentData
+    message: ClickedMessage
+
+    @model_validator(mode="after")
+    def _click(self) -> ComponentInteraction:
+        if self.type != 3:
+            raise ValueError("only clicks on buttons are served")
         return self
 
 
@@ -312,14 +382,16 @@ def message_create(data: Any) -> Checked:
 
 
 def interaction_create(data: Any) -> Checked:
-    """An INTERACTION_CREATE dispatch's data (an application command)."""
+    """An INTERACTION_CREATE dispatch's data (an application command, or a click on a button)."""
+    if isinstance(data, dict) and data.get("type") == 3:
+        return _checked(ComponentInteraction, data)
     return _checked(InteractionCreate, data)
 
 
 def interaction_key(data: Any) -> dict[str, Any] | None:
     """Of an interaction that did not validate, enough to answer it (None: not even that)."""
     checked = _checked(InteractionKey, data)
-    if checked.payload is None or checked.payload["type"] != 2:
+    if checked.payload is None or checked.payload["type"] not in (2, 3):
         return None
     return {
         **checked.payload,

@@ -34,14 +34,17 @@ from bots.inflight import InFlight
 from bots.services import ChatServices
 from bots.slack.actions import Actions
 from bots.slack.answer_clicks import AnswerClicks
+from bots.slack.approvals import ApprovalClicks, SlackApprovalPrompter
 from bots.slack.assistant import build_assistant
 from bots.slack.commands import SlashCommands
 from bots.slack.config import SlackOptions
 from bots.slack.events import Conversations
 from bots.slack.files import FileLimits
+from bots.slack.home import AppHome
 from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth, oauth_routes
 from bots.slack.payloads import DELIVERY, judge, socket_payload
 from bots.slack.replier import EDIT_INTERVAL, NativeStreaming, SlackResolver
+from bots.slack.shortcuts import AskShortcut
 from bots.slack.verify import Refused, SignatureCheck
 from bots.slack.workspaces import Workspaces
 from core.guards.modlog import ModerationNotice
@@ -153,6 +156,12 @@ def build_app(
     app.assistant(build_assistant(conversations))
     conversations.register(app)
     SlashCommands(conversations).register(app)
+    AppHome(conversations).register(app)  # the Home tab (app_home_opened -> views.publish)
+    AskShortcut(conversations).register(app)  # "Ask Threadwise about this" on any message
+    # bolt runs the first listener that matches a click: Approve / Deny (action_id tw:approve|tw:deny,
+    # bots/slack/approvals.py) before the router of every other button
+    if services.approvals is not None:
+        ApprovalClicks(services.approvals, workspaces, background).register(app)
     actions = Actions(workspaces, background)  # button clicks, routed by their action_id's prefix
     actions.route("answer", AnswerClicks(services, conversations))
     actions.register(app)
@@ -297,6 +306,8 @@ async def open_slack(
 
             services.modlog.register("slack", post_notice)
         services.recovery.register("slack", SlackResolver(client, token_of))
+        if services.approvals is not None:
+            services.approvals.register("slack", SlackApprovalPrompter(client, token_of))
         if app.oauth_flow is not None:
             install, redirect = oauth_routes(app.oauth_flow)
             http.app.router.add_get(INSTALL_PATH, install)
@@ -333,3 +344,5 @@ async def open_slack(
             await tasks.close(options.drain_seconds)
             await services.modlog.drain()  # notices of the last turns, while the client can still post
             services.modlog.unregister("slack")
+            if services.approvals is not None:
+                services.approvals.unregister("slack")

@@ -14,7 +14,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.documents.formats import document_format, legacy_hint
+from core.documents.formats import BY_EXTENSION, document_format, legacy_hint
 from core.documents.reader import DocumentReader
 from core.domain.types import Attachment, ConversationKey
 from core.llm.images import sniff_image
@@ -119,7 +119,9 @@ class FileFetcher:
         claimed = str(file.get("mimetype") or "")
         if content_type == "text/html" and claimed != "text/html":
             return None, "Slack did not let me download it"  # Slack's sign-in page instead of the file
-        kind = document_format(name, claimed)
+        # Slack's own ``filetype`` ("pdf", "docx", "markdown") names a document whose name has no extension
+        # and whose MIME type is generic (application/octet-stream).
+        kind = document_format(name, claimed) or BY_EXTENSION.get(str(file.get("filetype") or ""))
         if kind is not None and self._documents is not None:
             read = await self._documents.read(name, kind, data, key)
             if read.partial:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 DELIVERY = "threadwise_delivery"  # bolt context key: the verified request's signature
 MAX_FORM_FIELDS = 100
 MAX_COMMAND_TEXT = 40_000  # Slack caps a message at 40,000 characters; the input limit guard applies its own
+MAX_INTERACTIVE_CHARS = 200_000  # a message of 40,000 characters with its blocks, escaped, and the rest
 INCOMPLETE = ":warning: That command arrived incomplete or malformed, so I ignored it. Please try again."
 TOO_LONG = f":warning: That is too long for a command (at most {MAX_COMMAND_TEXT:,} characters)."
 
@@ -92,6 +93,7 @@ class Event(Model):
     files: list[File] | None = Field(default=None, max_length=100)
     assistant_thread: AssistantThread | None = None
     tokens: RevokedTokens | None = None
+    tab: Name | None = None  # app_home_opened: "home" or "messages"
 
     @model_validator(mode="after")
     def _where(self) -> Event:
@@ -296,38 +298,11 @@ def _form(text: str) -> Verdict:
     fields = {key: clean(values[0]) for key, values in form.items()}
     if "ssl_check" in fields:
         return Verdict(answer={})
-    if "payload" in fields and "command" not in fields:
+    if "payload" in fields and "command" not in fields:  # interactivity: a click or a message shortcut
         return _interactive_form(str(fields["payload"]))
     if "command" not in fields:
         return Verdict(status=400, answer={"error": "unsupported request"})
     return command(fields)
-
-
-def _interactive_form(text: str) -> Verdict:
-    """An interactivity payload over HTTP: a form whose ``payload`` field is JSON."""
-    try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError):
-        return Verdict(status=400, answer={"error": "malformed JSON"})
-    if not isinstance(payload, dict):
-        return Verdict(status=400, answer={"error": "not a JSON object"})
-    verdict = interactive(payload)
-    if verdict.payload is None:
-        return verdict
-    return Verdict(payload={"payload": json.dumps(verdict.payload)}, form=True)
-
-
-def interactive(payload: dict[str, Any]) -> Verdict:
-    """A click (``block_actions``; HTTP form or Socket Mode ``interactive``); other interactions are only
-    acknowledged (the app offers no other)."""
-    if payload.get("type") != "block_actions":
-        return Verdict(answer={})
-    try:
-        valid = BlockActions.model_validate(payload)
-    except ValidationError as exc:
-        log.info("Slack block_actions ignored: invalid %s", _fields(exc))
-        return Verdict(answer={})
-    return Verdict(payload=_kept(valid))
 
 
 def command(fields: dict[str, Any]) -> Verdict:
@@ -342,12 +317,46 @@ def command(fields: dict[str, Any]) -> Verdict:
     return Verdict(payload=_kept(valid), form=True)
 
 
+def _interactive_form(text: str) -> Verdict:
+    """The ``payload`` field of a form-encoded interactivity request (HTTP), rebuilt as such for bolt."""
+    if len(text) > MAX_INTERACTIVE_CHARS:
+        return Verdict(status=413, answer={"error": "payload too large"})
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        return Verdict(status=400, answer={"error": "malformed payload"})
+    if not isinstance(payload, dict):
+        return Verdict(status=400, answer={"error": "malformed payload"})
+    verdict = interactive(payload)
+    if verdict.payload is None:
+        return verdict
+    return Verdict(payload={"payload": json.dumps(verdict.payload)}, form=True)
+
+
+def interactive(payload: dict[str, Any]) -> Verdict:
+    """An interactivity payload: a button click (``block_actions``) or a message shortcut (``message_action``,
+    bots/slack/shortcut_payloads.py); kinds the app does not serve answer 400."""
+    kind = payload.get("type")
+    if kind == "message_action":
+        from bots.slack.shortcut_payloads import message_action
+
+        return message_action(payload)
+    if kind != "block_actions":
+        return Verdict(status=400, answer={"error": "unsupported request"})
+    try:
+        valid = BlockActions.model_validate(payload)
+    except ValidationError as exc:
+        log.info("Slack block_actions ignored: invalid %s", _fields(exc))
+        return Verdict(answer={})
+    return Verdict(payload=_kept(valid))
+
+
 def socket_payload(kind: str, payload: Any) -> Verdict:
     """A Socket Mode request's payload; kinds the app does not serve are only acknowledged."""
+    if isinstance(payload, dict) and kind == "interactive":
+        return interactive(payload)
     if isinstance(payload, dict) and kind == "events_api":
         return envelope(payload)
     if isinstance(payload, dict) and kind == "slash_commands":
         return command(payload)
-    if isinstance(payload, dict) and kind == "interactive":
-        return interactive(payload)
     return Verdict(answer={})

@@ -28,6 +28,7 @@ from core.money.budgets import SCOPES, BudgetLimit, Budgets
 from core.money.periods import PERIODS
 from core.money.pricing import usd
 from core.money.reports import Report, build_report, resolve_period
+from core.money.spend import WorkspaceSpend, workspace_spend
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,14 @@ class AdminService:
         await self._authorize(actor, action, target, details)
         async with self._db.unit_of_work() as session:
             session.add(self._action(actor, action, target, details, allowed=True))
+
+    async def spend_summary(self, actor: ChatUser, workspace: tuple[str, str]) -> WorkspaceSpend | None:
+        """``workspace``'s spend at a glance for an admin of it (None for anyone else): a view that changes
+        nothing and is opened often (the Slack App Home), so it is not recorded as an admin action."""
+        if not self.is_admin(actor):
+            return None
+        async with self._db.reader() as session:
+            return await workspace_spend(session, workspace[0], workspace[1], self._clock())
 
     # ---- quotas --------------------------------------------------------------------------------------------
 

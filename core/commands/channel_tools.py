@@ -12,7 +12,8 @@ from core.tools.governance import ToolGovernance
 
 TOOLS_USAGE = (
     "Usage: `tools [show] [#channel]`, `tools set <#channel|here> calculator,current_time`, "
-    "`tools set <#channel|here> none`, `tools clear <#channel|here>`."
+    "`tools set <#channel|here> none`, `tools clear <#channel|here>`, "
+    "`tools approval <#channel|here> fetch_url,github__*` (or `none`)."
 )
 
 
@@ -36,6 +37,16 @@ class ChannelToolCommands:
             if action == "clear":
                 return Reply(lines(await self._tools.clear(call.user, channel)))
             return Reply(lines(await self._tools.set(call.user, channel, tool_names(words[2:]))))
+        if action == "approval" and len(words) >= 2:
+            channel = channel_of(words[1], call.key)
+            await within(self._admin, call, ":".join(channel), "tools.approval")
+            patterns = [
+                part.strip()
+                for word in words[2:]
+                for part in word.split(",")
+                if part.strip() and part.strip().lower() != "none"
+            ]
+            return Reply(lines(await self._tools.approval(call.user, channel, patterns)))
         raise BadInput(TOOLS_USAGE)
 
     @staticmethod

@@ -20,6 +20,7 @@ from core.admin.service import AdminService
 from core.commands.admin import AdminCommands
 from core.commands.admission import Admission
 from core.commands.export import ExportCommand
+from core.commands.home import Home, HomeView
 from core.commands.results import Reply
 from core.commands.user import UserCommands
 from core.domain.clock import Clock, utc_now
@@ -72,6 +73,9 @@ class Commands:
             models=models,
             clock=clock,
         )
+        self._home = Home(
+            budgets=budgets, admin=admin, default_model=default_model, models=models, clock=clock
+        )
         self._export = (
             ExportCommand(exports, record=admin.record, default_model=default_model, clock=clock)
             if exports is not None
@@ -116,6 +120,12 @@ class Commands:
     async def usage(self, user: ChatUser, key: ConversationKey) -> Reply:
         await self._not_banned(user)
         return await self._user.usage(user, key)
+
+    async def home(self, user: ChatUser, key: ConversationKey) -> HomeView:
+        """``user``'s home page in ``key``'s workspace (usage, budgets left, models; admins: the workspace's
+        spend); a banned user gets the ban's message (BotError) instead."""
+        await self._not_banned(user)
+        return await self._home.view(user, key)
 
     async def set_model(self, user: ChatUser, key: ConversationKey, name: str) -> Reply:
         if name.strip():

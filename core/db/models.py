@@ -290,6 +290,8 @@ class ChannelPolicy(Base):
     channel_id: Mapped[str] = mapped_column(String(64))
     tools: Mapped[list[str] | None] = mapped_column(Json)  # None: the tools enabled by default
     moderation: Mapped[dict[str, Any] | None] = mapped_column(Json)  # {"flag": 0.3, "block": 0.6} etc.
+    # tool-name patterns that need the asker's approval here, on top of THREADWISE_APPROVAL_TOOLS
+    approval_tools: Mapped[list[str] | None] = mapped_column(Json)
     set_by: Mapped[str] = mapped_column(String(96))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -309,9 +311,39 @@ class ToolCallRecord(Base):
     user_id: Mapped[str | None] = mapped_column(String(64), index=True)
     tool: Mapped[str] = mapped_column(String(64))
     arguments: Mapped[str] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(16))  # ok | error | timeout | invalid | unknown | refused
+    # ok | error | timeout | invalid | unknown | refused | denied | unapproved (not approved in time)
+    outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ToolApproval(Base):
+    """A tool call waiting for (or given) the asker's approval: what the model wanted to run (arguments
+    redacted), and the decision: ``pending`` until the asker or an admin approves or denies it, or it
+    ``timed_out``. Any replica records a click here; the waiting turn reads it. ``tool_call_id`` is the
+    ``tool_calls`` row of the call once it is recorded."""
+
+    __tablename__ = "tool_approvals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    event_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(64))  # the asker
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[str] = mapped_column(Text)  # redacted
+    # pending | approved | denied | timed_out | cancelled (shutdown) | unavailable (could not be shown)
+    status: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_by_name: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tool_call_id: Mapped[int | None] = mapped_column(ForeignKey("tool_calls.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 

@@ -25,7 +25,7 @@ UNREADABLE_PAGE = "(this page could not be read)"
 
 def extract(data: bytes, bounds: Bounds) -> Extracted:
     from pypdf import PasswordType, PdfReader
-    from pypdf.errors import DependencyError, PyPdfError
+    from pypdf.errors import DependencyError, LimitReachedError, PyPdfError
 
     if b"%PDF-" not in data[:HEADER_WITHIN]:
         raise Unreadable("it is not a PDF (its contents don't start like one)")
@@ -45,7 +45,7 @@ def extract(data: bytes, bounds: Bounds) -> Extracted:
         except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise Unreadable("it is damaged or not a PDF") from exc
         extracted = Extracted("page", total)
-        empty, failed = True, 0
+        empty, failed, bombs = True, 0, 0
         for index in range(total):
             stopped = bounds.stop(index)
             if stopped is not None:
@@ -53,6 +53,9 @@ def extract(data: bytes, bounds: Bounds) -> Extracted:
                 break
             try:
                 text = tidy(pages[index].extract_text() or "")
+            except LimitReachedError:  # a stream that unpacks past STREAM_LIMIT: stopped there, not unpacked
+                log.info("PDF page %d unpacks past the %d-byte limit", index + 1, STREAM_LIMIT)
+                text, failed, bombs = UNREADABLE_PAGE, failed + 1, bombs + 1
             except Exception as exc:  # one damaged page (or one over the limits) does not lose the others
                 log.info("PDF page %d could not be read: %s: %s", index + 1, type(exc).__name__, exc)
                 text, failed = UNREADABLE_PAGE, failed + 1
@@ -63,6 +66,11 @@ def extract(data: bytes, bounds: Bounds) -> Extracted:
     if not extracted.sections:
         return require_text(extracted, bounds, "it has no pages")
     if failed == len(extracted.sections):
+        if bombs:
+            raise Unreadable(
+                f"its pages unpack to more than {STREAM_LIMIT // (1024 * 1024)} MB each, which looks like a "
+                "decompression bomb"
+            )
         raise Unreadable("it is damaged (none of its pages could be read)")
     if empty:
         read = len(extracted.sections)

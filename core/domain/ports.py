@@ -8,12 +8,13 @@ platform: the SQL store, the OpenAI client and the budgets implement these; the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from core.domain.errors import BotError
-from core.domain.types import Attachment, ConversationKey, IncomingMessage
+from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 from core.llm.types import Completion, ToolCall, Usage
 
 OnText = Callable[[str], Awaitable[None]]
@@ -197,6 +198,11 @@ class BudgetGate(Protocol):
         """How many of ``plan.rounds`` model calls fit the per-turn spend cap (at least 1)."""
         ...
 
+    async def keep(self, hold: Hold, seconds: float) -> None:
+        """The turn waits up to ``seconds`` for a person (a tool approval): the hold must not be swept as
+        abandoned meanwhile."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Persona:
@@ -235,6 +241,13 @@ class ModelClient(Protocol):
         ...
 
 
+class TurnPause(Protocol):
+    """A turn waiting for a person (a tool approval): neither its deadline nor its budget hold runs out
+    while it waits, at most ``seconds``."""
+
+    def waiting(self, seconds: float) -> AbstractAsyncContextManager[None]: ...
+
+
 class ToolRunner(Protocol):
     """Step 7: the tools a message may use, and running the calls of one model response."""
 
@@ -243,9 +256,58 @@ class ToolRunner(Protocol):
         ...
 
     async def run(
-        self, calls: Sequence[ToolCall], message: IncomingMessage, conversation_id: int | None = None
+        self,
+        calls: Sequence[ToolCall],
+        message: IncomingMessage,
+        conversation_id: int | None = None,
+        *,
+        pause: TurnPause | None = None,
     ) -> Sequence[ToolResult]:
-        """Run the calls of one model response; failures come back as results, never as exceptions."""
+        """Run the calls of one model response; failures come back as results, never as exceptions.
+        ``pause``: how the turn waits for a person, when a call needs the asker's approval."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """A tool call waiting for the asker's approval, as the adapter shows it (Approve / Deny)."""
+
+    id: int
+    key: ConversationKey
+    user: ChatUser  # the asker: only they (or an admin) may decide
+    tool: str
+    arguments: str  # redacted
+    timeout: float  # seconds it is waited for
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    """How an approval ended: ``approved``, ``denied``, ``timed_out``, ``cancelled`` (the turn was
+    interrupted) or ``unavailable`` (it could not be shown); ``pending`` while it waits. ``by``/``by_name``:
+    who decided (None unless someone did)."""
+
+    status: str
+    by: str | None = None
+    by_name: str | None = None
+    at: datetime | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+
+class ApprovalPrompter(Protocol):
+    """A platform's side of tool approval: show the request with Approve / Deny in its conversation, and
+    later show how it ended there (the click's own replica shows approvals and denials at once)."""
+
+    async def ask(self, request: ApprovalRequest) -> ReplyLocation | None:
+        """Post the request; where it is (to show the outcome there later)."""
+        ...
+
+    async def close(
+        self, request: ApprovalRequest, where: ReplyLocation | None, decision: ApprovalDecision
+    ) -> None:
+        """Show ``decision`` in place of the buttons (e.g. "Not approved within 120 s")."""
         ...
 
 
@@ -336,6 +398,9 @@ class NoBudget:
 
     def affordable_rounds(self, plan: CallPlan) -> int:
         return plan.rounds
+
+    async def keep(self, hold: Hold, seconds: float) -> None:
+        return None
 
 
 class Replier(Protocol):

@@ -26,6 +26,7 @@ Channel = tuple[str, str, str]  # platform, workspace_id, channel_id
 class Policy:
     tools: tuple[str, ...] | None = None  # None: the tools enabled by default
     moderation: dict[str, Any] | None = None
+    approval: tuple[str, ...] | None = None  # tool patterns needing approval here (besides the default)
 
 
 def channel_of(key: ConversationKey) -> Channel:
@@ -54,10 +55,7 @@ class ChannelPolicies:
                     )
                 )
             ).scalar_one_or_none()
-        policy = Policy(
-            tuple(row.tools) if row is not None and row.tools is not None else None,
-            row.moderation if row is not None else None,
-        )
+        policy = _policy(row) if row is not None else Policy()
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[channel] = (now, policy)
@@ -66,19 +64,16 @@ class ChannelPolicies:
     async def set_tools(self, channel: Channel, tools: Sequence[str] | None, *, by: str) -> None:
         await self._upsert(channel, {"tools": list(tools) if tools is not None else None}, by)
 
+    async def set_approval(self, channel: Channel, patterns: Sequence[str] | None, *, by: str) -> None:
+        await self._upsert(channel, {"approval_tools": list(patterns) if patterns else None}, by)
+
     async def set_moderation(self, channel: Channel, moderation: dict[str, Any] | None, *, by: str) -> None:
         await self._upsert(channel, {"moderation": moderation}, by)
 
     async def all(self) -> list[tuple[Channel, Policy]]:
         async with self._db.reader() as session:
             rows = (await session.execute(select(ChannelPolicy).order_by(ChannelPolicy.id))).scalars().all()
-        return [
-            (
-                (row.platform, row.workspace_id, row.channel_id),
-                Policy(tuple(row.tools) if row.tools is not None else None, row.moderation),
-            )
-            for row in rows
-        ]
+        return [((row.platform, row.workspace_id, row.channel_id), _policy(row)) for row in rows]
 
     async def _upsert(self, channel: Channel, values: dict[str, Any], by: str) -> None:
         platform, workspace_id, channel_id = channel
@@ -98,6 +93,15 @@ class ChannelPolicies:
                     ChannelPolicy.channel_id == channel_id,
                     ChannelPolicy.tools.is_(None),
                     ChannelPolicy.moderation.is_(None),
+                    ChannelPolicy.approval_tools.is_(None),
                 )
             )
         self._cache.pop(channel, None)
+
+
+def _policy(row: ChannelPolicy) -> Policy:
+    return Policy(
+        tuple(row.tools) if row.tools is not None else None,
+        row.moderation,
+        tuple(row.approval_tools) if row.approval_tools else None,
+    )

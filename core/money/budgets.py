@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, true, tuple_
+from sqlalchemy import ColumnElement, delete, func, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
@@ -80,6 +80,40 @@ class BudgetLimit:
     micros: int | None
     tokens: int | None
     overridden: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStanding:
+    """One limit that applies to a user now: what its period has spent, what answers in progress hold, and
+    what is left (None where the limit has no USD or no token part)."""
+
+    limit: BudgetLimit
+    spent_micros: int
+    spent_tokens: int
+    held_micros: int
+    held_tokens: int
+    resets_at: datetime
+
+    @property
+    def left_micros(self) -> int | None:
+        return (
+            None
+            if self.limit.micros is None
+            else left_of(self.limit.micros, self.spent_micros, self.held_micros)
+        )
+
+    @property
+    def left_tokens(self) -> int | None:
+        return (
+            None
+            if self.limit.tokens is None
+            else left_of(self.limit.tokens, self.spent_tokens, self.held_tokens)
+        )
+
+
+def left_of(limit: int, spent: int, held: int) -> int:
+    """What a limit leaves once ``spent`` and ``held`` (by answers in progress) are counted."""
+    return max(0, limit - spent - held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +311,19 @@ class Budgets:
             reservation.tokens += more.tokens
             reservation.expires_at = now + self._ttl
 
+    async def keep(self, hold: Hold, seconds: float) -> None:
+        """The turn waits up to ``seconds`` for a person (a tool approval): its reservation is not swept as
+        abandoned before the wait ends plus the usual TTL (a crash meanwhile still releases it then)."""
+        if hold.reservation_id is None:
+            return
+        until = self._clock() + timedelta(seconds=seconds) + self._ttl
+        async with self._db.unit_of_work() as session:
+            await session.execute(
+                update(Reservation)
+                .where(Reservation.id == hold.reservation_id, Reservation.expires_at < until)
+                .values(expires_at=until)
+            )
+
     async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
         """Write the priced ledger rows, swap the hold for the real spend, inside the caller's transaction
         (the turn's: a turn is stored and charged together or not at all)."""
@@ -373,6 +420,43 @@ class Budgets:
                 )
         return result
 
+    async def standing(
+        self, key: ConversationKey, user_id: str, *, scopes: Sequence[str] = SCOPES
+    ) -> list[BudgetStanding]:
+        """Every limit of ``scopes`` on a call by ``user_id`` in ``key``, with what it has left now: the
+        counters reservations keep (spent and held), or the ledger where no call of this period reserved yet.
+        At most one query per limit (eight), whatever the ledger holds."""
+        now = self._clock()
+        async with self._db.reader() as session:
+            limits = [
+                limit for limit in await self.limits_for(session, key, user_id) if limit.scope in scopes
+            ]
+            if not limits:
+                return []
+            keys = [
+                (limit.scope, limit.subject, limit.period, period_key(limit.period, now)) for limit in limits
+            ]
+            columns = tuple_(
+                BudgetCounter.scope, BudgetCounter.subject, BudgetCounter.period, BudgetCounter.period_key
+            )
+            rows = await session.execute(select(BudgetCounter).where(columns.in_(keys)))
+            counters = {(row.scope, row.subject, row.period): row for row in rows.scalars()}
+            result = []
+            for limit in limits:
+                counter = counters.get((limit.scope, limit.subject, limit.period))
+                if counter is not None:
+                    spent = (counter.spent_micros, counter.spent_tokens)
+                    held = (counter.reserved_micros, counter.reserved_tokens)
+                else:
+                    spent, held = (
+                        await _ledger_spent(session, limit.scope, limit.subject, limit.period, now),
+                        (0, 0),
+                    )
+                result.append(
+                    BudgetStanding(limit, spent[0], spent[1], held[0], held[1], period_end(limit.period, now))
+                )
+        return result
+
     def _price(self, call: CallUsage) -> ChatCost:
         usage = call.usage
         return self.prices.chat_cost(
@@ -404,7 +488,7 @@ class Budgets:
         if limit.micros is not None:
             used = counter.spent_micros + counter.reserved_micros
             if used + cost.micros > limit.micros:
-                left = max(0, limit.micros - used)
+                left = left_of(limit.micros, counter.spent_micros, counter.reserved_micros)
                 busy = " (part of it is held by answers in progress)" if counter.reserved_micros else ""
                 raise QuotaExceeded(
                     f"{owner} {word} budget of {format_usd(limit.micros)} is used up: {format_usd(left)} is "
@@ -414,7 +498,7 @@ class Budgets:
         if limit.tokens is not None:
             used = counter.spent_tokens + counter.reserved_tokens
             if used + cost.tokens > limit.tokens:
-                left = max(0, limit.tokens - used)
+                left = left_of(limit.tokens, counter.spent_tokens, counter.reserved_tokens)
                 raise QuotaExceeded(
                     f"{owner} {word} budget of {limit.tokens:,} tokens is used up: {left:,} tokens are "
                     f"left and an answer can use up to {cost.tokens:,}. {when}",
@@ -439,18 +523,7 @@ class Budgets:
             if (scope, subject, period, key) in present:
                 continue
             # First use in this period (or a limit just set): start from what the ledger already holds.
-            spent = (
-                await session.execute(
-                    select(
-                        func.coalesce(func.sum(UsageRecord.cost_micros), 0),
-                        func.coalesce(func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0),
-                    ).where(
-                        ledger_filter(scope, subject),
-                        UsageRecord.created_at >= period_start(period, now),
-                        UsageRecord.created_at < period_end(period, now),
-                    )
-                )
-            ).one()
+            spent = await _ledger_spent(session, scope, subject, period, now)
             await session.execute(
                 insert_for(session, BudgetCounter)
                 .values(
@@ -524,6 +597,25 @@ class Budgets:
                     counter.reserved_micros -= reservation.amount_micros
                     counter.reserved_tokens -= reservation.tokens
         await session.execute(delete(Reservation).where(Reservation.id.in_([r.id for r in reservations])))
+
+
+async def _ledger_spent(
+    session: AsyncSession, scope: str, subject: str, period: str, now: datetime
+) -> tuple[int, int]:
+    """What the ledger holds against ``scope``/``subject`` in the ``period`` around ``now``: (µ$, tokens)."""
+    row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+                func.coalesce(func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0),
+            ).where(
+                ledger_filter(scope, subject),
+                UsageRecord.created_at >= period_start(period, now),
+                UsageRecord.created_at < period_end(period, now),
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def defaults_from(settings: Any) -> dict[tuple[str, str], tuple[int | None, int | None]]:

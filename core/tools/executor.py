@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import update
 
-from core.db.models import ToolCallRecord
+from core.db.models import ToolApproval, ToolCallRecord
 from core.db.session import Database
-from core.domain.ports import PersonaLookup, ToolResult
+from core.domain.ports import PersonaLookup, ToolResult, TurnPause
 from core.domain.types import Attachment, ChatUser, IncomingMessage
 from core.guards.audit import Decision, ModerationAudit
 from core.guards.channel_policy import ChannelPolicies, channel_of
@@ -25,6 +26,7 @@ from core.guards.redaction import redact_off_loop
 from core.guards.redactor import Redactor
 from core.llm.types import ToolCall
 from core.metrics import Metrics
+from core.tools.approvals import DENIED, Approvals, denial
 from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -35,10 +37,11 @@ MAX_RECORDED_ARGUMENTS = 2000
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     call: ToolCall
-    kind: str  # ok | error | timeout | invalid | unknown | refused
+    kind: str  # ok | error | timeout | invalid | unknown | refused | denied | unapproved
     text: str
     attachments: tuple[Attachment, ...]
     seconds: float
+    approval_id: int | None = None  # the approval asked for before it ran (or did not)
 
     def result(self) -> ToolResult:
         content = self.text if self.kind == "ok" else json.dumps({"error": self.text, "kind": self.kind})
@@ -60,8 +63,10 @@ class ToolExecutor:
         max_calls_per_round: int = 8,
         metrics: Metrics | None = None,
         personas: PersonaLookup | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         self._metrics = metrics
+        self._approvals = approvals
         self._personas = personas
         self.registry = registry
         self._db = database
@@ -99,12 +104,17 @@ class ToolExecutor:
         return cached[1]
 
     async def run(
-        self, calls: Sequence[ToolCall], message: IncomingMessage, conversation_id: int | None = None
+        self,
+        calls: Sequence[ToolCall],
+        message: IncomingMessage,
+        conversation_id: int | None = None,
+        *,
+        pause: TurnPause | None = None,
     ) -> Sequence[ToolResult]:
         offered = {tool.name: tool for tool in await self.available(message)}
         context = ToolContext(message, self._is_admin(message.user), conversation_id)
         outcomes = await asyncio.gather(
-            *(self._one(call, index, offered, context) for index, call in enumerate(calls))
+            *(self._one(call, index, offered, context, pause) for index, call in enumerate(calls))
         )
         if self._metrics is not None:
             for outcome in outcomes:
@@ -141,12 +151,18 @@ class ToolExecutor:
             log.exception("could not audit the tool result redactions of %s", message.event_id)
 
     async def _one(
-        self, call: ToolCall, index: int, offered: dict[str, Tool], context: ToolContext
+        self,
+        call: ToolCall,
+        index: int,
+        offered: dict[str, Tool],
+        context: ToolContext,
+        pause: TurnPause | None,
     ) -> _Outcome:
         started = time.perf_counter()
+        approval_id: int | None = None
 
         def done(kind: str, text: str, attachments: tuple[Attachment, ...] = ()) -> _Outcome:
-            return _Outcome(call, kind, text, attachments, time.perf_counter() - started)
+            return _Outcome(call, kind, text, attachments, time.perf_counter() - started, approval_id)
 
         if index >= self._max_calls:
             return done("refused", f"Too many tool calls in one response (at most {self._max_calls}).")
@@ -163,6 +179,15 @@ class ToolExecutor:
             arguments = _parse(tool, call.arguments)
         except ToolError as exc:
             return done("invalid", str(exc))
+        approvals = self._approvals
+        if approvals is not None and await approvals.gated(tool.name, context.message):
+            shown = await self._redact(call.arguments)
+            approval_id, decision = await approvals.ask(
+                call, shown, context.message, context.conversation_id, pause
+            )
+            if not decision.approved:
+                kind = "denied" if decision.status == DENIED else "unapproved"
+                return done(kind, denial(tool.name, decision, approvals.timeout))
         try:
             async with asyncio.timeout(tool.timeout):
                 output = await tool.run(arguments, context)
@@ -201,6 +226,15 @@ class ToolExecutor:
         try:
             async with self._db.unit_of_work() as session:
                 session.add_all(rows)
+                asked = [(o.approval_id, row) for o, row in zip(outcomes, rows, strict=True) if o.approval_id]
+                if asked:  # the decision is recorded with the call: its approval names its row
+                    await session.flush()
+                    for approval_id, row in asked:
+                        await session.execute(
+                            update(ToolApproval)
+                            .where(ToolApproval.id == approval_id)
+                            .values(tool_call_id=row.id)
+                        )
         except Exception:  # the audit must not cost the user the answer
             log.exception("could not record %d tool calls of %s", len(rows), message.event_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from core.admin.service import AdminService
@@ -20,6 +21,7 @@ class ToolGovernance:
         *,
         also_known: Sequence[str] = (),
         open_ended: bool = False,
+        approval: Sequence[str] = (),
     ) -> None:
         """``also_known``: names valid though not in ``registry`` here; ``open_ended``: accept any name with a
         note (the shell cannot see which tools MCP servers offer)."""
@@ -28,6 +30,7 @@ class ToolGovernance:
         self._registry = registry
         self._also_known = frozenset(also_known)
         self._open_ended = open_ended
+        self._approval = tuple(approval)  # THREADWISE_APPROVAL_TOOLS
 
     async def show(self, actor: ChatUser, channel: Channel | None = None) -> str:
         await self._admin.record(actor, "tools.show", _name(channel) if channel else None, {})
@@ -46,7 +49,29 @@ class ToolGovernance:
             lines.extend(f"  {_name(ch)}: {', '.join(p.tools or ()) or '(no tools)'}" for ch, p in chosen)
         elif channel is not None:
             lines.append(f"{_name(channel)} uses the default tools.")
+        lines.append(f"Approval needed everywhere for: {', '.join(self._approval) or '(no tools)'}")
+        gated = [(ch, policy) for ch, policy in policies if policy.approval and channel in (None, ch)]
+        lines.extend(f"  and in {_name(ch)} also for: {', '.join(p.approval or ())}" for ch, p in gated)
         return "\n".join(lines)
+
+    async def approval(self, actor: ChatUser, channel: Channel, patterns: Sequence[str]) -> str:
+        """Tool-name patterns (``fetch_url``, ``github__*``) that need the asker's approval in ``channel``,
+        on top of THREADWISE_APPROVAL_TOOLS; none: only those."""
+        wanted = list(dict.fromkeys(pattern for pattern in patterns if pattern))
+        bad = [pattern for pattern in wanted if not _PATTERN.fullmatch(pattern)]
+        if bad:
+            raise BadInput(
+                f"Not a tool name pattern: {', '.join(bad)}. Use tool names, with * and ? as wildcards "
+                "(e.g. fetch_url,github__*)."
+            )
+        await self._admin.record(actor, "tools.approval", _name(channel), {"patterns": wanted})
+        await self._policies.set_approval(channel, wanted, by=f"{actor.platform}:{actor.user_id}")
+        everywhere = ", ".join(self._approval)
+        base = f" (and everywhere: {everywhere})" if everywhere else ""
+        if not wanted:
+            return f"{_name(channel)} asks for approval only where the server does{base or ': nowhere'}."
+        listed = ", ".join(wanted)
+        return f"In {_name(channel)} these tools now run only once the asker approves: {listed}{base}."
 
     async def set(self, actor: ChatUser, channel: Channel, names: Sequence[str]) -> str:
         unknown = [
@@ -69,6 +94,9 @@ class ToolGovernance:
         await self._admin.record(actor, "tools.clear", _name(channel), {})
         await self._policies.set_tools(channel, None, by=f"{actor.platform}:{actor.user_id}")
         return f"{_name(channel)} uses the default tools again."
+
+
+_PATTERN = re.compile(r"[A-Za-z0-9_.*?\[\]-]{1,64}")
 
 
 def _name(channel: Channel) -> str:

@@ -324,7 +324,7 @@ class TurnPipeline:
                 await self._counter.preload(model)  # a first load (maybe a download) off the loop
                 user = await build_user_message(message, self._counter, model)
                 progress.user, progress.images = user.message, user.images
-                reserved, answer = await self._answer(message, replier, progress, model, deadline.when, stop)
+                reserved, answer = await self._answer(message, replier, progress, model, deadline, stop)
             await self._finish(message, replier, progress, reserved, answer)  # 8.
             return TurnOutcome.ANSWERED
         except asyncio.CancelledError:
@@ -352,7 +352,7 @@ class TurnPipeline:
         replier: Replier,
         progress: _Progress,
         model: str,
-        deadline: float | None,
+        deadline: TurnDeadline,
         stop: StopSignal | None = None,
     ) -> tuple[Reserved, Answer]:
         assert progress.conversation_id is not None and progress.user is not None
@@ -362,7 +362,7 @@ class TurnPipeline:
         await replier.start()
         if self._summariser is not None:
             reserved = await self._summariser.refresh(
-                message, conversation_id, reserved, progress.usages, deadline
+                message, conversation_id, reserved, progress.usages, deadline.when
             )
             progress.budget = reserved.budget
         answer = await self._loop.run(  # 7.

@@ -35,6 +35,10 @@ class HeldBudget:
         plan = replace(self._plan, prompt_tokens=prompt_tokens, rounds=calls)
         self.hold = await self._gate.extend(self.hold, usages, plan)
 
+    async def keep(self, seconds: float) -> None:
+        """The turn waits up to ``seconds`` for a person: the hold stays (not swept as abandoned)."""
+        await self._gate.keep(self.hold, seconds)
+
 
 @dataclass(frozen=True, slots=True)
 class Reserved:

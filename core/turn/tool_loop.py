@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from core.llm.tokens import TokenCounter
 from core.llm.types import Completion, ToolCall, Usage
 from core.metrics import Metrics
 from core.turn.context import TurnContext
+from core.turn.deadline import TurnDeadline
 from core.turn.fitting import fit_results, tool_wire
 from core.turn.history import wire_message
 from core.turn.reservation import HeldBudget
@@ -85,10 +86,21 @@ class _Rounds:
     messages: list[dict[str, Any]]
     prompt_tokens: int
     budget: HeldBudget
-    deadline: float | None  # loop.time() when the turn ends
+    deadline: TurnDeadline | None  # when the turn ends (``when``: loop.time(); None: no limit)
     stop: StopSignal | None = None
     produced: list[TurnMessage] = field(default_factory=list)
     streamed: str = ""  # what the user saw of a stopped call
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, seconds: float) -> AsyncIterator[None]:
+        """TurnPause: the turn waits for a person (a tool approval), at most ``seconds``: the hold is kept
+        from being swept meanwhile and the wait does not count against the turn's deadline."""
+        await self.budget.keep(seconds)
+        if self.deadline is None:
+            yield
+            return
+        with self.deadline.paused(seconds):
+            yield
 
 
 class ToolLoop:
@@ -119,7 +131,7 @@ class ToolLoop:
         replier: Replier,
         usages: list[CallUsage],
         budget: HeldBudget,
-        deadline: float | None = None,
+        deadline: TurnDeadline | None = None,
         stop: StopSignal | None = None,
     ) -> Answer:
         """Model rounds until one answers in words; ``usages`` receives each call's usage as soon as it is
@@ -192,7 +204,7 @@ class ToolLoop:
                     on_text=reply.show,
                     tools=turn.tools,
                     tool_choice=None if may_call or not turn.tools else "none",
-                    deadline=turn.deadline,
+                    deadline=turn.deadline.when if turn.deadline is not None else None,
                 ),
                 turn.stop,
             )
@@ -222,7 +234,7 @@ class ToolLoop:
         assert self._tools is not None
         turn.messages.append(assistant.wire)
         await turn.replier.status("Using " + ", ".join(sorted({call.name for call in calls})) + "…")
-        results = await self._tools.run(calls, turn.message, turn.conversation_id)
+        results = await self._tools.run(calls, turn.message, turn.conversation_id, pause=turn)
         for result in results:
             for attachment in result.attachments:
                 await turn.replier.attach(attachment)

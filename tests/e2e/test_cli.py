@@ -77,8 +77,8 @@ async def test_serve_without_a_platform_says_so_and_exits_2(run_cli) -> None:  #
 
 async def test_migrate_up_and_down(run_cli) -> None:  # type: ignore[no-untyped-def]
     up = await run_cli("migrate")
-    assert up.code == 0 and "database at revision 0009 (newest: 0009)" in up.out
+    assert up.code == 0 and "database at revision 0010 (newest: 0010)" in up.out
     back = await run_cli("migrate", "--downgrade", "0001")
-    assert back.code == 0 and "database at revision 0001 (newest: 0009)" in back.out
+    assert back.code == 0 and "database at revision 0001 (newest: 0010)" in back.out
     down = await run_cli("migrate", "--downgrade", "base")
     assert down.code == 0 and "database at revision base" in down.out

@@ -41,7 +41,11 @@ async def test_serve_holds_a_discord_conversation_in_a_thread(
             port = await _port(process, seen)  # logged once every adapter is up
             async with session.get(f"http://127.0.0.1:{port}/healthz") as health:
                 assert health.status == 200
-            assert {c["name"] for c in fake.commands[str(fake.guild_id)]} == {"ai", "ai-admin"}
+            assert {c["name"] for c in fake.commands[str(fake.guild_id)]} == {
+                "ai",
+                "ai-admin",
+                "Ask Threadwise",
+            }
             assert "global" not in fake.commands  # THREADWISE_DISCORD_GUILDS: registered per guild only
 
             fake_openai.script(Reply("Hello from **serve**"), Reply("Still here."))

@@ -177,3 +177,48 @@ async def test_settings_that_do_not_load_are_each_named(run_cli) -> None:  # typ
     assert settings_lines[1].startswith(
         "wrong: THREADWISE_DISCORD_SHARD_IDS and THREADWISE_DISCORD_SHARD_COUNT: set both"
     )
+
+
+async def test_each_provider_endpoint_is_checked_on_its_own_line(run_cli, fakes: Fakes) -> None:  # type: ignore[no-untyped-def]
+    """THREADWISE_PROVIDERS: one endpoint that works (its models looked up there, not at the default
+    endpoint), one that refuses its key, one that does not answer: each gets its own finding."""
+    assert (await run_cli("migrate")).code == 0
+    async with FakeOpenAI(api_key="llama-key") as llama, FakeOpenAI(api_key="claude-key") as claude:
+        llama.models = ["llama3", "llama3.1"]
+        gone = f"http://127.0.0.1:{closed_port()}/v1"
+        providers = (
+            f'{{"llama": {{"base_url": "{llama.base_url}", "api_key": "llama-key"}}, '
+            f'"claude": {{"base_url": "{claude.base_url}", "api_key": "sk-stale-claude"}}, '
+            f'"mistral": {{"base_url": "{gone}", "api_key": ""}}}}'
+        )
+        env = {
+            **fakes.env(),
+            "THREADWISE_MODELS": "gpt-4o-mini,llama3,llama-nope,claude-sonnet-4",
+            "THREADWISE_PROVIDERS": providers,
+        }
+
+        result = await run_cli("doctor", env=env)
+
+        assert [r.path for r in llama.requests] == ["/v1/models"]
+        assert llama.requests[0].headers["authorization"] == "Bearer llama-key"  # its own key
+        assert [r.headers["authorization"] for r in claude.requests] == ["Bearer sk-stale-claude"]
+    assert result.code == 1
+    found = lines(result)
+    assert found["provider llama"] == [f"ok: api_key accepted by {llama.base_url} (2 models listed)"]
+    assert found["provider claude"] == [
+        f"wrong: THREADWISE_PROVIDERS['claude']: {claude.base_url} refused its api_key (401): set the key "
+        "this endpoint expects"
+    ]
+    [mistral] = found["provider mistral"]
+    assert mistral.startswith(f"wrong: THREADWISE_PROVIDERS['mistral']: cannot reach {gone} (")
+    assert mistral.endswith("check its base_url and that the server runs")
+    models = found["model"]
+    assert f"ok: THREADWISE_MODELS=llama3 exists at {llama.base_url}" in models
+    assert (
+        f"wrong: THREADWISE_MODELS: {llama.base_url} (THREADWISE_PROVIDERS['llama']) lists no model "
+        "'llama-nope': use a model its GET /models lists, or change the prefix"
+    ) in models
+    # Models routed elsewhere are not looked up at the default endpoint (which has none of them).
+    assert not any("llama3'" in line or "claude-sonnet-4" in line for line in models)
+    assert found["openai"] == [f"ok: OPENAI_API_KEY accepted by {fakes.openai.base_url}"]
+    assert "sk-stale-claude" not in result.out + result.err and "llama-key" not in result.out + result.err

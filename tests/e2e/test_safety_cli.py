@@ -63,6 +63,35 @@ async def test_tools_of_a_channel_from_the_shell(run_cli, fake_openai: FakeOpenA
     assert bad.code == 2 and "platform:workspace_id:channel_id" in bad.err
 
 
+async def test_tools_needing_approval_in_a_channel_from_the_shell(run_cli, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    env = {**openai_env(fake_openai), "THREADWISE_APPROVAL_TOOLS": "fetch_url"}
+    gated = await run_cli(
+        "admin",
+        "tools",
+        "approval",
+        "--channel",
+        "slack:T1:C1",
+        "--patterns",
+        "github__*,calculator",
+        env=env,
+    )
+    assert gated.code == 0, gated.err
+    assert "slack:T1:C1" in gated.out and "github__*, calculator" in gated.out and "fetch_url" in gated.out
+    listed = await run_cli("admin", "tools", "show", "--channel", "slack:T1:C1", env=env)
+    assert "Approval needed everywhere for: fetch_url" in listed.out
+    assert "and in slack:T1:C1 also for: github__*, calculator" in listed.out
+    bad = await run_cli(
+        "admin", "tools", "approval", "--channel", "slack:T1:C1", "--patterns", "rm -rf", env=env
+    )
+    assert bad.code != 0 and "Not a tool name pattern" in bad.out + bad.err
+    cleared = await run_cli(
+        "admin", "tools", "approval", "--channel", "slack:T1:C1", "--patterns", "none", env=env
+    )
+    assert cleared.code == 0 and "only where the server does" in cleared.out
+    listed = await run_cli("admin", "tools", "show", "--channel", "slack:T1:C1", env=env)
+    assert "also for" not in listed.out
+
+
 async def test_admin_export_writes_everything_stored_about_a_user(
     run_cli, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,12 @@ threads, roles and members; MESSAGE_CREATE a message with ``author``/``member``/
 INTERACTION_CREATE an application command (type 2) whose ``data.options`` hold a subcommand (type 1) with its
 options, and a ``member`` with a ``permissions`` string (or a ``user`` in DMs).
 
+Buttons: messages keep the ``components`` (action rows of buttons) the bot sends or edits in, checked the
+way Discord checks them (at most 5 rows of 5, ``custom_id`` 1-100 characters and unique in the message);
+``click`` dispatches a MESSAGE_COMPONENT interaction (type 3: ``data {custom_id, component_type}``, the
+``message`` as it is now), which the bot answers with a (deferred) update of that message (callback 6 or 7:
+``@original`` is then the clicked message) or a message of its own (4 or 5).
+
 Shards: each gateway connection IDENTIFYs with its ``shard`` ``[id, count]`` (``identify_payloads`` keeps
 every one); a guild's events go to the connection of shard ``(guild_id >> 22) % count``, as Discord routes
 them, and DMs to shard 0. ``drop_gateway()`` closes every connection and refuses new ones until
@@ -84,6 +90,13 @@ class FakeMessage:
     loading: bool = False
     deleted: bool = False
     created_at: float = field(default_factory=time.monotonic)
+    components: list[dict[str, Any]] = field(default_factory=list)  # action rows, as last sent
+
+    def custom_ids(self) -> list[str]:
+        """The custom ids of the message's buttons, in order."""
+        return [
+            c["custom_id"] for row in self.components for c in row.get("components", []) if "custom_id" in c
+        ]
 
 
 @dataclass
@@ -99,6 +112,8 @@ class FakeInteraction:
     ephemeral: bool = False
     original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    kind: int = 2  # 2: application command; 3: message component (a click on ``message_id``)
+    message_id: int | None = None
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -133,6 +148,7 @@ class FakeDiscord:
         self.threads: dict[int, dict[str, Any]] = {}
         self.dm_channels: dict[int, dict[str, Any]] = {}
         self.messages: dict[int, FakeMessage] = {}
+        self.authors: dict[int, dict[str, Any]] = {}  # message id -> its author (users' messages)
         self.interactions: dict[int, FakeInteraction] = {}
         self.calls: list[Call] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> registered commands
@@ -332,7 +348,7 @@ class FakeDiscord:
             "pinned": False,
             "type": 0,
             "flags": (EPHEMERAL if message.ephemeral else 0) | (LOADING if message.loading else 0),
-            "components": [],
+            "components": message.components,
         }
         if self._guild_of(message.channel_id) is not None:
             data["guild_id"] = str(self.guild_id)
@@ -453,6 +469,13 @@ class FakeDiscord:
         }
         return channel_id
 
+    async def add_text_channel(self, name: str) -> int:
+        """A text channel created in the guild after the bot joined; announced with CHANNEL_CREATE."""
+        channel_id = self.snowflake()
+        self.channels[channel_id] = self._text_channel(channel_id, name)
+        await self.dispatch("CHANNEL_CREATE", self.channels[channel_id])
+        return channel_id
+
     def add_thread(self, parent_id: int, name: str, owner_id: int) -> int:
         """A thread some user opened (not the bot); announced to the bot with THREAD_CREATE."""
         thread_id = self.snowflake()
@@ -499,6 +522,7 @@ class FakeDiscord:
         author = author or self.owner
         message = FakeMessage(message_id or self.snowflake(), channel_id, int(author["id"]), content)
         self.messages[message.id] = message
+        self.authors[message.id] = author
         data = self._message_payload(message, author)
         data["type"] = message_type
         data["attachments"] = [
@@ -594,11 +618,20 @@ class FakeDiscord:
             "entitlements": [],
             "attachment_size_limit": 10 * 1024 * 1024,
         }
+        if self._guild_of(channel_id) is not None:
+            data["guild_id"] = str(self.guild_id)
+        self._where_and_who(payload, channel_id, user, admin)
+        return record, payload
+
+    def _where_and_who(
+        self, payload: dict[str, Any], channel_id: int, user: dict[str, Any], admin: bool
+    ) -> None:
+        """An interaction's channel and its user: a ``member`` with its ``permissions`` in a server (Manage
+        Server when ``admin``), a ``user`` in a DM."""
         guild_id = self._guild_of(channel_id)
         if guild_id is not None:
             permissions = int(MEMBER_PERMISSIONS) | (MANAGE_GUILD if admin else 0)
             channel = self.channels.get(channel_id) or self.threads[channel_id]
-            data["guild_id"] = str(guild_id)
             payload.update(
                 guild_id=str(guild_id),
                 guild_locale="en-US",
@@ -614,7 +647,96 @@ class FakeDiscord:
                 authorizing_integration_owners={"1": user["id"]},
                 context=1,
             )
+
+    async def click(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        component_type: int = 2,
+    ) -> FakeInteraction:
+        """A user clicks the button ``custom_id`` on ``message_id``: dispatches INTERACTION_CREATE (type 3,
+        MESSAGE_COMPONENT) carrying the message as it is now, components included."""
+        record, payload = self.click_data(
+            message_id, custom_id, user=user, admin=admin, component_type=component_type
+        )
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
+    def click_data(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        component_type: int = 2,
+    ) -> tuple[FakeInteraction, dict[str, Any]]:
+        """The INTERACTION_CREATE data of a click (recorded, not yet dispatched); see ``click``."""
+        message = self.messages[message_id]
+        user = user or self.owner
+        record = FakeInteraction(
+            self.snowflake(),
+            uuid.uuid4().hex + uuid.uuid4().hex,
+            message.channel_id,
+            time.monotonic(),
+            kind=3,
+            message_id=message_id,
+        )
+        self.interactions[record.id] = record
+        payload: dict[str, Any] = {
+            "id": str(record.id),
+            "application_id": str(self.app_id),
+            "type": 3,
+            "data": {"custom_id": custom_id, "component_type": component_type},
+            "channel_id": str(message.channel_id),
+            "message": self._message_payload(message, self.bot_user),
+            "token": record.token,
+            "version": 1,
+            "locale": "en-US",
+            "app_permissions": ALL_PERMISSIONS,
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+        }
+        self._where_and_who(payload, message.channel_id, user, admin)
         return record, payload
+
+    async def interact_message(
+        self,
+        name: str,
+        message_id: int,
+        *,
+        user: dict[str, Any] | None = None,
+        admin: bool = False,
+        interaction_id: int | None = None,
+    ) -> FakeInteraction:
+        """A user picks message command ``name`` (Apps -> ``name``) on message ``message_id``: dispatches
+        INTERACTION_CREATE, an application command of type 3 (MESSAGE) with ``data.target_id`` and the message
+        in ``data.resolved.messages``, as Discord's reference shows it."""
+        message = self.messages[message_id]
+        record, payload = self.interaction_data(
+            name,
+            "",
+            None,
+            channel_id=message.channel_id,
+            user=user,
+            admin=admin,
+            interaction_id=interaction_id,
+        )
+        author = self.authors.get(message.id) or (
+            self.bot_user if message.author_id == self.app_id else self.user(message.author_id, "someone")
+        )
+        data = payload["data"]
+        data.pop("options", None)
+        data.update(
+            type=3,
+            target_id=str(message.id),
+            resolved={"messages": {str(message.id): self._message_payload(message, author)}},
+        )
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
 
     # ------------------------------------------------------------------ gateway
 
@@ -726,6 +848,7 @@ class FakeDiscord:
         ("PUT", ("applications", "{id}", "guilds", "{id}", "commands")),
         ("GET", ("channels", "{id}")),
         ("PATCH", ("channels", "{id}")),
+        ("GET", ("channels", "{id}", "messages")),
         ("POST", ("channels", "{id}", "messages")),
         ("PATCH", ("channels", "{id}", "messages", "{id}")),
         ("DELETE", ("channels", "{id}", "messages", "{id}")),
@@ -873,6 +996,7 @@ class FakeDiscord:
                     "default_member_permissions": command.get("default_member_permissions"),
                     "dm_permission": command.get("dm_permission", True),
                     "nsfw": command.get("nsfw", False),
+                    "description": "",  # Discord answers "" for a context menu, which sends none
                     **command,
                     **({"guild_id": scope} if scope != "global" else {}),
                 }
@@ -915,6 +1039,37 @@ class FakeDiscord:
     def _known_channel(self, channel_id: int) -> bool:
         return channel_id in self.channels or channel_id in self.threads or channel_id in self.dm_channels
 
+    async def _h_get_channels_x_messages(
+        self, params: list[str], _body: Any, _files: Any, request: web.Request
+    ) -> web.Response:
+        """Get Channel Messages: newest first, older than ``before``, at most ``limit`` (1-100; 50)."""
+        channel_id = int(params[0])
+        if not self._known_channel(channel_id):
+            return self._error(404, 10003, "Unknown Channel")
+        limit = int(request.query.get("limit", "50"))
+        if not 1 <= limit <= 100:
+            return self._error(400, 50035, "Invalid Form Body: limit: int value should be between 1 and 100.")
+        before = int(request.query.get("before", str(1 << 63)))
+        found = sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m.channel_id == channel_id and m.id < before and not m.deleted and not m.ephemeral
+            ),
+            key=lambda m: m.id,
+            reverse=True,
+        )[:limit]
+        return _json(
+            [
+                self._message_payload(
+                    m,
+                    self.authors.get(m.id)
+                    or (self.bot_user if m.author_id == self.app_id else self.user(m.author_id, "someone")),
+                )
+                for m in found
+            ]
+        )
+
     async def _h_post_channels_x_messages(
         self, params: list[str], body: Any, files: list[tuple[str, bytes]], _request: web.Request
     ) -> web.Response:
@@ -924,12 +1079,51 @@ class FakeDiscord:
         content = (body or {}).get("content") or ""
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
+        bad = self._bad_components(body)
+        if bad is not None:
+            return bad
         message = FakeMessage(self.snowflake(), channel_id, self.app_id, content, files=files)
+        message.components = list((body or {}).get("components") or [])
         self.messages[message.id] = message
         return _json(self._message_payload(message, self.bot_user))
 
+    def _bad_components(self, body: Any) -> web.Response | None:
+        """Discord's checks of ``components`` (buttons in action rows): at most 5 rows of 5 buttons, each with
+        a ``custom_id`` of 1-100 characters unique in the message (or a ``url``), labels up to 80."""
+        rows = (body or {}).get("components")
+        if rows is None:
+            return None
+        seen: set[str] = set()
+        problem = ""
+        if not isinstance(rows, list) or len(rows) > 5:
+            problem = "components: Must be 5 or fewer in length."
+        for row in rows if not problem else []:
+            buttons = row.get("components") if isinstance(row, dict) and row.get("type") == 1 else None
+            if not isinstance(buttons, list) or not 1 <= len(buttons) <= 5:
+                problem = "components.0.components: Must be between 1 and 5 in length."
+                break
+            for button in buttons:
+                custom_id = button.get("custom_id")
+                if button.get("type") != 2 or (custom_id is None and "url" not in button):
+                    problem = "components.0.components.0: Invalid component."
+                elif custom_id is not None and not (
+                    isinstance(custom_id, str) and 1 <= len(custom_id) <= 100
+                ):
+                    problem = "components.0.components.0.custom_id: Must be between 1 and 100 in length."
+                elif custom_id in seen:
+                    problem = "components.0.components.0.custom_id: Component custom id cannot be duplicated"
+                elif len(str(button.get("label") or "")) > 80:
+                    problem = "components.0.components.0.label: Must be 80 or fewer in length."
+                seen.add(str(custom_id))
+        return self._error(400, 50035, f"Invalid Form Body: {problem}") if problem else None
+
     def _edit(self, message: FakeMessage, body: Any, files: list[tuple[str, bytes]]) -> web.Response:
         body = body or {}
+        bad = self._bad_components(body)
+        if bad is not None:
+            return bad
+        if "components" in body:
+            message.components = list(body["components"] or [])
         if "content" in body:
             content = body["content"] or ""
             if len(content) > 2000:
@@ -937,6 +1131,8 @@ class FakeDiscord:
             message.content = content
         if files:
             message.files = [*message.files, *files]
+        if "components" in body:
+            message.components = list(body["components"] or [])
         message.edits += 1
         message.loading = False
         return _json(self._message_payload(message, self.bot_user))
@@ -1002,14 +1198,31 @@ class FakeDiscord:
             return self._error(400, 40060, "Interaction has already been acknowledged.")
         kind = int(body["type"])
         data = body.get("data") or {}
+        if kind in (6, 7) and record.kind != 3:
+            return self._error(400, 40004, "Interaction callback type is not valid for this interaction")
+        bad = self._bad_components(data)
+        if bad is not None:
+            return bad
         record.callback_type, record.callback_at = kind, time.monotonic()
         record.ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL)
         interaction = {
             "id": str(record.id),
-            "type": 2,
+            "type": record.kind,
             "response_message_loading": kind == 5,
             "response_message_ephemeral": record.ephemeral,
         }
+        clicked = self.messages.get(record.message_id or 0)
+        if kind in (6, 7) and clicked is not None:  # (deferred) update of the message the button is on
+            record.original_id = clicked.id
+            interaction["response_message_id"] = str(clicked.id)
+            if kind == 7:
+                self._edit(clicked, data, files)
+                return _json(
+                    {
+                        "interaction": interaction,
+                        "resource": {"type": kind, "message": self._message_payload(clicked, self.bot_user)},
+                    }
+                )
         if kind not in (4, 5):  # no message (e.g. a modal or an update): nothing to show
             return _json({"interaction": interaction})
         message = FakeMessage(
@@ -1048,10 +1261,15 @@ class FakeDiscord:
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
         flags = int(body.get("flags") or 0)
+        bad = self._bad_components(body)
+        if bad is not None:
+            return bad
+        components = list(body.get("components") or [])
         original = self.messages.get(record.original_id or 0)
         if original is not None and original.loading and not original.deleted:
             # the first follow-up after a deferral replaces the "thinking…" message
             original.content, original.files, original.loading = content, files, False
+            original.components = components
             original.edits += 1
             return _json(self._message_payload(original, self.bot_user))
         message = FakeMessage(
@@ -1062,6 +1280,7 @@ class FakeDiscord:
             files=files,
             ephemeral=bool(flags & EPHEMERAL),
             interaction_id=record.id,
+            components=components,
         )
         self.messages[message.id] = message
         record.followup_ids.append(message.id)

@@ -69,6 +69,9 @@ class FakeBudget:
     async def release(self, hold: Hold) -> None:
         self.released.append(hold)
 
+    async def keep(self, hold: Hold, seconds: float) -> None:
+        return None
+
     def affordable_rounds(self, plan: CallPlan) -> int:
         return plan.rounds
 
@@ -238,7 +241,12 @@ class FakeTools:
         return [self.DEFINITION]
 
     async def run(
-        self, calls: Sequence[ToolCall], message: IncomingMessage, conversation_id: int | None = None
+        self,
+        calls: Sequence[ToolCall],
+        message: IncomingMessage,
+        conversation_id: int | None = None,
+        *,
+        pause: object = None,
     ) -> Sequence[ToolResult]:
         self.ran.extend(calls)
         return [ToolResult(call.id, self.answers.get(call.arguments, "not found")) for call in calls]

@@ -178,6 +178,7 @@ class FakeSlack:
         self.authorize_requests: list[dict[str, str]] = []  # query of each authorize page visit
         self.token_rotation = False  # oauth.v2.access issues expiring tokens with refresh tokens
         self.token_expires_in = 43_200
+        self.home_views: dict[tuple[str, str], dict[str, Any]] = {}  # (team, user) -> the published Home tab
         self.streaming: set[str] = set()  # teams where native streaming works
         self.stream_refusal = "unknown_method"  # what chat.startStream answers elsewhere
         self._codes: dict[str, str] = {}  # OAuth code -> team
@@ -603,6 +604,19 @@ class FakeSlack:
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
+    def _m_views_publish(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
+        """The App Home tab of ``user_id``: a ``home`` view of at most 100 blocks."""
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        user = str(args.get("user_id") or "")
+        if not user or not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        if view.get("type") != "home" or len(view.get("blocks") or []) > 100:
+            return {"ok": False, "error": "invalid_arguments"}
+        self.home_views[(call.team or TEAM_ID, user)] = view
+        return {"ok": True, "view": {"id": f"V{next(self._ids):08d}", **view}}
+
     def _m_files_info(self, args: dict[str, Any], call: ApiCall) -> dict[str, Any]:
         return {"ok": False, "error": "file_not_found"}
 
@@ -830,6 +844,55 @@ class FakeSlack:
             "event_context": f"4-{uuid.uuid4().hex}",
         }
 
+    def app_home_opened(
+        self, user: str = "U0ALICE", *, tab: str = "home", team: str = TEAM_ID
+    ) -> dict[str, Any]:
+        """An ``app_home_opened`` event: ``user`` opened the app's Home (or Messages) tab."""
+        ts = self.next_ts()
+        return {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": "D" + user.removeprefix("U"),
+            "tab": tab,
+            "event_ts": ts,
+            "team": team,
+        }
+
+    def shortcut_payload(
+        self,
+        message: dict[str, Any],
+        *,
+        user: str = "U0ALICE",
+        team: str = TEAM_ID,
+        callback_id: str = "ask_threadwise",
+    ) -> dict[str, Any]:
+        """A message shortcut (``message_action``) used by ``user`` on ``message`` (a message event as
+        ``message_event`` builds it), with a response_url on this fake (Slack's documented example)."""
+        picked = {
+            key: value for key, value in message.items() if key not in ("channel", "event_ts", "channel_type")
+        }
+        picked["type"] = "message"
+        return {
+            "type": "message_action",
+            "token": "Nj2rfC2hU8mAfgaJLemZgO7H",
+            "action_ts": self.next_ts(),
+            "team": {"id": team, "domain": "fake"},
+            "user": {
+                "id": user,
+                "username": self.users.get(user, {}).get("name", "someone"),
+                "team_id": team,
+                "name": self.users.get(user, {}).get("name", "someone"),
+            },
+            "channel": {"id": message["channel"], "name": "general"},
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": callback_id,
+            "trigger_id": f"{next(self._ids)}.773906753841.{uuid.uuid4().hex}",
+            "message_ts": message["ts"],
+            "message": picked,
+            "response_url": f"{self.base}/respond/{uuid.uuid4().hex}",
+        }
+
     def command_payload(
         self,
         command: str,
@@ -972,7 +1035,9 @@ class EventSender:
     async def command(self, fields: dict[str, str], **options: Any) -> Delivery:
         return await self.send(urlencode(fields), "application/x-www-form-urlencoded", **options)
 
-    async def action(self, payload: dict[str, Any], **options: Any) -> Delivery:
-        """An interactivity request: a form whose ``payload`` field is the JSON payload."""
+    async def interactive(self, payload: dict[str, Any], **options: Any) -> Delivery:
+        """An interactivity request (shortcut, button click): a form whose ``payload`` field is the JSON."""
         body = urlencode({"payload": json.dumps(payload)})
         return await self.send(body, "application/x-www-form-urlencoded", **options)
+
+    action = interactive  # a button click

@@ -37,7 +37,11 @@ def settings_for(fake: FakeDiscord, openai: FakeOpenAI, tmp_path: Path, **groups
             "gateway_url": fake.gateway_url,
             **groups.pop("discord", {}),
         },
-        service={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}", "port": 0},
+        service={
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
+            "port": 0,
+            **groups.pop("service", {}),
+        },
         threadwise={"openai_max_retries": 0, **groups.pop("threadwise", {})},
         **groups,
     )
@@ -52,8 +56,6 @@ async def running_bot(
     modlog_in_general: bool = False,
     **groups: dict[str, Any],
 ) -> AsyncIterator[Harness]:
-    from bots.discord.client import open_discord
-
     async with FakeDiscord() as discord, FakeOpenAI(api_key="test-key") as openai:
         if token is not None:
             groups["discord"] = {"bot_token": token}
@@ -62,13 +64,30 @@ async def running_bot(
                 **groups.get("threadwise", {}),
                 "discord_modlog_channel": discord.channel_id,
             }
-        settings = settings_for(discord, openai, tmp_path, **groups)
-        options = dataclasses.replace(
-            DiscordOptions.from_settings(settings), edit_interval=EDIT_INTERVAL, sharded=sharded
-        )
-        async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
-            http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
-            await stack.enter_async_context(open_discord(core.chat, options, http, guild_ready_timeout=0.05))
-            await stack.enter_async_context(http)
-            http.ready = True
-            yield Harness(discord, openai, core)
+        async with bot_on(discord, openai, tmp_path, sharded=sharded, **groups) as harness:
+            yield harness
+
+
+@contextlib.asynccontextmanager
+async def bot_on(
+    fake: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    *,
+    sharded: bool = False,
+    **groups: dict[str, Any],
+) -> AsyncIterator[Harness]:
+    """A bot (a new client, a new core) on fakes that are already running, with the database in
+    ``tmp_path`` (or ``service={"database_url": …}``): enter it twice in a row to restart the service."""
+    from bots.discord.client import open_discord
+
+    settings = settings_for(fake, fake_openai, tmp_path, **groups)
+    options = dataclasses.replace(
+        DiscordOptions.from_settings(settings), edit_interval=EDIT_INTERVAL, sharded=sharded
+    )
+    async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
+        http = HttpServer(host="127.0.0.1", port=0, registry=core.metrics.registry)
+        await stack.enter_async_context(open_discord(core.chat, options, http, guild_ready_timeout=0.05))
+        await stack.enter_async_context(http)
+        http.ready = True
+        yield Harness(fake, fake_openai, core)

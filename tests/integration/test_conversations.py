@@ -341,7 +341,7 @@ class Calculator:
         return [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
 
     async def run(
-        self, calls: Any, message: IncomingMessage, conversation_id: int | None = None
+        self, calls: Any, message: IncomingMessage, conversation_id: int | None = None, **_: Any
     ) -> list[ToolResult]:
         self.calls.extend(calls)
         results = []

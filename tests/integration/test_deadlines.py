@@ -118,7 +118,7 @@ class SlowCalculator(Calculator):
         self.seconds = seconds
 
     async def run(
-        self, calls: Any, message: IncomingMessage, conversation_id: int | None = None
+        self, calls: Any, message: IncomingMessage, conversation_id: int | None = None, **_: Any
     ) -> list[ToolResult]:
         await asyncio.sleep(self.seconds)
         return await super().run(calls, message, conversation_id)

@@ -32,7 +32,8 @@ def user_texts(body: dict[str, object]) -> list[str]:
 
 async def test_commands_are_registered_at_start(bot: Harness) -> None:
     registered = {command["name"]: command for command in bot.discord.commands["global"]}
-    assert set(registered) == {"ai", "ai-admin"}
+    assert set(registered) == {"ai", "ai-admin", "Ask Threadwise"}
+    assert registered["Ask Threadwise"]["type"] == 3  # a message context-menu command
     ai = {option["name"]: option for option in registered["ai"]["options"]}
     assert set(ai) == {"ask", "chat", "reset", "usage", "model", "image", "forget", "export", "help"}
     assert [o["name"] for o in ai["chat"]["options"]] == ["prompt"]

@@ -74,6 +74,7 @@ async def test_a_dead_replicas_reply_says_it_was_interrupted(bot: Harness) -> No
     assert await bot.core.recovery.sweep() == 1
     await fake.wait_for(lambda: message.content.startswith("⚠️"))
     assert message.content == f"⚠️ {INTERRUPTED_MESSAGE}"
+    assert message.custom_ids() == []  # no button of the interrupted answer (a Stop would stop nothing)
 
 
 async def test_a_dead_replicas_turn_with_nothing_posted_is_resolved_in_the_conversation(bot: Harness) -> None:

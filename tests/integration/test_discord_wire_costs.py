@@ -14,6 +14,15 @@ from tests.integration.discord_harness import EDIT_INTERVAL, running_bot
 STREAMED = "\n\n".join(f"Paragraph {n}: " + "words that stream in slowly " * 3 for n in range(6))
 
 
+def rated(fake: FakeDiscord, channel_id: int, text: str | None = None) -> bool:
+    """An answer (``text``, when given) is complete in ``channel_id``: its 👍 / 👎 / Retry row is shown."""
+    return any(
+        any(custom_id.startswith("tw:fb:up:") for custom_id in m.custom_ids())
+        and (text is None or text in m.content)
+        for m in fake.bot_messages(channel_id)
+    )
+
+
 def summary(calls: list[Call]) -> Counter[str]:
     return Counter(f"{c.method} {c.route}" for c in calls)
 
@@ -33,23 +42,27 @@ async def test_rest_calls_per_turn_and_edits_per_streamed_reply(tmp_path: Path) 
         bot.openai.script(Reply("Short answer."))
         chat = await fake.interact("ai", "chat", {"prompt": "start"})
         thread = await fake.wait_for(lambda: next(iter(fake.threads), None))
-        await fake.wait_for(lambda: fake.bot_messages(thread))
+        await fake.wait_for(lambda: rated(fake, thread))
         report["/ai chat (new thread, short answer)"] = summary(fake.calls_between(chat.sent_at))
 
         bot.openai.script(Reply("Another short answer."))
         calls = await turn_calls(
             fake,
             lambda: fake.message_create(thread, "follow-up"),
-            lambda: len(fake.bot_messages(thread)) == 2,
+            lambda: rated(fake, thread, "Another short answer."),
         )
         report["thread follow-up, short answer"] = summary(calls)
-        assert summary(calls) == Counter({"POST /channels/{id}/typing": 1, "POST /channels/{id}/messages": 1})
+        # the answer, then its buttons: with the post when the answer is complete by then, else one edit
+        # (Stop, shown while it streams, gives way to 👍 / 👎 / Retry)
+        assert summary(calls) - Counter({"PATCH /channels/{id}/messages/{id}": 1}) == Counter(
+            {"POST /channels/{id}/typing": 1, "POST /channels/{id}/messages": 1}
+        )
 
         bot.openai.script(Reply(STREAMED, chunk_chars=8, chunk_delay=0.02))
         calls = await turn_calls(
             fake,
             lambda: fake.message_create(thread, "a long one"),
-            lambda: any(m.content == STREAMED for m in fake.bot_messages(thread)),
+            lambda: rated(fake, thread, STREAMED),
         )
         report["thread follow-up, streamed answer"] = summary(calls)
         streamed = next(m for m in fake.bot_messages(thread) if m.content == STREAMED)
@@ -62,13 +75,20 @@ async def test_rest_calls_per_turn_and_edits_per_streamed_reply(tmp_path: Path) 
         bot.openai.script(Reply("In place."))
         ask_start = time.monotonic()
         ask = await fake.interact("ai", "ask", {"prompt": "q"})
-        await fake.wait_for(lambda: ask.original_id and "In place." in fake.messages[ask.original_id].content)
+        await fake.wait_for(
+            lambda: (
+                ask.original_id
+                and "In place." in fake.messages[ask.original_id].content
+                and fake.messages[ask.original_id].custom_ids()
+                and "tw:stop" not in fake.messages[ask.original_id].custom_ids()[0]
+            )
+        )
         report["/ai ask"] = summary(fake.calls_between(ask_start))
 
         bot.openai.script(Reply("Hi."))
         mention_start = time.monotonic()
         message_id = await fake.message_create(fake.channel_id, f"<@{fake.app_id}> hi", mention_bot=True)
-        await fake.wait_for(lambda: fake.bot_messages(message_id))
+        await fake.wait_for(lambda: rated(fake, message_id))
         report["mention in a channel (opens a thread)"] = summary(fake.calls_between(mention_start))
 
         print()
@@ -78,4 +98,5 @@ async def test_rest_calls_per_turn_and_edits_per_streamed_reply(tmp_path: Path) 
             print(f"{name}: {total} REST calls ({detail})")
         print(f"streamed reply of {len(STREAMED)} characters: {streamed.edits} edits over {seconds:.2f} s")
         assert sum(report["/ai ask"].values()) <= 3
-        assert sum(report["mention in a channel (opens a thread)"].values()) <= 3
+        # thread, typing, the answer, and at most one edit for its buttons
+        assert sum(report["mention in a channel (opens a thread)"].values()) <= 4

@@ -6,17 +6,16 @@ wire fakes."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 from core.llm.tokens import TokenCounter
-from tests.documents import docx_bytes, encrypted_pdf, pdf_bytes, pptx_bytes, xlsx_bytes, zip_bomb
+from tests.documents import docx_bytes, encrypted_pdf, pdf_bomb, pdf_bytes, pptx_bytes, xlsx_bytes, zip_bomb
 from tests.fakes.openai_api import FakeOpenAI, Reply
 from tests.fakes.slack_api import BOT_USER_ID
 from tests.integration.discord_harness import running_bot
 from tests.integration.test_slack_adapter import chat_messages, running_slack
+from tests.loop_probe import LoopProbe
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -119,12 +118,19 @@ async def test_a_decompression_bomb_is_named_and_the_question_still_answered(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     async with running_slack(tmp_path, fake_openai) as slack:
-        files = [slack.fake.add_file("huge.docx", zip_bomb(), DOCX, "docx")]
+        files = [
+            slack.fake.add_file("huge.docx", zip_bomb(), DOCX, "docx"),
+            slack.fake.add_file("huge.pdf", pdf_bomb(), PDF, "pdf"),
+        ]
         fake_openai.script(Reply(text="I could not open the file."))
         event = await slack.message(f"<@{BOT_USER_ID}> what is in it?", files=files)
         notice, answer = slack.fake.bot_messages(thread_ts=event["ts"])
         assert "*huge.docx* (it unpacks to 120.0 MB; files that unpack to at most 50.0 MB are read)" in (
             notice.current
+        )
+        assert (
+            "*huge.pdf* (its pages unpack to more than 16 MB each, which looks like a decompression bomb)"
+            in notice.current
         )
         assert user_text(chat_messages(fake_openai)[-1]) == "what is in it?"
         assert answer.current == "I could not open the file."
@@ -169,25 +175,60 @@ async def test_a_large_document_is_parsed_while_the_event_loop_stays_free(
     fake_openai.script(Reply(text="That is a long report."))
     async with running_slack(tmp_path, fake_openai, document_max_tokens="100000") as slack:
         files = [slack.fake.add_file("big.pdf", big, PDF, "pdf")]
-        longest = 0.0
-
-        async def ticker() -> None:
-            nonlocal longest
-            while True:
-                before = time.perf_counter()
-                await asyncio.sleep(0.01)
-                longest = max(longest, time.perf_counter() - before)
-
-        ticking = asyncio.create_task(ticker())
-        started = time.perf_counter()
-        try:
+        async with LoopProbe() as probe:
             await slack.message(f"<@{BOT_USER_ID}> summarise", files=files)
-            elapsed = time.perf_counter() - started
-            await asyncio.sleep(0.05)  # the ticker's last sleep is measured too
-        finally:
-            ticking.cancel()
         sent = user_text(chat_messages(fake_openai)[-1])
         assert "--- page 300 ---\nPage 300\nr0" in sent and "cut here" not in sent  # all of it was read
-        # Parsing on the loop holds it for most of the turn (4.2 s of 5.2 s measured here); off the loop, a
-        # stall is a scheduling hiccup, far below half of it even on a loaded machine.
-        assert longest < elapsed / 2, (longest, elapsed)
+        # Parsing on the loop holds it for seconds (4.2 s of a 5.2 s turn measured here); off the loop, the
+        # loop's own thread spends milliseconds between two ticks.
+        assert probe.cpu < 0.25, probe
+
+
+async def test_presentations_workbooks_csv_html_and_markdown_on_slack_reach_the_model_with_their_markers(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Each format through Slack's file download path; a PDF whose name has no extension and whose MIME type
+    is generic is still read (Slack's filetype says pdf), and an XLSX decompression bomb is refused by its
+    declared sizes, named in the thread, while the other files of the message are read."""
+    deck = pptx_bytes([("Roadmap", "Ship v2 in May"), ("Risks", "Hiring")], notes=["Speak slowly"])
+    sheet = xlsx_bytes({"Q1": [["Team", "Cost"], ["Web", 12000.0]], "Q2": [["Web", 13000.0]]})
+    page = (
+        b"<html><head><title>Guide</title><script>alert(1)</script></head>"
+        b"<body><h2>Setup</h2><p>Run make.</p>"
+    )
+    async with running_slack(tmp_path, fake_openai) as slack:
+        fake = slack.fake
+        first = [
+            fake.add_file("plan.pptx", deck, PPTX, "pptx"),
+            fake.add_file("costs.xlsx", sheet, XLSX, "xlsx"),
+            fake.add_file("bomb.xlsx", zip_bomb("xl/worksheets/sheet1.xml"), XLSX, "xlsx"),
+            fake.add_file(
+                "scan0001", pdf_bytes(["Invoice 7", "Total: 90 EUR"]), "application/octet-stream", "pdf"
+            ),
+        ]
+        second = [
+            fake.add_file("people.csv", b"name,city\nAda,Lisbon\n", "text/csv", "csv"),
+            fake.add_file("guide.html", page, "text/html", "html"),
+            fake.add_file("notes.md", b"# Notes\n\n- keep `code`\n", "text/plain", "markdown"),
+        ]
+        fake_openai.script(Reply(text="Read them."), Reply(text="Read these too."))
+        event = await slack.message(f"<@{BOT_USER_ID}> what do these say?", files=first)
+        await slack.message("and these?", thread_ts=event["ts"], files=second)
+
+        one, two = (user_text(r["messages"][-1]) for r in fake_openai.chat_requests())
+        assert (
+            "--- slide 1 ---\n# Roadmap\nShip v2 in May\nNotes: Speak slowly\n\n"
+            "--- slide 2 ---\n# Risks\nHiring" in one
+        )
+        assert '--- sheet 1 "Q1" ---\nTeam | Cost\nWeb | 12000\n\n--- sheet 2 "Q2" ---\nWeb | 13000' in one
+        assert "--- page 1 ---\nInvoice 7\n\n--- page 2 ---\nTotal: 90 EUR" in one
+        assert "name | city\nAda | Lisbon" in two
+        assert "# Guide\n\n## Setup\n\nRun make." in two and "alert" not in two
+        assert "# Notes\n\n- keep `code`" in two
+
+        notice, answer, _ = fake.bot_messages(thread_ts=event["ts"])
+        assert notice.current == (
+            ":information_source: I couldn't read *bomb.xlsx* (it unpacks to 120.0 MB; files that unpack to "
+            "at most 50.0 MB are read)."
+        )
+        assert answer.current == "Read them."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +47,7 @@ def service(
     summary: bool = True,
     budget: Budgets | None = None,
     turn_timeout: float | None = 120.0,
+    summary_model: str | None = SUMMARY_MODEL,
 ) -> ConversationService:
     config = TurnConfig(
         default_model=MODEL,
@@ -53,7 +55,7 @@ def service(
         max_output_tokens=100,
         context_windows={MODEL: 420},  # room for about four turns of history next to the summary
         history_summary=summary,
-        summary_model=SUMMARY_MODEL,
+        summary_model=summary_model,
         summary_max_tokens=64,
         summary_input_tokens=2000,
         turn_timeout=turn_timeout,
@@ -220,3 +222,124 @@ async def test_a_reset_thread_loses_its_summary(database: Database, fake_openai:
     )
     assert [m["role"] for m in model.answers[-1]["messages"]] == ["system", "user"]
     assert "ZEBRA-42" not in said(model.answers[-1])
+
+
+class Composed:
+    """The fake model of a composed-service thread: "ok" to every turn; as the summariser (told apart by its
+    system prompt) it keeps the launch code when it reads it; the last question is answered from whatever its
+    request holds, so the answer shows whether the first turn's fact reached the model."""
+
+    def __init__(self) -> None:
+        self.summaries: list[dict[str, Any]] = []
+        self.answers: list[dict[str, Any]] = []
+
+    def __call__(self, body: dict[str, Any]) -> Script:
+        if body["messages"][0]["content"] == SUMMARY_SYSTEM:
+            self.summaries.append(body)
+            keeps = "the launch code is ZEBRA-42" if "ZEBRA-42" in said(body) else "nothing to keep"
+            return Reply(text=f"Summary {len(self.summaries)}: {keeps}.")
+        self.answers.append(body)
+        last = body["messages"][-1]["content"]
+        if isinstance(last, str) and last.startswith("What was the launch code"):
+            known = "ZEBRA-42" in said(body)
+            return Reply(text="It is ZEBRA-42, as you said at the start." if known else "I don't know.")
+        return Reply(text=f"ok, noted item {len(self.answers)}.")
+
+
+async def composed_thread(
+    database_url: str,
+    fake: FakeOpenAI,
+    monkeypatch: Any,
+    turns: int,
+    *,
+    summary: bool,
+) -> tuple[Composed, list[RecordingReplier], list[UsageRecord], int, int]:
+    """``turns`` turns of one thread on the service `threadwise serve` composes: a first turn with a fact,
+    routine turns, and a last question about the first turn; a daily budget of $0.10 per user and the history
+    capped at 1,000 tokens. Returns the model, the repliers, the ledger, what the budget counted and the holds
+    left."""
+    from bots.bootstrap import open_core
+    from core.domain.types import ChatUser, ConversationKey, IncomingMessage
+    from core.settings import load_settings
+
+    model = Composed()
+    fake.responder = model
+    env = {
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake.base_url,
+        "DATABASE_URL": database_url,
+        "THREADWISE_USER_DAILY_BUDGET_USD": "0.10",
+        "THREADWISE_HISTORY_MAX_TOKENS": "1000",
+        "THREADWISE_HISTORY_SUMMARY": "true" if summary else "false",
+        "THREADWISE_SUMMARY_MAX_TOKENS": "128",
+        "THREADWISE_SUMMARY_MODEL": "gpt-4.1-mini",
+        "THREADWISE_USER_RATE_LIMIT": "off",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    where = ConversationKey("slack", "T1", "C1", "1700000000.000100")
+    user = ChatUser("slack", "U0ADA", "ada")
+    repliers: list[RecordingReplier] = []
+    async with open_core(load_settings(env_file=None)) as core:
+        for index in range(turns):
+            if index == 0:
+                text = f"Please remember: {FIRST}"
+            elif index == turns - 1:
+                text = "What was the launch code I gave you at the very start?"
+            else:
+                text = f"Turn {index}: note item {index}, a routine status update, nothing special."
+            replier = RecordingReplier()
+            arriving = IncomingMessage(where, user, text, f"e{index}", datetime.now(UTC))
+            await core.turns.handle(arriving, replier)
+            assert not replier.errors, (index, replier.errors)
+            repliers.append(replier)
+        async with core.database.reader() as session:
+            rows = list((await session.execute(select(UsageRecord).order_by(UsageRecord.id))).scalars())
+            counted = await session.scalar(select(func.max(BudgetCounter.spent_micros))) or 0
+            holds = await session.scalar(select(func.count()).select_from(Reservation)) or 0
+    return model, repliers, rows, counted, holds
+
+
+async def test_a_300_turn_thread_answers_about_its_first_turn_from_the_summary_within_its_budget(
+    database_url: str, fake_openai: FakeOpenAI, monkeypatch: Any
+) -> None:
+    model, repliers, rows, counted, holds = await composed_thread(
+        database_url, fake_openai, monkeypatch, 300, summary=True
+    )
+    assert repliers[-1].finished == ["It is ZEBRA-42, as you said at the start."]
+    last = model.answers[-1]
+    assert "Please remember" not in said(last)  # the first turn itself is long out of the window
+    assert last["messages"][1]["role"] == "system"
+    assert last["messages"][1]["content"].startswith(SUMMARY_PREFIX)  # it came through the summary
+    assert "ZEBRA-42" in last["messages"][1]["content"]
+    assert all(s["model"] == "gpt-4.1-mini" for s in model.summaries) and len(model.summaries) >= 10
+    assert notes(repliers) == 1  # the thread is told once
+
+    # Every call is in the ledger, the summaries too; the budget counted exactly that, and nothing is held.
+    assert len(rows) == len(model.summaries) + len(model.answers) == len(model.summaries) + 300
+    assert sum(r.model == "gpt-4.1-mini" for r in rows) == len(model.summaries)
+    assert all(r.cost_micros > 0 for r in rows)
+    spent = sum(r.cost_micros for r in rows)
+    assert counted == spent <= 100_000 and holds == 0
+
+
+async def test_with_summaries_off_the_same_thread_forgets_its_first_turn(
+    database_url: str, fake_openai: FakeOpenAI, monkeypatch: Any
+) -> None:
+    model, repliers, rows, _, _ = await composed_thread(
+        database_url, fake_openai, monkeypatch, 60, summary=False
+    )
+    assert model.summaries == [] and notes(repliers) == 0
+    assert repliers[-1].finished == ["I don't know."]  # plain trimming: nothing stands for the first turn
+    assert [m["role"] for m in model.answers[-1]["messages"][:2]] == ["system", "user"]
+    assert {r.model for r in rows} == {"gpt-4o-mini"}
+
+
+async def test_without_a_summary_model_the_conversations_own_model_summarises(
+    database: Database, fake_openai: FakeOpenAI
+) -> None:
+    model = Model()
+    fake_openai.responder = model
+    await run_thread(service(database, fake_openai, summary_model=None))
+    assert model.summaries and {s["model"] for s in model.summaries} == {MODEL}
+    assert model.answers[-1]["messages"][1]["content"].startswith(SUMMARY_PREFIX)

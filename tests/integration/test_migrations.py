@@ -31,6 +31,7 @@ EXPECTED = {
     "oauth_states",
     "conversation_summaries",
     "personas",
+    "tool_approvals",
     "answer_feedback",
 }
 

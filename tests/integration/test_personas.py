@@ -149,3 +149,90 @@ async def test_the_persona_tool_list_narrows_the_tools(core: Core, fake_openai: 
     first, second = fake_openai.chat_requests()[-2:]
     assert [tool["function"]["name"] for tool in first["tools"]] == ["calculator"]
     assert "'current_time' is not enabled in this channel" in second["messages"][-1]["content"]
+
+
+async def test_on_discord_a_channel_persona_reaches_its_threads_and_nowhere_else(tmp_path: Path) -> None:
+    """Through discord.py against the Discord fake: a member is refused and nothing changes; a server
+    manager's persona for #general is in the system message of `/ai chat` there and of the thread it opens
+    (the thread's parent channel counts), and not in another channel's `/ai ask` nor in a DM."""
+    from tests.integration.discord_harness import running_bot
+    from tests.integration.test_discord_commands import answer
+
+    async with running_bot(tmp_path, threadwise={"system_prompt": PROMPT}) as bot:
+        fake = bot.discord
+        member = fake.user(fake.snowflake(), "member")
+        [refused] = await answer(
+            bot, await fake.interact("ai-admin", "prompt", {"args": "set here Be a pirate."}, user=member)
+        )
+        assert refused.ephemeral and refused.content.startswith("⚠️")
+        async with bot.core.database.reader() as session:
+            assert (await session.execute(select(PersonaRow))).scalars().all() == []
+
+        manager = fake.user(fake.snowflake(), "manager")
+        args = {"args": "set here Answer like a pirate."}
+        [done] = await answer(bot, await fake.interact("ai-admin", "prompt", args, user=manager, admin=True))
+        assert done.ephemeral and f"Persona of channel discord:{fake.guild_id}:{fake.channel_id} set" in (
+            done.content
+        )
+
+        bot.openai.script(Reply("Arr, Lisbon."), Reply("Arr, Sintra."), Reply("Plain."), Reply("Plain too."))
+        await fake.interact("ai", "chat", {"prompt": "Plan a weekend in Lisbon"})
+        thread_id = await fake.wait_for(lambda: next(iter(fake.threads), None))
+        await fake.wait_for(lambda: fake.bot_messages(thread_id))
+        await fake.message_create(thread_id, "And on day two?")
+        await fake.wait_for(lambda: len(fake.bot_messages(thread_id)) == 2)
+
+        random = await fake.add_text_channel("random")
+        await answer(bot, await fake.interact("ai", "ask", {"prompt": "hello?"}, channel_id=random))
+        dm = fake.dm_channel(fake.owner)
+        await fake.message_create(dm, "hi")
+        await fake.wait_for(lambda: fake.bot_messages(dm))
+
+        opened, continued, elsewhere, private = bot.openai.chat_requests()
+        pirate = f"{PROMPT}\n\nIn this channel: Answer like a pirate."
+        assert system_of(opened) == pirate and system_of(continued) == pirate
+        assert system_of(elsewhere) == PROMPT and system_of(private) == PROMPT
+        assert all("pirate" not in str(r["messages"][1:]) for r in (opened, continued, elsewhere, private))
+        async with bot.core.database.reader() as session:
+            actions = (await session.execute(select(AdminAction).order_by(AdminAction.id))).scalars().all()
+        assert [(a.action, a.actor_id, a.allowed) for a in actions] == [
+            ("prompt", member["id"], False),  # refused before the subcommand is read
+            ("prompt.set", manager["id"], True),
+        ]
+
+
+async def test_on_slack_personas_reach_their_channel_and_the_assistant_panel_and_a_refusal_changes_nothing(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Through slack_bolt against the Slack fake: a member's `/ai-admin prompt set` is refused and changes
+    nothing; a workspace admin's channel persona is in the system message of that channel's threads only,
+    and the workspace persona in the assistant panel (a DM of the workspace)."""
+    from tests.integration.test_slack_adapter import running_slack
+
+    async with running_slack(tmp_path, fake_openai, system_prompt=PROMPT) as running:
+        fake = running.fake
+        await running.command("/ai-admin", "prompt set workspace Be brief.", user="U0ALICE")
+        [refused] = fake.responses
+        assert refused["text"].startswith(":warning:") and refused["response_type"] == "ephemeral"
+        await running.mention("before anything is set")
+        assert system_of(fake_openai.chat_requests()[-1]) == PROMPT  # nothing changed
+
+        await running.command("/ai-admin", "prompt set workspace Be brief.", user="U0ADMIN")
+        await running.command("/ai-admin", "prompt set here Answer like a pirate.", user="U0ADMIN")
+        await running.mention("hello from general")
+        await running.mention("hello from random", channel="C0RANDOM")
+        thread_ts = fake.next_ts()
+        panel_options = {"channel": "D0ALICE", "channel_type": "im", "thread_ts": thread_ts}
+        await running.message("hello from the panel", **panel_options)
+
+        _, general, random, panel = fake_openai.chat_requests()
+        assert system_of(general) == f"{PROMPT}\n\nIn this channel: Answer like a pirate."
+        assert system_of(random) == f"{PROMPT}\n\nIn this workspace: Be brief."
+        assert system_of(panel) == f"{PROMPT}\n\nIn this workspace: Be brief."
+        async with running.core.database.reader() as session:
+            actions = (await session.execute(select(AdminAction).order_by(AdminAction.id))).scalars().all()
+        assert [(a.action, a.actor_id, a.allowed) for a in actions] == [
+            ("prompt", "U0ALICE", False),
+            ("prompt.set", "U0ADMIN", True),
+            ("prompt.set", "U0ADMIN", True),
+        ]

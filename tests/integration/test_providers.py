@@ -115,3 +115,123 @@ def test_bad_providers_are_refused_naming_the_setting(value: str, problem: str) 
         load_settings(None, threadwise={"providers": value})
     assert problem in str(caught.value)
     assert "sk-secret-1" not in str(caught.value)
+
+
+async def test_each_provider_has_its_own_retries_and_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI, llama: FakeOpenAI
+) -> None:
+    """llama: no retries, so one failing answer is the user's error at once; mistral: two retries and a
+    0.3-second timeout, so a request that never answers is given up on and tried again (three requests in
+    all) long before the first-token watchdog (60 s here) or the default endpoint's settings would; the
+    default endpoint keeps THREADWISE_OPENAI_MAX_RETRIES."""
+    from tests.fakes.openai_api import Fault, Silent
+
+    async with FakeOpenAI(api_key="mistral-key") as mistral:
+        providers = {
+            "llama": {"base_url": llama.base_url, "api_key": "llama-key", "max_retries": 0},
+            "mistral": {
+                "base_url": mistral.base_url,
+                "api_key": "mistral-key",
+                "timeout": 0.3,
+                "max_retries": 2,
+            },
+        }
+        env = {
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": fake_openai.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
+            "THREADWISE_MODELS": "gpt-4o-mini,llama3,mistral-small",
+            "THREADWISE_PROVIDERS": json.dumps(providers),
+            "THREADWISE_OPENAI_MAX_RETRIES": "1",
+            "THREADWISE_OPENAI_TIMEOUT": "60",
+            "THREADWISE_FIRST_TOKEN_TIMEOUT": "60",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        async with open_core(load_settings(env_file=None)) as core:
+            fake_openai.script(Fault(503), Reply(text="default, on the second try"))
+            assert (await turn(core, "q1", "e1")).finished == ["default, on the second try"]
+
+            await core.commands.set_model(ADA, KEY, "llama3")
+            llama.script(Fault(503), Reply(text="never sent"))
+            failed = await turn(core, "q2", "e2")
+            assert failed.finished == [] and failed.errors
+            assert "having problems" in failed.errors[-1].user_message
+
+            await core.commands.set_model(ADA, KEY, "mistral-small")
+            mistral.script(Silent(), Silent(), Silent())
+            slow = await turn(core, "q3", "e3")
+            assert slow.finished == [] and slow.errors
+            assert "took too long" in slow.errors[-1].user_message
+
+    assert len(fake_openai.chat_requests()) == 2  # THREADWISE_OPENAI_MAX_RETRIES=1
+    assert len(llama.chat_requests()) == 1  # its max_retries 0
+    assert len(mistral.chat_requests()) == 3  # its max_retries 2, each attempt cut by its 0.3 s timeout
+
+
+async def test_the_router_picks_per_turn_and_the_cost_footer_names_the_model_that_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI, llama: FakeOpenAI
+) -> None:
+    """THREADWISE_ROUTER through the composed service and the real SDK: a short question goes to the cheap
+    model, pasted code to the strong one (here on the second endpoint), each reply's footer names the model;
+    a conversation's own `/ai model` takes it out of the router's hands."""
+    env = {
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'threadwise.db'}",
+        "THREADWISE_MODELS": "gpt-4o-mini,llama3",
+        "THREADWISE_PROVIDERS": json.dumps({"llama": {"base_url": llama.base_url, "api_key": "llama-key"}}),
+        "THREADWISE_ROUTER": "gpt-4o-mini,llama3",
+        "THREADWISE_COST_FOOTER": "true",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    async with open_core(load_settings(env_file=None)) as core:
+        fake_openai.script(Reply(text="Paris."), Reply(text="Still Paris."))
+        llama.script(Reply(text="Divide by something else."))
+        short = await turn(core, "What's the capital of France?", "e1")
+        code = await turn(core, "Why does this fail?\n```python\nprint(1/0)\n```", "e2")
+        await core.commands.set_model(ADA, KEY, "gpt-4o-mini")
+        chosen = await turn(core, "x = 1;\ny = 2;\nprint(x / 0);\nwhy?", "e3")  # code, but chosen
+
+    [(short_text)] = short.finished
+    [(code_text)] = code.finished
+    [(chosen_text)] = chosen.finished
+    assert short_text.startswith("Paris.\n\n_gpt-4o-mini · ")
+    assert code_text.startswith("Divide by something else.\n\n_llama3 · ")
+    assert chosen_text.startswith("Still Paris.\n\n_gpt-4o-mini · ")
+    assert [r["model"] for r in fake_openai.chat_requests()] == ["gpt-4o-mini", "gpt-4o-mini"]
+    assert [r["model"] for r in llama.chat_requests()] == ["llama3"]
+
+
+async def test_on_slack_ai_model_moves_the_thread_to_the_second_endpoint(
+    tmp_path: Path, fake_openai: FakeOpenAI, llama: FakeOpenAI
+) -> None:
+    """Through slack_bolt against the Slack fake: the thread starts on the default endpoint; `/ai model
+    llama3` (Slack sends no thread with a slash command: it applies to the caller's last thread) moves it,
+    with its history, to the llama endpoint, which gets the model name unchanged and its own key."""
+    from tests.integration.test_slack_adapter import running_slack
+
+    providers = json.dumps({"llama": {"base_url": llama.base_url, "api_key": "llama-key"}})
+    async with running_slack(
+        tmp_path, fake_openai, models="gpt-4o-mini,llama3", providers=providers
+    ) as slack:
+        fake_openai.script(Reply(text="From the default endpoint."))
+        event = await slack.mention("first question")
+        await slack.command("/ai", "model llama3")
+        llama.script(Reply(text="From llama."))
+        await slack.message("second question", thread_ts=event["ts"])
+
+        first_answer, changed, second_answer = slack.fake.bot_messages(thread_ts=event["ts"])
+        assert first_answer.current == "From the default endpoint."
+        assert "now uses" in changed.current and "llama3" in changed.current  # announced in the thread
+        assert second_answer.current == "From llama."
+    [first] = [r for r in fake_openai.requests if r.path == "/v1/chat/completions"]
+    [second] = [r for r in llama.requests if r.path == "/v1/chat/completions"]
+    assert first.json["model"] == "gpt-4o-mini" and first.headers["authorization"] == "Bearer test-key"
+    assert second.json["model"] == "llama3" and second.headers["authorization"] == "Bearer llama-key"
+    assert [m["content"] for m in second.json["messages"][1:]] == [
+        "first question",
+        "From the default endpoint.",
+        "second question",
+    ]

@@ -602,6 +602,8 @@ async def test_every_event_and_command_in_the_manifest_has_a_listener(slack: Sla
             kind = name.split(".")[1].removesuffix("s")
             channel = {"channel": "C0GENERAL", "group": "G0PRIVATE", "im": "D0ALICE", "mpim": "G0MPIM"}[kind]
             event = fake.message_event("hello", channel=channel, channel_type=kind)
+        elif name == "app_home_opened":
+            event = fake.app_home_opened("U0ALICE")
         elif name in ("app_uninstalled", "tokens_revoked"):
             event = {"type": name, "tokens": {"oauth": [], "bot": [BOT_USER_ID]}, "event_ts": fake.next_ts()}
         else:

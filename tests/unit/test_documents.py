@@ -207,3 +207,15 @@ async def test_reading_runs_in_a_worker_thread_and_counts_for_the_conversations_
     result = await reader.read("r.pdf", DocumentFormat.PDF, pdf_bytes(pages), key)
     assert asked == [key] and threads and threads[0] != threading.main_thread().name
     assert counter.count_text("gpt-4", text_of(result)) <= 100 < counter.count_text("gpt-4", "\n".join(pages))
+
+
+def test_a_pdf_page_that_unpacks_past_the_limit_is_not_unpacked(counter: TokenCounter) -> None:
+    """A 300 KB PDF whose page unpacks to 200 MB: pypdf stops at the 16 MB limit (never the whole of it);
+    the pages that read are kept, the bomb page is marked, and a file of nothing but bomb pages is named."""
+    from tests.documents import pdf_bomb
+
+    mixed = read(counter, "mixed.pdf", pdf_bomb(["Intro page"]))
+    assert text_of(mixed) == "--- page 1 ---\nIntro page\n\n--- page 2 ---\n(this page could not be read)"
+    only = read(counter, "bomb.pdf", pdf_bomb())
+    assert only.attachment is None
+    assert only.problem == "its pages unpack to more than 16 MB each, which looks like a decompression bomb"

@@ -362,3 +362,15 @@ def test_discord_shards_that_cannot_work_stop_the_start_naming_the_variables(
 
     assert expected in message
     assert "THREADWISE_DISCORD_SHARD_" in message
+
+
+def test_tool_approval_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = load_settings(env_file=None).threadwise
+    assert (defaults.approval_tools, defaults.approval_timeout) == ((), 120.0)
+    monkeypatch.setenv("THREADWISE_APPROVAL_TOOLS", " fetch_url, github__* ")
+    monkeypatch.setenv("THREADWISE_APPROVAL_TIMEOUT", "45")
+    chosen = load_settings(env_file=None).threadwise
+    assert (chosen.approval_tools, chosen.approval_timeout) == (("fetch_url", "github__*"), 45.0)
+    monkeypatch.setenv("THREADWISE_APPROVAL_TIMEOUT", "0")
+    with pytest.raises(SettingsError, match="THREADWISE_APPROVAL_TIMEOUT"):
+        load_settings(env_file=None)
