@@ -15,6 +15,7 @@ an admin (``THREADWISE_ADMINS``, a workspace admin as the platform says), may us
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ RETRY_PREFIX = "retry:"  # event ids of retried answers: retry:<claim id of the 
 NOT_YOURS = "Only the person who asked this question, or an admin, can use these buttons."
 GONE = "I can't find that answer any more (it may have been deleted)."
 NOT_LAST = "Only the last answer of a conversation can be retried; this one has been followed by another."
+SETTLE_SECONDS = 5.0  # a click on an answer shown but not yet stored waits for it at most this long
 NOT_FINISHED = "This answer is still being written. Stop it first, or wait for it to finish."
 
 
@@ -105,9 +107,22 @@ class AnswerButtons:
             raise NotAuthorized(NOT_YOURS)
         return answer
 
+    async def settled(self, claim_id: int, user: ChatUser) -> AnswerRef:
+        """``authorize``, once the answer's turn is no longer running: 👍/👎 and Retry are shown with the
+        answer's last text, a moment before its turn is stored, so a quick click waits that moment (at most
+        ``SETTLE_SECONDS``; an answer still running after it is told so)."""
+        answer = await self.authorize(claim_id, user)
+        waited, pause = 0.0, 0.05
+        while answer.status == "claimed" and waited < SETTLE_SECONDS:
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.5)
+            answer = await self.answer(claim_id, user.platform)
+        return answer
+
     async def vote(self, claim_id: int, user: ChatUser, *, up: bool) -> Vote:
         """Record ``user``'s 👍 (``up``) or 👎 on a finished answer (replacing their earlier vote)."""
-        answer = await self.authorize(claim_id, user)
+        answer = await self.settled(claim_id, user)
         if answer.status != "done" or answer.conversation_id is None:
             raise BadInput("Only a finished answer can be rated.")
         now = utcnow()
@@ -163,7 +178,7 @@ class AnswerButtons:
         ``lambda m: turns.handle(m, replier)``) the retry is run here, and when it fails (budget,
         moderation, the model) the old answer comes back into the history. BadInput when the answer is not
         the conversation's last answer (later turns that failed do not count)."""
-        answer = await self.authorize(claim_id, user)
+        answer = await self.settled(claim_id, user)
         if answer.status == "claimed":
             raise BadInput(NOT_FINISHED)
         if answer.conversation_id is None:

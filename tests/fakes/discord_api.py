@@ -43,7 +43,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -133,6 +133,9 @@ class FakeDiscord:
     """An in-process fake Discord; see the module docstring."""
 
     def __init__(self, *, token: str = "fake-bot-token") -> None:
+        # awaited after the bot posts or edits a channel message, before the bot gets the answer (a test acts
+        # at that moment, e.g. clicks a button the instant it appears)
+        self.on_written: Callable[[FakeMessage], Awaitable[None]] | None = None
         self.token = token
         self._ids = itertools.count(1)
         self._epoch_ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
@@ -1085,6 +1088,8 @@ class FakeDiscord:
         message = FakeMessage(self.snowflake(), channel_id, self.app_id, content, files=files)
         message.components = list((body or {}).get("components") or [])
         self.messages[message.id] = message
+        if self.on_written is not None:
+            await self.on_written(message)
         return _json(self._message_payload(message, self.bot_user))
 
     def _bad_components(self, body: Any) -> web.Response | None:
@@ -1145,7 +1150,10 @@ class FakeDiscord:
             return self._error(404, 10008, "Unknown Message")
         if message.author_id != self.app_id:
             return self._error(403, 50005, "Cannot edit a message authored by another user")
-        return self._edit(message, body, files)
+        response = self._edit(message, body, files)
+        if self.on_written is not None and response.status == 200:
+            await self.on_written(message)
+        return response
 
     async def _h_delete_channels_x_messages_x(self, params: list[str], *_: Any) -> web.Response:
         message = self.messages.get(int(params[1]))

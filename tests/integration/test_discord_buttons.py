@@ -5,6 +5,7 @@ and malformed clicks are answered without a traceback and the gateway stays up."
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import random
@@ -110,6 +111,26 @@ async def test_feedback_is_stored_for_the_asker_and_an_admin_and_refused_for_any
         [(fake.owner["id"], 1, "gpt-4o-mini"), (moderator["id"], -1, "gpt-4o-mini")]
     )
     assert message.custom_ids() == fake.messages[message.id].custom_ids()  # nothing else changed
+
+
+async def test_a_click_the_instant_the_buttons_appear_waits_for_the_answer_to_be_stored(bot: Harness) -> None:
+    """👍/👎 and Retry arrive with the answer's last text, a moment before its turn is stored: a click in that
+    moment is not refused as "still being written"."""
+    fake = bot.discord
+    clicks: list[FakeInteraction] = []
+
+    async def click_at_once(message: FakeMessage) -> None:
+        up = [c for c in message.custom_ids() if c.startswith("tw:fb:up:")]
+        if up and not clicks:
+            clicks.append(await fake.click(message.id, up[0]))
+            await asyncio.sleep(0.2)  # the bot reads the click while it still waits for this answer
+
+    fake.on_written = click_at_once
+    await ask(bot, "name a fruit", Reply("Pear."))
+    fake.on_written = None
+    [click] = clicks
+    assert await private_reply(fake, click) == "Thanks for the feedback (👍)."
+    assert await votes(bot) == [(fake.owner["id"], 1, "gpt-4o-mini")]
 
 
 async def test_stop_ends_a_slow_answer_keeping_what_was_written_with_a_note(bot: Harness) -> None:
