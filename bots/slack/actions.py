@@ -18,8 +18,6 @@ from bots.slack.workspaces import Workspace, Workspaces
 
 log = logging.getLogger(__name__)
 
-ACTION_ID = re.compile(r"^[a-z][a-z0-9_-]*:")  # "<prefix>:<verb>"
-
 
 @dataclass(frozen=True, slots=True)
 class Click:
@@ -52,7 +50,9 @@ class Actions:
         self._routes[prefix] = handler
 
     def register(self, app: AsyncApp) -> None:
-        app.action(ACTION_ID)(self.on_action)
+        """Listen for the prefixes routed so far (other buttons are left to their own listeners)."""
+        prefixes = "|".join(re.escape(prefix) for prefix in sorted(self._routes))
+        app.action(re.compile(rf"^(?:{prefixes}):"))(self.on_action)
 
     async def on_action(
         self,
