@@ -6,7 +6,8 @@ an existing conversation with a user budget set: what a turn costs the database.
 
 ``--new-threads`` makes each turn the first of a new thread (a mention in a channel; what bench/lean.py
 sends) instead of a follow-up. ``--guards`` adds what ``serve`` runs with moderation on: the ban check before
-the turn (the adapters' admission) and in it, input and output moderation with their audit rows.
+the turn (the adapters' admission) and in it, input and output moderation with their audit rows, the
+channel's policy (moderation overrides) and the channel's persona (both cached per replica).
 
 The reply is "posted" on a platform (the replier reports where it is), as Slack and Discord do, so the
 write that lets crash recovery find a reply is counted too. Prints the statements by kind.
@@ -28,11 +29,13 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.admin.personas import Personas
 from core.db import migrate
 from core.db.session import Database
 from core.domain.ports import TurnGuard
 from core.guards.audit import ModerationAudit
 from core.guards.bans import BanGuard
+from core.guards.channel_policy import ChannelPolicies
 from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
 from core.guards.output_moderation import OutputModeration
 from core.money.budgets import Budgets
@@ -83,12 +86,16 @@ async def run(url: str, turns: int, guarded: bool, show: bool = False, new_threa
         bans = BanGuard(database)
         guards: list[TurnGuard] = []
         output = None
+        personas = None
         if guarded:
             moderator = Moderator(llm.sdk, ModerationPolicy())
             audit = ModerationAudit(database)
-            guards = [bans, ModerationGuard(moderator, audit)]
+            guards = [bans, ModerationGuard(moderator, audit, ChannelPolicies(database))]
             output = OutputModeration(moderator, audit)
-        service = make_service(database, llm, budget=budgets, guards=guards, output_moderation=output)
+            personas = Personas(database)
+        service = make_service(
+            database, llm, budget=budgets, guards=guards, output_moderation=output, personas=personas
+        )
 
         async def turn(text: str, event_id: str) -> None:
             thread = f"{run_id}-{event_id}" if new_threads else run_id
