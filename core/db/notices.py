@@ -52,6 +52,7 @@ class Notices:
         self._reopened: list[Callable[[], None]] = []
         self.connections = 0  # listening connections opened so far (more than one: it broke and came back)
         self.heard = 0  # notices heard from the listening connection (well-formed or not)
+        self.listener_pid: int | None = None  # the listening connection's server process (pg_stat_activity)
 
     @property
     def is_shared(self) -> bool:
@@ -123,12 +124,18 @@ class Notices:
                     raw = await connection.get_raw_connection()
                     driver: Any = raw.driver_connection  # asyncpg's connection
                     await driver.add_listener(CHANNEL, on_notify)
-                    self.connections += 1
-                    self._listening_again()
-                    ready.set()
-                    while True:
-                        await asyncio.sleep(check_every)
-                        await driver.execute("SELECT 1")
+                    try:
+                        self.connections += 1
+                        self.listener_pid = driver.get_server_pid()
+                        self._listening_again()
+                        ready.set()
+                        while True:
+                            await asyncio.sleep(check_every)
+                            await driver.execute("SELECT 1")
+                    finally:  # the connection may go back to the pool: it stops listening first
+                        with contextlib.suppress(Exception):
+                            async with asyncio.timeout(2.0):
+                                await driver.remove_listener(CHANNEL, on_notify)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the connection broke: listen again on a new one
