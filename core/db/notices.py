@@ -52,6 +52,7 @@ class Notices:
         self._reopened: list[Callable[[], None]] = []
         self.connections = 0  # listening connections opened so far (more than one: it broke and came back)
         self.heard = 0  # notices heard from the listening connection (well-formed or not)
+        self._listening = False
         self.listener_pid: int | None = None  # the listening connection's server process (pg_stat_activity)
 
     @property
@@ -97,10 +98,12 @@ class Notices:
     async def listening(self, check_every: float = CHECK_EVERY) -> AsyncIterator[None]:
         """On PostgreSQL: LISTEN on one dedicated connection inside the block, checked every ``check_every``
         seconds and opened again should it break (a database restart); nothing on SQLite. The block starts
-        once listening (or once the first attempt failed: serving does not wait for the database)."""
-        if not self.is_shared:
+        once listening (or once the first attempt failed: serving does not wait for the database). Entered
+        again while listening (e.g. through ``StopChannel.listening``), it opens no second connection."""
+        if not self.is_shared or self._listening:
             yield
             return
+        self._listening = True
         ready = asyncio.Event()
         task = asyncio.create_task(self._listen(ready, check_every), name="notices between replicas")
         waiting = asyncio.ensure_future(ready.wait())
@@ -108,6 +111,7 @@ class Notices:
             await asyncio.wait((task, waiting), return_when="FIRST_COMPLETED")
             yield
         finally:
+            self._listening = False
             waiting.cancel()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -132,7 +132,9 @@ async def test_a_listening_connection_that_broke_drops_the_caches_when_it_is_bac
         pytest.skip("SQLite serves one process: nothing listens")
     url = database.engine.url.render_as_string(hide_password=False)
     async with replica(url, fake_openai, monkeypatch, check_every=0.05) as core:
-        assert core.notices is not None
+        assert core.notices is not None and core.buttons is not None
+        async with core.buttons.listening():  # Stops ride the same connection: no second one
+            assert core.notices.connections == 1
         await turn(core, "hello", "e1")  # caches "no persona" and the default tools of C1
         assert system_of(fake_openai.chat_requests()[-1]) == PROMPT
         async with database.unit_of_work() as session:  # changes whose notices are lost
