@@ -2,11 +2,13 @@
 an existing conversation with a user budget set: what a turn costs the database.
 
     TIKTOKEN_CACHE_DIR=../shared/tiktoken python bench/turn_statements.py [--database-url URL] [--turns N]
-        [--guards] [--new-threads] [--show]
+        [--guards] [--cache-ttl SECONDS] [--new-threads] [--show]
 
 ``--new-threads`` makes each turn the first of a new thread (a mention in a channel; what bench/lean.py
 sends) instead of a follow-up. ``--guards`` adds what ``serve`` runs with moderation on: the ban check before
-the turn (the adapters' admission) and in it, input and output moderation with their audit rows.
+the turn (the adapters' admission) and in it, input and output moderation with their audit rows, the
+channel's policy (moderation overrides) and the channel's persona (both cached per replica, trusted for
+``--cache-ttl`` seconds, 60 as in serve; 0 shows what they cost a turn when read every time).
 
 The reply is "posted" on a platform (the replier reports where it is), as Slack and Discord do, so the
 write that lets crash recovery find a reply is counted too. Prints the statements by kind.
@@ -28,11 +30,14 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.admin.personas import Personas
 from core.db import migrate
+from core.db.replica_cache import SAFETY_TTL
 from core.db.session import Database
 from core.domain.ports import TurnGuard
 from core.guards.audit import ModerationAudit
 from core.guards.bans import BanGuard
+from core.guards.channel_policy import ChannelPolicies
 from core.guards.moderation import ModerationGuard, ModerationPolicy, Moderator
 from core.guards.output_moderation import OutputModeration
 from core.money.budgets import Budgets
@@ -54,7 +59,14 @@ class PostedReplier(RecordingReplier):
             on_posted({"channel": "C1", "ts": "1.1"})
 
 
-async def run(url: str, turns: int, guarded: bool, show: bool = False, new_threads: bool = False) -> None:
+async def run(
+    url: str,
+    turns: int,
+    guarded: bool,
+    show: bool = False,
+    new_threads: bool = False,
+    cache_ttl: float = SAFETY_TTL,
+) -> None:
     database = Database.from_url(url)
     await migrate.upgrade(database.engine)
     statements: collections.Counter[str] = collections.Counter()
@@ -83,12 +95,16 @@ async def run(url: str, turns: int, guarded: bool, show: bool = False, new_threa
         bans = BanGuard(database)
         guards: list[TurnGuard] = []
         output = None
+        personas = None
         if guarded:
             moderator = Moderator(llm.sdk, ModerationPolicy())
             audit = ModerationAudit(database)
-            guards = [bans, ModerationGuard(moderator, audit)]
+            guards = [bans, ModerationGuard(moderator, audit, ChannelPolicies(database, ttl=cache_ttl))]
             output = OutputModeration(moderator, audit)
-        service = make_service(database, llm, budget=budgets, guards=guards, output_moderation=output)
+            personas = Personas(database, ttl=cache_ttl)
+        service = make_service(
+            database, llm, budget=budgets, guards=guards, output_moderation=output, personas=personas
+        )
 
         async def turn(text: str, event_id: str) -> None:
             thread = f"{run_id}-{event_id}" if new_threads else run_id
@@ -124,15 +140,18 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--guards", action="store_true", help="ban check and moderation, as serve runs them")
+    parser.add_argument("--cache-ttl", type=float, default=SAFETY_TTL, help="policy and persona cache, s")
     parser.add_argument("--new-threads", action="store_true", help="each turn the first of a new thread")
     parser.add_argument("--show", action="store_true", help="print the last turn's statements in order")
     args = parser.parse_args()
     if args.database_url:
-        asyncio.run(run(args.database_url, args.turns, args.guards, args.show, args.new_threads))
+        asyncio.run(
+            run(args.database_url, args.turns, args.guards, args.show, args.new_threads, args.cache_ttl)
+        )
         return
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{folder}/bench.db"
-        asyncio.run(run(url, args.turns, args.guards, args.show, args.new_threads))
+        asyncio.run(run(url, args.turns, args.guards, args.show, args.new_threads, args.cache_ttl))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from core.answers.stops import StopChannel
 from core.commands.admission import Admission
 from core.commands.dispatch import Commands
 from core.db import migrate
+from core.db.notices import Notices
+from core.db.replica_cache import SAFETY_TTL
 from core.db.session import Database
 from core.documents.reader import DocumentLimits, DocumentReader
 from core.domain.ports import TurnGuard
@@ -88,6 +90,7 @@ class Core:
     documents: DocumentReader | None = None
     approvals: Approvals | None = None
     buttons: AnswerButtons | None = None
+    notices: Notices | None = None  # this replica's end of the notices between replicas
 
     @property
     def chat(self) -> ChatServices:
@@ -356,7 +359,9 @@ class _Services:
     approvals: Approvals
 
 
-def build_approvals(settings: Settings, database: Database, policies: ChannelPolicies) -> Approvals:
+def build_approvals(
+    settings: Settings, database: Database, policies: ChannelPolicies, notices: Notices
+) -> Approvals:
     """Tool approval (THREADWISE_APPROVAL_TOOLS, per channel by admins, THREADWISE_APPROVAL_TIMEOUT)."""
     tw = settings.threadwise
     return Approvals(
@@ -365,6 +370,7 @@ def build_approvals(settings: Settings, database: Database, policies: ChannelPol
         patterns=tw.approval_tools,
         timeout=tw.approval_timeout,
         is_admin=lambda user: settings.is_admin(user.platform, user.user_id),
+        notices=notices,
     )
 
 
@@ -444,31 +450,40 @@ def build_commands(
     )
 
 
-def build_buttons(database: Database, turns: ConversationService, admin: AdminService) -> AnswerButtons:
-    """The buttons under answers: Stop reaches the turn's replica (LISTEN/NOTIFY on PostgreSQL)."""
+def build_buttons(
+    database: Database, turns: ConversationService, admin: AdminService, notices: Notices
+) -> AnswerButtons:
+    """The buttons under answers: Stop reaches the turn's replica (a notice on PostgreSQL)."""
     return AnswerButtons(
         database,
-        StopChannel(database, turns.running),
+        StopChannel(database, turns.running, notices),
         is_admin=admin.is_admin,
         forget=turns.forget_history,
     )
 
 
 @contextlib.asynccontextmanager
-async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIterator[Core]:
-    """The core of a running service, on a migrated database, with its MCP servers connected."""
+async def open_core(
+    settings: Settings, *, model: str | None = None, cache_ttl: float = SAFETY_TTL
+) -> AsyncIterator[Core]:
+    """The core of a running service, on a migrated database, with its MCP servers connected. ``cache_ttl``:
+    how long a cached channel policy or persona is trusted should its change notice be lost."""
     counter = TokenCounter()  # `serve` loads its tables before ready (``token_models``); else the first turn
     metrics = Metrics()  # one registry for the whole service, served at /metrics
     llm = build_llm(settings, metrics)
     try:
         async with open_database(settings) as database:
             budgets = build_budgets(settings, database)
-            policies, modlog, redactor = ChannelPolicies(database), ModLog(), build_redactor(settings)
+            notices = Notices(database)  # one listening connection per replica (``serving`` holds it)
+            policies = ChannelPolicies(database, notices=notices, ttl=cache_ttl)
+            modlog, redactor = ModLog(), build_redactor(settings)
             safety = build_safety(settings, database, llm, policies, modlog, redactor, metrics)
             admin = build_admin(settings, database, budgets)
             images = build_images(settings, llm, budgets)
-            personas = Personas(database, admin, models=offered_models(settings))
-            approvals = build_approvals(settings, database, policies)
+            personas = Personas(
+                database, admin, models=offered_models(settings), notices=notices, ttl=cache_ttl
+            )
+            approvals = build_approvals(settings, database, policies, notices)
             parts = _Services(
                 database, budgets, admin, policies, redactor, safety, images, personas, approvals
             )
@@ -492,7 +507,8 @@ async def open_core(settings: Settings, *, model: str | None = None) -> AsyncIte
                     Installations(database),
                     build_documents(settings, counter, turns),
                     approvals,
-                    build_buttons(database, turns, admin),
+                    build_buttons(database, turns, admin, notices),
+                    notices,
                 )
                 await modlog.drain()
     finally:
@@ -517,15 +533,16 @@ async def open_admin_shell(settings: Settings) -> AsyncIterator[AdminShell]:
         registry = builtin_tools(settings, None, GuardChain())
         apply_tool_policy(registry, settings)
         images = ("generate_image",) if settings.threadwise.images else ()
+        notices = Notices(database)  # sent with each change; the shell listens to none
         tools = ToolGovernance(
             admin,
-            ChannelPolicies(database),
+            ChannelPolicies(database, notices=notices),
             registry,
             also_known=images,
             open_ended=True,
             approval=settings.threadwise.approval_tools,
         )
-        personas = Personas(database, admin, models=offered_models(settings))
+        personas = Personas(database, admin, models=offered_models(settings), notices=notices)
         yield AdminShell(admin, Retention(database), tools, personas)
 
 
@@ -572,8 +589,8 @@ async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))
-        if core.buttons is not None:  # a Stop clicked on another replica reaches this one's turns
-            await stack.enter_async_context(core.buttons.listening())
+        if core.notices is not None:  # Stops, policy and persona changes, approvals made on other replicas
+            await stack.enter_async_context(core.notices.listening())
         http.readiness.add_database(core.database)  # adapters add their own parts when they are up
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))

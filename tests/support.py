@@ -11,7 +11,7 @@ from typing import Any
 
 from core.db.session import Database
 from core.domain.errors import BotError
-from core.domain.ports import ToolRunner, TurnGuard
+from core.domain.ports import PersonaLookup, ToolRunner, TurnGuard
 from core.domain.types import Attachment, ChatUser, ConversationKey, IncomingMessage
 from core.guards.chain import GuardChain
 from core.guards.output_moderation import OutputModeration
@@ -95,6 +95,7 @@ def make_service(
     budget: Budgets | None = None,
     owner: str = "",
     turn_timeout: float | None = 120.0,
+    personas: PersonaLookup | None = None,
 ) -> ConversationService:
     counter = counter or TokenCounter()
     config = TurnConfig(
@@ -118,6 +119,7 @@ def make_service(
         output_moderation=output_moderation,
         budget=budget,
         owner=owner,
+        personas=personas,
     )
 
 

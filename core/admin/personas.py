@@ -1,22 +1,26 @@
 """Channel and workspace personas (`/ai-admin prompt …`, `threadwise admin prompt …`): stored per channel or
 per workspace, looked up on every turn (the channel's beats the workspace's).
 
-Lookups are cached per process for ``ttl`` seconds (10 by default): a change made by this process applies at
-once, one made on another replica within ``ttl`` seconds. Every change and every ``show`` is recorded in
+Lookups are cached per replica (``ReplicaCache``): a change, made on any replica or by `threadwise admin`,
+sends a ``persona`` notice in its transaction and every listening replica drops that entry at once; the whole
+cache goes when the listening connection (re)opens, and an entry is read again after ``ttl`` seconds (60)
+should a notice be lost anyway. Every change and every ``show`` is recorded in
 ``admin_actions`` through ``AdminService.record`` (which also refuses non-admins, recording the refusal).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.admin.service import AdminService
 from core.db.models import PersonaRow
+from core.db.notices import Notice, Notices, place_in
+from core.db.replica_cache import SAFETY_TTL, ReplicaCache
 from core.db.repositories import insert_for
 from core.db.session import Database
 from core.domain.errors import BadInput
@@ -63,14 +67,19 @@ class Personas:
         admin: AdminService | None = None,
         *,
         models: Sequence[str] = (),
-        ttl: float = 10.0,
+        notices: Notices | None = None,
+        ttl: float = SAFETY_TTL,
     ) -> None:
-        """``models``: the models a persona may name (THREADWISE_MODELS); empty: any."""
+        """``models``: the models a persona may name (THREADWISE_MODELS); empty: any. ``notices``: this
+        replica's (changes reach the others, theirs reach this one); None: this process only."""
         self._db = database
         self._admin = admin
         self._models = tuple(models)
-        self._ttl = ttl
-        self._cache: dict[Place, tuple[float, Persona | None]] = {}
+        self._notices = notices
+        self._cache: ReplicaCache[Place, Persona | None] = ReplicaCache(ttl=ttl)
+        if notices is not None:
+            notices.subscribe("persona", self._changed)
+            notices.on_listening(self._cache.clear)
 
     async def persona(self, key: ConversationKey) -> Persona | None:
         channel = await self._get((key.platform, key.workspace_id, key.channel_id))
@@ -79,16 +88,17 @@ class Personas:
         return await self._get((key.platform, key.workspace_id, WORKSPACE))
 
     async def _get(self, place: Place) -> Persona | None:
-        now = time.monotonic()
-        cached = self._cache.get(place)
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
+        found, cached = self._cache.get(place)
+        if found:
+            return cached
+        generation = self._cache.generation
         stored = await self._row(place)
         persona = stored.persona if stored is not None else None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[place] = (now, persona)
+        self._cache.put(place, persona, generation)
         return persona
+
+    def _changed(self, notice: Notice) -> None:
+        self._cache.drop(place_in(notice))
 
     async def _row(self, place: Place) -> StoredPersona | None:
         platform, workspace_id, channel_id = place
@@ -147,7 +157,8 @@ class Personas:
                 .values(platform=platform, workspace_id=workspace_id, channel_id=channel_id, **values)
                 .on_conflict_do_update(index_elements=["platform", "workspace_id", "channel_id"], set_=values)
             )
-        self._cache.pop(place, None)
+            await self._tell(place, session)
+        self._cache.drop(place)
         return Persona(prompt, model, names, "workspace" if channel_id == WORKSPACE else "channel")
 
     async def clear(self, actor: ChatUser, place: Place) -> bool:
@@ -161,8 +172,14 @@ class Personas:
                     PersonaRow.channel_id == channel_id,
                 )
             )
-        self._cache.pop(place, None)
+            await self._tell(place, session)
+        self._cache.drop(place)
         return bool(getattr(result, "rowcount", 0))
+
+    async def _tell(self, place: Place, session: AsyncSession) -> None:
+        """Every replica drops its entry once the change commits."""
+        if self._notices is not None:
+            await self._notices.publish("persona", {"channel": list(place)}, session)
 
     async def _record(
         self, actor: ChatUser, action: str, place: Place, details: Mapping[str, object]

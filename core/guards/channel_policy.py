@@ -1,12 +1,13 @@
 """Per-channel admin settings: which tools the model may use there, and moderation thresholds.
 
-Read on every turn, so they are cached for a few seconds; a change made by this process is visible at once,
-one made by another replica within ``ttl`` seconds.
+Read on every turn, so each replica caches them (``ReplicaCache``): a change, made on any replica or by
+`threadwise admin`, sends a ``policy`` notice in its transaction and every listening replica drops that
+channel's entry at once; the whole cache goes when the listening connection (re)opens, and an entry is read
+again after ``ttl`` seconds (60) should a notice be lost anyway.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from typing import Any
 from sqlalchemy import delete, null, select
 
 from core.db.models import ChannelPolicy
+from core.db.notices import Notice, Notices, place_in
+from core.db.replica_cache import SAFETY_TTL, ReplicaCache
 from core.db.repositories import insert_for
 from core.db.session import Database
 from core.domain.types import ConversationKey
@@ -34,16 +37,23 @@ def channel_of(key: ConversationKey) -> Channel:
 
 
 class ChannelPolicies:
-    def __init__(self, database: Database, *, ttl: float = 10.0) -> None:
+    """``notices``: the replica's (its changes reach the others, theirs reach it); None: this process only."""
+
+    def __init__(
+        self, database: Database, *, notices: Notices | None = None, ttl: float = SAFETY_TTL
+    ) -> None:
         self._db = database
-        self._ttl = ttl
-        self._cache: dict[Channel, tuple[float, Policy]] = {}
+        self._notices = notices
+        self._cache: ReplicaCache[Channel, Policy] = ReplicaCache(ttl=ttl)
+        if notices is not None:
+            notices.subscribe("policy", self._changed)
+            notices.on_listening(self._cache.clear)
 
     async def get(self, channel: Channel) -> Policy:
-        cached = self._cache.get(channel)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
+        found, cached = self._cache.get(channel)
+        if found and cached is not None:
+            return cached
+        generation = self._cache.generation
         platform, workspace_id, channel_id = channel
         async with self._db.reader() as session:
             row = (
@@ -56,9 +66,7 @@ class ChannelPolicies:
                 )
             ).scalar_one_or_none()
         policy = _policy(row) if row is not None else Policy()
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[channel] = (now, policy)
+        self._cache.put(channel, policy, generation)
         return policy
 
     async def set_tools(self, channel: Channel, tools: Sequence[str] | None, *, by: str) -> None:
@@ -96,7 +104,12 @@ class ChannelPolicies:
                     ChannelPolicy.approval_tools.is_(None),
                 )
             )
-        self._cache.pop(channel, None)
+            if self._notices is not None:
+                await self._notices.publish("policy", {"channel": list(channel)}, session)
+        self._cache.drop(channel)
+
+    def _changed(self, notice: Notice) -> None:
+        self._cache.drop(place_in(notice))
 
 
 def _policy(row: ChannelPolicy) -> Policy:

@@ -3,10 +3,12 @@ run only once the asker, or an admin, approves the call.
 
 The request is a ``tool_approvals`` row; the adapter of the conversation's platform shows it with Approve /
 Deny (``ApprovalPrompter``). A click may reach any replica: ``decide`` records it in the row, atomically, so
-one decision wins. The waiting turn wakes at once on a click handled by its own process (a local event) and
-otherwise polls its row, every 0.25 s backing off to 1 s: polling happens only while a turn waits for a
-person, so ordinary turns cost nothing. Unanswered within THREADWISE_APPROVAL_TIMEOUT, the row is marked
-``timed_out`` (unless a click won the race) and the prompt says so.
+one decision wins. The waiting turn wakes at once on a click handled by its own process (a local event) and,
+on PostgreSQL, on the ``approval`` notice the deciding replica sends with its decision (core/db/notices.py);
+it still reads its row every ``poll_every`` seconds (5) in case a notice was lost. Without notices (SQLite,
+which serves one process) it polls its row every 0.25 s backing off to 1 s. Polling happens only while a
+turn waits for a person, so ordinary turns cost nothing. Unanswered within THREADWISE_APPROVAL_TIMEOUT, the
+row is marked ``timed_out`` (unless a click won the race) and the prompt says so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 
 from core.db.models import ToolApproval
+from core.db.notices import Notice, Notices
 from core.db.session import Database
 from core.domain.ports import ApprovalDecision, ApprovalPrompter, ApprovalRequest, TurnPause
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
@@ -35,6 +38,7 @@ CANCELLED = "cancelled"  # the turn stopped waiting (shutdown)
 UNAVAILABLE = "unavailable"  # the request could not be shown (no adapter for the platform, a failed post)
 FIRST_POLL = 0.25  # seconds between reads of a waiting approval's row, doubling up to LAST_POLL
 LAST_POLL = 1.0
+SAFETY_POLL = 5.0  # seconds between reads of a waiting approval's row when decisions arrive as notices
 SHOWN_ARGUMENTS = 1500  # characters of the (redacted) arguments shown with the buttons
 
 
@@ -76,10 +80,17 @@ class Approvals:
         timeout: float = 120.0,
         is_admin: Callable[[ChatUser], bool] = lambda user: False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        notices: Notices | None = None,
+        poll_every: float = SAFETY_POLL,
     ) -> None:
         """``is_admin``: operators (THREADWISE_ADMINS); a user the adapter marks ``is_admin`` (a workspace
-        admin) may decide in their own workspace."""
+        admin) may decide in their own workspace. ``notices``: the replica's, through which a decision made
+        on another replica wakes the waiting turn (then its row is read every ``poll_every`` seconds)."""
         self._db = database
+        self._notices = notices
+        self._poll_every = poll_every if notices is not None and notices.is_shared else None
+        if notices is not None:
+            notices.subscribe("approval", self._decided)
         self._policies = policies
         self.patterns = tuple(patterns)
         self.timeout = timeout
@@ -173,8 +184,9 @@ class Approvals:
     async def _wait(self, approval_id: int, woken: asyncio.Event) -> ApprovalDecision:
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.timeout
-        interval = FIRST_POLL
+        interval = FIRST_POLL if self._poll_every is None else self._poll_every
         while True:
+            woken.clear()  # set again by a click or notice from now on (the read below sees earlier ones)
             decision = await self.decision(approval_id)
             if decision is not None and decision.status != PENDING:
                 return decision
@@ -185,7 +197,8 @@ class Approvals:
                 async with asyncio.timeout(min(interval, left)):
                     await woken.wait()
             except TimeoutError:
-                interval = min(interval * 2, LAST_POLL)
+                if self._poll_every is None:
+                    interval = min(interval * 2, LAST_POLL)
         return await self._expire(approval_id)
 
     async def _expire(self, approval_id: int, status: str = TIMED_OUT) -> ApprovalDecision:
@@ -235,6 +248,8 @@ class Approvals:
                 )
             )
             won = bool(getattr(result, "rowcount", 0))
+            if won and self._notices is not None:  # the waiting turn may be on another replica
+                await self._notices.publish("approval", {"id": approval_id}, session)
         woken = self._woken.get(approval_id)
         if woken is not None:
             woken.set()
@@ -243,6 +258,14 @@ class Approvals:
             return Click("closed", current or ApprovalDecision(TIMED_OUT), request)
         log.info("approval %d %s", approval_id, status)
         return Click("decided", current or ApprovalDecision(status, user.user_id, user.display_name), request)
+
+    def _decided(self, notice: Notice) -> None:
+        approval_id = notice["id"]
+        if not isinstance(approval_id, int):
+            raise TypeError("id")
+        woken = self._woken.get(approval_id)
+        if woken is not None:
+            woken.set()
 
     async def of_conversation(self, conversation_id: int) -> list[ToolApproval]:
         async with self._db.reader() as session:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
+from core.db.notices import Notices
 from core.db.session import Database
 from core.domain.ports import ApprovalDecision, ApprovalRequest, ReplyLocation
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
@@ -36,13 +39,22 @@ class Prompts:
         self.closed.append((request.id, decision.status))
 
 
-def approvals_on(database: Database, prompts: Prompts, *, timeout: float = 30.0) -> Approvals:
+def approvals_on(
+    database: Database,
+    prompts: Prompts,
+    *,
+    timeout: float = 30.0,
+    notices: Notices | None = None,
+    poll_every: float = 5.0,
+) -> Approvals:
     approvals = Approvals(
         database,
         ChannelPolicies(database),
         patterns=("crm__*",),
         timeout=timeout,
         is_admin=lambda user: user.user_id == "OPERATOR",
+        notices=notices,
+        poll_every=poll_every,
     )
     approvals.register("console", prompts)
     return approvals
@@ -119,3 +131,23 @@ async def test_a_platform_without_buttons_cannot_approve(database: Database) -> 
     )
     approval_id, decision = await approvals.ask(CALL, "{}", slack, None, None)
     assert approval_id is None and decision.status == "unavailable" and not decision.approved
+
+
+async def test_a_click_on_another_replica_wakes_the_waiting_turn_at_once(database: Database) -> None:
+    """The waiting replica reads its row once an hour here (and the approval lasts an hour): only the
+    ``approval`` notice the clicked replica sends can end the wait."""
+    if database.is_sqlite:
+        pytest.skip("SQLite serves one process: a click reaches the waiting turn's own process")
+    other = Database.from_url(database.engine.url.render_as_string(hide_password=False))
+    here, there = Notices(database), Notices(other)
+    prompts = Prompts()
+    waiting = approvals_on(database, prompts, timeout=3600.0, notices=here, poll_every=3600.0)
+    clicked = approvals_on(other, Prompts(), notices=there)
+    async with here.listening():
+        task = asyncio.create_task(waiting.ask(CALL, '{"query": "ada"}', message(), None, None))
+        await prompts.posted.wait()
+        [request] = prompts.asked
+        assert (await clicked.decide(request.id, ASKER, approve=True, workspace_id="W1")).outcome == "decided"
+        approval_id, decision = await asyncio.wait_for(task, 30)  # not the poll: it comes in an hour
+    assert approval_id == request.id and decision.approved and decision.by == "U1"
+    await other.close()
