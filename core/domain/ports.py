@@ -247,6 +247,11 @@ class TurnPause(Protocol):
 
     def waiting(self, seconds: float) -> AbstractAsyncContextManager[None]: ...
 
+    @property
+    def stopped(self) -> bool:
+        """The turn was stopped (its Stop button) meanwhile: whatever it waits for is not waited for."""
+        ...
+
 
 class ToolRunner(Protocol):
     """Step 7: the tools a message may use, and running the calls of one model response."""
@@ -283,8 +288,9 @@ class ApprovalRequest:
 @dataclass(frozen=True, slots=True)
 class ApprovalDecision:
     """How an approval ended: ``approved``, ``denied``, ``timed_out``, ``cancelled`` (the turn was
-    interrupted) or ``unavailable`` (it could not be shown); ``pending`` while it waits. ``by``/``by_name``:
-    who decided (None unless someone did)."""
+    interrupted), ``stopped`` (its answer was stopped with the Stop button while it waited) or
+    ``unavailable`` (it could not be shown); ``pending`` while it waits. ``by``/``by_name``: who decided
+    (None unless someone did)."""
 
     status: str
     by: str | None = None

@@ -102,6 +102,11 @@ class _Rounds:
         with self.deadline.paused(seconds):
             yield
 
+    @property
+    def stopped(self) -> bool:
+        """TurnPause: the Stop button was used while the turn waits (the wait then ends)."""
+        return self.stop is not None and self.stop.stopped
+
 
 class ToolLoop:
     def __init__(

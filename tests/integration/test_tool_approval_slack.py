@@ -437,3 +437,46 @@ async def test_a_click_on_another_replica_releases_the_waiting_turn(
             assert "Approved by <@U0ALICE>" in message.current
             [row] = await approval_rows(second.core)
             assert (row.status, row.decided_by) == ("approved", "U0ALICE")
+
+
+async def test_stop_while_the_turn_waits_for_an_approval_stops_it_at_once(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """The asker clicks Stop on the answer while it waits for Approve / Deny: the turn ends then (not when
+    the approval times out), the tool never runs, no further model call is made, the prompt says it was
+    cancelled, and a late Approve runs nothing."""
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(
+            f"sqlite+aiosqlite:///{tmp_path / 's.db'}", fake_openai, fake, approval_timeout="600"
+        )
+        async with replica(settings, effects) as node:
+            script_lookup(fake_openai)
+            event = await ask(fake, node)
+            message, blocks = await approval_prompt(fake)
+            value = approval_value(blocks, "tw:approve")
+            [answer] = [
+                m
+                for m in fake.bot_messages(CHANNEL, event["ts"], controls=True)
+                if "answer:stop" in m.buttons()
+            ]
+            stop = fake.action_payload(answer, "answer:stop", user="U0ALICE")
+            body = urlencode({"payload": json.dumps(stop)})
+            assert (await node.sender.send(body, "application/x-www-form-urlencoded")).status == 200
+            async with asyncio.timeout(60):  # a guard against hanging for the 600 s approval wait
+                await node.background.idle()
+
+            assert effects.runs == []
+            assert len(fake_openai.chat_requests()) == 1  # the model was not asked again
+            assert "Stopped by alice" in answer.current
+            assert "answer:stop" not in answer.buttons()
+            [row] = await approval_rows(node.core)
+            assert row.status == "stopped"
+            assert "the answer was stopped" in message.current
+            assert "tw:approve" not in json.dumps(message.blocks)  # the prompt is closed, its buttons gone
+            async with node.core.database.reader() as session:
+                assert list((await session.execute(select(Reservation))).scalars()) == []  # settled
+
+            assert await click(fake, node, message, "tw:approve", value, user="U0ALICE") == 200
+            await node.background.idle()
+            assert effects.runs == []
