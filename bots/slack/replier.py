@@ -416,7 +416,8 @@ class SlackSink:
 
 
 class SlackReplier(StreamingReply):
-    """The pump over a ``SlackSink`` (see there for the options)."""
+    """The pump over a ``SlackSink`` (see there for the options), with the answer's buttons. ``on_error``:
+    an error before anything was posted is told there instead (e.g. privately to the one who asked)."""
 
     def __init__(
         self,
@@ -431,6 +432,7 @@ class SlackReplier(StreamingReply):
         native: NativeStreaming | None = None,
         team_id: str = "",
         recipient: tuple[str, str] | None = None,
+        on_error: Callable[[BotError], Awaitable[None]] | None = None,
     ) -> None:
         sink = SlackSink(
             client,
@@ -443,7 +445,7 @@ class SlackReplier(StreamingReply):
             team_id=team_id,
             recipient=recipient,
         )
-        super().__init__(sink, interval=interval)
+        super().__init__(sink, interval=interval, on_error=on_error)
         self._slack = sink
 
     def answering(self, answer_id: int) -> None:
