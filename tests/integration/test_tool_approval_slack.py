@@ -480,3 +480,69 @@ async def test_stop_while_the_turn_waits_for_an_approval_stops_it_at_once(
             assert await click(fake, node, message, "tw:approve", value, user="U0ALICE") == 200
             await node.background.idle()
             assert effects.runs == []
+
+
+async def test_retry_of_an_answer_that_used_a_gated_tool_asks_again_before_running_it(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Retry re-asks the question; the model calls the gated tool again, which waits for a new approval (the
+    first one does not carry over), runs once approved, and the new answer replaces the old in history."""
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", fake_openai, fake)
+        async with replica(settings, effects) as node:
+            script_lookup(fake_openai)
+            event = await ask(fake, node)
+            first_prompt, blocks = await approval_prompt(fake)
+            assert (
+                await click(
+                    fake,
+                    node,
+                    first_prompt,
+                    "tw:approve",
+                    approval_value(blocks, "tw:approve"),
+                    user="U0ALICE",
+                )
+                == 200
+            )
+            await node.background.idle()
+            assert effects.runs == ["ada@example.com"] and answered(fake, event["ts"])
+            [old] = [m for m in fake.bot_messages(CHANNEL, event["ts"]) if "answer:retry" in m.buttons()]
+
+            fake_openai.script(
+                Reply(tool_calls=[ToolCallSpec("crm__lookup", json.dumps({"query": "ada"}), id="call-2")]),
+                Reply(text="Ada is a customer."),
+            )
+            retry = urlencode({"payload": json.dumps(fake.action_payload(old, "answer:retry"))})
+            assert (await node.sender.send(retry, "application/x-www-form-urlencoded")).status == 200
+            await fake.wait_for(
+                lambda: (
+                    sum(
+                        "tw:approve" in json.dumps(blocks_of(c.args))
+                        for c in fake.calls_of("chat.postMessage")
+                    )
+                    == 2
+                )
+            )
+            await still_waiting(node)
+            assert effects.runs == ["ada@example.com"]  # not run again before the new approval
+            rows = await approval_rows(node.core)
+            assert [row.status for row in rows] == ["approved", "pending"]
+            [second_prompt] = [
+                m
+                for m in fake.bot_messages(CHANNEL, event["ts"], controls=True)
+                if "tw:approve" in m.buttons()
+            ]
+            value = str(rows[1].id)
+            assert await click(fake, node, second_prompt, "tw:approve", value, user="U0ALICE") == 200
+            await node.background.idle()
+
+            assert effects.runs == ["ada@example.com", "ada"]
+            assert any(
+                m.current.startswith("Ada is a customer.") for m in fake.bot_messages(CHANNEL, event["ts"])
+            )
+            assert "Retried by" in str(old.blocks)
+            # the retried turn's history holds the question once, and not the replaced tool round
+            history = fake_openai.chat_requests()[-1]["messages"]
+            assert [m["content"] for m in history if m["role"] == "user"] == ["who is ada?"]
+            assert tool_results(fake_openai, len(fake_openai.chat_requests()) - 1) == {"call-2": "found: ada"}
