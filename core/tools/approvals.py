@@ -169,7 +169,14 @@ class Approvals:
         except Exception:
             log.exception("could not ask for the approval of %s", request.tool)
             return await self._expire(request.id, UNAVAILABLE)
-        decision = await self._wait(request.id, woken, pause)
+        try:
+            decision = await self._wait(request.id, woken, pause)
+        except asyncio.CancelledError:  # shutdown: the prompt's buttons go, nothing waits for them now
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    closed = await self._expire(request.id, CANCELLED)
+                    await prompter.close(request, where, closed)
+            raise
         if decision.status in (TIMED_OUT, STOPPED):
             try:
                 await prompter.close(request, where, decision)

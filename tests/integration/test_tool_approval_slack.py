@@ -546,3 +546,33 @@ async def test_retry_of_an_answer_that_used_a_gated_tool_asks_again_before_runni
             history = fake_openai.chat_requests()[-1]["messages"]
             assert [m["content"] for m in history if m["role"] == "user"] == ["who is ada?"]
             assert tool_results(fake_openai, len(fake_openai.chat_requests()) - 1) == {"call-2": "found: ada"}
+
+
+async def test_shutdown_while_a_turn_waits_for_an_approval_closes_the_prompt(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """SIGTERM's drain (THREADWISE_DRAIN_SECONDS) ends before the approval is given: the turn is interrupted,
+    its approval is cancelled, and the prompt shows so instead of Approve / Deny that nothing waits for."""
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(
+            f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", fake_openai, fake, drain_seconds="0.5"
+        )
+        async with replica(settings, effects) as node:
+            script_lookup(fake_openai)
+            event = await ask(fake, node)
+            message, blocks = await approval_prompt(fake)
+            value = approval_value(blocks, "tw:approve")
+        # the service has stopped (its turns drained, then cancelled)
+        assert effects.runs == []
+        assert message.buttons() == {}
+        assert "no longer waited for" in message.current
+        [reply] = [m for m in fake.bot_messages(CHANNEL, event["ts"]) if m.ts != message.ts]
+        assert "interrupted" in reply.current and reply.buttons() == {}
+
+        async with replica(settings, effects) as node:  # the next start: a late (forged back) click
+            assert await click(fake, node, message, "tw:approve", value, user="U0ALICE") == 200
+            await node.background.idle()
+            assert "already closed" in fake.ephemeral[-1]["text"]
+            assert [row.status for row in await approval_rows(node.core)] == ["cancelled"]
+        assert effects.runs == []
