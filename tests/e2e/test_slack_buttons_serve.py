@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import signal
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import aiohttp
 
 from tests.e2e.conftest import Run
 from tests.e2e.test_serve_durability import LONG_ANSWER, serve_env, serving
-from tests.fakes.openai_api import FakeOpenAI, Reply, Stall
-from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, EventSender, FakeSlack
+from tests.fakes.openai_api import FakeOpenAI, Reply, Stall, ToolCallSpec
+from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, EventSender, FakeSlack, PostedMessage
 
 MODEL = "gpt-4o-mini"
 
@@ -102,4 +103,45 @@ async def test_sigkill_mid_native_stream_leaves_no_stop_button_after_the_restart
         assert reply.buttons() == {}  # an interrupted reply has no live buttons
         shown = fake.bot_messages(thread_ts=question["ts"], controls=True)
         assert [m.ts for m in shown] == [reply.ts]
+        assert "Traceback" not in "".join(second.log)
+
+
+async def test_sigkill_while_waiting_for_an_approval_then_a_late_approve_decides_nothing(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """A replica killed while its turn waits for Approve / Deny: after the restart's recovery the reply says
+    it was interrupted, and a click on the prompt's Approve left behind is told the request is closed (it
+    does not show "Approved" for a tool that nothing will run)."""
+    async with FakeSlack() as fake, aiohttp.ClientSession() as session:
+        fake.add_user("U0ALICE", "alice")
+        env = serve_env(tmp_path, fake, fake_openai, THREADWISE_APPROVAL_TOOLS="calculator")
+        fake_openai.script(
+            Reply(tool_calls=[ToolCallSpec("calculator", json.dumps({"expression": "6 * 7"}))])
+        )
+        question = fake.message_event(f"<@{BOT_USER_ID}> what is six times seven?", mention=True)
+
+        def prompt() -> list[PostedMessage]:
+            return [m for m in fake.bot_messages(thread_ts=question["ts"]) if "tw:approve" in m.buttons()]
+
+        async with serving(tmp_path, env) as first:
+            sender = EventSender(f"{first.base}/slack/events", session)
+            assert (await sender.event(fake.envelope(question))).status == 200
+            await fake.wait_for(lambda: bool(prompt()), seconds=30)
+            first.process.kill()
+            assert await first.process.wait() == -signal.SIGKILL
+        [asking] = prompt()
+
+        async with serving(tmp_path, env) as second:
+            await fake.wait_for(
+                lambda: any("interrupted" in m.current for m in fake.bot_messages(thread_ts=question["ts"])),
+                seconds=60,
+            )
+            sender = EventSender(f"{second.base}/slack/events", session)
+            assert (await sender.action(fake.action_payload(asking, "tw:approve"))).status == 200
+            await fake.wait_for(lambda: bool(fake.ephemeral), seconds=10)
+            assert "already closed" in fake.ephemeral[-1]["text"]
+            assert "Approved" not in asking.current
+            second.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.process.wait(), 30) == 0
+        assert len(fake_openai.chat_requests()) == 1  # the model was not asked again: nothing ran
         assert "Traceback" not in "".join(second.log)
