@@ -378,3 +378,45 @@ async def test_answer_buttons_in_an_oauth_workspace_are_answered_with_its_own_to
         [row] = (await session.scalars(select(AnswerFeedback))).all()
     assert row.vote == 1
     assert [call for call in fake.calls[before:] if call.method.startswith("chat.")] == []
+
+
+async def test_an_approval_in_an_oauth_workspace_is_asked_and_decided_with_its_own_token(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    import asyncio
+    import json
+
+    from tests.fakes.openai_api import ToolCallSpec
+
+    async with (
+        FakeSlack() as fake,
+        distributed(tmp_path, fake_openai, fake, approval_tools="calculator") as slack,
+    ):
+        await slack.install(OTHER_TEAM)
+        token = slack.token_of(OTHER_TEAM)
+        fake_openai.script(
+            Reply(tool_calls=[ToolCallSpec("calculator", json.dumps({"expression": "6 * 7"}), id="c1")]),
+            Reply(text="It is 42."),
+        )
+        bot = fake.bot_user(OTHER_TEAM)
+        event = fake.message_event(
+            f"<@{bot}> six times seven?", mention=True, team=OTHER_TEAM, channel="C0SECOND"
+        )
+        asked = asyncio.ensure_future(slack.sender.event(fake.envelope(event)))
+
+        def prompt() -> list[Any]:
+            return [m for m in fake.bot_messages("C0SECOND", controls=True) if "tw:approve" in m.buttons()]
+
+        await fake.wait_for(lambda: bool(prompt()))
+        assert (await asked).status == 200
+        [message] = prompt()
+        assert message.token == token
+        before = len(fake.calls)
+        click = fake.action_payload(message, "tw:approve", team=OTHER_TEAM)
+        assert (await slack.sender.action(click)).status == 200
+        await slack.background.idle()
+
+        assert "Approved by <@U0ALICE>" in message.current
+        assert any(m.current == "It is 42." for m in fake.bot_messages("C0SECOND"))
+        calls = [call for call in fake.calls[before:] if call.method.startswith(("chat.", "users."))]
+        assert calls and {call.token for call in calls} == {token}
