@@ -243,13 +243,17 @@ class ModelClient(Protocol):
 
 class TurnPause(Protocol):
     """A turn waiting for a person (a tool approval): neither its deadline nor its budget hold runs out
-    while it waits, at most ``seconds``."""
+    while it waits, at most ``seconds``. A tool running for it ends when the turn is stopped."""
 
     def waiting(self, seconds: float) -> AbstractAsyncContextManager[None]: ...
 
     @property
     def stopped(self) -> bool:
         """The turn was stopped (its Stop button) meanwhile: whatever it waits for is not waited for."""
+        ...
+
+    async def until_stopped(self) -> None:
+        """Returns once the turn is stopped (never, for a turn without a Stop button)."""
         ...
 
 

@@ -576,3 +576,59 @@ async def test_shutdown_while_a_turn_waits_for_an_approval_closes_the_prompt(
             assert "already closed" in fake.ephemeral[-1]["text"]
             assert [row.status for row in await approval_rows(node.core)] == ["cancelled"]
         assert effects.runs == []
+
+
+async def test_stop_while_a_slow_tool_runs_cuts_the_tool_off(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """Stop clicked while a tool (no approval needed) runs, e.g. a slow lookup or an image being generated:
+    the tool is cancelled then, not when it would finish, the model is not asked again, the call is recorded
+    as stopped, and the next turn's history is valid (the call has its result)."""
+    started: list[str] = []
+    finished: list[str] = []
+
+    async def slow(args: Lookup, context: ToolContext) -> str:
+        started.append(args.query)
+        await asyncio.sleep(600)
+        finished.append(args.query)
+        return "never"
+
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}", fake_openai, fake)
+        async with replica(settings, effects) as node:
+            node.core.tools.add(Tool("slow_lookup", "Look it up slowly.", Lookup, slow, timeout=900.0))
+            fake_openai.script(
+                Reply(tool_calls=[ToolCallSpec("slow_lookup", json.dumps({"query": "x"}), id="call-9")])
+            )
+            event = await ask(fake, node)
+            await fake.wait_for(lambda: started == ["x"])
+            [answer] = [
+                m
+                for m in fake.bot_messages(CHANNEL, event["ts"], controls=True)
+                if "answer:stop" in m.buttons()
+            ]
+            stop = urlencode({"payload": json.dumps(fake.action_payload(answer, "answer:stop"))})
+            assert (await node.sender.send(stop, "application/x-www-form-urlencoded")).status == 200
+            async with asyncio.timeout(60):  # a guard against hanging for the tool's 600 s
+                await node.background.idle()
+
+            assert finished == []
+            assert len(fake_openai.chat_requests()) == 1
+            assert "Stopped by alice" in answer.current
+            async with node.core.database.reader() as session:
+                [record] = (await session.execute(select(ToolCallRecord))).scalars().all()
+                assert list((await session.execute(select(Reservation))).scalars()) == []
+            assert (record.tool, record.outcome) == ("slow_lookup", "stopped")
+
+            fake_openai.script(Reply(text="Fine."))
+            follow = fake.message_event("never mind", thread_ts=event["ts"])
+            assert (await node.sender.event(fake.envelope(follow))).status == 200
+            await node.background.idle()
+            messages = fake_openai.chat_requests()[-1]["messages"]
+            assert [m["role"] for m in messages if m["role"] != "system"] == [
+                "user",
+                "assistant",
+                "tool",
+                "assistant",
+                "user",
+            ]
+            assert "stopped" in tool_results(fake_openai, 1)["call-9"]
