@@ -15,7 +15,7 @@ import discord
 from bots.discord.identity import DM, chat_user, interaction_is_admin
 from bots.discord.replier import NO_MENTIONS
 from core.domain.ports import ApprovalDecision, ApprovalRequest, ReplyLocation
-from core.tools.approvals import APPROVED, DENIED, TIMED_OUT, Approvals, Click
+from core.tools.approvals import APPROVED, DENIED, STOPPED, TIMED_OUT, Approvals, Click
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ def outcome_text(tool: str, decision: ApprovalDecision, timeout: float) -> str:
         return f":no_entry_sign: **{tool}**: Denied by <@{decision.by}>."
     if decision.status == TIMED_OUT:
         return f":hourglass: **{tool}**: Not approved within {timeout:g} s, so it did not run."
+    if decision.status == STOPPED:
+        return f":stop_button: **{tool}**: not run, the answer was stopped."
     return f"**{tool}**: no longer waited for (the answer it belonged to was interrupted)."
 
 

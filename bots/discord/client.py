@@ -100,7 +100,8 @@ def build_client(
         AiCommands(services, inflight=inflight, edit_interval=options.edit_interval, buttons=buttons)
     )
     tree.add_command(AdminCommands(services, inflight=inflight))
-    tree.add_command(AskMenu(services, inflight=inflight, edit_interval=options.edit_interval).command)
+    menu = AskMenu(services, inflight=inflight, edit_interval=options.edit_interval, buttons=buttons)
+    tree.add_command(menu.command)
     events = MessageEvents(services, client, options, inflight=inflight, buttons=buttons)
 
     async def on_message(message: discord.Message) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bots.discord.buttons import AnswerButtons
 from bots.discord.commands import Interaction, caller, show_error
 from bots.discord.identity import dm_key, readable_text, thread_key, thread_name
 from bots.discord.replier import ChannelSink, DiscordReplier, InteractionSink, Sink, ThreadStarterSink
@@ -40,10 +41,19 @@ THREAD_PARENTS = (discord.TextChannel,)
 class AskMenu:
     """``command`` is the context menu to add to the command tree."""
 
-    def __init__(self, services: ChatServices, *, inflight: InFlight, edit_interval: float) -> None:
+    def __init__(
+        self,
+        services: ChatServices,
+        *,
+        inflight: InFlight,
+        edit_interval: float,
+        buttons: AnswerButtons | None = None,
+    ) -> None:
+        """``buttons``: the answer's buttons (Stop, 👍 / 👎, Retry), as under a mention's answer."""
         self._services = services
         self._inflight = inflight
         self._edit_interval = edit_interval
+        self._buttons = buttons
         self.command = app_commands.ContextMenu(name=MENU_NAME, callback=self.ask)
 
     async def ask(self, interaction: Interaction, message: discord.Message) -> None:
@@ -80,7 +90,9 @@ class AskMenu:
                 told = True
                 await show_error(interaction, error)
 
-            replier = DiscordReplier(sink, on_error=privately, edit_interval=self._edit_interval)
+            replier = DiscordReplier(
+                sink, on_error=privately, edit_interval=self._edit_interval, buttons=self._buttons
+            )
             await self._services.turns.handle(asking, replier)
             if not told:
                 place = getattr(sink, "channel", None)

@@ -19,7 +19,7 @@ from bots.inflight import InFlight
 from bots.slack.mrkdwn import escape
 from bots.slack.workspaces import Workspaces
 from core.domain.ports import ApprovalDecision, ApprovalRequest, ReplyLocation
-from core.tools.approvals import APPROVED, DENIED, TIMED_OUT, Approvals
+from core.tools.approvals import APPROVED, DENIED, STOPPED, TIMED_OUT, Approvals
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ def outcome_text(tool: str, decision: ApprovalDecision, timeout: float) -> str:
         return f":no_entry_sign: {name}: Denied by <@{decision.by}>."
     if decision.status == TIMED_OUT:
         return f":hourglass: {name}: Not approved within {timeout:g} s, so it did not run."
+    if decision.status == STOPPED:
+        return f":black_square_for_stop: {name}: not run, the answer was stopped."
     return f"{name}: no longer waited for (the answer it belonged to was interrupted)."
 
 

@@ -266,6 +266,8 @@ class SlackSink:
         where = {"channel": self.channel, "ts": str(handle)}
         if str(handle) in self._streams:
             where["stream"] = "native"  # the resolver stops it if it is still open
+        if self._stop_message is not None:
+            where["stop"] = self._stop_message  # the Stop button beside it: the resolver deletes it
         return where
 
     async def upload(self, attachment: Attachment) -> None:
@@ -414,7 +416,8 @@ class SlackSink:
 
 
 class SlackReplier(StreamingReply):
-    """The pump over a ``SlackSink`` (see there for the options)."""
+    """The pump over a ``SlackSink`` (see there for the options), with the answer's buttons. ``on_error``:
+    an error before anything was posted is told there instead (e.g. privately to the one who asked)."""
 
     def __init__(
         self,
@@ -429,6 +432,7 @@ class SlackReplier(StreamingReply):
         native: NativeStreaming | None = None,
         team_id: str = "",
         recipient: tuple[str, str] | None = None,
+        on_error: Callable[[BotError], Awaitable[None]] | None = None,
     ) -> None:
         sink = SlackSink(
             client,
@@ -441,7 +445,7 @@ class SlackReplier(StreamingReply):
             team_id=team_id,
             recipient=recipient,
         )
-        super().__init__(sink, interval=interval)
+        super().__init__(sink, interval=interval, on_error=on_error)
         self._slack = sink
 
     def answering(self, answer_id: int) -> None:
@@ -472,7 +476,8 @@ class SlackResolver:
     nothing was posted, a new message in its thread does.
 
     A native stream the dead replica left open is stopped with the notice appended (its text so far stays);
-    one that is already stopped, or any other message, is edited to show the notice. ``token_of`` (OAuth
+    one that is already stopped, or any other message, is edited to show the notice. The Stop button's own
+    message beside a native stream (``where["stop"]``) is deleted. ``token_of`` (OAuth
     mode) gives the bot token of the conversation's workspace; without it ``client``'s token is used."""
 
     def __init__(self, client: AsyncWebClient, token_of: TokenOf | None = None) -> None:
@@ -490,6 +495,11 @@ class SlackResolver:
         shown = f":warning: {escape(text)}"
         if where is not None:
             channel, ts = where["channel"], where["ts"]
+            if where.get("stop"):  # the Stop button's own message beside a native stream goes
+                try:
+                    await self._client.chat_delete(channel=channel, ts=where["stop"], **options)
+                except SlackApiError as exc:  # deleted already (the reply finished, or by hand)
+                    log.debug("chat.delete of a Stop button in %s: %s", channel, exc.response.get("error"))
             if where.get("stream"):
                 try:
                     await self._client.chat_stopStream(

@@ -22,9 +22,8 @@ from slack_sdk.errors import SlackApiError
 from bots.slack.events import THREAD_CONTEXT_PAGES, plain_text
 from bots.slack.identity import PLATFORM
 from bots.slack.mrkdwn import escape
-from bots.slack.replier import SlackSink
+from bots.slack.replier import SlackReplier
 from bots.slack.workspaces import Workspace
-from bots.streaming import StreamingReply
 from core.commands.ask_about import CONTEXT_MESSAGES, Quoted, ask_about_text
 from core.domain.errors import BotError
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
@@ -124,17 +123,19 @@ class AskShortcut:
 
     def _replier(
         self, key: ConversationKey, workspace: Workspace, asker: tuple[str, str], privately: Any
-    ) -> StreamingReply:
+    ) -> SlackReplier:
+        """The answer's replier, with its buttons (Stop, 👍 / 👎, Retry) like a mention's."""
         conversations = self._conversations
-        sink = SlackSink(
+        return SlackReplier(
             workspace.client,
             key.channel_id,
             key.thread_id,
+            interval=conversations.edit_interval,
             native=conversations.native,
             team_id=key.workspace_id,
             recipient=asker,
+            on_error=privately,
         )
-        return StreamingReply(sink, interval=conversations.edit_interval, on_error=privately)
 
     async def _earlier(
         self, key: ConversationKey, picked: dict[str, Any], workspace: Workspace, bot: str | None

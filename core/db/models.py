@@ -312,6 +312,7 @@ class ToolCallRecord(Base):
     tool: Mapped[str] = mapped_column(String(64))
     arguments: Mapped[str] = mapped_column(Text)
     # ok | error | timeout | invalid | unknown | refused | denied | unapproved (not approved in time)
+    # | stopped (the answer's Stop button cut it off)
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)

@@ -243,9 +243,18 @@ class ModelClient(Protocol):
 
 class TurnPause(Protocol):
     """A turn waiting for a person (a tool approval): neither its deadline nor its budget hold runs out
-    while it waits, at most ``seconds``."""
+    while it waits, at most ``seconds``. A tool running for it ends when the turn is stopped."""
 
     def waiting(self, seconds: float) -> AbstractAsyncContextManager[None]: ...
+
+    @property
+    def stopped(self) -> bool:
+        """The turn was stopped (its Stop button) meanwhile: whatever it waits for is not waited for."""
+        ...
+
+    async def until_stopped(self) -> None:
+        """Returns once the turn is stopped (never, for a turn without a Stop button)."""
+        ...
 
 
 class ToolRunner(Protocol):
@@ -283,8 +292,9 @@ class ApprovalRequest:
 @dataclass(frozen=True, slots=True)
 class ApprovalDecision:
     """How an approval ended: ``approved``, ``denied``, ``timed_out``, ``cancelled`` (the turn was
-    interrupted) or ``unavailable`` (it could not be shown); ``pending`` while it waits. ``by``/``by_name``:
-    who decided (None unless someone did)."""
+    interrupted), ``stopped`` (its answer was stopped with the Stop button while it waited) or
+    ``unavailable`` (it could not be shown); ``pending`` while it waits. ``by``/``by_name``: who decided
+    (None unless someone did)."""
 
     status: str
     by: str | None = None

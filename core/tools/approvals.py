@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PENDING, APPROVED, DENIED, TIMED_OUT = "pending", "approved", "denied", "timed_out"
 CANCELLED = "cancelled"  # the turn stopped waiting (shutdown)
+STOPPED = "stopped"  # the answer was stopped (its Stop button) while it waited
 UNAVAILABLE = "unavailable"  # the request could not be shown (no adapter for the platform, a failed post)
 FIRST_POLL = 0.25  # seconds between reads of a waiting approval's row, doubling up to LAST_POLL
 LAST_POLL = 1.0
@@ -56,6 +58,8 @@ def denial(tool: str, decision: ApprovalDecision, timeout: float) -> str:
             f"The tool {tool!r} was not approved within {timeout:g} seconds, so it did not run; "
             "answer without it."
         )
+    if decision.status == STOPPED:
+        return f"The answer was stopped while the tool {tool!r} waited for approval, so it did not run."
     return f"The tool {tool!r} needs the user's approval, which could not be asked for here; it did not run."
 
 
@@ -154,9 +158,9 @@ class Approvals:
         woken = self._woken[approval_id] = asyncio.Event()
         try:
             if pause is None:
-                return approval_id, await self._asked(prompter, request, woken)
+                return approval_id, await self._asked(prompter, request, woken, None)
             async with pause.waiting(self.timeout + 5.0):  # the prompt's post and the last read too
-                return approval_id, await self._asked(prompter, request, woken)
+                return approval_id, await self._asked(prompter, request, woken, pause)
         except asyncio.CancelledError:  # shutdown: a later click must not look like it ran the tool
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
@@ -166,39 +170,62 @@ class Approvals:
             self._woken.pop(approval_id, None)
 
     async def _asked(
-        self, prompter: ApprovalPrompter, request: ApprovalRequest, woken: asyncio.Event
+        self,
+        prompter: ApprovalPrompter,
+        request: ApprovalRequest,
+        woken: asyncio.Event,
+        pause: TurnPause | None,
     ) -> ApprovalDecision:
         try:
             where = await prompter.ask(request)
         except Exception:
             log.exception("could not ask for the approval of %s", request.tool)
             return await self._expire(request.id, UNAVAILABLE)
-        decision = await self._wait(request.id, woken)
-        if decision.status == TIMED_OUT:
+        try:
+            decision = await self._wait(request.id, woken, pause)
+        except asyncio.CancelledError:  # shutdown: the prompt's buttons go, nothing waits for them now
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    closed = await self._expire(request.id, CANCELLED)
+                    await prompter.close(request, where, closed)
+            raise
+        if decision.status in (TIMED_OUT, STOPPED):
             try:
                 await prompter.close(request, where, decision)
             except Exception:
                 log.warning("could not show that approval %d timed out", request.id, exc_info=True)
         return decision
 
-    async def _wait(self, approval_id: int, woken: asyncio.Event) -> ApprovalDecision:
+    async def _wait(
+        self, approval_id: int, woken: asyncio.Event, pause: TurnPause | None = None
+    ) -> ApprovalDecision:
+        """The decision, once made or timed out; ``stopped`` as soon as the waiting turn is stopped (its Stop
+        button)."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.timeout
         interval = FIRST_POLL if self._poll_every is None else self._poll_every
-        while True:
-            woken.clear()  # set again by a click or notice from now on (the read below sees earlier ones)
-            decision = await self.decision(approval_id)
-            if decision is not None and decision.status != PENDING:
-                return decision
-            left = ends - loop.time()
-            if left <= 0:
-                break
-            try:
-                async with asyncio.timeout(min(interval, left)):
-                    await woken.wait()
-            except TimeoutError:
-                if self._poll_every is None:
+        # the Stop button wakes the wait at once, like a click (a turn without one is never stopped)
+        stopping = asyncio.ensure_future(pause.until_stopped()) if pause is not None else None
+        try:
+            while True:
+                woken.clear()  # set again by a click or notice from now on (the read below sees earlier ones)
+                decision = await self.decision(approval_id)
+                if decision is not None and decision.status != PENDING:
+                    return decision
+                if pause is not None and pause.stopped:
+                    return await self._expire(approval_id, STOPPED)
+                left = ends - loop.time()
+                if left <= 0:
+                    break
+                clicked = asyncio.ensure_future(woken.wait())
+                waits = {clicked} if stopping is None else {clicked, stopping}
+                done, _ = await asyncio.wait(waits, timeout=min(interval, left), return_when=FIRST_COMPLETED)
+                clicked.cancel()
+                if not done and self._poll_every is None:
                     interval = min(interval * 2, LAST_POLL)
+        finally:
+            if stopping is not None:
+                stopping.cancel()
         return await self._expire(approval_id)
 
     async def _expire(self, approval_id: int, status: str = TIMED_OUT) -> ApprovalDecision:

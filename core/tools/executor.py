@@ -5,13 +5,14 @@ like user text before the model or the history sees it (DESIGN.md §10), and wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import update
@@ -31,13 +32,15 @@ from core.tools.registry import Tool, ToolContext, ToolError, ToolOutput, ToolRe
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MAX_RECORDED_ARGUMENTS = 2000
 
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     call: ToolCall
-    kind: str  # ok | error | timeout | invalid | unknown | refused | denied | unapproved
+    kind: str  # ok | error | timeout | invalid | unknown | refused | denied | unapproved | stopped
     text: str
     attachments: tuple[Attachment, ...]
     seconds: float
@@ -190,7 +193,11 @@ class ToolExecutor:
                 return done(kind, denial(tool.name, decision, approvals.timeout))
         try:
             async with asyncio.timeout(tool.timeout):
-                output = await tool.run(arguments, context)
+                output = await _unless_stopped(tool.run(arguments, context), pause)
+            if output is None:
+                return done(
+                    "stopped", f"The answer was stopped while the tool {tool.name!r} ran; it was cut off."
+                )
         except TimeoutError:
             return done("timeout", f"The tool {tool.name!r} did not finish within {tool.timeout:g} seconds.")
         except ToolError as exc:
@@ -262,3 +269,24 @@ def _parse(tool: Tool, raw: str) -> Any:
             for error in exc.errors()
         )
         raise ToolError(f"Invalid arguments: {problems}.") from None
+
+
+async def _unless_stopped(run: Awaitable[T], pause: TurnPause | None) -> T | None:
+    """``run``'s result, or None when the turn is stopped first (the Stop button): ``run`` is cancelled."""
+    if pause is None:
+        return await run
+    running = asyncio.ensure_future(run)
+    stopping = asyncio.ensure_future(pause.until_stopped())
+    try:
+        await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    if running.cancelled():
+        if pause.stopped:
+            return None
+        raise asyncio.CancelledError  # cancelled from outside: the cancellation goes on
+    return running.result()

@@ -6,9 +6,10 @@ where that message is (``processed_events.reply``). A replica that dies mid-turn
 host) leaves the claim unfinished: its conversation's later turns wait behind it and its placeholder says
 "Thinking…". ``Recovery.sweep`` finds such claims (owner's heartbeat older than ``stale``, or no owner at
 all), shows ``INTERRUPTED_MESSAGE`` where the reply is (through the platform's ``ReplyResolver``) or, when
-nothing was posted, in the conversation, marks the claim ``interrupted`` (once, whichever replica wins) and
-releases the turn's budget hold. Nothing of the turn is stored (it never reached its final transaction), so
-nothing is stored twice; the user asks again. ``beating`` runs the heartbeat and the sweep while a process
+nothing was posted, in the conversation, marks the claim ``interrupted`` (once, whichever replica wins),
+cancels a tool approval it waited for (a later click decides nothing) and releases the turn's budget hold.
+Nothing of the turn is stored (it never reached its final transaction), so nothing is stored twice; the user
+asks again. ``beating`` runs the heartbeat and the sweep while a process
 serves.
 """
 
@@ -24,7 +25,7 @@ from typing import Protocol
 from sqlalchemy import delete, or_, select, update
 
 from core.db.base import utcnow
-from core.db.models import ProcessedEvent, Replica
+from core.db.models import ProcessedEvent, Replica, ToolApproval
 from core.db.repositories import insert_for
 from core.db.session import Database
 from core.domain.clock import Clock
@@ -145,6 +146,16 @@ class Recovery:
                 )
                 .values(status="interrupted", updated_at=utcnow())
             )
+            if getattr(marked, "rowcount", 0):  # an approval it waited for: nothing waits for it any more
+                await session.execute(
+                    update(ToolApproval)
+                    .where(
+                        ToolApproval.platform == orphan.platform,
+                        ToolApproval.event_id == orphan.event_id[:255],
+                        ToolApproval.status == "pending",
+                    )
+                    .values(status="cancelled", decided_at=utcnow())
+                )
         if not getattr(marked, "rowcount", 0):
             return 0  # another replica resolved it first
         if self._holds is not None:

@@ -102,6 +102,18 @@ class _Rounds:
         with self.deadline.paused(seconds):
             yield
 
+    @property
+    def stopped(self) -> bool:
+        """TurnPause: the Stop button was used while the turn waits (the wait then ends)."""
+        return self.stop is not None and self.stop.stopped
+
+    async def until_stopped(self) -> None:
+        """TurnPause: returns once the Stop button is used (a running tool is then cancelled)."""
+        if self.stop is None:
+            await asyncio.Event().wait()  # never
+        else:
+            await self.stop.wait()
+
 
 class ToolLoop:
     def __init__(

@@ -86,3 +86,33 @@ async def test_ask_threadwise_by_a_banned_user_is_refused_privately(bot: Harness
     assert bot.openai.chat_requests() == [] and fake.threads == {}
     reads = [c for c in fake.calls if c.method == "GET" and c.route == "/channels/{id}/messages"]
     assert reads == reads_before  # nothing read for a refused user
+
+
+async def test_ask_threadwise_answer_has_the_answer_buttons_and_retry_asks_the_same_again(
+    bot: Harness,
+) -> None:
+    """The context menu's answer is an answer like any other: 👍 / 👎 / Retry under it, and Retry asks the
+    same built question (the message and what came before, redacted) again, in the same thread."""
+    fake = bot.discord
+    colleague = fake.user(fake.snowflake(), "carol")
+    picked = await fake.message_create(fake.channel_id, f"Deploy with {SECRET} tonight", author=colleague)
+    bot.openai.script(Reply("Carol wants a deploy tonight."), Reply("Carol asks for a deploy this evening."))
+
+    await fake.interact_message("Ask Threadwise", picked)
+    old = await fake.wait_for(
+        lambda: (
+            next((m for m in fake.bot_messages(picked) if m.custom_ids()), None)
+            if picked in fake.threads
+            else None
+        )
+    )
+    retry = [c for c in old.custom_ids() if c.startswith("tw:retry:")]
+    assert [c.split(":")[1] for c in old.custom_ids()] == ["fb", "fb", "retry"] and retry
+
+    await fake.click(old.id, retry[0])
+    await fake.wait_for(
+        lambda: any(m.content == "Carol asks for a deploy this evening." for m in fake.bot_messages(picked))
+    )
+    first, again = (request["messages"][-1] for request in bot.openai.chat_requests())
+    assert again == first and SECRET not in json.dumps(again)
+    assert old.custom_ids() == []  # the replaced answer keeps its text, not its buttons

@@ -362,3 +362,41 @@ async def test_stop_clicked_at_the_other_replica(
         assert writing.fake.responses == []  # nothing to tell the clicker: it stopped
         [usage] = await rows(writing, UsageRecord)
         assert usage.output_tokens == TokenCounter().count_text(MODEL, partial)
+
+
+async def test_a_native_stream_that_times_out_leaves_no_stop_button_and_no_buttons(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """THREADWISE_TURN_TIMEOUT ends a natively streamed answer whose model hangs: the reply keeps what was
+    streamed with the error under it, the Stop button's own message is deleted, and no button is left."""
+    monkeypatch.setenv("THREADWISE_MODERATION", "false")
+    monkeypatch.setenv("THREADWISE_TURN_TIMEOUT", "2")
+    async with running_slack(tmp_path, fake_openai) as slack:
+        slack.fake.streaming.add(TEAM_ID)
+        event, stop = await stalled_reply(slack, "Halfway there, and")
+        assert stop.is_control
+        await slack.background.idle()
+
+        assert stop.deleted
+        [reply] = slack.fake.bot_messages(thread_ts=event["ts"])
+        assert reply.stream == "stopped"
+        assert reply.current.startswith("Halfway there, and") and ":warning:" in reply.current
+        assert reply.buttons() == {}
+        assert slack.fake.bot_messages(thread_ts=event["ts"], controls=True) == [reply]
+
+
+async def test_shutdown_past_the_drain_mid_native_stream_leaves_no_stop_button(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM's drain (THREADWISE_DRAIN_SECONDS) runs out while an answer streams natively: the reply says it
+    was interrupted, the Stop button's own message is deleted and no button is left."""
+    monkeypatch.setenv("THREADWISE_MODERATION", "false")
+    monkeypatch.setenv("THREADWISE_DRAIN_SECONDS", "0.5")
+    async with running_slack(tmp_path, fake_openai) as slack:
+        slack.fake.streaming.add(TEAM_ID)
+        event, stop = await stalled_reply(slack, "Once upon a time")
+        fake = slack.fake
+    assert stop.deleted
+    [reply] = fake.bot_messages(thread_ts=event["ts"])
+    assert reply.stream == "stopped" and "interrupted" in reply.current
+    assert reply.buttons() == {}

@@ -306,3 +306,93 @@ async def test_any_refusal_quoting_a_huge_argument_fits_in_a_slack_message(slack
     [refusal] = slack.fake.responses
     assert refusal["text"].startswith(":warning: Unknown period '&lt;&lt;")
     assert refusal["text"].endswith("…") and len(refusal["text"]) < 40_000
+
+
+INTERACTIVE_FIELDS = ["user", "team", "channel", "container", "message", "response_url", "actions", "type"]
+ACTION_FIELDS = ["value", "action_ts", "block_id", "type", "text"]
+SHORTCUT_FIELDS = [
+    "user",
+    "team",
+    "channel",
+    "message",
+    "message_ts",
+    "action_ts",
+    "response_url",
+    "callback_id",
+]
+PICKED_FIELDS = ["ts", "thread_ts", "text", "user", "bot_id", "files"]
+
+
+def mutated_click(fake: FakeSlack, good: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A signed ``block_actions`` payload for one of our buttons, with one to three fields damaged."""
+    payload = copy.deepcopy(good)
+    action = payload["actions"][0]
+    action["action_id"] = rng.choice(
+        ["answer:up", "answer:down", "answer:stop", "answer:retry", "tw:approve", "tw:deny"]
+    )
+    if action["action_id"].startswith("tw:"):
+        action["value"] = rng.choice([action["value"], "1", "999999", "-1"])
+    for _ in range(rng.randint(1, 3)):
+        if rng.random() < 0.6:
+            target, name = action, rng.choice(ACTION_FIELDS)
+        else:
+            target, name = payload, rng.choice([f for f in INTERACTIVE_FIELDS if f != "actions"])
+        if rng.random() < 0.2:
+            target.pop(name, None)
+        else:
+            target[name] = copy.deepcopy(rng.choice(ODD))
+    return payload
+
+
+def mutated_shortcut(fake: FakeSlack, rng: random.Random) -> dict[str, Any]:
+    picked = fake.message_event("what does this mean?", user="U0ADMIN", record=True)
+    payload = fake.shortcut_payload(picked, user="U0ALICE")
+    for _ in range(rng.randint(1, 3)):
+        if rng.random() < 0.5:
+            target, name = payload["message"], rng.choice(PICKED_FIELDS)
+        else:
+            target, name = payload, rng.choice(SHORTCUT_FIELDS)
+        if not isinstance(target, dict):
+            break
+        if rng.random() < 0.2:
+            target.pop(name, None)
+        else:
+            target[name] = copy.deepcopy(rng.choice(ODD))
+    return payload
+
+
+async def test_malformed_signed_clicks_and_shortcuts_get_no_5xx_and_no_traceback(
+    slack: Slack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every kind of interactivity payload at ``POST /slack/events`` (a click on each of our buttons, the
+    message shortcut), signed but with fields missing or of the wrong type: 2xx or 4xx, no traceback, no
+    Python repr shown to anyone, and nothing voted, retried or answered on its strength."""
+    from sqlalchemy import select
+
+    from core.db.models import AnswerFeedback
+    from tests.fakes.openai_api import Reply
+
+    caplog.set_level(logging.INFO)
+    rng = random.Random(SEED)
+    fake = slack.fake
+    slack.openai.script(Reply(text="Paris."))
+    event = await slack.mention("capital of France?")
+    [answer] = fake.bot_messages(thread_ts=event["ts"])
+    good = fake.action_payload(answer, "answer:up")
+    statuses = []
+    for number in range(120):
+        payload = mutated_click(fake, good, rng) if number % 3 else mutated_shortcut(fake, rng)
+        body = urlencode({"payload": json.dumps(payload)}, encoding="utf-8", errors="surrogatepass")
+        statuses.append(await send_raw(slack, body.encode(), FORM))
+    await slack.background.idle()
+
+    assert [s for s in statuses if s >= 500] == []
+    assert tracebacks(caplog) == []
+    shown = [r.get("text") or "" for r in fake.responses] + [m.current for m in fake.messages]
+    assert not [text for text in shown if "{'" in text or "Traceback" in text or "\\u" in text]
+    async with slack.core.database.reader() as session:
+        votes = list((await session.scalars(select(AnswerFeedback))).all())
+    assert all(vote.user_id == "U0ALICE" for vote in votes)  # only a click whose clicker stayed the asker
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    ignored = [r for r in caplog.records if r.getMessage().startswith("Slack block_actions ignored")]
+    assert ignored  # the damaged clicks were refused by validation, before any handler read them

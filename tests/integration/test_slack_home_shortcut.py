@@ -193,6 +193,34 @@ async def test_shortcut_answers_in_the_thread_with_the_message_and_its_thread_re
     ] == "It is in the wiki."
 
 
+async def test_shortcut_answer_has_the_answer_buttons_and_retry_asks_the_same_again(slack: Slack) -> None:
+    """The shortcut's answer is an answer like any other: 👍 / 👎 / Retry under it for the one who used the
+    shortcut, and Retry asks the model the same built question again (the message and its thread,
+    redacted), replacing the answer."""
+    fake = slack.fake
+    parent, reply = thread_with_a_secret(fake)
+    slack.openai.script(Reply(text="A first explanation."), Reply(text="A better explanation."))
+    assert (await slack.sender.interactive(fake.shortcut_payload(reply, user="U0ALICE"))).status == 200
+    await slack.background.idle()
+
+    [answer] = fake.bot_messages("C0GENERAL", thread_ts=parent["ts"])
+    assert answer.current == "A first explanation."
+    assert set(answer.buttons()) == {"answer:up", "answer:down", "answer:retry"}
+
+    assert (
+        await slack.sender.action(fake.action_payload(answer, "answer:retry", user="U0ALICE"))
+    ).status == 200
+    await slack.background.idle()
+
+    first, again = (request["messages"][-1] for request in slack.openai.chat_requests())
+    assert again == first  # the same built question, redacted as before
+    assert "Explain the message below" in json.dumps(again) and SECRET not in json.dumps(again)
+    shown = [m.current for m in fake.bot_messages("C0GENERAL", thread_ts=parent["ts"]) if m.ts != answer.ts]
+    assert shown == ["A better explanation."]
+    assert "Retried by <@U0ALICE>" in str(answer.blocks)
+    assert fake.responses == []
+
+
 async def test_shortcut_on_a_message_with_no_thread_starts_one_under_it(slack: Slack) -> None:
     fake = slack.fake
     message = fake.message_event(f"Reach me at {EMAIL} about the invoice", user="U0BOB", record=True)

@@ -332,3 +332,91 @@ async def test_single_token_mode_serves_no_install_page(tmp_path: Path, fake_ope
         url = single.sender.url.replace("/slack/events", "/slack/install")
         async with session.get(url, allow_redirects=False) as answer:
             assert answer.status == 404
+
+
+async def test_answer_buttons_in_an_oauth_workspace_are_answered_with_its_own_token(
+    slack: Distributed,
+) -> None:
+    """A 👍 and a Retry clicked in a workspace installed through OAuth: bolt's authorize finds its
+    installation from the payload's team, the vote is that workspace's, and the retried answer and the old
+    answer's "Retried by" edit go out with that workspace's token; a click from a workspace that is not
+    installed is refused and changes nothing."""
+    from sqlalchemy import select
+
+    from core.db.models import AnswerFeedback
+
+    fake = slack.fake
+    await slack.install(OTHER_TEAM)
+    token = slack.token_of(OTHER_TEAM)
+    slack.openai.script(Reply(text="Lyon."), Reply(text="Paris."))
+    await slack.mention("capital of France?", OTHER_TEAM, channel="C0SECOND")
+    [answer] = fake.bot_messages("C0SECOND")
+    assert set(answer.buttons()) == {"answer:up", "answer:down", "answer:retry"}
+
+    before = len(fake.calls)
+    vote = fake.action_payload(answer, "answer:up", team=OTHER_TEAM)
+    assert (await slack.sender.action(vote)).status == 200
+    await slack.background.idle()
+    async with slack.core.database.reader() as session:
+        [row] = (await session.scalars(select(AnswerFeedback))).all()
+    assert (row.workspace_id, row.user_id, row.vote) == (OTHER_TEAM, "U0ALICE", 1)
+    assert [r["text"] for r in fake.responses] == ["Thanks for the :thumbsup:, noted."]
+
+    stranger = fake.action_payload(answer, "answer:down", team="T0NOBODY")
+    retry = fake.action_payload(answer, "answer:retry", team=OTHER_TEAM)
+    assert (await slack.sender.action(retry)).status == 200
+    await slack.background.idle()
+    assert [m.current for m in fake.bot_messages("C0SECOND") if m.ts != answer.ts] == ["Paris."]
+    assert "Retried by" in str(answer.blocks)
+    calls = [call for call in fake.calls[before:] if call.method.startswith(("chat.", "users."))]
+    assert calls and {call.token for call in calls} == {token}
+
+    before = len(fake.calls)
+    assert (await slack.sender.action(stranger)).status in (200, 401)
+    await slack.background.idle()
+    async with slack.core.database.reader() as session:
+        [row] = (await session.scalars(select(AnswerFeedback))).all()
+    assert row.vote == 1
+    assert [call for call in fake.calls[before:] if call.method.startswith("chat.")] == []
+
+
+async def test_an_approval_in_an_oauth_workspace_is_asked_and_decided_with_its_own_token(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    import asyncio
+    import json
+
+    from tests.fakes.openai_api import ToolCallSpec
+
+    async with (
+        FakeSlack() as fake,
+        distributed(tmp_path, fake_openai, fake, approval_tools="calculator") as slack,
+    ):
+        await slack.install(OTHER_TEAM)
+        token = slack.token_of(OTHER_TEAM)
+        fake_openai.script(
+            Reply(tool_calls=[ToolCallSpec("calculator", json.dumps({"expression": "6 * 7"}), id="c1")]),
+            Reply(text="It is 42."),
+        )
+        bot = fake.bot_user(OTHER_TEAM)
+        event = fake.message_event(
+            f"<@{bot}> six times seven?", mention=True, team=OTHER_TEAM, channel="C0SECOND"
+        )
+        asked = asyncio.ensure_future(slack.sender.event(fake.envelope(event)))
+
+        def prompt() -> list[Any]:
+            return [m for m in fake.bot_messages("C0SECOND", controls=True) if "tw:approve" in m.buttons()]
+
+        await fake.wait_for(lambda: bool(prompt()))
+        assert (await asked).status == 200
+        [message] = prompt()
+        assert message.token == token
+        before = len(fake.calls)
+        click = fake.action_payload(message, "tw:approve", team=OTHER_TEAM)
+        assert (await slack.sender.action(click)).status == 200
+        await slack.background.idle()
+
+        assert "Approved by <@U0ALICE>" in message.current
+        assert any(m.current == "It is 42." for m in fake.bot_messages("C0SECOND"))
+        calls = [call for call in fake.calls[before:] if call.method.startswith(("chat.", "users."))]
+        assert calls and {call.token for call in calls} == {token}

@@ -188,5 +188,6 @@ async def test_the_reply_s_place_is_recorded_as_a_stream(slack: Slack) -> None:
     [reply] = slack.fake.bot_messages("C0GENERAL", thread_ts=event["ts"])
     async with slack.core.database.reader() as session:
         rows = (await session.execute(select(ProcessedEvent.reply))).scalars().all()
-    assert {"channel": "C0GENERAL", "ts": reply.ts, "stream": "native"} in rows
+    [stop] = [m for m in slack.fake.messages if m.text == "Answering…"]  # the Stop button, deleted since
+    assert {"channel": "C0GENERAL", "ts": reply.ts, "stream": "native", "stop": stop.ts} in rows
     assert BOT_USER_ID  # the fake's bot posted it

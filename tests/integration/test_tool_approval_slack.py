@@ -437,3 +437,198 @@ async def test_a_click_on_another_replica_releases_the_waiting_turn(
             assert "Approved by <@U0ALICE>" in message.current
             [row] = await approval_rows(second.core)
             assert (row.status, row.decided_by) == ("approved", "U0ALICE")
+
+
+async def test_stop_while_the_turn_waits_for_an_approval_stops_it_at_once(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """The asker clicks Stop on the answer while it waits for Approve / Deny: the turn ends then (not when
+    the approval times out), the tool never runs, no further model call is made, the prompt says it was
+    cancelled, and a late Approve runs nothing."""
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(
+            f"sqlite+aiosqlite:///{tmp_path / 's.db'}", fake_openai, fake, approval_timeout="600"
+        )
+        async with replica(settings, effects) as node:
+            script_lookup(fake_openai)
+            event = await ask(fake, node)
+            message, blocks = await approval_prompt(fake)
+            value = approval_value(blocks, "tw:approve")
+            [answer] = [
+                m
+                for m in fake.bot_messages(CHANNEL, event["ts"], controls=True)
+                if "answer:stop" in m.buttons()
+            ]
+            stop = fake.action_payload(answer, "answer:stop", user="U0ALICE")
+            body = urlencode({"payload": json.dumps(stop)})
+            assert (await node.sender.send(body, "application/x-www-form-urlencoded")).status == 200
+            async with asyncio.timeout(60):  # a guard against hanging for the 600 s approval wait
+                await node.background.idle()
+
+            assert effects.runs == []
+            assert len(fake_openai.chat_requests()) == 1  # the model was not asked again
+            assert "Stopped by alice" in answer.current
+            assert "answer:stop" not in answer.buttons()
+            [row] = await approval_rows(node.core)
+            assert row.status == "stopped"
+            assert "the answer was stopped" in message.current
+            assert "tw:approve" not in json.dumps(message.blocks)  # the prompt is closed, its buttons gone
+            async with node.core.database.reader() as session:
+                assert list((await session.execute(select(Reservation))).scalars()) == []  # settled
+
+            assert await click(fake, node, message, "tw:approve", value, user="U0ALICE") == 200
+            await node.background.idle()
+            assert effects.runs == []
+
+
+async def test_retry_of_an_answer_that_used_a_gated_tool_asks_again_before_running_it(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Retry re-asks the question; the model calls the gated tool again, which waits for a new approval (the
+    first one does not carry over), runs once approved, and the new answer replaces the old in history."""
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", fake_openai, fake)
+        async with replica(settings, effects) as node:
+            script_lookup(fake_openai)
+            event = await ask(fake, node)
+            first_prompt, blocks = await approval_prompt(fake)
+            assert (
+                await click(
+                    fake,
+                    node,
+                    first_prompt,
+                    "tw:approve",
+                    approval_value(blocks, "tw:approve"),
+                    user="U0ALICE",
+                )
+                == 200
+            )
+            await node.background.idle()
+            assert effects.runs == ["ada@example.com"] and answered(fake, event["ts"])
+            [old] = [m for m in fake.bot_messages(CHANNEL, event["ts"]) if "answer:retry" in m.buttons()]
+
+            fake_openai.script(
+                Reply(tool_calls=[ToolCallSpec("crm__lookup", json.dumps({"query": "ada"}), id="call-2")]),
+                Reply(text="Ada is a customer."),
+            )
+            retry = urlencode({"payload": json.dumps(fake.action_payload(old, "answer:retry"))})
+            assert (await node.sender.send(retry, "application/x-www-form-urlencoded")).status == 200
+            await fake.wait_for(
+                lambda: (
+                    sum(
+                        "tw:approve" in json.dumps(blocks_of(c.args))
+                        for c in fake.calls_of("chat.postMessage")
+                    )
+                    == 2
+                )
+            )
+            await still_waiting(node)
+            assert effects.runs == ["ada@example.com"]  # not run again before the new approval
+            rows = await approval_rows(node.core)
+            assert [row.status for row in rows] == ["approved", "pending"]
+            [second_prompt] = [
+                m
+                for m in fake.bot_messages(CHANNEL, event["ts"], controls=True)
+                if "tw:approve" in m.buttons()
+            ]
+            value = str(rows[1].id)
+            assert await click(fake, node, second_prompt, "tw:approve", value, user="U0ALICE") == 200
+            await node.background.idle()
+
+            assert effects.runs == ["ada@example.com", "ada"]
+            assert any(
+                m.current.startswith("Ada is a customer.") for m in fake.bot_messages(CHANNEL, event["ts"])
+            )
+            assert "Retried by" in str(old.blocks)
+            # the retried turn's history holds the question once, and not the replaced tool round
+            history = fake_openai.chat_requests()[-1]["messages"]
+            assert [m["content"] for m in history if m["role"] == "user"] == ["who is ada?"]
+            assert tool_results(fake_openai, len(fake_openai.chat_requests()) - 1) == {"call-2": "found: ada"}
+
+
+async def test_shutdown_while_a_turn_waits_for_an_approval_closes_the_prompt(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """SIGTERM's drain (THREADWISE_DRAIN_SECONDS) ends before the approval is given: the turn is interrupted,
+    its approval is cancelled, and the prompt shows so instead of Approve / Deny that nothing waits for."""
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(
+            f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", fake_openai, fake, drain_seconds="0.5"
+        )
+        async with replica(settings, effects) as node:
+            script_lookup(fake_openai)
+            event = await ask(fake, node)
+            message, blocks = await approval_prompt(fake)
+            value = approval_value(blocks, "tw:approve")
+        # the service has stopped (its turns drained, then cancelled)
+        assert effects.runs == []
+        assert message.buttons() == {}
+        assert "no longer waited for" in message.current
+        [reply] = [m for m in fake.bot_messages(CHANNEL, event["ts"]) if m.ts != message.ts]
+        assert "interrupted" in reply.current and reply.buttons() == {}
+
+        async with replica(settings, effects) as node:  # the next start: a late (forged back) click
+            assert await click(fake, node, message, "tw:approve", value, user="U0ALICE") == 200
+            await node.background.idle()
+            assert "already closed" in fake.ephemeral[-1]["text"]
+            assert [row.status for row in await approval_rows(node.core)] == ["cancelled"]
+        assert effects.runs == []
+
+
+async def test_stop_while_a_slow_tool_runs_cuts_the_tool_off(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """Stop clicked while a tool (no approval needed) runs, e.g. a slow lookup or an image being generated:
+    the tool is cancelled then, not when it would finish, the model is not asked again, the call is recorded
+    as stopped, and the next turn's history is valid (the call has its result)."""
+    started: list[str] = []
+    finished: list[str] = []
+
+    async def slow(args: Lookup, context: ToolContext) -> str:
+        started.append(args.query)
+        await asyncio.sleep(600)
+        finished.append(args.query)
+        return "never"
+
+    effects = SideEffects()
+    async with fake_slack() as fake:
+        settings = settings_of(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}", fake_openai, fake)
+        async with replica(settings, effects) as node:
+            node.core.tools.add(Tool("slow_lookup", "Look it up slowly.", Lookup, slow, timeout=900.0))
+            fake_openai.script(
+                Reply(tool_calls=[ToolCallSpec("slow_lookup", json.dumps({"query": "x"}), id="call-9")])
+            )
+            event = await ask(fake, node)
+            await fake.wait_for(lambda: started == ["x"])
+            [answer] = [
+                m
+                for m in fake.bot_messages(CHANNEL, event["ts"], controls=True)
+                if "answer:stop" in m.buttons()
+            ]
+            stop = urlencode({"payload": json.dumps(fake.action_payload(answer, "answer:stop"))})
+            assert (await node.sender.send(stop, "application/x-www-form-urlencoded")).status == 200
+            async with asyncio.timeout(60):  # a guard against hanging for the tool's 600 s
+                await node.background.idle()
+
+            assert finished == []
+            assert len(fake_openai.chat_requests()) == 1
+            assert "Stopped by alice" in answer.current
+            async with node.core.database.reader() as session:
+                [record] = (await session.execute(select(ToolCallRecord))).scalars().all()
+                assert list((await session.execute(select(Reservation))).scalars()) == []
+            assert (record.tool, record.outcome) == ("slow_lookup", "stopped")
+
+            fake_openai.script(Reply(text="Fine."))
+            follow = fake.message_event("never mind", thread_ts=event["ts"])
+            assert (await node.sender.event(fake.envelope(follow))).status == 200
+            await node.background.idle()
+            messages = fake_openai.chat_requests()[-1]["messages"]
+            assert [m["role"] for m in messages if m["role"] != "system"] == [
+                "user",
+                "assistant",
+                "tool",
+                "assistant",
+                "user",
+            ]
+            assert "stopped" in tool_results(fake_openai, 1)["call-9"]
