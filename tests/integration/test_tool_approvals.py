@@ -4,6 +4,7 @@ decision wins, and a turn waiting on one process sees a decision recorded by ano
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 import pytest
@@ -151,3 +152,36 @@ async def test_a_click_on_another_replica_wakes_the_waiting_turn_at_once(databas
         approval_id, decision = await asyncio.wait_for(task, 30)  # not the poll: it comes in an hour
     assert approval_id == request.id and decision.approved and decision.by == "U1"
     await other.close()
+
+
+class StoppablePause:
+    """A waiting turn's TurnPause whose Stop button a test presses."""
+
+    def __init__(self) -> None:
+        self.pressed = asyncio.Event()
+
+    def waiting(self, seconds: float) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+    @property
+    def stopped(self) -> bool:
+        return self.pressed.is_set()
+
+    async def until_stopped(self) -> None:
+        await self.pressed.wait()
+
+
+async def test_stop_ends_the_wait_at_once_between_polls(database: Database) -> None:
+    """The row is read once an hour here (and the approval lasts an hour): only the Stop signal itself can end
+    the wait, which then closes the approval as stopped."""
+    notices = Notices(database)
+    prompts = Prompts()
+    waiting = approvals_on(database, prompts, timeout=3600.0, notices=notices, poll_every=3600.0)
+    pause = StoppablePause()
+    async with notices.listening():
+        task = asyncio.create_task(waiting.ask(CALL, '{"query": "ada"}', message(), None, pause))
+        await prompts.posted.wait()
+        [request] = prompts.asked
+        pause.pressed.set()
+        approval_id, decision = await asyncio.wait_for(task, 30)  # not the poll: it comes in an hour
+    assert approval_id == request.id and decision.status == "stopped" and not decision.approved
