@@ -100,20 +100,13 @@ class Clicks:
                 ChannelSink(channel), edit_interval=self._edit_interval, buttons=self.buttons
             )
 
+            outcomes: list[TurnOutcome] = []
+
             async def rerun(again: IncomingMessage) -> TurnOutcome:
                 with contextlib.suppress(discord.HTTPException):  # the old answer is out of the history
                     await interaction.edit_original_response(**_retried(old))
-                outcome = await self._services.turns.handle(again, replier)
-                if (
-                    outcome is TurnOutcome.FAILED and old is not None
-                ):  # the old answer is back: its buttons too
-                    with contextlib.suppress(discord.HTTPException):
-                        await interaction.edit_original_response(
-                            content=old.content,
-                            view=self.buttons.finished(answer),
-                            allowed_mentions=NO_MENTIONS,
-                        )
-                return outcome
+                outcomes.append(await self._services.turns.handle(again, replier))
+                return outcomes[-1]
 
             try:
                 if core is None:
@@ -121,6 +114,14 @@ class Clicks:
                 await core.retry(answer, user, click=str(interaction.id), run=rerun)
             except BotError as error:
                 await _say(interaction, f"⚠️ {error.user_message}")
+                return
+            if outcomes == [TurnOutcome.FAILED] and old is not None:
+                # the core has put the old answer back in the history: its buttons come back now, not before
+                # (a Retry clicked on them at once would find the answer still out of the history)
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.edit_original_response(
+                        content=old.content, view=self.buttons.finished(answer), allowed_mentions=NO_MENTIONS
+                    )
 
     async def _accept(self, interaction: Interaction) -> ChatUser | None:
         """Acknowledges the click at once, then admits it; the clicker as the core sees them, or None when

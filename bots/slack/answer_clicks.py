@@ -52,9 +52,16 @@ class AnswerClicks:
                 if not stopping.running:
                     await self._tell(click, ALREADY_FINISHED)
             else:
-                await buttons.retry(
-                    answer_id, user, click=click.action_ts, run=lambda m: self._rerun(click, m)
-                )
+                outcomes: list[TurnOutcome] = []
+
+                async def rerun(message: IncomingMessage) -> TurnOutcome:
+                    outcomes.append(await self._rerun(click, message))
+                    return outcomes[-1]
+
+                await buttons.retry(answer_id, user, click=click.action_ts, run=rerun)
+                if outcomes == [TurnOutcome.FAILED]:
+                    # the core has put the old answer back in the history: its buttons come back now
+                    await self._show_again(click)
         except BotError as error:
             await self._tell(click, f":warning: {escape(error.user_message)}")
 
@@ -83,6 +90,20 @@ class AnswerClicks:
             )
         except SlackApiError as exc:
             log.info("could not mark an answer retried: %s", exc.response.get("error"))
+
+    async def _show_again(self, click: Click) -> None:
+        """A retry that failed: the old answer is shown as it was, with its buttons."""
+        if click.channel_id is None or click.message_ts is None or not click.message.get("blocks"):
+            return
+        try:
+            await click.workspace.client.chat_update(
+                channel=click.channel_id,
+                ts=click.message_ts,
+                text=str(click.message.get("text") or ""),
+                blocks=list(click.message["blocks"]),
+            )
+        except SlackApiError as exc:
+            log.info("could not show a retried answer again: %s", exc.response.get("error"))
 
     async def _tell(self, click: Click, text: str) -> None:
         try:
