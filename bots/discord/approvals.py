@@ -15,7 +15,7 @@ import discord
 from bots.discord.identity import DM, chat_user, interaction_is_admin
 from bots.discord.replier import NO_MENTIONS
 from core.domain.ports import ApprovalDecision, ApprovalRequest, ReplyLocation
-from core.tools.approvals import APPROVED, DENIED, STOPPED, TIMED_OUT, Approvals, Click
+from core.tools.approvals import APPROVED, DENIED, STOPPED, TIMED_OUT, Approvals, Click, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +25,24 @@ SHOWN_ARGUMENTS = 1200  # a Discord message holds 2,000 characters
 def request_text(request: ApprovalRequest) -> str:
     arguments = (request.arguments or "{}").replace("```", "` ` `")[:SHOWN_ARGUMENTS]
     return (
-        f":lock: <@{request.user.user_id}>, I would like to run the tool **{request.tool}** with:\n"
+        f"\U0001f512 <@{request.user.user_id}>, I would like to run the tool "
+        f"**{discord.utils.escape_markdown(request.tool)}** with:\n"
         f"```json\n{arguments}\n```\nIt runs only if you approve (within {request.timeout:g} s)."
     )
 
 
+MARKS = {  # Discord shows emoji codes sent by a bot as typed: the characters themselves
+    APPROVED: "\u2705",  # white heavy check mark
+    DENIED: "\U0001f6ab",  # no entry sign
+    TIMED_OUT: "\u231b",  # hourglass
+    STOPPED: "\u23f9\ufe0f",  # stop button
+}
+
+
 def outcome_text(tool: str, decision: ApprovalDecision, timeout: float) -> str:
-    if decision.status == APPROVED:
-        return f":white_check_mark: **{tool}**: Approved by <@{decision.by}>."
-    if decision.status == DENIED:
-        return f":no_entry_sign: **{tool}**: Denied by <@{decision.by}>."
-    if decision.status == TIMED_OUT:
-        return f":hourglass: **{tool}**: Not approved within {timeout:g} s, so it did not run."
-    if decision.status == STOPPED:
-        return f":stop_button: **{tool}**: not run, the answer was stopped."
-    return f"**{tool}**: no longer waited for (the answer it belonged to was interrupted)."
+    sentence = outcome_sentence(f"**{discord.utils.escape_markdown(tool)}**", decision, timeout)
+    mark = MARKS.get(decision.status)
+    return f"{mark} {sentence}" if mark else sentence
 
 
 def approval_buttons(approvals: Approvals) -> tuple[type[Any], type[Any]]:

@@ -235,6 +235,6 @@ def _modlog_sink(client: discord.Client, channel_id: int) -> Callable[[Moderatio
         if guild is None or str(guild.id) != notice.workspace_id:
             return
         text = notice.describe(user=f"<@{notice.user_id}>", channel=f"<#{notice.channel_id}>")
-        await channel.send(f":triangular_flag_on_post: {text}", allowed_mentions=NO_MENTIONS)
+        await channel.send(f"\U0001f6a9 {text}", allowed_mentions=NO_MENTIONS)  # a triangular flag
 
     return post

@@ -19,7 +19,7 @@ from bots.inflight import InFlight
 from bots.slack.mrkdwn import escape
 from bots.slack.workspaces import Workspaces
 from core.domain.ports import ApprovalDecision, ApprovalRequest, ReplyLocation
-from core.tools.approvals import APPROVED, DENIED, STOPPED, TIMED_OUT, Approvals
+from core.tools.approvals import APPROVED, DENIED, STOPPED, TIMED_OUT, Approvals, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,18 @@ def request_text(request: ApprovalRequest) -> str:
     )
 
 
+MARKS = {  # Slack's emoji codes, before what became of a request
+    APPROVED: ":white_check_mark:",
+    DENIED: ":no_entry_sign:",
+    TIMED_OUT: ":hourglass:",
+    STOPPED: ":black_square_for_stop:",
+}
+
+
 def outcome_text(tool: str, decision: ApprovalDecision, timeout: float) -> str:
-    name = f"*{escape(tool)}*"
-    if decision.status == APPROVED:
-        return f":white_check_mark: {name}: Approved by <@{decision.by}>."
-    if decision.status == DENIED:
-        return f":no_entry_sign: {name}: Denied by <@{decision.by}>."
-    if decision.status == TIMED_OUT:
-        return f":hourglass: {name}: Not approved within {timeout:g} s, so it did not run."
-    if decision.status == STOPPED:
-        return f":black_square_for_stop: {name}: not run, the answer was stopped."
-    return f"{name}: no longer waited for (the answer it belonged to was interrupted)."
+    sentence = outcome_sentence(f"*{escape(tool)}*", decision, timeout)
+    mark = MARKS.get(decision.status)
+    return f"{mark} {sentence}" if mark else sentence
 
 
 def request_blocks(request: ApprovalRequest) -> list[dict[str, Any]]:

@@ -74,6 +74,20 @@ class Click:
     request: ApprovalRequest | None = None
 
 
+def outcome_sentence(tool: str, decision: ApprovalDecision, timeout: float) -> str:
+    """What became of an approval request, as its prompt shows it afterwards; ``tool`` is the tool's name in
+    the platform's markup, and each platform puts its own mark (``decision.status``) before the sentence."""
+    if decision.status == APPROVED:
+        return f"{tool}: Approved by <@{decision.by}>."
+    if decision.status == DENIED:
+        return f"{tool}: Denied by <@{decision.by}>."
+    if decision.status == TIMED_OUT:
+        return f"{tool}: Not approved within {timeout:g} s, so it did not run."
+    if decision.status == STOPPED:
+        return f"{tool}: not run, the answer was stopped."
+    return f"{tool}: no longer waited for (the answer it belonged to was interrupted)."
+
+
 class Approvals:
     def __init__(
         self,

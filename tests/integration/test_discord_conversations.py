@@ -329,11 +329,11 @@ async def test_flagged_messages_are_announced_in_the_mod_log_channel(tmp_path: P
         await fake.wait_for(lambda: fake.bot_messages(thread))  # answered in the thread it opened
         await bot.core.modlog.drain()
         notices = [
-            m.content for m in fake.bot_messages(fake.channel_id) if m.content.startswith(":triangular")
+            m.content for m in fake.bot_messages(fake.channel_id) if m.content.startswith("\U0001f6a9")
         ]
     owner = fake.owner["id"]
     assert notices == [
-        f":triangular_flag_on_post: Moderation flagged a message from <@{owner}> in <#{fake.channel_id}>: "
+        f"\U0001f6a9 Moderation flagged a message from <@{owner}> in <#{fake.channel_id}>: "
         "harassment (top: harassment 0.50)"
     ]
 

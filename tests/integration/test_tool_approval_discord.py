@@ -74,7 +74,8 @@ async def test_the_asker_approves_with_a_button_and_someone_elses_click_is_refus
         script(bot)
         thread = await fake.message_create(fake.channel_id, f"<@{fake.app_id}> who is ada?", mention_bot=True)
         message = await prompt(fake, thread)
-        assert "crm__lookup" in message.content and "[REDACTED:email]" in message.content
+        # the name as Discord shows it (crm__lookup, not "crm" and an underlined "lookup")
+        assert "**crm\\_\\_lookup**" in message.content and "[REDACTED:email]" in message.content
         assert "ada@example.com" not in message.content
         approve, deny = custom_ids(message)
         assert approve.startswith("tw:approve:") and deny.startswith("tw:deny:")
@@ -97,7 +98,8 @@ async def test_the_asker_approves_with_a_button_and_someone_elses_click_is_refus
         )
         assert clicked.callback_type == 7  # the message itself was updated
         assert runs == ["ada@example.com"]
-        assert message.content.startswith(":white_check_mark:") and "Approved by" in message.content
+        # Discord shows a bot's emoji codes as typed: the character itself, not ":white_check_mark:"
+        assert message.content.startswith("\u2705 ") and "Approved by" in message.content
         assert message.components == []
         [row] = await rows(bot)
         assert (row.status, row.decided_by) == ("approved", fake.owner["id"])
