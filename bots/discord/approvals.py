@@ -45,8 +45,8 @@ def outcome_text(tool: str, decision: ApprovalDecision, timeout: float) -> str:
     return f"{mark} {sentence}" if mark else sentence
 
 
-def approval_buttons(approvals: Approvals) -> tuple[type[Any], type[Any]]:
-    """The Approve and Deny button classes, answering through ``approvals``."""
+def approval_buttons(approvals: Approvals) -> type[Any]:
+    """The Approve / Deny button class, answering through ``approvals``."""
 
     async def answer(interaction: discord.Interaction[Any], approval_id: int, approve: bool) -> None:
         user = chat_user(interaction.user, admin=interaction_is_admin(interaction))
@@ -65,43 +65,31 @@ def approval_buttons(approvals: Approvals) -> tuple[type[Any], type[Any]]:
             return
         await interaction.response.send_message(_refusal(click), ephemeral=True)
 
-    class Approve(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"tw:approve:(?P<id>[0-9]{1,18})"):
-        def __init__(self, approval_id: int) -> None:
+    class Decision(
+        discord.ui.DynamicItem[discord.ui.Button[Any]],
+        template=r"tw:(?P<verb>approve|deny):(?P<id>[0-9]{1,18})",
+    ):
+        """Approve (``approve``) or Deny of approval ``approval_id``."""
+
+        def __init__(self, approval_id: int, approve: bool) -> None:
+            verb = "approve" if approve else "deny"
+            style = discord.ButtonStyle.success if approve else discord.ButtonStyle.danger
             super().__init__(
-                discord.ui.Button(
-                    label="Approve", style=discord.ButtonStyle.success, custom_id=f"tw:approve:{approval_id}"
-                )
+                discord.ui.Button(label=verb.capitalize(), style=style, custom_id=f"tw:{verb}:{approval_id}")
             )
             self.approval_id = approval_id
+            self.approve = approve
 
         @classmethod
         async def from_custom_id(
             cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
-        ) -> Approve:
-            return cls(int(match["id"]))
+        ) -> Decision:
+            return cls(int(match["id"]), match["verb"] == "approve")
 
         async def callback(self, interaction: discord.Interaction[Any]) -> None:
-            await answer(interaction, self.approval_id, True)
+            await answer(interaction, self.approval_id, self.approve)
 
-    class Deny(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"tw:deny:(?P<id>[0-9]{1,18})"):
-        def __init__(self, approval_id: int) -> None:
-            super().__init__(
-                discord.ui.Button(
-                    label="Deny", style=discord.ButtonStyle.danger, custom_id=f"tw:deny:{approval_id}"
-                )
-            )
-            self.approval_id = approval_id
-
-        @classmethod
-        async def from_custom_id(
-            cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
-        ) -> Deny:
-            return cls(int(match["id"]))
-
-        async def callback(self, interaction: discord.Interaction[Any]) -> None:
-            await answer(interaction, self.approval_id, False)
-
-    return Approve, Deny
+    return Decision
 
 
 def _refusal(click: Click) -> str:
@@ -119,9 +107,9 @@ def _refusal(click: Click) -> str:
 class DiscordApprovalPrompter:
     """The core's ApprovalPrompter on Discord."""
 
-    def __init__(self, client: discord.Client, buttons: tuple[type[Any], type[Any]]) -> None:
+    def __init__(self, client: discord.Client, button: type[Any]) -> None:
         self._client = client
-        self._approve, self._deny = buttons
+        self._button = button
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:
         channel = self._client.get_channel(channel_id) or await self._client.fetch_channel(channel_id)
@@ -133,8 +121,8 @@ class DiscordApprovalPrompter:
         key = request.key
         target = int(key.thread_id) if key.thread_id.isdigit() else int(key.channel_id)
         view = discord.ui.View(timeout=None)
-        view.add_item(self._approve(request.id))
-        view.add_item(self._deny(request.id))
+        view.add_item(self._button(request.id, True))
+        view.add_item(self._button(request.id, False))
         channel = await self._channel(target)
         message = await channel.send(
             request_text(request),
@@ -162,6 +150,6 @@ def register_approvals(client: discord.Client, approvals: Approvals | None) -> D
     """Adds the persistent buttons to ``client`` and returns the prompter to register with ``approvals``."""
     if approvals is None:
         return None
-    buttons = approval_buttons(approvals)
-    client.add_dynamic_items(*buttons)
-    return DiscordApprovalPrompter(client, buttons)
+    button = approval_buttons(approvals)
+    client.add_dynamic_items(button)
+    return DiscordApprovalPrompter(client, button)
