@@ -301,10 +301,14 @@ class Driver:
             for running in runs:
                 await self.block(running, args.warmup, record=None)
             blocks = max(1, -(-args.turns // args.block))
+            profilers = await self.profile(runs) if args.profile else []
             for number in range(blocks):
                 shift = number % len(runs)
                 for running in (*runs[shift:], *runs[:shift]):
                     await self.block(running, args.block, record=running.timed)
+            for profiler in profilers:  # py-spy writes its file on SIGINT
+                profiler.send_signal(signal.SIGINT)
+                await profiler.wait()
             self.progress("timed turns done; topping up")
             for running in runs:
                 if running.system.pair != "relay" and not args.total_all:
@@ -315,6 +319,24 @@ class Driver:
                 running.rss_total = _rss_mb(running.process.pid)
             self.progress("done")
             return runs
+
+    async def profile(self, runs: Sequence[Running]) -> list[asyncio.subprocess.Process]:
+        """py-spy sampling each SUT over the timed blocks (``--profile DIR``: one raw file per SUT, for
+        flamegraph.pl or a quick ``sort``); it samples without pausing the SUT, yet costs the run some CPU."""
+        folder = Path(self.args.profile)
+        os.makedirs(folder, exist_ok=True)
+        profilers = []
+        for running in runs:
+            slug = re.sub(r"[^a-z0-9]+", "-", running.system.name.lower()).strip("-")
+            profilers.append(
+                await asyncio.create_subprocess_exec(
+                    "py-spy", "record", "--pid", str(running.process.pid), "--rate", "250",
+                    "--format", "raw", "--nonblocking", "--output", str(folder / f"{slug}.txt"),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        await asyncio.sleep(0.5)  # attached before the first timed turn
+        return profilers
 
     def progress(self, text: str) -> None:
         print(f"  {time.perf_counter() - self.began:5.0f} s  {text}", file=sys.stderr, flush=True)
@@ -565,6 +587,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also run each Threadwise system from this source tree (e.g. `git worktree add` or "
         "`git archive <rev> | tar -x -C DIR`), for before/after figures from one run",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="sample every SUT with py-spy over the timed turns into DIR/<system>.txt (raw, folded stacks)",
     )
     parser.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
     return parser

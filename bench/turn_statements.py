@@ -66,6 +66,7 @@ async def run(
     show: bool = False,
     new_threads: bool = False,
     cache_ttl: float = SAFETY_TTL,
+    no_limits: bool = False,
 ) -> None:
     database = Database.from_url(url)
     await migrate.upgrade(database.engine)
@@ -90,7 +91,8 @@ async def run(
     prices = PriceTable(fallback=ModelPrice(usd("1"), usd("1"), usd("4")), image_fallback=usd("0.25"))
     async with FakeOpenAI(api_key="test-key") as fake:
         llm = make_llm(fake.base_url)
-        budgets = Budgets(database, prices, {("user", "day"): (usd("100"), None)})
+        limits = {} if no_limits else {("user", "day"): (usd("100"), None)}
+        budgets = Budgets(database, prices, limits)
         run_id = uuid.uuid4().hex[:12]
         bans = BanGuard(database)
         guards: list[TurnGuard] = []
@@ -142,16 +144,17 @@ def main() -> None:
     parser.add_argument("--guards", action="store_true", help="ban check and moderation, as serve runs them")
     parser.add_argument("--cache-ttl", type=float, default=SAFETY_TTL, help="policy and persona cache, s")
     parser.add_argument("--new-threads", action="store_true", help="each turn the first of a new thread")
+    parser.add_argument(
+        "--no-limits", action="store_true", help="no default budget (as serve has unless one is configured)"
+    )
     parser.add_argument("--show", action="store_true", help="print the last turn's statements in order")
     args = parser.parse_args()
+    options = (args.turns, args.guards, args.show, args.new_threads, args.cache_ttl, args.no_limits)
     if args.database_url:
-        asyncio.run(
-            run(args.database_url, args.turns, args.guards, args.show, args.new_threads, args.cache_ttl)
-        )
+        asyncio.run(run(args.database_url, *options))
         return
     with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite+aiosqlite:///{folder}/bench.db"
-        asyncio.run(run(url, args.turns, args.guards, args.show, args.new_threads, args.cache_ttl))
+        asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", *options))
 
 
 if __name__ == "__main__":
