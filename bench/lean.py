@@ -7,10 +7,10 @@ resident after start (Slack only)".
 The driver (this process) runs the loopback fakes of Slack and OpenAI (tests/fakes) and plays Slack. Each
 system under test (SUT) is a child process, pinned to one CPU while the driver has the other(s):
 
-  relay        this script with ``--serve relay``: aiohttp serving /healthz and /slack/events; verify the
-               signature (slack_sdk's SignatureVerifier), ack, then slack_sdk ``chat.postMessage`` (the
-               placeholder), an openai streamed chat completion (system prompt + the message), one
-               ``chat.update`` with the answer. No database. "relay + moderation" also sends the question to
+  relay        bench/relay.py: aiohttp serving /healthz and /slack/events; verify the signature
+               (slack_sdk's SignatureVerifier), ack, then slack_sdk ``chat.postMessage`` (the placeholder), an
+               openai streamed chat completion (system prompt + the message), one ``chat.update`` with the
+               answer. No database. "relay + moderation" (``--moderation``) also sends the question to
                ``moderations.create`` before the completion and the answer after it, as Threadwise does.
   threadwise   the real command, ``threadwise serve``, in Slack HTTP mode with SQLite in a temp dir, settings
                from the environment, defaults except THREADWISE_USER_RATE_LIMIT=off (the default 20/minute
@@ -43,10 +43,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
-import json
-import logging
-import math
 import os
 import re
 import shutil
@@ -60,23 +56,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+if __package__ in (None, ""):  # run as a script: bench/ is on the path, the repository is not
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.slack_load import (
+    Load,
+    Phase,
+    bench_slack_class,
+    child_env,
+    log_tail,
+    ms,
+    pin,
+    prepare,
+    ratio,
+    stop,
+    versions,
+)
 
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parents[1]
+RELAY = SCRIPT.parent / "relay.py"
 
-# As bench/slack_overhead.py (and Threadwise's defaults) has them.
-MODEL = "gpt-4o-mini"
-SYSTEM_PROMPT = (
-    "You are Threadwise, a helpful assistant in a team chat. Answer concisely and use Markdown sparingly."
-)
-PLACEHOLDER = ":hourglass_flowing_sand: Thinking…"
 CHANNEL = "C0LEAN"
-TURN_TIMEOUT = 30.0
 READY_TIMEOUT = 120.0
 SETTLE = 1.0  # seconds after ready before RSS is read
-_SETTING_PREFIXES = ("THREADWISE_", "SLACK_", "OPENAI_", "DISCORD_")
-_SETTING_NAMES = ("DATABASE_URL", "REDIS_URL", "PORT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,105 +89,16 @@ class System:
     kind: str  # relay | threadwise
     env: dict[str, str]
     pair: str  # the relay this is compared with
-    source: Path | None = (
-        None  # Threadwise from this source tree (``--baseline``) instead of the installed one
-    )
+    source: Path | None = None  # Threadwise from this source tree (``--baseline``), not the installed one
+    options: tuple[str, ...] = ()  # the relay's command-line options
 
 
 SYSTEMS = (
     System("relay", "relay", {}, "relay"),
     System("threadwise", "threadwise", {"THREADWISE_MODERATION": "false"}, "relay"),
-    System("relay + moderation", "relay", {"LEAN_RELAY_MODERATION": "1"}, "relay + moderation"),
+    System("relay + moderation", "relay", {}, "relay + moderation", options=("--moderation",)),
     System("threadwise, moderation on", "threadwise", {}, "relay + moderation"),
 )
-
-
-# ============================================================================================= the relay
-
-
-async def serve_relay() -> None:
-    """The floor: the same wire calls as a Threadwise turn, and nothing else."""
-    import aiohttp
-    from aiohttp import web
-    from openai import AsyncOpenAI
-    from slack_sdk.signature import SignatureVerifier
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("relay")
-    env = os.environ
-    moderate = env.get("LEAN_RELAY_MODERATION") == "1"
-    mention = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
-    verifier = SignatureVerifier(env["SLACK_SIGNING_SECRET"])
-    tasks: set[asyncio.Task[None]] = set()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with aiohttp.ClientSession() as session:
-        slack = AsyncWebClient(token=env["SLACK_BOT_TOKEN"], base_url=env["SLACK_API_URL"], session=session)
-        llm = AsyncOpenAI(api_key=env["OPENAI_API_KEY"], base_url=env["OPENAI_BASE_URL"])
-
-        async def answer(event: dict[str, Any]) -> None:
-            try:
-                channel = str(event["channel"])
-                thread = str(event.get("thread_ts") or event["ts"])
-                text = mention.sub("", str(event.get("text") or "")).strip()
-                if moderate:
-                    await llm.moderations.create(model="omni-moderation-latest", input=text)
-                posted = await slack.chat_postMessage(channel=channel, thread_ts=thread, text=PLACEHOLDER)
-                stream = await llm.chat.completions.create(
-                    model=MODEL,
-                    messages=[
-                        {"role": "system", "content": SYSTEM_PROMPT},
-                        {"role": "user", "content": text},
-                    ],
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    max_completion_tokens=1024,
-                )
-                parts: list[str] = []
-                async for chunk in stream:
-                    for choice in chunk.choices:
-                        if choice.delta.content:
-                            parts.append(choice.delta.content)
-                reply = "".join(parts)
-                if moderate:
-                    await llm.moderations.create(model="omni-moderation-latest", input=reply)
-                await slack.chat_update(channel=channel, ts=str(posted["ts"]), text=reply)
-            except Exception:
-                log.exception("relay turn failed")
-
-        async def events(request: web.Request) -> web.Response:
-            body = await request.text()
-            headers = request.headers
-            if not verifier.is_valid(
-                body, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature")
-            ):
-                return web.Response(status=401)
-            payload = json.loads(body)
-            event = payload.get("event") or {}
-            if payload.get("type") == "event_callback" and event.get("type") == "app_mention":
-                task = asyncio.create_task(answer(event))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            return web.Response()
-
-        async def healthz(_request: web.Request) -> web.Response:
-            return web.json_response({"status": "ok"})
-
-        app = web.Application()
-        app.router.add_post("/slack/events", events)
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "0.0.0.0", int(env["PORT"])).start()
-        try:
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await llm.close()
 
 
 # ============================================================================================= the driver
@@ -212,33 +127,6 @@ def _threadwise_command() -> list[str]:
 
 
 @dataclass(slots=True)
-class Phase:
-    """The timed turns of one SUT, summed over its blocks."""
-
-    latencies: list[float] = field(default_factory=list)  # seconds, event POST -> final text seen
-    wall: float = 0.0
-    sut_cpu: float = 0.0
-    slack_calls: int = 0
-    openai_calls: int = 0
-
-    @property
-    def turns(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def per_second(self) -> float:
-        return self.turns / self.wall if self.wall else 0.0
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.latencies)
-
-
-@dataclass(slots=True)
 class Running:
     system: System
     process: asyncio.subprocess.Process
@@ -251,13 +139,16 @@ class Running:
     served: int = 0
     timed: Phase = field(default_factory=Phase)
 
+    @property
+    def name(self) -> str:
+        return self.system.name
+
 
 class Driver:
     def __init__(self, args: argparse.Namespace, workdir: Path, sut_cpu: int | None) -> None:
         self.args = args
         self.workdir = workdir
         self.sut_cpu = sut_cpu
-        self.numbers = itertools.count(1)
         self.users = [f"U0L{index:04d}" for index in range(args.concurrency)]
         self.runs: dict[str, Running] = {}
         self.began = time.perf_counter()
@@ -274,13 +165,12 @@ class Driver:
     async def run(self) -> list[Running]:
         import aiohttp
 
-        from bench.slack_overhead import _bench_slack_class
         from tests.fakes.openai_api import FakeOpenAI
 
         args = self.args
         async with (
             FakeOpenAI() as openai_fake,
-            _bench_slack_class()() as slack_fake,
+            bench_slack_class()() as slack_fake,
             contextlib.AsyncExitStack() as stack,
         ):
             self.openai, self.slack = openai_fake, slack_fake
@@ -288,13 +178,14 @@ class Driver:
                 slack_fake.add_user(user, f"lean{user[-4:]}")
             stack.push_async_callback(self.stop_all)
             connector = aiohttp.TCPConnector(limit=0)
-            self.session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            self.load = Load(slack_fake, openai_fake, session, self.users)
             for number in range(args.starts):
                 shift = number % len(self.systems)
                 for system in (*self.systems[shift:], *self.systems[:shift]):
                     previous = self.runs.get(system.name)
                     if previous is not None:
-                        await self.stop(previous)
+                        await stop(previous)
                     await self.start(system, previous)
                 self.progress(f"start {number + 1}/{args.starts} done")
             runs = [self.runs[system.name] for system in self.systems]
@@ -327,7 +218,7 @@ class Driver:
         os.makedirs(folder, exist_ok=True)
         profilers = []
         for running in runs:
-            slug = re.sub(r"[^a-z0-9]+", "-", running.system.name.lower()).strip("-")
+            slug = re.sub(r"[^a-z0-9]+", "-", running.name.lower()).strip("-")
             profilers.append(
                 await asyncio.create_subprocess_exec(
                     "py-spy", "record", "--pid", str(running.process.pid), "--rate", "250",
@@ -342,34 +233,23 @@ class Driver:
         print(f"  {time.perf_counter() - self.began:5.0f} s  {text}", file=sys.stderr, flush=True)
 
     async def start(self, system: System, previous: Running | None) -> Running:
-        from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET
-
         slug = re.sub(r"[^a-z0-9]+", "-", system.name.lower()).strip("-")
         port = _free_port()
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(_SETTING_PREFIXES) and key not in _SETTING_NAMES
-        }
-        env |= {
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_BASE_URL": self.openai.base_url,
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": self.slack.api_url,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / (slug + '.db')}",
-            "PORT": str(port),
-            "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH")))),
-            **system.env,
-        }
+        extra = {"PORT": str(port)}
         if system.kind == "threadwise":
-            env["THREADWISE_USER_RATE_LIMIT"] = "off"
+            extra |= {"THREADWISE_USER_RATE_LIMIT": "off", **system.env}
             command = [*_threadwise_command(), "serve"]
             if system.source is not None:  # its packages first on the path, the same interpreter and SDKs
-                env["PYTHONPATH"] = str(system.source)
+                extra["PYTHONPATH"] = str(system.source)
                 command = [sys.executable, "-m", "bots", "serve"]
         else:
-            command = [sys.executable, str(SCRIPT), "--serve-relay"]
+            command = [sys.executable, str(RELAY), *system.options]
+        env = child_env(
+            openai_url=self.openai.base_url,
+            slack_url=self.slack.api_url,
+            database=self.workdir / f"{slug}.db",
+            extra=extra,
+        )
         cpu = self.sut_cpu
         log_path = self.workdir / f"{slug}.log"
         with log_path.open("ab") as log_file:
@@ -391,9 +271,9 @@ class Driver:
         url = f"http://127.0.0.1:{port}/healthz"
         while True:
             if process.returncode is not None or time.perf_counter() - started > READY_TIMEOUT:
-                raise RuntimeError(f"{system.name} did not become ready:\n{self.log_tail(log_path)}")
+                raise RuntimeError(f"{system.name} did not become ready:\n{log_tail(log_path)}")
             with contextlib.suppress(OSError, asyncio.TimeoutError):
-                async with self.session.get(url, timeout=1) as response:
+                async with self.load.session.get(url, timeout=1) as response:
                     if response.status == 200:
                         break
             await asyncio.sleep(0.01)
@@ -402,114 +282,29 @@ class Driver:
         rss = _rss_mb(process.pid)
         if rss is not None:
             running.rss_ready.append(rss)
-        from tests.fakes.slack_api import EventSender
-
-        sender = EventSender(f"http://127.0.0.1:{port}/slack/events", self.session)
-        running.first_turn.append(await self.turn(running, sender, 0))
+        sender = self.load.sender(running)
+        running.first_turn.append(await self.load.turn(running, sender, self.users[0], channel=CHANNEL))
         running.served += 1
         return running
 
-    @staticmethod
-    def log_tail(path: Path, lines: int = 30) -> str:
-        try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    async def stop(self, running: Running) -> None:
-        process = running.process
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                print(f"  {running.system.name} did not stop within 20 s: killed", file=sys.stderr)
-                process.kill()
-                await process.wait()
-
     async def stop_all(self) -> None:
-        await asyncio.gather(*(self.stop(running) for running in self.runs.values()))
+        await asyncio.gather(*(stop(running) for running in self.runs.values()))
 
     async def block(self, running: Running, turns: int, *, record: Phase | None) -> None:
-        """``turns`` turns from ``--concurrency`` closed-loop clients; measurements added to ``record``."""
-        from bench.slack_overhead import _cpu_seconds
-        from tests.fakes.slack_api import EventSender
+        """``turns`` turns (each a mention in a new thread) from ``--concurrency`` closed-loop clients."""
+        sender = self.load.sender(running)
 
-        sender = EventSender(f"http://127.0.0.1:{running.port}/slack/events", self.session)
-        latencies: list[float] = []
-        remaining = turns
+        async def turn(client: int, _number: int) -> float:
+            return await self.load.turn(running, sender, self.users[client], channel=CHANNEL)
 
-        async def client(index: int) -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                latencies.append(await self.turn(running, sender, index))
-
-        self.slack.forget()
-        self.openai.requests.clear()
-        await asyncio.sleep(0.05)  # the SUT finishes the previous block's last turns first
-        cpu_before = _cpu_seconds(running.process.pid)
-        started = time.perf_counter()
-        await asyncio.gather(*(client(index) for index in range(self.args.concurrency)))
-        wall = time.perf_counter() - started
-        await asyncio.sleep(0.05)  # ... and this block's, before its CPU time is read
-        cpu_after = _cpu_seconds(running.process.pid)
-        running.served += len(latencies)
-        if record is None:
-            return
-        record.latencies += latencies
-        record.wall += wall
-        if cpu_before is not None and cpu_after is not None:
-            record.sut_cpu += cpu_after - cpu_before
-        record.slack_calls += sum(1 for call in self.slack.calls if call.method != "users.info")
-        record.openai_calls += len(self.openai.requests)
-
-    async def turn(self, running: Running, sender: Any, client: int) -> float:
-        """One mention answered in a new thread; seconds from the event POST to the final text in Slack."""
-        from tests.fakes.slack_api import BOT_USER_ID
-
-        text = f"ping {next(self.numbers)}"
-        event = self.slack.message_event(
-            f"<@{BOT_USER_ID}> {text}", mention=True, channel=CHANNEL, user=self.users[client]
-        )
-        key = str(event["ts"])
-        future: asyncio.Future[tuple[float, str]] = asyncio.get_running_loop().create_future()
-        expected = f"echo: {text}"
-        self.slack.waiters[key] = (expected, future)
-        try:
-            started = time.perf_counter()
-            delivery = await sender.event(self.slack.envelope(event))
-            if delivery.status != 200:
-                raise RuntimeError(f"{running.system.name}: event answered {delivery.status}")
-            try:
-                done, shown = await asyncio.wait_for(future, TURN_TIMEOUT)
-            except TimeoutError:
-                raise RuntimeError(
-                    f"{running.system.name}: no answer to {text!r} within {TURN_TIMEOUT:.0f} s; its log "
-                    f"ends:\n{self.log_tail(running.log_path)}"
-                ) from None
-        finally:
-            self.slack.waiters.pop(key, None)
-        if shown != expected:
-            raise RuntimeError(f"{running.system.name}: turn {text!r} answered {shown!r}")
-        return done - started
+        running.served += await self.load.block(running, turns, self.args.concurrency, turn, record)
 
 
 # ============================================================================================= the report
 
 
-def _ms(seconds: float) -> str:
-    ms = seconds * 1000
-    return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
-
-
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
-
-
-def _x(value: float | None, floor: float | None) -> str:
-    return f"x{value / floor:.2f}" if value is not None and floor else "-"
 
 
 def _restart(run: Running) -> float:
@@ -521,7 +316,7 @@ def _rss_ready(run: Running) -> float | None:
 
 
 def _cpu(run: Running) -> float:
-    return run.timed.sut_cpu / run.timed.turns if run.timed.turns else 0.0
+    return run.timed.cpu_per_turn
 
 
 def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> list[str]:
@@ -535,9 +330,9 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
         phase = run.timed
         calls = f"{phase.slack_calls / phase.turns:.0f}+{phase.openai_calls / phase.turns:.0f}"
         lines.append(
-            f"{run.system.name:<{width}}{calls:>6}{_ms(_cpu(run)):>8}{phase.per_second:>9.0f}"
-            f"{_ms(phase.median):>8}{_ms(phase.percentile(0.95)):>8}{run.ready[0]:>9.2f}"
-            f"{_restart(run):>10.2f}{_ms(statistics.median(run.first_turn)):>8}{_mb(_rss_ready(run)):>8}"
+            f"{run.system.name:<{width}}{calls:>6}{ms(_cpu(run)):>8}{phase.per_second:>9.0f}"
+            f"{ms(phase.median):>8}{ms(phase.percentile(0.95)):>8}{run.ready[0]:>9.2f}"
+            f"{_restart(run):>10.2f}{ms(statistics.median(run.first_turn)):>8}{_mb(_rss_ready(run)):>8}"
             f"{_mb(run.rss_total):>9}"
         )
     by_name = {run.system.name: run for run in runs}
@@ -547,11 +342,12 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
         if floor is run:
             continue
         lines.append(
-            f"  {run.system.name:<{width}}CPU/turn {_x(_cpu(run), _cpu(floor)):>6}"
-            f"  turns/s {_x(run.timed.per_second, floor.timed.per_second):>6}"
-            f"  p50 {_x(run.timed.median, floor.timed.median):>6}"
-            f"  ready {_x(run.ready[0], floor.ready[0]):>6} (restart {_x(_restart(run), _restart(floor))})"
-            f"  RSS {_x(_rss_ready(run), _rss_ready(floor)):>6}"
+            f"  {run.system.name:<{width}}CPU/turn {ratio(_cpu(run), _cpu(floor)):>6}"
+            f"  turns/s {ratio(run.timed.per_second, floor.timed.per_second):>6}"
+            f"  p50 {ratio(run.timed.median, floor.timed.median):>6}"
+            f"  ready {ratio(run.ready[0], floor.ready[0]):>6}"
+            f" (restart {ratio(_restart(run), _restart(floor))})"
+            f"  RSS {ratio(_rss_ready(run), _rss_ready(floor)):>6}"
         )
     text = (
         f"{runs[0].timed.turns} timed turns per system at {args.concurrency} concurrent clients, in "
@@ -593,31 +389,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="sample every SUT with py-spy over the timed turns into DIR/<system>.txt (raw, folded stacks)",
     )
-    parser.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.serve_relay:
-        asyncio.run(serve_relay())
-        return 0
     if min(args.turns, args.concurrency, args.block, args.starts) < 1:
         raise SystemExit("--turns, --concurrency, --block and --starts must be at least 1")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from bench.slack_overhead import _default_tiktoken_cache, _versions
-
-    _default_tiktoken_cache()
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    sut_cpu: int | None = None
-    if not args.no_pin and len(cpus) >= 2:
-        sut_cpu = cpus[0]
-        os.sched_setaffinity(0, set(cpus[1:]))
-        pinned = f"Each SUT was pinned to CPU {sut_cpu}, the driver (fakes + load) to CPU(s) {cpus[1:]}."
-    else:
-        pinned = f"Not pinned ({len(cpus) or 'unknown'} CPU(s) usable): SUTs and driver shared the CPU(s)."
-    print(f"Lean benchmark: {_versions()}; {pinned}", flush=True)
+    prepare()
+    sut_cpu, pinned = pin(args.no_pin)
+    print(f"Lean benchmark: {versions()}; {pinned}", flush=True)
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="threadwise-lean-") as workdir:

@@ -47,18 +47,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
-import itertools
 import json
 import logging
 import math
 import os
-import platform
 import random
 import re
 import signal
-import sqlite3
-import statistics
 import sys
 import tempfile
 import textwrap
@@ -69,18 +64,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: bench/ is on the path, the repository is not
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.relay import MODEL, serve_relay
+from bench.slack_load import (
+    Load,
+    Phase,
+    bench_slack_class,
+    child_env,
+    log_tail,
+    ms,
+    pin,
+    prepare,
+    ratio,
+    stop,
+    versions,
+)
+
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parents[1]
 
-MODEL = "gpt-4o-mini"
-SYSTEM_PROMPT = (
-    "You are Threadwise, a helpful assistant in a team chat. Answer concisely and use Markdown sparingly."
-)
-PLACEHOLDER = ":hourglass_flowing_sand: Thinking…"
 CHANNEL = "C0BENCH"
 HISTORY_CHANNEL = "C0HISTORY"
 HISTORY_CAP = 8_000
-TURN_TIMEOUT = 30.0
 STALL = 0.5  # seconds: a median turn this slow with a zero-delay model is waiting, not working
 MIN_TURNS = 5  # a phase that hits --max-seconds still times this many turns (and one per client)
 STARTUP_TIMEOUT = 180.0
@@ -92,9 +99,6 @@ THREADWISE_COMMON = {
     "THREADWISE_USER_DAILY_BUDGET_USD": "1000",
     "THREADWISE_USER_RATE_LIMIT": "1000000/minute",
 }
-# Inherited settings that would change what is measured are dropped from the children's environment.
-_SETTING_PREFIXES = ("THREADWISE_", "SLACK_", "OPENAI_", "DISCORD_")
-_SETTING_NAMES = ("DATABASE_URL", "REDIS_URL", "PORT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,19 +121,6 @@ VARIANTS = (
     ),
     Variant("tw mod off, {history} msgs, full", "threadwise", {"THREADWISE_MODERATION": "false"}, True),
 )
-
-
-def _ensure_repo_importable() -> None:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-
-
-def _default_tiktoken_cache() -> None:
-    if os.environ.get("TIKTOKEN_CACHE_DIR"):
-        return
-    candidate = REPO.parent / "shared" / "tiktoken"
-    if candidate.is_dir():
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(candidate)
 
 
 def history_thread_ts(index: int) -> str:
@@ -180,78 +171,6 @@ def _configure_logging(level: str) -> None:
     )
     for chatty in ("alembic", "matplotlib"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
-async def serve_relay() -> None:
-    """The floor: the same wire calls as a Threadwise turn, and nothing else."""
-    import aiohttp
-    from aiohttp import web
-    from openai import AsyncOpenAI
-    from slack_sdk.signature import SignatureVerifier
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    _configure_logging("INFO")
-    log = logging.getLogger("relay")
-    env = os.environ
-    mention = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
-    verifier = SignatureVerifier(env["SLACK_SIGNING_SECRET"])
-    tasks: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession() as session:
-        slack = AsyncWebClient(token=env["SLACK_BOT_TOKEN"], base_url=env["SLACK_API_URL"], session=session)
-        llm = AsyncOpenAI(api_key=env["OPENAI_API_KEY"], base_url=env["OPENAI_BASE_URL"])
-
-        async def answer(event: dict[str, Any]) -> None:
-            try:
-                channel = str(event["channel"])
-                thread = str(event.get("thread_ts") or event["ts"])
-                text = mention.sub("", str(event.get("text") or "")).strip()
-                posted = await slack.chat_postMessage(channel=channel, thread_ts=thread, text=PLACEHOLDER)
-                stream = await llm.chat.completions.create(
-                    model=MODEL,
-                    messages=[
-                        {"role": "system", "content": SYSTEM_PROMPT},
-                        {"role": "user", "content": text},
-                    ],
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    max_completion_tokens=1024,
-                )
-                parts: list[str] = []
-                async for chunk in stream:
-                    for choice in chunk.choices:
-                        if choice.delta.content:
-                            parts.append(choice.delta.content)
-                await slack.chat_update(channel=channel, ts=str(posted["ts"]), text="".join(parts))
-            except Exception:
-                log.exception("relay turn failed")
-
-        async def events(request: web.Request) -> web.Response:
-            body = await request.text()
-            headers = request.headers
-            if not verifier.is_valid(
-                body, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature")
-            ):
-                return web.Response(status=401)
-            payload = json.loads(body)
-            event = payload.get("event") or {}
-            if payload.get("type") == "event_callback" and event.get("type") == "app_mention":
-                task = asyncio.create_task(answer(event))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            return web.Response()
-
-        app = web.Application()
-        app.router.add_post("/slack/events", events)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        try:
-            _announce(int(runner.addresses[0][1]))
-            await _until_stopped()
-        finally:
-            await runner.cleanup()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await llm.close()
 
 
 _VOCABULARY = (
@@ -351,55 +270,17 @@ async def serve_threadwise(seed_threads: int, seed_messages: int, users: Sequenc
 
 def serve(args: argparse.Namespace) -> int:
     _pin_self(args.cpu)
-    _ensure_repo_importable()
+    prepare()
     users = [user for user in args.users.split(",") if user]
     if args.serve == "relay":
-        asyncio.run(serve_relay())
+        _configure_logging("INFO")
+        asyncio.run(serve_relay(0, moderate=False, until=_until_stopped, listening=_announce))
     else:
         asyncio.run(serve_threadwise(args.seed_threads, args.seed_messages, users))
     return 0
 
 
 # ============================================================================================= the driver
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` (all its threads), or None without /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(slots=True)
-class Phase:
-    """Measurements of one phase of one variant, summed over the rounds."""
-
-    latencies: list[float] = field(default_factory=list)  # seconds, event POST -> final text seen
-    wall: float = 0.0
-    sut_cpu: float = 0.0
-    driver_cpu: float = 0.0
-    slack_calls: int = 0
-    openai_calls: int = 0
-    chat_requests: int = 0
-    chat_messages: int = 0  # messages in those requests (system + history + the new one)
-
-    @property
-    def turns(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def per_second(self) -> float:
-        return self.turns / self.wall if self.wall else 0.0
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.latencies)
 
 
 @dataclass(slots=True)
@@ -415,54 +296,11 @@ class Running:
     concurrent: Phase = field(default_factory=Phase)
 
 
-def _bench_slack_class() -> type:
-    """FakeSlack that resolves a waiter when a thread's reply shows its final text, and finds messages by
-    (channel, ts) in O(1) (the plain fake scans every message it holds)."""
-    from tests.fakes.slack_api import FakeSlack, PostedMessage
-
-    class BenchSlack(FakeSlack):
-        def __init__(self) -> None:
-            super().__init__()
-            self.index: dict[tuple[str, str], PostedMessage] = {}
-            # thread ts -> (expected final text, future receiving (perf_counter, text))
-            self.waiters: dict[str, tuple[str, asyncio.Future[tuple[float, str]]]] = {}
-
-        def _m_chat_postMessage(self, args: dict[str, Any], call: Any) -> dict[str, Any]:
-            body: dict[str, Any] = super()._m_chat_postMessage(args, call)
-            if body.get("ok"):
-                message = self.messages[-1]
-                self.index[(message.channel, message.ts)] = message
-            return body
-
-        def _find(self, channel: str, ts: str) -> PostedMessage | None:
-            message = self.index.get((channel, ts))
-            return None if message is None or message.deleted else message
-
-        def _m_chat_update(self, args: dict[str, Any], call: Any) -> dict[str, Any]:
-            body: dict[str, Any] = super()._m_chat_update(args, call)
-            if body.get("ok"):
-                message = self.index[(str(args.get("channel")), str(args.get("ts")))]
-                waiter = self.waiters.get(message.thread_ts or "")
-                text = str(body.get("text"))
-                if waiter is not None and not waiter[1].done() and (text == waiter[0] or ":warning:" in text):
-                    waiter[1].set_result((time.perf_counter(), text))
-            return body
-
-        def forget(self) -> None:
-            """Drops what the fake has recorded (bounded memory over a long run)."""
-            self.calls.clear()
-            self.messages.clear()
-            self.index.clear()
-
-    return BenchSlack
-
-
 class Driver:
     def __init__(self, args: argparse.Namespace, workdir: Path, sut_cpu: int | None) -> None:
         self.args = args
         self.workdir = workdir
         self.sut_cpu = sut_cpu
-        self.numbers = itertools.count(1)
         self.users = [f"U0B{index:04d}" for index in range(args.concurrency)]
         self.running: list[Running] = []
 
@@ -474,15 +312,15 @@ class Driver:
         args = self.args
         async with (
             FakeOpenAI() as openai_fake,
-            _bench_slack_class()() as slack_fake,
+            bench_slack_class()() as slack_fake,
             contextlib.AsyncExitStack() as stack,
         ):
-            self.openai, self.slack = openai_fake, slack_fake
             for user in self.users:
                 slack_fake.add_user(user, f"bench{user[-4:]}")
             stack.push_async_callback(self.stop_all)
             connector = aiohttp.TCPConnector(limit=0)
-            self.session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            self.load = Load(slack_fake, openai_fake, session, self.users)
             for variant in VARIANTS:
                 started = await self.start(variant)
                 print(f"  started {started.name}", file=sys.stderr, flush=True)
@@ -501,24 +339,12 @@ class Driver:
     async def start(self, variant: Variant) -> Running:
         name = variant.name.format(history=f"{self.args.history:,}")
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-        from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET
-
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(_SETTING_PREFIXES) and key not in _SETTING_NAMES
-        }
-        env |= {
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_BASE_URL": self.openai.base_url,
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": self.slack.api_url,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / (slug + '.db')}",
-            "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH")))),
-        }
-        if variant.kind == "threadwise":
-            env |= THREADWISE_COMMON | variant.env
+        env = child_env(
+            openai_url=self.load.openai.base_url,
+            slack_url=self.load.slack.api_url,
+            database=self.workdir / f"{slug}.db",
+            extra=THREADWISE_COMMON | variant.env if variant.kind == "threadwise" else {},
+        )
         command = [sys.executable, str(SCRIPT), "--serve", variant.kind]
         command += ["--users", ",".join(self.users)]
         if self.sut_cpu is not None:
@@ -548,134 +374,40 @@ class Driver:
         except TimeoutError:
             line = b""
         if not line:
-            await self.stop(running)
-            raise RuntimeError(f"{name} did not start:\n{self.log_tail(log_path)}")
+            await stop(running)
+            raise RuntimeError(f"{name} did not start:\n{log_tail(log_path)}")
         running.info = json.loads(line)
         running.log_from = log_path.stat().st_size  # start-up notices are not what this run is about
         running.port = int(running.info["port"])
         return running
 
-    @staticmethod
-    def log_tail(path: Path, lines: int = 30) -> str:
-        try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    async def stop(self, running: Running) -> None:
-        process = running.process
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                print(f"  {running.name} did not stop within 20 s: killed", file=sys.stderr)
-                process.kill()
-                await process.wait()
-
     async def stop_all(self) -> None:
-        await asyncio.gather(*(self.stop(running) for running in self.running))
+        await asyncio.gather(*(stop(running) for running in self.running))
 
     async def phase(self, running: Running, turns: int, concurrency: int, *, record: Phase | None) -> None:
         """``turns`` turns from ``concurrency`` closed-loop clients; measurements added to ``record``."""
-        from tests.fakes.slack_api import EventSender
-
-        sender = EventSender(f"http://127.0.0.1:{running.port}/slack/events", self.session)
-        latencies: list[float] = []
-        begun = 0
-        at_least = min(turns, max(MIN_TURNS, concurrency))
-        limit = self.args.max_seconds
-
-        def another() -> bool:
-            nonlocal begun
-            if begun >= turns or (begun >= at_least and time.perf_counter() - started > limit):
-                return False
-            begun += 1
-            return True
-
-        async def client(index: int) -> None:
-            while another():
-                slot = index if concurrency > 1 else begun % self.args.concurrency
-                latencies.append(await self.turn(running, sender, slot))
-
-        self.slack.forget()
-        self.openai.requests.clear()
-        await asyncio.sleep(0.05)  # the SUT finishes the previous phase's last turns (persisting) first
-        sut_before, driver_before = _cpu_seconds(running.process.pid), time.process_time()
-        started = time.perf_counter()
-        await asyncio.gather(*(client(index) for index in range(concurrency)))
-        wall = time.perf_counter() - started
-        driver_after = time.process_time()
-        await asyncio.sleep(0.05)  # ... and this phase's, before its CPU time is read
-        sut_after = _cpu_seconds(running.process.pid)
-        if record is None:
-            return
-        record.latencies += latencies
-        record.wall += wall
-        record.driver_cpu += driver_after - driver_before
-        if sut_before is not None and sut_after is not None:
-            record.sut_cpu += sut_after - sut_before
-        record.slack_calls += sum(1 for call in self.slack.calls if call.method != "users.info")
-        record.openai_calls += len(self.openai.requests)
-        for body in self.openai.chat_requests():
-            record.chat_requests += 1
-            record.chat_messages += len(body.get("messages") or ())
-
-    async def turn(self, running: Running, sender: Any, client: int) -> float:
-        """One mention answered; returns seconds from the event POST to the final text in Slack."""
-        from tests.fakes.slack_api import BOT_USER_ID
-
-        number = next(self.numbers)
-        text = f"ping {number}"
+        sender = self.load.sender(running)
         history = running.variant.history
-        thread = history_thread_ts(client) if history else None
-        event = self.slack.message_event(
-            f"<@{BOT_USER_ID}> {text}",
-            mention=True,
-            channel=HISTORY_CHANNEL if history else CHANNEL,
-            user=self.users[client % len(self.users)],
-            thread_ts=thread,
+        channel = HISTORY_CHANNEL if history else CHANNEL
+
+        async def turn(client: int, number: int) -> float:
+            slot = client if concurrency > 1 else number % self.args.concurrency
+            thread = history_thread_ts(slot) if history else None
+            user = self.users[slot % len(self.users)]
+            return await self.load.turn(running, sender, user, channel=channel, thread_ts=thread)
+
+        await self.load.block(
+            running,
+            turns,
+            concurrency,
+            turn,
+            record,
+            max_seconds=self.args.max_seconds,
+            min_turns=MIN_TURNS,
         )
-        key = thread or str(event["ts"])
-        future: asyncio.Future[tuple[float, str]] = asyncio.get_running_loop().create_future()
-        expected = f"echo: {text}"
-        self.slack.waiters[key] = (expected, future)
-        try:
-            started = time.perf_counter()
-            delivery = await sender.event(self.slack.envelope(event))
-            if delivery.status != 200:
-                raise RuntimeError(f"{running.name}: event answered {delivery.status} {delivery.body[:200]}")
-            try:
-                done, shown = await asyncio.wait_for(future, TURN_TIMEOUT)
-            except TimeoutError:
-                raise RuntimeError(
-                    f"{running.name}: no answer to {text!r} within {TURN_TIMEOUT:.0f} s; its log ends:\n"
-                    f"{self.log_tail(running.log_path)}"
-                ) from None
-        finally:
-            self.slack.waiters.pop(key, None)
-        if shown != expected:
-            raise RuntimeError(f"{running.name}: turn {text!r} answered {shown!r}")
-        return done - started
 
 
 # ============================================================================================= the report
-
-
-def _ms(seconds: float) -> str:
-    ms = seconds * 1000
-    return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
-
-
-def _x(value: float, floor: float) -> str:
-    return f"x{value / floor:.2f}" if floor else "-"
-
-
-def _cpu_per_turn(phase: Phase) -> float:
-    return phase.sut_cpu / phase.turns if phase.turns else 0.0
 
 
 def _log_problems(path: Path, offset: int) -> list[str]:
@@ -705,9 +437,9 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
         calls = f"{con.slack_calls / con.turns:.0f}+{con.openai_calls / con.turns:.0f}"
         driver_share = con.driver_cpu / con.wall if con.wall else 0.0
         lines.append(
-            f"{run.name:<{width}}{calls:>8}{seq.turns:>7}{seq.per_second:>6,.0f}{_ms(seq.median):>8}"
-            f"{_ms(seq.percentile(0.95)):>8}{con.turns:>8}{con.per_second:>6,.0f}{_ms(con.median):>8}"
-            f"{_ms(con.percentile(0.95)):>8}{_ms(_cpu_per_turn(con)):>9}{driver_share:>8.0%}"
+            f"{run.name:<{width}}{calls:>8}{seq.turns:>7}{seq.per_second:>6,.0f}{ms(seq.median):>8}"
+            f"{ms(seq.percentile(0.95)):>8}{con.turns:>8}{con.per_second:>6,.0f}{ms(con.median):>8}"
+            f"{ms(con.percentile(0.95)):>8}{ms(con.cpu_per_turn):>9}{driver_share:>8.0%}"
         )
     floor = runs[0]
     base = runs[1]
@@ -718,11 +450,11 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
     for run in runs[1:]:
         seq, con = run.sequential, run.concurrent
         lines.append(
-            f"  {run.name:<{width}}seq/s {_x(seq.per_second, floor.sequential.per_second):>6}"
-            f"  p50 {_x(seq.median, floor.sequential.median):>6}"
-            f"  |  c{c}/s {_x(con.per_second, floor.concurrent.per_second):>6}"
-            f"  p50 {_x(con.median, floor.concurrent.median):>6}"
-            f"  |  CPU/turn {_x(_cpu_per_turn(con), _cpu_per_turn(floor.concurrent)):>6}"
+            f"  {run.name:<{width}}seq/s {ratio(seq.per_second, floor.sequential.per_second):>6}"
+            f"  p50 {ratio(seq.median, floor.sequential.median):>6}"
+            f"  |  c{c}/s {ratio(con.per_second, floor.concurrent.per_second):>6}"
+            f"  p50 {ratio(con.median, floor.concurrent.median):>6}"
+            f"  |  CPU/turn {ratio(con.cpu_per_turn, floor.concurrent.cpu_per_turn):>6}"
         )
     history = [run for run in runs if run.variant.history]
     if history:
@@ -732,9 +464,9 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
             tokens = run.info.get("tokens_per_thread", 0)
             sent = con.chat_messages / con.chat_requests if con.chat_requests else 0
             lines.append(
-                f"  {run.name:<{width}}seq p50 {_x(seq.median, base.sequential.median):>6}"
-                f"  c{c}/s {_x(con.per_second, base.concurrent.per_second):>6}"
-                f"  CPU/turn {_x(_cpu_per_turn(con), _cpu_per_turn(base.concurrent)):>6}"
+                f"  {run.name:<{width}}seq p50 {ratio(seq.median, base.sequential.median):>6}"
+                f"  c{c}/s {ratio(con.per_second, base.concurrent.per_second):>6}"
+                f"  CPU/turn {ratio(con.cpu_per_turn, base.concurrent.cpu_per_turn):>6}"
                 f"  ({tokens:,} tokens seeded, {sent:,.0f} msgs a call)"
             )
     for run in runs:
@@ -775,14 +507,6 @@ def report(runs: Sequence[Running], args: argparse.Namespace, pinned: str) -> li
     return lines
 
 
-def _versions() -> str:
-    parts = [f"Python {platform.python_version()}", f"SQLite {sqlite3.sqlite_version}"]
-    for package in ("slack_bolt", "slack_sdk", "openai", "aiohttp", "SQLAlchemy"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            parts.append(f"{package} {importlib.metadata.version(package)}")
-    return ", ".join(parts)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -817,17 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.turns < 1 or args.concurrency < 1 or args.rounds < 1:
         raise SystemExit("--turns, --concurrency and --rounds must be at least 1")
-    _ensure_repo_importable()
-    _default_tiktoken_cache()
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    sut_cpu: int | None = None
-    if not args.no_pin and len(cpus) >= 2:
-        sut_cpu = cpus[0]
-        os.sched_setaffinity(0, set(cpus[1:]))  # before the event loop starts any thread
-        pinned = f"Each SUT was pinned to CPU {sut_cpu} (one core), the driver to CPU(s) {cpus[1:]}."
-    else:
-        pinned = f"Not pinned ({len(cpus) or 'unknown'} CPU(s) usable): SUT and driver shared the CPU(s)."
-    print(f"Slack overhead benchmark: {_versions()}; {pinned}", flush=True)
+    prepare()
+    sut_cpu, pinned = pin(args.no_pin)
+    print(f"Slack overhead benchmark: {versions()}; {pinned}", flush=True)
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="threadwise-slack-bench-") as workdir:
