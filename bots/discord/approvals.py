@@ -2,12 +2,18 @@
 Deny buttons. They are persistent ``DynamicItem``s whose custom id carries the approval id
 (``tw:approve:<id>``), registered with ``client.add_dynamic_items``, so a click is handled after a restart or
 by another process of the bot. A click is answered within Discord's 3 s: the asker's (or an admin's) by
-updating the message to show the decision, anyone else's by an ephemeral refusal that changes nothing."""
+updating the message to show the decision, anyone else's by an ephemeral refusal that changes nothing.
+
+A `/ai ask` turn has no thread: its answer is the command's own response. Its request is an ephemeral
+follow-up of that command (``PrivatePrompts``), seen only by the asker, who decides: nothing is posted in the
+channel (where the bot may not even be allowed to post), and no one else is pinged."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import discord
@@ -104,12 +110,66 @@ def _refusal(click: Click) -> str:
     return "This approval request is no longer known."
 
 
-class DiscordApprovalPrompter:
-    """The core's ApprovalPrompter on Discord."""
+class PrivatePrompts:
+    """The `/ai ask` commands whose turn runs now, by their conversation's thread id (``ask:<interaction>``):
+    an approval that turn needs is asked in an ephemeral follow-up of the command (its token is valid for
+    15 minutes, longer than an approval is waited for)."""
 
-    def __init__(self, client: discord.Client, button: type[Any]) -> None:
+    def __init__(self) -> None:
+        self._asking: dict[str, PrivatePrompt] = {}
+
+    @contextlib.contextmanager
+    def holding(self, thread_id: str, interaction: discord.Interaction[Any], waiting: str) -> Iterator[None]:
+        """While the turn of ``interaction`` (conversation thread ``thread_id``) runs; ``waiting`` is what
+        its response shows, should it still be "thinking…" when an approval is asked."""
+        self._asking[thread_id] = PrivatePrompt(interaction, waiting)
+        try:
+            yield
+        finally:
+            self._asking.pop(thread_id, None)
+
+    def of(self, thread_id: str) -> PrivatePrompt | None:
+        return self._asking.get(thread_id)
+
+
+class PrivatePrompt:
+    """One `/ai ask` command whose approvals are asked privately."""
+
+    def __init__(self, interaction: discord.Interaction[Any], waiting: str) -> None:
+        self.interaction = interaction
+        self._waiting = waiting
+        self._shown = False  # its response shows something (it is no longer "thinking…")
+
+    async def ask(self, text: str, view: discord.ui.View) -> discord.WebhookMessage:
+        """``text`` and ``view`` in an ephemeral follow-up. The first follow-up of a deferred response would
+        take the place of its "thinking…" (and be public, as the response is): while the response is still
+        thinking, it is made to say ``waiting`` first (the answer replaces that later)."""
+        if not self._shown:
+            response = await self.interaction.original_response()
+            if response.flags.loading:
+                await self.interaction.edit_original_response(
+                    content=self._waiting, allowed_mentions=NO_MENTIONS
+                )
+            self._shown = True
+        return await self.interaction.followup.send(
+            text, view=view, ephemeral=True, wait=True, allowed_mentions=NO_MENTIONS
+        )
+
+    async def edit(self, message_id: int, text: str) -> None:
+        await self.interaction.followup.edit_message(
+            message_id, content=text, view=None, allowed_mentions=NO_MENTIONS
+        )
+
+
+class DiscordApprovalPrompter:
+    """The core's ApprovalPrompter on Discord; ``private``: the `/ai ask` turns, asked privately."""
+
+    def __init__(
+        self, client: discord.Client, button: type[Any], private: PrivatePrompts | None = None
+    ) -> None:
         self._client = client
         self._button = button
+        self._private = private if private is not None else PrivatePrompts()
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:
         channel = self._client.get_channel(channel_id) or await self._client.fetch_channel(channel_id)
@@ -119,10 +179,13 @@ class DiscordApprovalPrompter:
 
     async def ask(self, request: ApprovalRequest) -> ReplyLocation | None:
         key = request.key
-        target = int(key.thread_id) if key.thread_id.isdigit() else int(key.channel_id)
         view = discord.ui.View(timeout=None)
         view.add_item(self._button(request.id, True))
         view.add_item(self._button(request.id, False))
+        private = self._private.of(key.thread_id)
+        if private is not None:
+            return await self._ask_privately(request, view, private)
+        target = int(key.thread_id) if key.thread_id.isdigit() else int(key.channel_id)
         channel = await self._channel(target)
         message = await channel.send(
             request_text(request),
@@ -132,24 +195,36 @@ class DiscordApprovalPrompter:
         view.stop()  # the buttons are dispatched as dynamic items, not through this view
         return {"channel": str(target), "message": str(message.id)}
 
+    async def _ask_privately(
+        self, request: ApprovalRequest, view: discord.ui.View, private: PrivatePrompt
+    ) -> ReplyLocation:
+        message = await private.ask(request_text(request), view)
+        view.stop()  # the buttons are dispatched as dynamic items, not through this view
+        return {"channel": str(message.channel.id), "message": str(message.id), "private": "yes"}
+
     async def close(
         self, request: ApprovalRequest, where: ReplyLocation | None, decision: ApprovalDecision
     ) -> None:
         if where is None:
             return
+        text = outcome_text(request.tool, decision, request.timeout)
+        if where.get("private"):  # an ephemeral follow-up: edited through its command, while that is known
+            private = self._private.of(request.key.thread_id)
+            if private is not None:
+                await private.edit(int(where["message"]), text)
+            return
         channel = await self._channel(int(where["channel"]))
         message = channel.get_partial_message(int(where["message"]))  # type: ignore[attr-defined]
-        await message.edit(
-            content=outcome_text(request.tool, decision, request.timeout),
-            view=None,
-            allowed_mentions=NO_MENTIONS,
-        )
+        await message.edit(content=text, view=None, allowed_mentions=NO_MENTIONS)
 
 
-def register_approvals(client: discord.Client, approvals: Approvals | None) -> DiscordApprovalPrompter | None:
-    """Adds the persistent buttons to ``client`` and returns the prompter to register with ``approvals``."""
+def register_approvals(
+    client: discord.Client, approvals: Approvals | None, private: PrivatePrompts | None = None
+) -> DiscordApprovalPrompter | None:
+    """Adds the persistent buttons to ``client`` and returns the prompter to register with ``approvals``
+    (``private``: the `/ai ask` turns running now, whose requests are asked privately)."""
     if approvals is None:
         return None
     button = approval_buttons(approvals)
     client.add_dynamic_items(button)
-    return DiscordApprovalPrompter(client, button)
+    return DiscordApprovalPrompter(client, button, private)

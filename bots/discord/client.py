@@ -23,7 +23,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bots.api_calls import counting, discord_route
-from bots.discord.approvals import register_approvals
+from bots.discord.approvals import PrivatePrompts, register_approvals
 from bots.discord.clicks import Clicks
 from bots.discord.commands import AdminCommands, AiCommands
 from bots.discord.config import DiscordOptions
@@ -70,8 +70,15 @@ def use_endpoints(api_url: str, gateway_url: str | None) -> Callable[[], None]:
 
 
 def build_client(
-    services: ChatServices, options: DiscordOptions, *, inflight: InFlight, guild_ready_timeout: float = 2.0
+    services: ChatServices,
+    options: DiscordOptions,
+    *,
+    inflight: InFlight,
+    guild_ready_timeout: float = 2.0,
+    private: PrivatePrompts | None = None,
 ) -> tuple[discord.Client, app_commands.CommandTree[Any]]:
+    """The client and its commands; ``private``: where `/ai ask` turns ask for tool approvals (the
+    prompter's, see bots/discord/approvals.py)."""
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = (
         False  # no voice here: no warning about it
     )
@@ -97,7 +104,9 @@ def build_client(
     buttons = clicks.buttons if services.buttons is not None else None
     tree: app_commands.CommandTree[Any] = CommandTree(client, services.commands)
     tree.add_command(
-        AiCommands(services, inflight=inflight, edit_interval=options.edit_interval, buttons=buttons)
+        AiCommands(
+            services, inflight=inflight, edit_interval=options.edit_interval, buttons=buttons, private=private
+        )
     )
     tree.add_command(AdminCommands(services, inflight=inflight))
     menu = AskMenu(services, inflight=inflight, edit_interval=options.edit_interval, buttons=buttons)
@@ -160,7 +169,10 @@ async def open_discord(
         raise BotError("DISCORD_BOT_TOKEN is not set.")
     restore = use_endpoints(options.api_url, options.gateway_url)
     inflight = InFlight("Discord")
-    client, tree = build_client(services, options, inflight=inflight, guild_ready_timeout=guild_ready_timeout)
+    private = PrivatePrompts()  # `/ai ask` turns running now: their approvals are asked privately
+    client, tree = build_client(
+        services, options, inflight=inflight, guild_ready_timeout=guild_ready_timeout, private=private
+    )
     connection: asyncio.Task[None] | None = None
     try:
         try:
@@ -183,7 +195,7 @@ async def open_discord(
         if modlog_channel is not None:
             services.modlog.register("discord", _modlog_sink(client, modlog_channel))
         services.recovery.register("discord", DiscordResolver(client))
-        prompter = register_approvals(client, services.approvals)  # Approve / Deny of tool calls
+        prompter = register_approvals(client, services.approvals, private)  # Approve / Deny of tool calls
         if services.approvals is not None and prompter is not None:
             services.approvals.register("discord", prompter)
         http.readiness.add("discord", gateway_status(client))

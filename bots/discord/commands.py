@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bots.discord.approvals import PrivatePrompts
 from bots.discord.buttons import AnswerButtons
 from bots.discord.chunks import fit, split_message
 from bots.discord.identity import (
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[Any]
 QUESTION_PREVIEW = 300
+WAITING = "Waiting for your approval…"  # what /ai ask shows while its first tool approval is asked
 
 
 def caller(interaction: Interaction) -> ChatUser:
@@ -104,12 +106,14 @@ class AiCommands(app_commands.Group):
         inflight: InFlight,
         edit_interval: float,
         buttons: AnswerButtons | None = None,
+        private: PrivatePrompts | None = None,
     ) -> None:
         super().__init__(name="ai", description="Talk to Threadwise, the AI assistant")
         self._services = services
         self._inflight = inflight
         self._edit_interval = edit_interval
         self._buttons = buttons
+        self._private = private if private is not None else PrivatePrompts()
 
     async def _command(
         self, interaction: Interaction, action: Callable[[], Awaitable[Reply]], *, ephemeral: bool
@@ -183,7 +187,9 @@ class AiCommands(app_commands.Group):
         shown = self._services.commands.display(prompt)  # quoted above the answer: redacted like the history
         preview = shown if len(shown) <= QUESTION_PREVIEW else shown[: QUESTION_PREVIEW - 1] + "…"
         quoted = "\n".join(f"> {line}" for line in preview.splitlines() or [""])
-        await self._turn(interaction, key, prompt, InteractionSink(interaction), prefix=f"{quoted}\n")
+        # a tool approval this turn needs is asked of the asker alone, in a follow-up only they see
+        with self._private.holding(key.thread_id, interaction, f"{quoted}\n*{WAITING}*"):
+            await self._turn(interaction, key, prompt, InteractionSink(interaction), prefix=f"{quoted}\n")
 
     @app_commands.command(name="chat", description="Start a conversation thread; keep talking in it")
     @app_commands.describe(prompt="How the conversation starts")

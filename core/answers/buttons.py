@@ -11,7 +11,8 @@ an admin (``THREADWISE_ADMINS``, a workspace admin as the platform says), may us
 - ``retry``: the conversation's last answer is hidden from the history (kept for audit, like ``/ai reset``)
   and its question comes back as a new message, to be handed to ``ConversationService.handle`` (it is
   claimed and queued like any turn; its event id is derived from the answer, so a replayed click is a
-  duplicate)."""
+  duplicate). Two clicks at once (two people, a double-click; on one replica or two): the first wins by one
+  conditional update of the question's row, the second is refused with ``RETRYING`` and changes nothing."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ GONE = "I can't find that answer any more (it may have been deleted)."
 NOT_LAST = "Only the last answer of a conversation can be retried; this one has been followed by another."
 SETTLE_SECONDS = 5.0  # a click on an answer shown but not yet stored waits for it at most this long
 NOT_FINISHED = "This answer is still being written. Stop it first, or wait for it to finish."
+RETRYING = "This answer is already being retried: its new answer will follow."
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,11 +216,24 @@ class AnswerButtons:
             text = "\n\n".join(
                 str(part.get("text") or "") for part in question.content if part.get("type") == "text"
             )
+            if question.status == "retried":  # a retry is under way (its turn may not be claimed yet)
+                raise BadInput(RETRYING)
+            if question.status == "ok":
+                # The first click wins: one conditional update of the question. Two clicks at once, on one
+                # replica or on two, are serialized by its row lock (PostgreSQL: the second sees "retried"
+                # once the first commits) or by the write lock (SQLite); the second changes nothing.
+                won = await session.execute(
+                    update(Message)
+                    .where(Message.id == question.id, Message.status == "ok")
+                    .values(status="retried")
+                )
+                if not getattr(won, "rowcount", 0):
+                    raise BadInput(RETRYING)
             await session.execute(
                 update(Message)
                 .where(
                     Message.conversation_id == answer.conversation_id,
-                    Message.id >= question.id,
+                    Message.id > question.id,
                     Message.status == "ok",
                 )
                 .values(status="retried")

@@ -132,6 +132,9 @@ class ProcessedEvent(Base):
     user_id: Mapped[str | None] = mapped_column(String(64))
     owner: Mapped[str | None] = mapped_column(String(64))
     reply: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # Who clicked Stop on the turn's answer (a display name), when the click reached another replica: kept
+    # so that a replica whose listening connection was down when the stop notice went out finds it later.
+    stopped_by: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
         Index(

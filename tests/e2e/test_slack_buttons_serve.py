@@ -2,7 +2,7 @@
 against the Slack and OpenAI fakes. Signed clicks arrive at ``POST /slack/events``: Stop ends a streaming
 answer with its note, a 👍 then shows in `threadwise admin report --by feedback`; a process SIGKILLed mid
 native stream leaves, after the restart's recovery, no Stop button behind and no live buttons on the
-interrupted reply."""
+interrupted reply; two Retry clicks at once on two `serve` replicas of one PostgreSQL answer once."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from core.answers.buttons import RETRYING
+from tests.conftest import postgres_url, reset_postgres
 from tests.e2e.conftest import Run
 from tests.e2e.test_serve_durability import LONG_ANSWER, serve_env, serving
 from tests.fakes.openai_api import FakeOpenAI, Reply, Stall, ToolCallSpec
@@ -146,3 +149,55 @@ async def test_sigkill_while_waiting_for_an_approval_then_a_late_approve_decides
             assert await asyncio.wait_for(second.process.wait(), 30) == 0
         assert len(fake_openai.chat_requests()) == 1  # the model was not asked again: nothing ran
         assert "Traceback" not in "".join(second.log)
+
+
+async def test_two_retry_clicks_at_once_on_two_serve_replicas_answer_once(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Two `threadwise serve` processes on one PostgreSQL (Slack HTTP mode behind a load balancer): the
+    asker and an admin click Retry on the same answer at the same moment, one click reaching each. The
+    question is answered again once; the other clicker is told privately it is already being retried."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests run in CI)")
+    await reset_postgres(url)
+    async with FakeSlack() as fake, aiohttp.ClientSession() as session:
+        fake.add_user("U0ALICE", "alice")
+        fake.add_user("U0ADMIN", "ada", admin=True)
+        env = serve_env(tmp_path, fake, fake_openai, DATABASE_URL=url, THREADWISE_MODERATION="false")
+        fake_openai.script(Reply(text="Lyon."), Reply(text="Paris."), Reply(text="Marseille."))
+        question = fake.message_event(f"<@{BOT_USER_ID}> capital of France?", mention=True)
+        for replica in ("a", "b"):
+            (tmp_path / replica).mkdir()
+        async with serving(tmp_path / "a", env) as one, serving(tmp_path / "b", env) as other:
+            senders = [EventSender(f"{serve.base}/slack/events", session) for serve in (one, other)]
+            assert (await senders[0].event(fake.envelope(question))).status == 200
+
+            def answers() -> list[PostedMessage]:
+                return [
+                    m for m in fake.bot_messages(thread_ts=question["ts"]) if "answer:retry" in m.buttons()
+                ]
+
+            await fake.wait_for(lambda: bool(answers()), seconds=30)
+            [first] = answers()
+            clicks = [
+                fake.action_payload(first, "answer:retry", user=user) for user in ("U0ALICE", "U0ADMIN")
+            ]
+            for n, click in enumerate(clicks):  # two distinct actions
+                click["actions"][0]["action_ts"] = f"{1_700_000_000 + n}.000{n}00"
+            delivered = await asyncio.gather(*(s.action(c) for s, c in zip(senders, clicks, strict=True)))
+            assert [d.status for d in delivered] == [200, 200]
+
+            await fake.wait_for(
+                lambda: any(m.current == "Paris." for m in fake.bot_messages(thread_ts=question["ts"])),
+                seconds=30,
+            )
+            await fake.wait_for(lambda: bool(fake.responses), seconds=10)
+            assert [r.get("text") for r in fake.responses] == [f":warning: {RETRYING}"]
+            assert len(fake_openai.chat_requests()) == 2  # the question, and one retry
+            replies = [m.current for m in fake.bot_messages(thread_ts=question["ts"])]
+            assert replies == ["Lyon.", "Paris."]
+            for serve in (one, other):
+                serve.process.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(serve.process.wait(), 30) == 0
+        assert "Traceback" not in "".join(one.log + other.log)

@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from core.answers.buttons import AnswerButtons
 from core.answers.stops import StopChannel
 from core.db.models import Message, ProcessedEvent
+from core.db.notices import Notices
 from core.db.session import Database
 from core.domain.errors import NotAuthorized
 from core.domain.types import ChatUser
@@ -116,4 +117,43 @@ async def test_stops_are_heard_again_after_the_listening_connection_broke(
         assert await asyncio.wait_for(turn, 10) == TurnOutcome.ANSWERED
     [text_shown] = replier.finished
     assert "_Stopped by Alice._" in text_shown
+    await other.close()
+
+
+async def test_a_stop_clicked_while_the_listening_connection_is_down_is_heard_when_it_is_back(
+    database: Database, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The replica running the answer has lost its listening connection (a database restart, a network
+    blip; it listens again within about 32 s) when Stop is clicked on another replica: the stop notice is
+    lost for it, but the stop is recorded with the answer's claim, and the replica finds it when it listens
+    again: the answer stops then."""
+    if database.is_sqlite:
+        pytest.skip("SQLite serves one process: nothing listens")
+    other = Database.from_url(database.engine.url.render_as_string(hide_password=False))
+    llm = make_llm(fake_openai.base_url)
+    running, clicked = make_service(database, llm), make_service(other, llm)
+    notices = Notices(database)
+    channel = StopChannel(database, running.running, notices)
+    elsewhere = buttons_of(other, clicked)
+    fake_openai.script(Stall(text="Still going"))
+    replier = RecordingReplier()
+    async with channel.listening(check_every=0.05):
+        turn = asyncio.create_task(running.handle(incoming("tell me", "e1"), replier))
+        answer = await streaming(replier)
+        async with other.unit_of_work() as session:  # e.g. the database restarted under it
+            killed = text("SELECT pg_terminate_backend(:pid)")
+            assert await session.scalar(killed, {"pid": notices.listener_pid})
+        for _ in range(400):  # the listener has seen its connection break: it listens again in 2 s
+            if any("notices between replicas" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
+
+        assert (await elsewhere.stop(answer, ASKER)).running
+        assert channel.connections == 1  # clicked while nothing listened: the notice went unheard
+
+        assert await asyncio.wait_for(turn, 30) == TurnOutcome.ANSWERED
+        assert channel.connections == 2
+    [text_shown] = replier.finished
+    assert text_shown.startswith("Still going") and text_shown.endswith("_Stopped by Alice._")
+    assert await stored_answer(database) == ["Still going"]
     await other.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.answers.buttons import NOT_LAST, NOT_YOURS
+from core.answers.buttons import NOT_LAST, NOT_YOURS, RETRYING
 from core.db.models import AnswerFeedback
 from tests.fakes.discord_api import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply
@@ -213,6 +213,33 @@ async def test_a_retry_that_fails_puts_the_old_answer_back_with_its_buttons(bot:
     await fake.click(old.id, f"tw:retry:{answer_of(old)}")
     await fake.wait_for(lambda: [m for m in fake.bot_messages(thread) if m.content == "Apple." and rated(m)])
     assert user_texts(bot.openai.chat_requests()[-1]) == ["name a fruit"]
+
+
+async def test_two_retry_clicks_at_once_answer_the_question_once(bot: Harness) -> None:
+    """The asker and an admin click Retry on the same answer at the same moment: one new answer; the other
+    clicker is told privately that it is already being retried, and nothing else changes."""
+    fake = bot.discord
+    thread, old = await ask(bot, "name a colour", Reply("Red."))
+    answer = answer_of(old)
+    bot.openai.script(Reply("Blue."), Reply("Green."))
+
+    clicks = await asyncio.gather(
+        fake.click(old.id, f"tw:retry:{answer}"),
+        fake.click(old.id, f"tw:retry:{answer}", user=stranger(fake), admin=True),
+    )
+    told = await fake.wait_for(lambda: [c for c in clicks if c.followup_ids])
+    assert [await private_reply(fake, click) for click in told] == [f"⚠️ {RETRYING}"]
+    new = await fake.wait_for(
+        lambda: next((m for m in fake.bot_messages(thread) if m.content == "Blue." and rated(m)), None)
+    )
+    assert len(bot.openai.chat_requests()) == 2  # the question, and one retry
+    assert [m.content for m in fake.bot_messages(thread) if m.id not in (old.id, new.id)] == []
+    assert old.content == "Red.\n\n_Retried: answered again below._"
+
+    bot.openai.script(Reply("Because."))
+    await fake.message_create(thread, "why that one?")
+    await fake.wait_for(lambda: len(bot.openai.chat_requests()) == 3)
+    assert user_texts(bot.openai.chat_requests()[-1]) == ["name a colour", "Blue.", "why that one?"]
 
 
 async def test_buttons_of_an_answer_sent_before_a_restart_still_work(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the real openai SDK against the OpenAI fake. Clicks are signed ``block_actions``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.answers.buttons import RETRYING
 from core.db.models import AnswerFeedback, Message, Reservation, UsageRecord
 from core.llm.tokens import TokenCounter
 from tests.conftest import postgres_url, reset_postgres
@@ -322,6 +324,57 @@ async def test_a_retry_that_fails_gives_the_old_answer_back_and_may_be_retried_a
     ]
 
 
+def retry_clicks(fake: FakeSlack, answer: PostedMessage, users: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Retry clicks on ``answer`` by ``users``, each a distinct action (its own action_ts), as Slack sends
+    two people's clicks, or a double-click, a few milliseconds apart."""
+    payloads = [fake.action_payload(answer, "answer:retry", user=user) for user in users]
+    for n, payload in enumerate(payloads):
+        payload["actions"][0]["action_ts"] = f"{1_700_000_000 + n}.000{n}00"
+    return payloads
+
+
+async def test_two_retry_clicks_at_once_answer_the_question_once(slack: Slack) -> None:
+    """The asker and an admin click Retry at the same moment: the first click wins; the other clicker is
+    told privately that it is already being retried, and nothing else happens."""
+    slack.openai.script(Reply(text="Lyon."), Reply(text="Paris."), Reply(text="Marseille."))
+    event = await slack.mention("capital of France?")
+    [first] = slack.fake.bot_messages(thread_ts=event["ts"])
+
+    payloads = retry_clicks(slack.fake, first, ("U0ALICE", "U0ADMIN"))
+    deliveries = await asyncio.gather(*(slack.sender.action(payload) for payload in payloads))
+    assert [delivery.status for delivery in deliveries] == [200, 200]
+    await slack.background.idle()
+
+    assert len(slack.openai.chat_requests()) == 2  # the question, and one retry
+    again = [m.current for m in slack.fake.bot_messages(thread_ts=event["ts"]) if m.ts != first.ts]
+    assert again == ["Paris."]
+    assert said(slack.fake) == [f":warning: {RETRYING}"]
+    assert slack.fake.responses[0]["response_type"] == "ephemeral"
+    assert str(first.blocks).count("Retried by") == 1
+
+    await slack.message("really?", thread_ts=event["ts"])
+    assert [m["content"] for m in chat_messages(slack.openai) if m["role"] != "system"] == [
+        "capital of France?",
+        "Paris.",
+        "really?",
+    ]
+
+
+async def test_a_double_click_on_retry_answers_once(slack: Slack) -> None:
+    slack.openai.script(Reply(text="Lyon."), Reply(text="Paris."), Reply(text="Marseille."))
+    event = await slack.mention("capital of France?")
+    [first] = slack.fake.bot_messages(thread_ts=event["ts"])
+
+    payloads = retry_clicks(slack.fake, first, ("U0ALICE", "U0ALICE"))
+    await asyncio.gather(*(slack.sender.action(payload) for payload in payloads))
+    await slack.background.idle()
+
+    assert len(slack.openai.chat_requests()) == 2
+    again = [m.current for m in slack.fake.bot_messages(thread_ts=event["ts"]) if m.ts != first.ts]
+    assert again == ["Paris."]
+    assert said(slack.fake) == [f":warning: {RETRYING}"]
+
+
 async def test_after_a_failed_retry_the_old_answer_is_in_the_history_again(slack: Slack) -> None:
     slack.openai.script(Reply(text="Lyon."), Fault(400, message="nope"), Reply(text="Yes."))
     event = await slack.mention("capital of France?")
@@ -362,6 +415,41 @@ async def test_stop_clicked_at_the_other_replica(
         assert writing.fake.responses == []  # nothing to tell the clicker: it stopped
         [usage] = await rows(writing, UsageRecord)
         assert usage.output_tokens == TokenCounter().count_text(MODEL, partial)
+
+
+async def test_two_retry_clicks_at_once_on_two_replicas_answer_the_question_once(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack HTTP mode behind a load balancer, two replicas on one PostgreSQL: two Retry clicks on the same
+    answer land at the same moment, one on each replica. One replica answers again; the other clicker is
+    told it is already being retried."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests run in CI)")
+    await reset_postgres(url)
+    monkeypatch.setenv("THREADWISE_MODERATION", "false")
+    async with (
+        running_slack(tmp_path / "a", fake_openai, database_url=url) as one,
+        running_slack(tmp_path / "b", fake_openai, database_url=url) as other,
+    ):
+        fake_openai.script(Reply(text="Lyon."), Reply(text="Paris."), Reply(text="Marseille."))
+        event = await one.mention("capital of France?")
+        [first] = one.fake.bot_messages(thread_ts=event["ts"])
+
+        mine, theirs = retry_clicks(one.fake, first, ("U0ALICE", "U0ADMIN"))
+        deliveries = await asyncio.gather(one.sender.action(mine), other.sender.action(theirs))
+        assert [delivery.status for delivery in deliveries] == [200, 200]
+        await asyncio.gather(one.background.idle(), other.background.idle())
+
+        assert len(fake_openai.chat_requests()) == 2  # the question, and one retry
+        answered = [
+            m.current
+            for replica in (one, other)
+            for m in replica.fake.bot_messages(thread_ts=event["ts"])
+            if m.ts != first.ts
+        ]
+        assert answered == ["Paris."]
+        assert said(one.fake) == [f":warning: {RETRYING}"]  # both clicks' response_urls are on its fake
 
 
 async def test_a_native_stream_that_times_out_leaves_no_stop_button_and_no_buttons(

@@ -9,12 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from bots.discord.replier import InteractionSink
 from core.db.models import ToolApproval
 from core.tools.registry import Tool, ToolContext
-from tests.fakes.discord_api import FakeDiscord, FakeMessage
+from tests.fakes.discord_api import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fakes.openai_api import Reply, ToolCallSpec
 from tests.integration.discord_harness import Harness, running_bot
 
@@ -132,3 +134,84 @@ async def test_a_denied_or_unanswered_call_does_not_run(tmp_path: Path) -> None:
         assert "Denied by" in second.content
         tool = [m for m in bot.openai.chat_requests()[3]["messages"] if m["role"] == "tool"]
         assert json.loads(tool[-1]["content"])["kind"] == "denied"
+
+
+def prompts_of(fake: FakeDiscord) -> list[FakeMessage]:
+    return [m for m in fake.messages.values() if asks(m)]
+
+
+def responses(fake: FakeDiscord, interaction: FakeInteraction) -> list[FakeMessage]:
+    """The command's response, once it has one."""
+    return [fake.messages[interaction.original_id]] if interaction.original_id else []
+
+
+async def test_an_ai_ask_approval_is_asked_of_the_asker_alone(tmp_path: Path) -> None:
+    """`/ai ask` answers in the command's own response: its approval request is an ephemeral follow-up of
+    that command, which only the asker (who decides) sees; nothing is posted in the channel."""
+    runs: list[str] = []
+    async with running_bot(tmp_path, **settings()) as bot:
+        fake = bot.discord
+        add_lookup(bot, runs)
+        script(bot)
+        asked = await fake.interact("ai", "ask", {"prompt": "who is ada?"})
+        [message] = await fake.wait_for(lambda: prompts_of(fake))
+        assert message.ephemeral and message.interaction_id == asked.id and message.id != asked.original_id
+        assert not any(asks(m) for m in fake.bot_messages(fake.channel_id))
+        assert "**crm\\_\\_lookup**" in message.content and "[REDACTED:email]" in message.content
+
+        approve, _ = custom_ids(message)
+        clicked = await fake.click(message.id, approve, user=fake.owner)
+        await fake.wait_for(
+            lambda: any(m.content.endswith("Here is what I know.") for m in responses(fake, asked))
+        )
+        assert runs == ["ada@example.com"]
+        assert clicked.callback_type == 7  # the private prompt itself now says it was approved
+        assert "Approved by" in message.content and message.components == []
+        assert fake.messages[asked.original_id or 0].content == "> who is ada?\nHere is what I know."
+        assert not fake.messages[asked.original_id or 0].ephemeral  # the answer is public, as before
+
+
+async def test_an_ai_ask_approval_not_given_in_time_is_closed_privately(tmp_path: Path) -> None:
+    runs: list[str] = []
+    async with running_bot(tmp_path, **settings(approval_timeout=1)) as bot:
+        fake = bot.discord
+        add_lookup(bot, runs)
+        script(bot)
+        asked = await fake.interact("ai", "ask", {"prompt": "who is ada?"})
+        [message] = await fake.wait_for(lambda: prompts_of(fake))
+        await fake.wait_for(
+            lambda: any(m.content.endswith("Here is what I know.") for m in responses(fake, asked))
+        )
+        assert message.ephemeral and runs == []
+        assert "Not approved within 1 s" in message.content and message.components == []
+
+
+async def test_an_ai_ask_still_thinking_when_its_approval_is_asked_keeps_the_prompt_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first follow-up of a deferred response takes the place of its "thinking…", publicly: when the
+    answer's first edit has not landed yet as the approval is asked, the response first says it waits."""
+    runs: list[str] = []
+    async with running_bot(tmp_path, **settings()) as bot:
+        fake = bot.discord
+        add_lookup(bot, runs)
+        script(bot)
+        send = InteractionSink.send
+        late: list[bool] = []
+
+        async def late_first(self: InteractionSink, *args: Any, **kwargs: Any) -> Any:
+            if not late:  # the answer's first edit ("Using crm__lookup…") is behind the approval request
+                late.append(True)
+                await asyncio.sleep(1.0)
+            return await send(self, *args, **kwargs)
+
+        monkeypatch.setattr(InteractionSink, "send", late_first)
+        asked = await fake.interact("ai", "ask", {"prompt": "who is ada?"})
+        [message] = await fake.wait_for(lambda: prompts_of(fake))
+        assert message.ephemeral and message.id != asked.original_id
+        original = fake.messages[asked.original_id or 0]
+        assert not original.ephemeral and not asks(original)
+        approve, _ = custom_ids(message)
+        await fake.click(message.id, approve, user=fake.owner)
+        await fake.wait_for(lambda: original.content == "> who is ada?\nHere is what I know.")
+        assert runs == ["ada@example.com"]
