@@ -8,6 +8,7 @@ loads no model or MCP SDK and `serve` loads only the adapters and tools it runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -601,9 +602,11 @@ async def serving(
     async with open_core(settings, timeline=timeline) as core, contextlib.AsyncExitStack() as stack:
         timeline.mark("core")
         # The token tables of every configured model load before anything is served: tiktoken builds them
-        # holding the GIL for up to a second, which in a turn would stall every other user's events.
-        await core.counter.preload_all(token_models(settings))
-        timeline.mark("token tables")
+        # holding the GIL for up to a second, which in a turn would stall every other user's events. They
+        # load in a worker thread while the heartbeat is written and the adapters connect (Slack's
+        # auth.test is a round trip), and are waited for before the HTTP server listens.
+        tables = asyncio.create_task(core.counter.preload_all(token_models(settings)), name="token tables")
+        stack.callback(tables.cancel)  # a start that fails meanwhile leaves no task behind
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))
@@ -614,6 +617,8 @@ async def serving(
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))
         timeline.mark("adapters")
+        await tables
+        timeline.mark("token tables (rest)")
         await stack.enter_async_context(http)
         if settings.safety.retention_days is not None:
             await stack.enter_async_context(purging(Retention(core.database), settings.safety.retention_days))
