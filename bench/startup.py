@@ -143,16 +143,22 @@ class Starts:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGTERM)
                 await process.wait()
-        return {"ready": ready, "rss": rss, "phases": _phases(log_path)}
+        return {
+            "ready": ready,
+            "rss": rss,
+            "phases": _phases(log_path),
+            "memory": _phases(log_path, "startup_mb"),
+        }
 
 
-def _phases(log_path: Path) -> dict[str, float]:
-    """The ``startup`` phases of serve's "ready" log line (JSON logs), in order; {} for a tree without it."""
+def _phases(log_path: Path, field: str = "startup") -> dict[str, float]:
+    """The ``startup`` phases (seconds; ``startup_mb``: resident MB added) of serve's "ready" log line (JSON
+    logs), in order; {} for a tree without it."""
     for line in log_path.read_text(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
-            if isinstance(record, dict) and isinstance(record.get("startup"), dict):
-                return {str(k): float(v) for k, v in record["startup"].items()}
+            if isinstance(record, dict) and isinstance(record.get(field), dict):
+                return {str(k): float(v) for k, v in record[field].items()}
     return {}
 
 
@@ -222,7 +228,11 @@ async def main(args: argparse.Namespace) -> None:
                     for name in phase_names
                 }
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in medians.items())
-                print(f"  phases (median of restarts): {shown}")
+                print(f"  phases, s (median of restarts): {shown}")
+                memory = restarts[-1]["memory"]
+                assert isinstance(memory, dict)
+                shown = ", ".join(f"{k} {v:+.1f}" for k, v in memory.items() if abs(v) >= 0.1)
+                print(f"  resident MB each phase added (last restart): {shown}")
             if args.profile:
                 await starts.once(
                     session, openai_fake.base_url, slack_fake.api_url, importtime=False, profile=args.profile

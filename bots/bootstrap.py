@@ -628,7 +628,11 @@ async def serving(
         await sweep_now(core.recovery, exclusive=core.database.is_sqlite)
         timeline.mark("recovery sweep")
         http.ready = True
-        log.info("ready in %.2f s", timeline.total(), extra={"fields": {"startup": timeline.phases()}})
+        log.info(
+            "ready in %.2f s",
+            timeline.total(),
+            extra={"fields": {"startup": timeline.phases(), "startup_mb": timeline.memory()}},
+        )
         try:
             yield http
         finally:
