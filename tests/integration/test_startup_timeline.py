@@ -27,7 +27,7 @@ async def test_serve_logs_where_its_start_up_went(
             [ready] = [record for record in caplog.records if record.getMessage().startswith("ready in")]
     fields = getattr(ready, "fields", {})
     phases, memory = fields["startup"], fields["startup_mb"]
-    assert list(phases)[0] == "interpreter"
+    assert next(iter(phases)) == "interpreter"
     for phase in ("database", "services", "adapters", "token tables (rest)", "listen", "recovery sweep"):
         assert phases[phase] >= 0.0, phase
     assert list(memory) == list(phases)
