@@ -81,7 +81,7 @@ async def stored_revisions(engine: AsyncEngine) -> frozenset[str]:
 def head_revision() -> str | None:
     """The newest revision the scripts declare: read from their source when they declare it as plain
     literals with one head (no Alembic), else as Alembic sees it."""
-    heads = script_heads(_location() / "versions")
+    heads = shipped_heads()
     if heads is not None and len(heads) == 1:
         return next(iter(heads))
     from alembic.script import ScriptDirectory
@@ -101,7 +101,7 @@ def known_revisions() -> frozenset[str]:
 
 async def at_head(engine: AsyncEngine) -> bool:
     """Whether the database's revisions are exactly the scripts' heads (False when either cannot be read)."""
-    heads = script_heads(_location() / "versions")
+    heads = shipped_heads()
     if not heads:
         return False
     try:
@@ -113,11 +113,15 @@ async def at_head(engine: AsyncEngine) -> bool:
 
 
 @functools.cache
+def shipped_heads() -> frozenset[str] | None:
+    """``script_heads`` of the scripts this version ships, read once per process (they ship with the code)."""
+    return script_heads(_location() / "versions")
+
+
 def script_heads(versions: Path) -> frozenset[str] | None:
     """The head revisions of the migration scripts in ``versions``, read from their source as literals; None
     when a script does not declare ``revision`` and ``down_revision`` as plain literals, or uses branch labels
-    or dependencies (Alembic decides then). Read once per folder and process (the scripts ship with the
-    code)."""
+    or dependencies (Alembic decides then)."""
     revisions: set[str] = set()
     revised: set[str] = set()
     for path in versions.glob("*.py"):
