@@ -10,11 +10,12 @@ migrations), the others restarts at head. For each start it prints the time to t
 ``--importtime``: one more start under ``python -X importtime``; prints the modules' import time grouped by
 top-level package (self time, so the groups add up), the slowest modules by cumulative time, and whether
 packages Slack-only serve does not use (discord, mcp, alembic, …) were imported. ``--source DIR`` runs
-another source tree's Threadwise (e.g. ``git archive <rev> | tar -x -C DIR``), as lean.py's ``--baseline``.
+another source tree's Threadwise (e.g. ``git archive <rev> | tar -x -C DIR``); ``--baseline DIR`` runs
+that tree too, its starts interleaved with this one's (a tree without the "ready" line shows no phases).
 
 Nothing is asserted; figures on a shared machine swing, compare within one run:
 
-    python bench/startup.py [--starts 4] [--importtime] [--source DIR] [--top 25]
+    python bench/startup.py [--starts 4] [--importtime] [--source DIR] [--baseline DIR] [--top 25]
 """
 
 from __future__ import annotations
@@ -76,9 +77,13 @@ def _rss_mb(pid: int) -> float | None:
 
 
 class Starts:
-    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
-        self.args = args
+    """The starts of one source tree (its own database and log in ``workdir``)."""
+
+    def __init__(self, name: str, source: Path, workdir: Path) -> None:
+        self.name = name
+        self.source = source
         self.workdir = workdir
+        self.results: list[dict[str, object]] = []
 
     def environment(self, openai_url: str, slack_url: str, port: int) -> dict[str, str]:
         from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET
@@ -88,16 +93,15 @@ class Starts:
             for key, value in os.environ.items()
             if not key.startswith(_SETTING_PREFIXES) and key not in _SETTING_NAMES
         }
-        source = Path(self.args.source).resolve() if self.args.source else REPO
         env |= {
             "OPENAI_API_KEY": "test-key",
             "OPENAI_BASE_URL": openai_url,
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack_url,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'startup.db'}",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / (self.name + '.db')}",
             "PORT": str(port),
-            "PYTHONPATH": str(source),
+            "PYTHONPATH": str(self.source),
             "THREADWISE_USER_RATE_LIMIT": "off",
             "THREADWISE_MODERATION": "false",
             "THREADWISE_LOG_FORMAT": "json",
@@ -114,8 +118,8 @@ class Starts:
         command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "bots", "serve"]
         if profile:
             command[1:1] = ["-m", "cProfile", "-o", profile]
-        log_path = self.workdir / "serve.log"
-        err_path = self.workdir / "importtime.txt"
+        log_path = self.workdir / f"{self.name}.log"
+        err_path = self.workdir / f"{self.name}-importtime.txt"
         with log_path.open("wb") as log_file, err_path.open("wb") as err_file:
             started = time.perf_counter()
             process = await asyncio.create_subprocess_exec(
@@ -193,6 +197,29 @@ def report_imports(rows: list[tuple[str, int, int]], top: int) -> None:
     print(f"  imported though Slack-only SQLite serve does not use them: {', '.join(used) or 'none'}")
 
 
+def summary(starts: Starts) -> None:
+    results = starts.results
+    for number, result in enumerate(results):
+        kind = "fresh" if number == 0 else "restart"
+        phases = result["phases"]
+        assert isinstance(phases, dict)
+        line = "  ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items())
+        print(f"  {kind:<8} ready {result['ready']:.3f} s  RSS {result['rss']:.0f} MB  | {line}")
+    restarts = results[1:] or results
+    ready = statistics.median(float(str(r["ready"])) for r in restarts)
+    rss = statistics.median(float(str(r["rss"])) for r in restarts)
+    print(f"  median restart: ready {ready:.3f} s, RSS {rss:.0f} MB")
+    tables: list[dict[str, float]] = [r["phases"] for r in restarts]  # type: ignore[misc]
+    names = list(dict.fromkeys(name for phases in tables for name in phases))
+    if names:
+        medians = {name: statistics.median(p.get(name, 0.0) for p in tables) for name in names}
+        print("  phases, s (median of restarts): " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
+        memory = restarts[-1]["memory"]
+        assert isinstance(memory, dict)
+        shown = ", ".join(f"{k} {v:+.1f}" for k, v in memory.items() if abs(v) >= 0.1)
+        print(f"  resident MB each phase added (last restart): {shown}")
+
+
 async def main(args: argparse.Namespace) -> None:
     import aiohttp
 
@@ -200,49 +227,32 @@ async def main(args: argparse.Namespace) -> None:
     from tests.fakes.openai_api import FakeOpenAI
 
     with tempfile.TemporaryDirectory(prefix="tw-startup-") as folder:
-        starts = Starts(args, Path(folder))
+        workdir = Path(folder)
+        trees = [Starts("this", args.source, workdir)]
+        if args.baseline is not None:
+            trees.append(Starts("baseline", args.baseline, workdir))
         async with (
             FakeOpenAI() as openai_fake,
             _bench_slack_class()() as slack_fake,
             aiohttp.ClientSession() as session,
         ):
-            results = []
-            for number in range(args.starts):
-                result = await starts.once(
-                    session, openai_fake.base_url, slack_fake.api_url, importtime=False
-                )
-                results.append(result)
-                kind = "fresh" if number == 0 else "restart"
-                phases = result["phases"]
-                assert isinstance(phases, dict)
-                line = "  ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items())
-                print(f"{kind:<8} ready {result['ready']:.3f} s  RSS {result['rss']:.0f} MB  | {line}")
-            restarts = results[1:] or results
-            ready = statistics.median(float(str(r["ready"])) for r in restarts)
-            rss = statistics.median(float(str(r["rss"])) for r in restarts)
-            print(f"median restart: ready {ready:.3f} s, RSS {rss:.0f} MB")
-            phase_names = list(dict.fromkeys(n for r in restarts for n in r["phases"]))  # type: ignore[attr-defined]
-            if phase_names:
-                medians = {
-                    name: statistics.median(r["phases"].get(name, 0.0) for r in restarts)  # type: ignore[attr-defined]
-                    for name in phase_names
-                }
-                shown = ", ".join(f"{k} {v:.3f}" for k, v in medians.items())
-                print(f"  phases, s (median of restarts): {shown}")
-                memory = restarts[-1]["memory"]
-                assert isinstance(memory, dict)
-                shown = ", ".join(f"{k} {v:+.1f}" for k, v in memory.items() if abs(v) >= 0.1)
-                print(f"  resident MB each phase added (last restart): {shown}")
+            urls = openai_fake.base_url, slack_fake.api_url
+            for number in range(args.starts):  # interleaved, so both trees see the same conditions
+                for starts in trees[number % len(trees) :] + trees[: number % len(trees)]:
+                    starts.results.append(await starts.once(session, *urls, importtime=False))
+            for starts in trees:
+                print(f"{starts.name} ({starts.source}):")
+                summary(starts)
+            this = trees[0]
             if args.profile:
-                await starts.once(
-                    session, openai_fake.base_url, slack_fake.api_url, importtime=False, profile=args.profile
-                )
+                await this.once(session, *urls, importtime=False, profile=args.profile)
                 print(f"cProfile of one restart: {args.profile}")
             if args.importtime:
-                await starts.once(session, openai_fake.base_url, slack_fake.api_url, importtime=True)
-                report_imports(_importtime(Path(folder) / "importtime.txt"), args.top)
+                await this.once(session, *urls, importtime=True)
+                path = workdir / f"{this.name}-importtime.txt"
+                report_imports(_importtime(path), args.top)
                 if args.save_importtime:
-                    shutil.copyfile(Path(folder) / "importtime.txt", args.save_importtime)
+                    shutil.copyfile(path, args.save_importtime)
 
 
 if __name__ == "__main__":
@@ -251,6 +261,10 @@ if __name__ == "__main__":
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--save-importtime", metavar="FILE", help="keep the -X importtime output in FILE")
     parser.add_argument("--source", help="run Threadwise from this source tree")
+    parser.add_argument("--baseline", help="also this source tree, its starts interleaved with the other's")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--profile", metavar="FILE", help="one more start under cProfile, saved to FILE")
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    arguments.source = Path(arguments.source).resolve() if arguments.source else REPO
+    arguments.baseline = Path(arguments.baseline).resolve() if arguments.baseline else None
+    asyncio.run(main(arguments))
