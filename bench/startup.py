@@ -4,7 +4,8 @@ The driver (this process) runs the loopback Slack and OpenAI fakes (tests/fakes)
 serve`` in Slack HTTP mode with SQLite in a temp dir, with the environment of bench/lean.py's Threadwise
 (defaults, THREADWISE_USER_RATE_LIMIT=off), ``--starts`` times: the first on a fresh database (all
 migrations), the others restarts at head. For each start it prints the time to the first 200 from /healthz
-(polled every 5 ms), RSS one second after ready, and the phases serve logs at ready (``startup`` in its
+(polled every 5 ms), the CPU time the process used until then (all threads: steadier than wall time on a
+shared machine), RSS one second after ready, and the phases serve logs at ready (``startup`` in its
 "ready in … s" log line: interpreter, imports, settings, database, token tables, adapters, listen...).
 
 ``--importtime``: one more start under ``python -X importtime``; prints the modules' import time grouped by
@@ -66,6 +67,14 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (all its threads), from /proc (10 ms resolution)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -141,6 +150,7 @@ class Starts:
                                 break
                     await asyncio.sleep(0.005)
                 ready = time.perf_counter() - started
+                cpu = _cpu_seconds(process.pid)
                 await asyncio.sleep(SETTLE)
                 rss = _rss_mb(process.pid)
             finally:
@@ -149,6 +159,7 @@ class Starts:
                 await process.wait()
         return {
             "ready": ready,
+            "cpu": cpu,
             "rss": rss,
             "phases": _phases(log_path),
             "memory": _phases(log_path, "startup_mb"),
@@ -204,11 +215,13 @@ def summary(starts: Starts) -> None:
         phases = result["phases"]
         assert isinstance(phases, dict)
         line = "  ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items())
-        print(f"  {kind:<8} ready {result['ready']:.3f} s  RSS {result['rss']:.0f} MB  | {line}")
+        ready, cpu, rss = result["ready"], result["cpu"], result["rss"]
+        print(f"  {kind:<8} ready {ready:.3f} s  CPU {cpu:.2f} s  RSS {rss:.0f} MB  | {line}")
     restarts = results[1:] or results
     ready = statistics.median(float(str(r["ready"])) for r in restarts)
+    cpu = statistics.median(float(str(r["cpu"])) for r in restarts)
     rss = statistics.median(float(str(r["rss"])) for r in restarts)
-    print(f"  median restart: ready {ready:.3f} s, RSS {rss:.0f} MB")
+    print(f"  median restart: ready {ready:.3f} s, CPU to ready {cpu:.2f} s, RSS {rss:.0f} MB")
     tables: list[dict[str, float]] = [r["phases"] for r in restarts]  # type: ignore[misc]
     names = list(dict.fromkeys(name for phases in tables for name in phases))
     if names:
