@@ -18,9 +18,10 @@ COPY core ./core
 COPY bots ./bots
 COPY migrations ./migrations
 RUN pip install --no-deps . && pip check
-# tiktoken's tables: o200k_base (gpt-4o, gpt-4.1, gpt-5, o-series) and cl100k_base (gpt-4, gpt-3.5).
-RUN python -c "import tiktoken; [tiktoken.get_encoding(name) for name in ('o200k_base', 'cl100k_base')]" \
-    && test "$(ls /opt/tiktoken | wc -l)" -ge 2
+# tiktoken's tables: o200k_base (gpt-4o, gpt-4.1, gpt-5, o-series) and cl100k_base (gpt-4, gpt-3.5), each
+# with its parsed ranks (core/llm/ranks_cache.py), so a start reads them instead of parsing the tables.
+RUN python -c "from core.llm.tokens import load_encoding; [load_encoding(n) for n in ('o200k_base', 'cl100k_base')]" \
+    && test "$(ls /opt/tiktoken/*.ranks | wc -l)" -ge 2
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bots.admin_args import add_admin_commands
 
 if TYPE_CHECKING:
+    from bots.timeline import Timeline
     from core.settings import Settings
 
 log = logging.getLogger("threadwise")
@@ -71,10 +72,13 @@ async def run_migrate(settings: Settings, revision: str | None, downgrade: str |
     return 0
 
 
-async def run_serve(settings: Settings) -> int:
+async def run_serve(settings: Settings, timeline: Timeline | None = None) -> int:
     import asyncio
 
     from bots.bootstrap import configured_platforms, serving
+
+    if timeline is not None:
+        timeline.mark("imports")
 
     platforms = configured_platforms(settings)
     if not platforms:
@@ -86,7 +90,7 @@ async def run_serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    async with serving(settings, platforms) as http:
+    async with serving(settings, platforms, timeline=timeline) as http:
         log.info("serving %s; health on :%s/healthz", ", ".join(platforms), http.port)
         await asyncio.Event().wait()  # until SIGTERM/SIGINT cancels the task
     return 0
@@ -134,6 +138,9 @@ def _run_until_signal(coro: object) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bots.timeline import Timeline
+
+    timeline = Timeline()  # serve logs where its start-up went
     args = _parser().parse_args(argv)
     from core.domain.errors import BotError
     from core.money.pricing import PriceFileError
@@ -155,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The service logs JSON off a terminal; the commands a person runs (chat, admin, …) log text.
     log_format = settings.threadwise.log_format or (None if args.command == "serve" else "text")
     logs.configure(level, log_format)
+    timeline.mark("settings")
     try:
         if args.command == "chat":
             return _run_until_signal(run_chat(settings, args.conversation, args.model))
@@ -166,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_until_signal(run_doctor(settings))
         if args.command == "migrate":
             return _run_until_signal(run_migrate(settings, args.revision, args.downgrade))
-        return _run_until_signal(run_serve(settings))
+        return _run_until_signal(run_serve(settings, timeline))
     except BotError as exc:  # bad input or configuration found while starting (e.g. no API key)
         print(f"threadwise: {exc.user_message} {exc.detail or ''}".rstrip(), file=sys.stderr)
         return EXIT_CONFIG

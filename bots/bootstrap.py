@@ -8,6 +8,7 @@ loads no model or MCP SDK and `serve` loads only the adapters and tools it runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -64,6 +65,7 @@ from core.turn.service import ConversationService, TurnConfig
 from core.turn.store import new_replica_id
 
 if TYPE_CHECKING:
+    from bots.timeline import Timeline
     from core.llm.image_generation import ImageGenerator
     from core.llm.router import ProviderRouter
 
@@ -464,15 +466,22 @@ def build_buttons(
 
 @contextlib.asynccontextmanager
 async def open_core(
-    settings: Settings, *, model: str | None = None, cache_ttl: float = SAFETY_TTL
+    settings: Settings,
+    *,
+    model: str | None = None,
+    cache_ttl: float = SAFETY_TTL,
+    timeline: Timeline | None = None,
 ) -> AsyncIterator[Core]:
     """The core of a running service, on a migrated database, with its MCP servers connected. ``cache_ttl``:
     how long a cached channel policy or persona is trusted should its change notice be lost."""
     counter = TokenCounter()  # `serve` loads its tables before ready (``token_models``); else the first turn
     metrics = Metrics()  # one registry for the whole service, served at /metrics
     llm = build_llm(settings, metrics)
+    mark = timeline.mark if timeline is not None else lambda _phase: None
+    mark("model client")
     try:
         async with open_database(settings) as database:
+            mark("database")
             budgets = build_budgets(settings, database)
             notices = Notices(database)  # one listening connection per replica (``serving`` holds it)
             policies = ChannelPolicies(database, notices=notices, ttl=cache_ttl)
@@ -487,6 +496,7 @@ async def open_core(
             parts = _Services(
                 database, budgets, admin, policies, redactor, safety, images, personas, approvals
             )
+            mark("services")
             async with open_tools(settings, images, safety.content) as registry:
                 owner = new_replica_id()
                 turns = build_turns(settings, llm, counter, parts, registry, owner, metrics)
@@ -578,29 +588,51 @@ def adapter_factory(platform: str, settings: Settings) -> AdapterFactory:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, platforms: Sequence[str]) -> AsyncIterator[HttpServer]:
+async def serving(
+    settings: Settings, platforms: Sequence[str], *, timeline: Timeline | None = None
+) -> AsyncIterator[HttpServer]:
     """`threadwise serve`: the core, every adapter of ``platforms``, /healthz, /readyz and /metrics, and the
-    retention purge; ready (healthz 200) inside the block, draining (readyz 503) once it is left."""
+    retention purge; ready (healthz 200) inside the block, draining (readyz 503) once it is left.
+    ``timeline``: where the start-up went, logged with the "ready" line."""
+    from bots.timeline import Timeline
+
+    timeline = timeline or Timeline()
     factories = [adapter_factory(platform, settings) for platform in platforms]
-    async with open_core(settings) as core, contextlib.AsyncExitStack() as stack:
+    timeline.mark("adapter imports")
+    async with open_core(settings, timeline=timeline) as core, contextlib.AsyncExitStack() as stack:
+        timeline.mark("core")
         # The token tables of every configured model load before anything is served: tiktoken builds them
-        # holding the GIL for up to a second, which in a turn would stall every other user's events.
-        await core.counter.preload_all(token_models(settings))
+        # holding the GIL for up to a second, which in a turn would stall every other user's events. They
+        # load in a worker thread while the heartbeat is written and the adapters connect (Slack's
+        # auth.test is a round trip), and are waited for before the HTTP server listens.
+        tables = asyncio.create_task(core.counter.preload_all(token_models(settings)), name="token tables")
+        stack.callback(tables.cancel)  # a start that fails meanwhile leaves no task behind
         http = HttpServer(host="0.0.0.0", port=settings.service.port, registry=core.metrics.registry)
         # The heartbeat outlives the adapters' drain at shutdown (an exit stack unwinds in reverse).
         await stack.enter_async_context(beating(core.recovery))
         if core.notices is not None:  # Stops, policy and persona changes, approvals made on other replicas
             await stack.enter_async_context(core.notices.listening())
         http.readiness.add_database(core.database)  # adapters add their own parts when they are up
+        timeline.mark("heartbeat")
         for factory in factories:
             await stack.enter_async_context(factory(core.chat, http))
+        timeline.mark("adapters")
+        await tables
+        timeline.mark("token tables (rest)")
         await stack.enter_async_context(http)
         if settings.safety.retention_days is not None:
             await stack.enter_async_context(purging(Retention(core.database), settings.safety.retention_days))
+        timeline.mark("listen")
         # Every adapter can resolve its replies now: what a stopped replica (or this one's predecessor) left.
         # SQLite serves one process, so any other owner is gone; PostgreSQL waits for stale heartbeats.
         await sweep_now(core.recovery, exclusive=core.database.is_sqlite)
+        timeline.mark("recovery sweep")
         http.ready = True
+        log.info(
+            "ready in %.2f s",
+            timeline.total(),
+            extra={"fields": {"startup": timeline.phases(), "startup_mb": timeline.memory()}},
+        )
         try:
             yield http
         finally:

@@ -1,31 +1,25 @@
 """The Slack adapter: a slack-bolt AsyncApp wired to the core, served over Socket Mode (SLACK_APP_TOKEN) or as
-``POST /slack/events`` on the service's own aiohttp server (SLACK_SIGNING_SECRET). Never ``app.start()``."""
+``POST /slack/events`` on the service's own aiohttp server (SLACK_SIGNING_SECRET). Never ``app.start()``.
+Socket Mode's SDK pieces (bots/slack/socket_mode.py) are imported only when it is used."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.socket_mode.async_internals import send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
-from slack_sdk.socket_mode.aiohttp import SocketModeClient
-from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.api_calls import counting, slack_method
@@ -42,7 +36,7 @@ from bots.slack.events import Conversations
 from bots.slack.files import FileLimits
 from bots.slack.home import AppHome
 from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth, oauth_routes
-from bots.slack.payloads import DELIVERY, judge, socket_payload
+from bots.slack.payloads import DELIVERY, judge
 from bots.slack.replier import EDIT_INTERVAL, NativeStreaming, SlackResolver
 from bots.slack.shortcuts import AskShortcut
 from bots.slack.verify import Refused, SignatureCheck
@@ -195,21 +189,6 @@ def modlog_channels(value: str | None, *, oauth: bool) -> dict[str, str]:
     return channels
 
 
-class CheckedSocketModeHandler(AsyncSocketModeHandler):
-    """Socket Mode with the same payload validation as HTTP (bots/slack/payloads.py) before bolt reads it."""
-
-    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
-        started = time.time()
-        verdict = socket_payload(req.type, req.payload)
-        if verdict.payload is None:  # acknowledged (with the answer, if any) and not dispatched
-            body = json.dumps(verdict.answer) if verdict.answer else ""
-            answer = BoltResponse(status=200, body=body, headers={"content-type": "application/json"})
-            await send_async_response(client, req, answer, started)
-            return
-        req.payload = verdict.payload
-        await super().handle(client, req)
-
-
 def events_route(app: AsyncApp, gate: SignatureCheck) -> Callable[[web.Request], Awaitable[web.Response]]:
     """``POST /slack/events``: size and signature checked on the raw bytes first, then the payload validated
     (bots/slack/payloads.py), then bolt with a body rebuilt from the validated values."""
@@ -239,17 +218,6 @@ async def signed_in() -> str | None:
     """Readiness of HTTP mode: ``auth.test`` accepted the token at start (OAuth: each workspace's token is
     checked as its requests come), and Slack posts events to us."""
     return None
-
-
-def socket_status(client: SocketModeClient) -> Callable[[], Awaitable[str | None]]:
-    """Readiness of Socket Mode: the websocket is open and answers pings (no call to Slack)."""
-
-    async def status() -> str | None:
-        if await client.is_connected():
-            return None
-        return "the Socket Mode connection is down (reconnecting)"
-
-    return status
 
 
 @contextlib.asynccontextmanager
@@ -314,6 +282,8 @@ async def open_slack(
             http.app.router.add_get(REDIRECT_PATH, redirect)
         try:
             if slack.app_token is not None:
+                from bots.slack.socket_mode import CheckedSocketModeHandler, socket_status
+
                 handler = CheckedSocketModeHandler(
                     app, app_token=slack.app_token.get_secret_value(), web_client=app.client
                 )

@@ -19,12 +19,19 @@ async def ping(database: Database) -> None:
 
 
 async def schema_gap(database: Database, head: str | None) -> str | None:
-    """What separates the database's schema from ``head`` (``migrate.head_revision()``), or None."""
-    current = await migrate.current_revision(database.engine)
-    if current == head:
+    """What separates the database's schema from ``head`` (``migrate.head_revision()``), or None. One plain
+    query when all is well (no Alembic: /readyz asks this often)."""
+    stored = await migrate.stored_revisions(database.engine)
+    if stored == {head}:
         return None
-    if current is None:
+    if not stored:
         return f"the database has no schema yet (needs {head}): run `threadwise migrate`"
+    if len(stored) > 1:
+        return (
+            f"the database has several heads ({', '.join(sorted(stored))}), this version needs {head}: "
+            "run `threadwise migrate`"
+        )
+    [current] = stored
     if current not in migrate.known_revisions():
         return (
             f"the database is at revision {current}, which this version does not know (newer code migrated "

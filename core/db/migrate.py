@@ -1,7 +1,9 @@
 """Run Alembic migrations programmatically on an open async engine (the only way the schema is created).
 
 A database already at the newest revision is recognised with one query and without loading Alembic (a
-restart's common case); anything else, or anything the quick check cannot read, goes through Alembic.
+restart's common case); anything else, or anything the quick check cannot read, goes through Alembic. The
+head revision and the database's revisions are read the same way for readiness (``head_revision``,
+``stored_revisions``), so a running service at head never loads Alembic.
 
 Replicas that start together all migrate: on PostgreSQL each run holds a transaction-scoped advisory lock
 (``MIGRATION_LOCK``) around Alembic, so one applies the new revisions and the others wait, then find the
@@ -66,7 +68,22 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(read)
 
 
+async def stored_revisions(engine: AsyncEngine) -> frozenset[str]:
+    """The revisions in the database's ``alembic_version`` table, read with one plain query (no Alembic);
+    empty when the table is not there (a database never migrated)."""
+    async with engine.connect() as connection:
+        if not await connection.run_sync(lambda sync: sync.dialect.has_table(sync, "alembic_version")):
+            return frozenset()
+        stored = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars()
+        return frozenset(stored)
+
+
 def head_revision() -> str | None:
+    """The newest revision the scripts declare: read from their source when they declare it as plain
+    literals with one head (no Alembic), else as Alembic sees it."""
+    heads = shipped_heads()
+    if heads is not None and len(heads) == 1:
+        return next(iter(heads))
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -84,7 +101,7 @@ def known_revisions() -> frozenset[str]:
 
 async def at_head(engine: AsyncEngine) -> bool:
     """Whether the database's revisions are exactly the scripts' heads (False when either cannot be read)."""
-    heads = script_heads(_location() / "versions")
+    heads = shipped_heads()
     if not heads:
         return False
     try:
@@ -93,6 +110,12 @@ async def at_head(engine: AsyncEngine) -> bool:
             return set(stored) == heads
     except SQLAlchemyError:  # no alembic_version table: a new database
         return False
+
+
+@functools.cache
+def shipped_heads() -> frozenset[str] | None:
+    """``script_heads`` of the scripts this version ships, read once per process (they ship with the code)."""
+    return script_heads(_location() / "versions")
 
 
 def script_heads(versions: Path) -> frozenset[str] | None:

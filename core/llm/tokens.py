@@ -9,11 +9,14 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import tiktoken
+import tiktoken.load
 import tiktoken.registry
+
+from core.llm import ranks_cache
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,9 @@ def image_tokens(model: str, width: int | None, height: int | None, detail: str 
     return base + per_tile * tiles
 
 
+_PARSERS_LOCK = threading.Lock()
+
+
 @functools.cache
 def load_encoding(name: str) -> tiktoken.Encoding:
     """tiktoken's encoding ``name``, built once per process, without tiktoken's Python copy of its ranks.
@@ -83,18 +89,34 @@ def load_encoding(name: str) -> tiktoken.Encoding:
     tiktoken keeps that dict (about 27 MB resident for o200k_base) only to pickle an encoding: encoding and
     decoding use the native tables built from it. So the encoding is made here from the registry's
     constructor and the dict is emptied once the native tables hold it; ``tiktoken.get_encoding`` (which
-    keeps it) is the fallback should the registry look different.
+    keeps it) is the fallback should the registry look different. The constructor's ranks come from
+    ``ranks_cache.parsed_ranks`` (the same file, the same check, parsed once per file and cached).
     """
     tiktoken.list_encoding_names()  # fills the registry's constructors (and raises as get_encoding would)
     constructors = tiktoken.registry.ENCODING_CONSTRUCTORS
     if not isinstance(constructors, dict) or name not in constructors:
         return tiktoken.get_encoding(name)
-    spec = constructors[name]()
+    spec = _with_cached_ranks(constructors[name])
     encoding = tiktoken.Encoding(**spec)
     ranks = spec.get("mergeable_ranks")
     if isinstance(ranks, dict):
         ranks.clear()
     return encoding
+
+
+def _with_cached_ranks(constructor: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``constructor()`` (tiktoken_ext's, which names its file and hash) with its module's
+    ``load_tiktoken_bpe`` swapped for ``parsed_ranks`` (same arguments, same result) while it runs; called
+    as it is when that module is laid out otherwise."""
+    namespace = getattr(constructor, "__globals__", {})
+    if namespace.get("load_tiktoken_bpe") is not tiktoken.load.load_tiktoken_bpe:
+        return constructor()
+    with _PARSERS_LOCK:
+        namespace["load_tiktoken_bpe"] = ranks_cache.parsed_ranks
+        try:
+            return constructor()
+        finally:
+            namespace["load_tiktoken_bpe"] = tiktoken.load.load_tiktoken_bpe
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,9 +2,11 @@
 
 `--help`, `migrate` and `admin …` load no model, chat, MCP or chart library (each of those takes seconds to
 import); `serve` with only Slack configured loads neither discord.py nor the MCP SDK, and only the default
-model's token tables (loaded before ready, so building them never stalls a turn); a report loads matplotlib
-only when a chart is asked for. Each command runs in a fresh interpreter (a subprocess) that reports which of
-those packages are in ``sys.modules`` when it is done, or, for `serve`, once /healthz answers 200.
+model's token tables (loaded before ready, so building them never stalls a turn); restarted on a database
+at head (HTTP mode) it loads neither Alembic nor Slack's Socket Mode, even once /readyz was asked; a report
+loads matplotlib only when a chart is asked for. Each command runs in a fresh interpreter (a subprocess)
+that reports which of those packages are in ``sys.modules`` when it is done, or, for `serve`, once /healthz
+answers 200.
 """
 
 from __future__ import annotations
@@ -23,15 +25,19 @@ from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("openai", "mcp", "discord", "slack_bolt", "slack_sdk", "matplotlib")
+# What a restarted Slack HTTP `serve` (database at head) has no use for: Alembic (with Mako and Pygments) and
+# Socket Mode.
+UNUSED = ("alembic", "mako", "pygments", "slack_sdk.socket_mode", "slack_bolt.adapter.socket_mode")
 
 PROBE = textwrap.dedent(
     """\
     import json, os, signal, sys, threading, time, urllib.request
 
     HEAVY = {heavy!r}
+    UNUSED = {unused!r}
 
-    def loaded():
-        return sorted(name for name in HEAVY if name in sys.modules)
+    def loaded(names=HEAVY):
+        return sorted(name for name in names if name in sys.modules)
 
     def when_ready(url):
         while True:
@@ -43,7 +49,12 @@ PROBE = textwrap.dedent(
                 time.sleep(0.05)
         from core.llm.tokens import load_encoding
         tables = load_encoding.cache_info().currsize  # the default model's tables, loaded before ready
-        print(json.dumps({{"ready": loaded(), "tables": tables}}), flush=True)
+        with urllib.request.urlopen(url.replace("healthz", "readyz"), timeout=5) as response:
+            readyz = response.status  # every part checked, the schema's revision too
+        print(
+            json.dumps({{"ready": loaded(), "tables": tables, "readyz": readyz, "unused": loaded(UNUSED)}}),
+            flush=True,
+        )
         os.kill(os.getpid(), signal.SIGTERM)
 
     if sys.argv[1] == "serve":
@@ -56,7 +67,7 @@ PROBE = textwrap.dedent(
         code = exit.code
     print(json.dumps({{"code": code, "loaded": loaded(), "alembic": "alembic" in sys.modules}}), flush=True)
     """
-).format(heavy=HEAVY)
+).format(heavy=HEAVY, unused=UNUSED)
 
 
 async def probe(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> list[dict[str, object]]:
@@ -118,5 +129,9 @@ async def test_serve_with_slack_only_loads_no_discord_and_no_mcp(
             **openai_env(fake_openai),
         }
         ready, stopped = await probe(tmp_path, "serve", env=env)
-    assert ready == {"ready": ["openai", "slack_bolt", "slack_sdk"], "tables": 1}
-    assert stopped["loaded"] == ["openai", "slack_bolt", "slack_sdk"] and stopped["code"] == 0
+        restarted, _ = await probe(tmp_path, "serve", env=env)  # the database at head now
+    sdks = ["openai", "slack_bolt", "slack_sdk"]
+    assert ready == {"ready": sdks, "tables": 1, "readyz": 200, "unused": ["alembic", "mako", "pygments"]}
+    assert stopped["loaded"] == sdks and stopped["code"] == 0
+    # A restart: the schema found at head by one query each (start and /readyz), no Alembic, no Socket Mode.
+    assert restarted == {"ready": sdks, "tables": 1, "readyz": 200, "unused": []}

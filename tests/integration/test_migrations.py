@@ -121,5 +121,21 @@ def test_the_quick_check_reads_the_same_head_as_alembic() -> None:
     from importlib import resources
     from pathlib import Path
 
+    from alembic.script import ScriptDirectory
+
     versions = Path(str(resources.files("migrations"))) / "versions"
-    assert migrate.script_heads(versions) == {migrate.head_revision()}
+    alembic_head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    assert migrate.script_heads(versions) == {alembic_head}
+    assert migrate.head_revision() == alembic_head
+
+
+async def test_the_stored_revisions_are_read_without_alembic(database_url: str) -> None:
+    database = Database.from_url(database_url)
+    assert await migrate.stored_revisions(database.engine) == frozenset()  # never migrated
+    await migrate.upgrade(database.engine, "0003")
+    assert await migrate.stored_revisions(database.engine) == {"0003"}
+    await migrate.upgrade(database.engine)
+    assert await migrate.stored_revisions(database.engine) == {migrate.head_revision()}
+    await migrate.downgrade(database.engine, "base")
+    assert await migrate.stored_revisions(database.engine) == frozenset()
+    await database.close()
