@@ -8,8 +8,15 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
+from core.db.notice_board import NoticeBoard
 from core.db.sqlite_inline import InlineConnection
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -62,6 +69,8 @@ class Database:
         self._read = async_sessionmaker(reader_bind, expire_on_commit=False, autoflush=False)
         writer_bind = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
         self._write = async_sessionmaker(writer_bind, expire_on_commit=False, autoflush=False)
+        self._read_bind, self._write_bind = reader_bind, writer_bind
+        self.board = NoticeBoard()  # this process's subscribers to the database's notices
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -77,6 +86,20 @@ class Database:
         """One transaction: committed when the block ends normally, rolled back on any exception."""
         async with self._write() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """``unit_of_work()`` on a Core connection, for statements that need no ORM object (a turn's hot
+        path: no Session, identity map or flush): BEGIN IMMEDIATE on SQLite, committed when the block ends
+        normally, rolled back on any exception."""
+        async with self._write_bind.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """``reader()`` on a Core connection (never writes; on SQLite each SELECT on its own)."""
+        async with self._read_bind.connect() as connection:
+            yield connection
 
     async def close(self) -> None:
         await self.engine.dispose()

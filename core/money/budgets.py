@@ -8,6 +8,11 @@ and/or tokens: defaults from settings, per-subject overrides from admins (``budg
 budget has a counter row per period holding what was spent and what is held by calls in flight; a
 reservation checks and raises the holds of every applicable counter in one transaction (rows locked in id
 order on PostgreSQL; the database lock of ``BEGIN IMMEDIATE`` on SQLite), so concurrent turns never overspend.
+
+Without default limits most turns have none: whether a turn has any is answered from a per-replica cache of
+the overrides (``ReplicaCache``), which a ``budget`` notice empties on every replica when an override is set
+or cleared (``limits_changed``, in the change's transaction); a turn that has limits reads them again in the
+transaction that holds against them.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, true, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
+from core.db.notice_board import Notice
+from core.db.notices import Notices
+from core.db.replica_cache import SAFETY_TTL, ReplicaCache
 from core.db.repositories import insert_for
 from core.db.session import Database
 from core.domain.clock import Clock, humanize, utc_now
@@ -44,6 +52,8 @@ _OWNER = {
 _PERIOD_WORD = {"day": "daily", "month": "monthly"}
 
 Defaults = Mapping[tuple[str, str], tuple[int | None, int | None]]  # (scope, period) -> (µ$, tokens)
+Subjects = tuple[str, ...]  # a call's subject of each scope, in SCOPES order
+Overrides = dict[tuple[str, str], tuple[int | None, int | None]]  # (scope, period) -> (µ$, tokens)
 
 
 def subject_of(scope: str, key: ConversationKey, user_id: str) -> str:
@@ -138,8 +148,12 @@ class Budgets:
         clock: Clock = utc_now,
         reservation_ttl: timedelta = timedelta(minutes=15),
         turn_cap_micros: int | None = None,
+        ttl: float = SAFETY_TTL,
     ) -> None:
         self._db = database
+        self._overrides: ReplicaCache[Subjects, Overrides] = ReplicaCache(ttl=ttl)
+        database.board.subscribe("budget", self._changed)
+        database.board.on_listening(self._overrides.clear)
         self.prices = prices
         self.defaults = {key: value for key, value in defaults.items() if value != (None, None)}
         self._clock = clock
@@ -153,26 +167,36 @@ class Budgets:
         self, session: AsyncSession, key: ConversationKey, user_id: str
     ) -> list[BudgetLimit]:
         """Every limit on a call by ``user_id`` in ``key``'s channel; overrides win over defaults."""
-        subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
-        rows = await session.execute(
-            _limits_statement(), {f"subject_{scope}": subjects[scope] for scope in SCOPES}
-        )
-        overrides = {(row.scope, row.period): row for row in rows.scalars()}
+        subjects = _subjects(key, user_id)
+        return self._limits(subjects, await _read_overrides(session, subjects))
+
+    async def cached_limits(self, key: ConversationKey, user_id: str) -> list[BudgetLimit]:
+        """``limits_for`` from this replica's cache of the overrides (read when not cached): no statement
+        for a call whose subjects were read before and have not changed since, on any replica."""
+        subjects = _subjects(key, user_id)
+        found, overrides = self._overrides.get(subjects)
+        if not found or overrides is None:
+            generation = self._overrides.generation
+            async with self._db.reading() as connection:
+                overrides = await _read_overrides(connection, subjects)
+            self._overrides.put(subjects, overrides, generation)
+        return self._limits(subjects, overrides)
+
+    def _limits(self, subjects: Subjects, overrides: Overrides) -> list[BudgetLimit]:
         limits = []
-        for scope, subject in subjects.items():
+        for scope, subject in zip(SCOPES, subjects, strict=True):
             for period in PERIODS:
                 override = overrides.get((scope, period))
                 if override is not None:
-                    if override.limit_micros is not None or override.limit_tokens is not None:
-                        limits.append(
-                            BudgetLimit(
-                                scope, subject, period, override.limit_micros, override.limit_tokens, True
-                            )
-                        )
+                    if override != (None, None):
+                        limits.append(BudgetLimit(scope, subject, period, override[0], override[1], True))
                 elif (scope, period) in self.defaults:
                     micros, tokens = self.defaults[(scope, period)]
                     limits.append(BudgetLimit(scope, subject, period, micros, tokens))
         return limits
+
+    def _changed(self, _notice: Notice) -> None:
+        self._overrides.clear()  # overrides change rarely: every cached subject is read again
 
     # ---- BudgetGate ---------------------------------------------------------------------------------------
 
@@ -256,10 +280,9 @@ class Budgets:
         if now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=60)
             await self.expire()
-        if not self.defaults:  # limits only where admins set them: most turns have none, and no write lock
-            async with self._db.reader() as session:
-                if not await self.limits_for(session, message.key, message.user.user_id):
-                    return Hold(None, cost.micros, cost.tokens, message)
+        # Limits only where admins set them (no defaults): most turns have none, and need no write lock.
+        if not self.defaults and not await self.cached_limits(message.key, message.user.user_id):
+            return Hold(None, cost.micros, cost.tokens, message)
         async with self._db.unit_of_work() as session:  # the limits read with the holds they check
             limits = await self.limits_for(session, message.key, message.user.user_id)
             if not limits:
@@ -613,16 +636,28 @@ async def _ledger_spent(
     return int(row[0]), int(row[1])
 
 
+def _subjects(key: ConversationKey, user_id: str) -> Subjects:
+    return tuple(subject_of(scope, key, user_id) for scope in SCOPES)
+
+
+async def _read_overrides(executor: AsyncSession | AsyncConnection, subjects: Subjects) -> Overrides:
+    parameters = {f"subject_{scope}": subject for scope, subject in zip(SCOPES, subjects, strict=True)}
+    rows = await executor.execute(_limits_statement(), parameters)
+    return {(row[0], row[1]): (row[2], row[3]) for row in rows}
+
+
+async def limits_changed(database: Database, session: AsyncSession) -> None:
+    """In the transaction that sets or clears a budget override: every replica reads overrides again once
+    it commits."""
+    await Notices(database).publish("budget", {}, session)
+
+
 @functools.cache
 def _limits_statement() -> Any:
     """The overrides of a call's subjects (one per scope: ``:subject_<scope>``), a statement built once."""
-    return select(Budget).where(
-        or_(
-            *(
-                and_(Budget.scope == scope, Budget.subject == bindparam(f"subject_{scope}"))
-                for scope in SCOPES
-            )
-        )
+    b = Budget.__table__.c
+    return select(b.scope, b.period, b.limit_micros, b.limit_tokens).where(
+        or_(*(and_(b.scope == scope, b.subject == bindparam(f"subject_{scope}")) for scope in SCOPES))
     )
 
 
