@@ -13,15 +13,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.db.base import utcnow
-from core.db.models import Ban, Conversation, ConversationSummary, Message, ProcessedEvent
+from core.db.models import (
+    Attachment,
+    Ban,
+    Conversation,
+    ConversationSummary,
+    Message,
+    ModerationEvent,
+    ProcessedEvent,
+)
 from core.domain.types import ConversationKey
+
+Executor = AsyncSession | AsyncConnection  # a session, or a Core connection where no ORM object is wanted
 
 
 def insert_for(session: AsyncSession, table: Any) -> Any:
@@ -34,6 +44,8 @@ _EVENTS = cast(Table, ProcessedEvent.__table__)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _MESSAGES = cast(Table, Message.__table__)
 _BANS = cast(Table, Ban.__table__)
+_ATTACHMENTS = cast(Table, Attachment.__table__)
+_MODERATION = cast(Table, ModerationEvent.__table__)
 
 
 def _values(table: Table, prefix: str, *columns: str) -> dict[str, Any]:
@@ -41,8 +53,10 @@ def _values(table: Table, prefix: str, *columns: str) -> dict[str, Any]:
     return {name: bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in columns}
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+def _dialect(executor: Executor) -> str:
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
 
 
 class _Prepared:
@@ -178,13 +192,32 @@ class _Prepared:
             .values(**_values(_EVENTS, "l", "reply", "updated_at"))
         )
 
+    @functools.cached_property
+    def new_messages(self) -> Any:
+        """Messages in one multi-row INSERT, their ids returned in the order given."""
+        return _MESSAGES.insert().returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+
+    @functools.cached_property
+    def new_attachments(self) -> Any:
+        return _ATTACHMENTS.insert()
+
+    @functools.cached_property
+    def new_audit(self) -> Any:
+        return _MODERATION.insert()
+
+    @functools.cached_property
+    def advisory_lock(self) -> Any:
+        return select(func.pg_advisory_xact_lock(bindparam("lock_id", type_=BigInteger())))
+
 
 _prepared = _Prepared()
 
 
 class ConversationRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    """``open`` and ``touch`` run on a Core connection too; the others need a session."""
+
+    def __init__(self, session: Executor) -> None:
+        self._session: Any = session
 
     async def get_or_create(self, key: ConversationKey, started_by: str | None = None) -> Conversation:
         """The conversation of ``key``; a new one records ``started_by`` (an existing one keeps its own)."""
@@ -237,7 +270,8 @@ class ConversationRepository:
             "k_thread": key.thread_id,
         }
         result = await self._session.execute(_prepared.conversation, keyed)
-        return result.scalar_one_or_none()
+        found: Conversation | None = result.scalar_one_or_none()
+        return found
 
     async def touch(self, conversation_id: int) -> None:
         await self._session.execute(_prepared.touch, {"t_id": conversation_id, "t_updated_at": utcnow()})
@@ -311,6 +345,28 @@ class MessageRepository:
         return (await self._session.execute(statement)).scalars().all()
 
 
+async def add_messages(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert messages (their columns' values) in one statement; their ids, in order."""
+    result = await connection.execute(_prepared.new_messages, list(rows))
+    return [int(row[0]) for row in result]
+
+
+async def add_attachments(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await connection.execute(_prepared.new_attachments, list(rows))
+
+
+async def add_audit(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """The guards' decisions (``moderation_events`` columns)."""
+    if rows:
+        await connection.execute(_prepared.new_audit, list(rows))
+
+
+async def advisory_lock(connection: AsyncConnection, lock_id: int) -> None:
+    """PostgreSQL's transaction-scoped advisory lock on ``lock_id``."""
+    await connection.execute(_prepared.advisory_lock, {"lock_id": lock_id})
+
+
 @dataclass(frozen=True, slots=True)
 class QueueRow:
     head: int | None  # the earliest unfinished claim of the conversation
@@ -322,8 +378,10 @@ class QueueRow:
 
 
 class EventRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    """Runs on a session or a Core connection (the turn's hot path)."""
+
+    def __init__(self, session: Executor) -> None:
+        self._session: Any = session
 
     async def claim(
         self,

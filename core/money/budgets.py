@@ -22,16 +22,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, true, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
 from core.db.notice_board import Notice
 from core.db.notices import Notices
 from core.db.replica_cache import SAFETY_TTL, ReplicaCache
-from core.db.repositories import insert_for
+from core.db.repositories import Executor, insert_for
 from core.db.session import Database
 from core.domain.clock import Clock, humanize, utc_now
 from core.domain.errors import QuotaExceeded
@@ -52,6 +52,10 @@ _OWNER = {
 _PERIOD_WORD = {"day": "daily", "month": "monthly"}
 
 Defaults = Mapping[tuple[str, str], tuple[int | None, int | None]]  # (scope, period) -> (µ$, tokens)
+_COUNTERS = cast(Table, BudgetCounter.__table__)
+_RESERVATIONS = cast(Table, Reservation.__table__)
+_USAGE = cast(Table, UsageRecord.__table__)
+
 Subjects = tuple[str, ...]  # a call's subject of each scope, in SCOPES order
 Overrides = dict[tuple[str, str], tuple[int | None, int | None]]  # (scope, period) -> (µ$, tokens)
 
@@ -348,34 +352,39 @@ class Budgets:
                 .values(expires_at=until)
             )
 
-    async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
+    async def settle_in(self, connection: Executor, hold: Hold, usages: Sequence[CallUsage]) -> None:
         """Write the priced ledger rows, swap the hold for the real spend, inside the caller's transaction
-        (the turn's: a turn is stored and charged together or not at all)."""
+        (the turn's: a turn is stored and charged together or not at all). Core statements only: it runs on
+        the turn's connection (or a session)."""
         message = hold.message
+        key = message.key
         now = self._clock()
         spent_micros = spent_tokens = 0
+        rows = []
         for call in usages:
             cost = self._price(call)
-            session.add(
-                UsageRecord(
-                    platform=message.key.platform,
-                    workspace_id=message.key.workspace_id,
-                    channel_id=message.key.channel_id,
-                    conversation_id=call.conversation_id,
-                    user_id=message.user.user_id,
-                    model=call.model,
-                    kind="chat",
-                    input_tokens=call.usage.prompt_tokens,
-                    cached_tokens=call.usage.cached_tokens,
-                    output_tokens=call.usage.completion_tokens,
-                    images=0,
-                    cost_micros=cost.micros,
-                    created_at=now,
-                )
+            rows.append(
+                {
+                    "platform": key.platform,
+                    "workspace_id": key.workspace_id,
+                    "channel_id": key.channel_id,
+                    "conversation_id": call.conversation_id,
+                    "user_id": message.user.user_id,
+                    "model": call.model,
+                    "kind": "chat",
+                    "input_tokens": call.usage.prompt_tokens,
+                    "cached_tokens": call.usage.cached_tokens,
+                    "output_tokens": call.usage.completion_tokens,
+                    "images": 0,
+                    "cost_micros": cost.micros,
+                    "created_at": now,
+                }
             )
             spent_micros += cost.micros
             spent_tokens += cost.tokens
-        await self._apply(session, hold, message.key, message.user.user_id, spent_micros, spent_tokens, now)
+        if rows:
+            await connection.execute(_usage_insert(), rows)
+        await self._apply(connection, hold, key, message.user.user_id, spent_micros, spent_tokens, now)
 
     async def release(self, hold: Hold) -> None:
         if hold.reservation_id is None:
@@ -569,7 +578,7 @@ class Budgets:
 
     async def _apply(
         self,
-        session: AsyncSession,
+        session: Executor,
         handle: Hold,
         key: ConversationKey,
         user_id: str,
@@ -577,26 +586,40 @@ class Budgets:
         tokens: int,
         now: datetime,
     ) -> None:
-        reservation = await session.get(Reservation, handle.reservation_id) if handle.reservation_id else None
-        held = set(reservation.counter_ids) if reservation is not None else set()
+        """Take ``handle``'s hold off its counters and add what was spent to this period's counters of every
+        scope (those that exist: a limited budget's), with Core statements: the counters locked in id order,
+        then changed by what they are owed (one UPDATE per counter, one round trip)."""
+        reservation = None
+        if handle.reservation_id:
+            found = await session.execute(_reservation_statement(), {"r_id": handle.reservation_id})
+            reservation = found.one_or_none()
+        held = set(reservation[0]) if reservation is not None else set()
         subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
         keys = {period: period_key(period, now) for period in PERIODS}
-        current = [(scope, subjects[scope], period, keys[period]) for scope in SCOPES for period in PERIODS]
+        current = {(scope, subjects[scope], period, keys[period]) for scope in SCOPES for period in PERIODS}
         parameters: dict[str, Any] = {f"subject_{scope}": subjects[scope] for scope in SCOPES}
         parameters |= {f"key_{period}": keys[period] for period in PERIODS}
         if held:
             parameters["held"] = sorted(held)
-        rows = await session.execute(_counters_statement(bool(held)), parameters)
-        current_keys = set(current)
-        for counter in rows.scalars():
-            if reservation is not None and counter.id in held:
-                counter.reserved_micros -= reservation.amount_micros
-                counter.reserved_tokens -= reservation.tokens
-            if (counter.scope, counter.subject, counter.period, counter.period_key) in current_keys:
-                counter.spent_micros += micros
-                counter.spent_tokens += tokens
+        changes = []
+        for counter in await session.execute(_counters_statement(bool(held)), parameters):
+            counter_id, scope, subject, period, period_key_ = counter
+            unheld = reservation is not None and counter_id in held
+            spent = (scope, subject, period, period_key_) in current
+            if unheld or spent:
+                changes.append(
+                    {
+                        "u_id": counter_id,
+                        "u_spent_micros": micros if spent else 0,
+                        "u_spent_tokens": tokens if spent else 0,
+                        "u_held_micros": reservation[1] if unheld and reservation is not None else 0,
+                        "u_held_tokens": reservation[2] if unheld and reservation is not None else 0,
+                    }
+                )
+        if changes:
+            await session.execute(_counter_update(), changes)
         if reservation is not None:
-            await session.delete(reservation)
+            await session.execute(_reservation_delete(), {"r_id": handle.reservation_id})
 
     @staticmethod
     async def _unhold(session: AsyncSession, reservations: Sequence[Reservation]) -> None:
@@ -663,9 +686,10 @@ def _limits_statement() -> Any:
 
 @functools.cache
 def _counters_statement(with_held: bool) -> Any:
-    """The counters a settlement touches, locked in id order: this period's of every scope's subject
-    (``:subject_<scope>``, ``:key_<period>``) and, ``with_held``, those of the hold (``:held``, a list)."""
-    c = BudgetCounter
+    """The counters a settlement touches (id, scope, subject, period, period key), locked in id order: this
+    period's of every scope's subject (``:subject_<scope>``, ``:key_<period>``) and, ``with_held``, those of
+    the hold (``:held``, a list)."""
+    c = _COUNTERS.c
     condition: Any = or_(
         *(
             and_(
@@ -680,7 +704,41 @@ def _counters_statement(with_held: bool) -> Any:
     )
     if with_held:
         condition = condition | c.id.in_(bindparam("held", expanding=True))
-    return select(c).where(condition).order_by(c.id).with_for_update()
+    columns = (c.id, c.scope, c.subject, c.period, c.period_key)
+    return select(*columns).where(condition).order_by(c.id).with_for_update()
+
+
+@functools.cache
+def _counter_update() -> Any:
+    """One counter (``:u_id``) credited with a spend and debited of a hold (``:u_spent_*``, ``:u_held_*``)."""
+    c = _COUNTERS.c
+    return (
+        update(_COUNTERS)
+        .where(c.id == bindparam("u_id"))
+        .values(
+            spent_micros=c.spent_micros + bindparam("u_spent_micros"),
+            spent_tokens=c.spent_tokens + bindparam("u_spent_tokens"),
+            reserved_micros=c.reserved_micros - bindparam("u_held_micros"),
+            reserved_tokens=c.reserved_tokens - bindparam("u_held_tokens"),
+        )
+    )
+
+
+@functools.cache
+def _reservation_statement() -> Any:
+    """A reservation's counter ids, amount and tokens (``:r_id``)."""
+    r = _RESERVATIONS.c
+    return select(r.counter_ids, r.amount_micros, r.tokens).where(r.id == bindparam("r_id"))
+
+
+@functools.cache
+def _reservation_delete() -> Any:
+    return delete(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("r_id"))
+
+
+@functools.cache
+def _usage_insert() -> Any:
+    return _USAGE.insert()
 
 
 def defaults_from(settings: Any) -> dict[tuple[str, str], tuple[int | None, int | None]]:

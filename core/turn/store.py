@@ -10,14 +10,21 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.db.base import utcnow
 from core.db.models import Attachment as AttachmentRow
 from core.db.models import Message
-from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
+from core.db.repositories import (
+    ConversationRepository,
+    EventRepository,
+    add_attachments,
+    add_audit,
+    add_messages,
+    advisory_lock,
+)
 from core.db.session import Database
 from core.domain.ports import (
     CallUsage,
@@ -33,13 +40,15 @@ from core.domain.ports import (
     UserImage,
 )
 from core.domain.types import ConversationKey, IncomingMessage
-from core.guards.audit import audit_row
+from core.guards.audit import audit_row, audit_values
 
 
 class Ledger(Protocol):
     """Settles a budget hold inside a transaction it is given (``Budgets.settle_in``)."""
 
-    async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None: ...
+    async def settle_in(
+        self, connection: AsyncConnection, hold: Hold, usages: Sequence[CallUsage]
+    ) -> None: ...
 
 
 class SqlTurnStore:
@@ -59,10 +68,10 @@ class SqlTurnStore:
         """One transaction: the event recorded, queued in its conversation, and its place read. Claims of one
         conversation are serialised (an advisory lock on PostgreSQL, the write lock on SQLite), so the order
         of their row ids is the order they were made in."""
-        async with self._db.unit_of_work() as session:
+        async with self._db.transaction() as connection:
             if not self._db.is_sqlite:
-                await session.execute(select(func.pg_advisory_xact_lock(_lock_id(message.key))))
-            events = EventRepository(session)
+                await advisory_lock(connection, _lock_id(message.key))
+            events = EventRepository(connection)
             position = await events.claim(
                 message.event_id,
                 message.key.platform,
@@ -75,38 +84,37 @@ class SqlTurnStore:
             return await _place(events, message, position)
 
     async def place(self, message: IncomingMessage, position: int) -> QueuePlace:
-        async with self._db.reader() as session:
-            return await _place(EventRepository(session), message, position)
+        async with self._db.reading() as connection:
+            return await _place(EventRepository(connection), message, position)
 
     async def locate(self, message: IncomingMessage, where: ReplyLocation) -> None:
-        async with self._db.unit_of_work() as session:
-            await EventRepository(session).locate(message.event_id, self._owner, where)
+        async with self._db.transaction() as connection:
+            await EventRepository(connection).locate(message.event_id, self._owner, where)
 
     async def persist(
         self, turn: FinishedTurn, hold: Hold, usages: Sequence[CallUsage]
     ) -> list[HistoryEntry]:
-        """Messages, event status, usage and the guards' decisions of an answered turn, in one transaction."""
-        rows = _rows(turn.message, turn.conversation_id, turn.messages, turn.images, "ok", turn.encoding)
-        async with self._db.unit_of_work() as session:
-            session.add_all([audit_row(record) for record in turn.audit])
-            messages = MessageRepository(session)
-            for row in rows:
-                messages.add(row)
-            await messages.flush()
-            await ConversationRepository(session).touch(turn.conversation_id)
-            if not await EventRepository(session).finish(
+        """Messages, event status, usage and the guards' decisions of an answered turn, in one transaction
+        (Core statements on a connection: the messages in one INSERT that returns their ids)."""
+        rows = _values(turn.message, turn.conversation_id, turn.messages, "ok", turn.encoding)
+        async with self._db.transaction() as connection:
+            await add_audit(connection, [audit_values(record) for record in turn.audit])
+            ids = await add_messages(connection, rows)
+            await _add_images(connection, turn.messages, ids, turn.images)
+            await ConversationRepository(connection).touch(turn.conversation_id)
+            if not await EventRepository(connection).finish(
                 turn.message.event_id, status="done", conversation_id=turn.conversation_id, owner=self._owner
             ):
                 raise TurnTakenOver(turn.message.event_id)  # rolls back: another replica resolved it
-            await self._settle(session, hold, usages)
+            await self._settle(connection, hold, usages)
         return [
-            HistoryEntry(row.id, item.role, item.wire, item.tokens)
-            for row, item in zip(rows, turn.messages, strict=True)
+            HistoryEntry(row_id, item.role, item.wire, item.tokens)
+            for row_id, item in zip(ids, turn.messages, strict=True)
         ]
 
     async def charge(self, hold: Hold, usages: Sequence[CallUsage]) -> None:
-        async with self._db.unit_of_work() as session:
-            await self._settle(session, hold, usages)
+        async with self._db.transaction() as connection:
+            await self._settle(connection, hold, usages)
 
     async def record_failure(self, turn: FailedTurn) -> None:
         """Keep the failed turn as a hidden pair (user message + error marker), mark the event failed, and
@@ -126,9 +134,9 @@ class SqlTurnStore:
                 for row in _rows(turn.message, turn.conversation_id, pair, turn.images, "failed", "n/a"):
                     session.add(row)
 
-    async def _settle(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
+    async def _settle(self, connection: AsyncConnection, hold: Hold, usages: Sequence[CallUsage]) -> None:
         if self._ledger is not None:
-            await self._ledger.settle_in(session, hold, usages)
+            await self._ledger.settle_in(connection, hold, usages)
 
 
 class TurnTakenOver(Exception):
@@ -187,6 +195,68 @@ def _rows(
             row.attachments = _attachments(images)
         rows.append(row)
     return rows
+
+
+def _values(
+    message: IncomingMessage,
+    conversation_id: int,
+    pending: Sequence[TurnMessage],
+    status: str,
+    encoding: str,
+) -> list[dict[str, Any]]:
+    """``_rows`` as the columns of a Core INSERT."""
+    rows: list[dict[str, Any]] = []
+    for item in pending:
+        is_user = item.role == "user"
+        rows.append(
+            {
+                "conversation_id": conversation_id,
+                "role": item.role,
+                "content": item.parts,
+                "tool_calls": item.tool_calls,
+                "tool_call_id": item.tool_call_id,
+                "model": item.model,
+                "token_count": item.tokens,
+                "token_encoding": encoding,
+                "status": status,
+                "user_id": message.user.user_id if is_user else None,
+                "event_id": message.event_id if is_user else None,
+                "created_at": message.received_at if is_user else utcnow(),
+            }
+        )
+    return rows
+
+
+async def _add_images(
+    connection: AsyncConnection,
+    pending: Sequence[TurnMessage],
+    ids: Sequence[int],
+    images: Sequence[UserImage],
+) -> None:
+    """The user message's images, as ``_rows`` attaches them."""
+    if not images:
+        return
+    for row_id, item in zip(ids, pending, strict=True):
+        if item.role == "user":
+            now = utcnow()
+            await add_attachments(
+                connection,
+                [
+                    {
+                        "message_id": row_id,
+                        "position": position,
+                        "name": image.name,
+                        "mime": image.mime,
+                        "size": len(image.data),
+                        "sha256": hashlib.sha256(image.data).hexdigest(),
+                        "width": image.width,
+                        "height": image.height,
+                        "data": image.data,
+                        "created_at": now,
+                    }
+                    for position, image in enumerate(images)
+                ],
+            )
 
 
 def _attachments(images: Sequence[UserImage]) -> list[AttachmentRow]:
