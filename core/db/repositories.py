@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, ColumnElement, Table, bindparam, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -139,19 +150,14 @@ class _Prepared:
 
     @functools.cached_property
     def queue(self) -> Any:
+        """One row: the conversation's earliest unfinished claim, the conversation (outer-joined once: id,
+        model, history version, newest visible message) and the sender's ban (outer-joined once)."""
         e, c, m, b = _EVENTS.c, _CONVERSATIONS.c, _MESSAGES.c, _BANS.c
         platform: Any = bindparam("q_platform")
         workspace: Any = bindparam("q_workspace")
         channel: Any = bindparam("q_channel")
         thread: Any = bindparam("q_thread")
         user: Any = bindparam("q_user")
-        conversation = (
-            c.platform == platform,
-            c.workspace_id == workspace,
-            c.channel_id == channel,
-            c.thread_id == thread,
-        )
-        banned = (b.platform == platform, b.user_id == user)
         head = select(func.min(e.id)).where(
             e.platform == platform,
             e.workspace_id == workspace,
@@ -159,21 +165,27 @@ class _Prepared:
             e.thread_id == thread,
             e.status == "claimed",
         )
-        newest = (
-            select(func.max(m.id))
-            .join(_CONVERSATIONS, c.id == m.conversation_id)
-            .where(*conversation, m.status == "ok")
-        )
+        newest = select(func.max(m.id)).where(m.conversation_id == c.id, m.status == "ok")
+        one = select(literal_column("1").label("one")).subquery("one")
+        joined = one.outerjoin(
+            _CONVERSATIONS,
+            and_(
+                c.platform == platform,
+                c.workspace_id == workspace,
+                c.channel_id == channel,
+                c.thread_id == thread,
+            ),
+        ).outerjoin(_BANS, and_(b.platform == platform, b.user_id == user))
         return select(
             head.scalar_subquery(),
-            select(c.id).where(*conversation).scalar_subquery(),
-            select(c.model).where(*conversation).scalar_subquery(),
-            select(c.history_version).where(*conversation).scalar_subquery(),
+            c.id,
+            c.model,
+            c.history_version,
             newest.scalar_subquery(),
-            select(b.id).where(*banned).scalar_subquery(),
-            select(b.reason).where(*banned).scalar_subquery(),
-            select(b.expires_at).where(*banned).scalar_subquery(),
-        )
+            b.id,
+            b.reason,
+            b.expires_at,
+        ).select_from(joined)
 
     @functools.cache  # noqa: B019 - one instance per process, never freed
     def finish(self, owned: bool) -> Any:
@@ -261,6 +273,17 @@ class ConversationRepository:
         }
         row = (await self._session.execute(_prepared.conversation_model, keyed)).one()
         return int(row[0]), row[1]
+
+    async def model(self, key: ConversationKey) -> tuple[int, str | None] | None:
+        """The id and model of ``key``'s conversation; None when there is none (a session or a connection)."""
+        keyed = {
+            "k_platform": key.platform,
+            "k_workspace": key.workspace_id,
+            "k_channel": key.channel_id,
+            "k_thread": key.thread_id,
+        }
+        row = (await self._session.execute(_prepared.conversation_model, keyed)).one_or_none()
+        return (int(row[0]), row[1]) if row is not None else None
 
     async def find(self, key: ConversationKey) -> Conversation | None:
         keyed = {

@@ -20,6 +20,8 @@ from core.db.notice_board import NoticeBoard
 from core.db.sqlite_inline import InlineConnection
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+POOL_SIZE = 16  # SQLite connections kept open (SQLAlchemy's default is 5)
+POOL_OVERFLOW = 16  # further ones opened, and closed when returned, while more transactions run at once
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -33,7 +35,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     async def connect() -> Any:
         return InlineConnection.open(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
 
-    engine = create_async_engine(url, echo=echo, async_creator=connect)
+    # As many pooled connections as turns commonly run at once: a connection beyond the pool is opened (file
+    # open, PRAGMAs) and closed again for every transaction that needs it.
+    pool: dict[str, Any] = {} if memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+    engine = create_async_engine(url, echo=echo, async_creator=connect, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

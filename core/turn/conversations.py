@@ -44,8 +44,8 @@ class Conversations:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        async with self._db.unit_of_work() as session:
-            found = ConversationRef(*await ConversationRepository(session).open(key, started_by))
+        async with self._db.transaction() as connection:
+            found = ConversationRef(*await ConversationRepository(connection).open(key, started_by))
         self._remember(key, found)
         return found
 
@@ -53,8 +53,8 @@ class Conversations:
         """Whether ``key`` already holds a conversation (a thread the assistant has taken part in)."""
         if key in self._cache:
             return True
-        async with self._db.reader() as session:
-            return await ConversationRepository(session).find(key) is not None
+        async with self._db.reading() as connection:
+            return await ConversationRepository(connection).model(key) is not None
 
     async def conversation_id(self, key: ConversationKey, started_by: str | None = None) -> int:
         return (await self.open(key, started_by)).id
