@@ -45,9 +45,9 @@ from core.domain.types import ConversationKey
 Executor = AsyncSession | AsyncConnection  # a session, or a Core connection where no ORM object is wanted
 
 
-def insert_for(session: AsyncSession, table: Any) -> Any:
-    """An INSERT that supports ON CONFLICT on both backends."""
-    dialect = session.get_bind().dialect.name
+def insert_for(session: Executor, table: Any) -> Any:
+    """An INSERT that supports ON CONFLICT on both backends (for a session or a connection)."""
+    dialect = _dialect(session)
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 

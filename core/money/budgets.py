@@ -167,9 +167,7 @@ class Budgets:
 
     # ---- limits --------------------------------------------------------------------------------------------
 
-    async def limits_for(
-        self, session: AsyncSession, key: ConversationKey, user_id: str
-    ) -> list[BudgetLimit]:
+    async def limits_for(self, session: Executor, key: ConversationKey, user_id: str) -> list[BudgetLimit]:
         """Every limit on a call by ``user_id`` in ``key``'s channel; overrides win over defaults."""
         subjects = _subjects(key, user_id)
         return self._limits(subjects, await _read_overrides(session, subjects))
@@ -287,28 +285,27 @@ class Budgets:
         # Limits only where admins set them (no defaults): most turns have none, and need no write lock.
         if not self.defaults and not await self.cached_limits(message.key, message.user.user_id):
             return Hold(None, cost.micros, cost.tokens, message)
-        async with self._db.unit_of_work() as session:  # the limits read with the holds they check
-            limits = await self.limits_for(session, message.key, message.user.user_id)
+        async with self._db.transaction() as connection:  # the limits read with the holds they check
+            limits = await self.limits_for(connection, message.key, message.user.user_id)
             if not limits:
                 return Hold(None, cost.micros, cost.tokens, message)
-            counters = await self._lock_counters(session, limits, now)
+            counters = await self._lock_counters(connection, limits, now)
             for limit in limits:
                 counter = counters[(limit.scope, limit.subject, limit.period)]
                 self._check(limit, counter, cost, now)
-            for counter in counters.values():
-                counter.reserved_micros += cost.micros
-                counter.reserved_tokens += cost.tokens
-            reservation = Reservation(
-                counter_ids=sorted(counter.id for counter in counters.values()),
-                amount_micros=cost.micros,
-                tokens=cost.tokens,
-                created_at=now,
-                expires_at=now + self._ttl,
-                event_id=message.event_id,
-            )
-            session.add(reservation)
-            await session.flush()
-            return Hold(reservation.id, cost.micros, cost.tokens, message)
+            counter_ids = sorted(counter.id for counter in counters.values())
+            held = {"h_ids": counter_ids, "h_micros": cost.micros, "h_tokens": cost.tokens}
+            await connection.execute(_hold_statement(), held)
+            reservation = {
+                "counter_ids": counter_ids,
+                "amount_micros": cost.micros,
+                "tokens": cost.tokens,
+                "created_at": now,
+                "expires_at": now + self._ttl,
+                "event_id": message.event_id,
+            }
+            reservation_id = (await connection.execute(_reservation_insert(), reservation)).scalar_one()
+            return Hold(int(reservation_id), cost.micros, cost.tokens, message)
 
     async def _raise_hold(self, hold: Hold, more: ChatCost) -> None:
         message = hold.message
@@ -513,7 +510,8 @@ class Budgets:
 
     # ---- internals -----------------------------------------------------------------------------------------
 
-    def _check(self, limit: BudgetLimit, counter: BudgetCounter, cost: ChatCost, now: datetime) -> None:
+    def _check(self, limit: BudgetLimit, counter: Any, cost: ChatCost, now: datetime) -> None:
+        """``counter``: a BudgetCounter or a row with its spent and reserved columns."""
         owner = _OWNER[limit.scope]
         word = _PERIOD_WORD[limit.period]
         resets = period_end(limit.period, now)
@@ -539,42 +537,35 @@ class Budgets:
                 )
 
     async def _lock_counters(
-        self, session: AsyncSession, limits: Sequence[BudgetLimit], now: datetime
-    ) -> dict[tuple[str, str, str], BudgetCounter]:
+        self, connection: AsyncConnection, limits: Sequence[BudgetLimit], now: datetime
+    ) -> dict[tuple[str, str, str], Any]:
+        """The counters of ``limits`` in this period, locked in id order (rows with id, scope, subject,
+        period, spent and reserved); a missing one is created first from what the ledger holds."""
         keys = [(limit.scope, limit.subject, limit.period, period_key(limit.period, now)) for limit in limits]
-        columns = tuple_(
-            BudgetCounter.scope, BudgetCounter.subject, BudgetCounter.period, BudgetCounter.period_key
-        )
-        key_columns = (
-            BudgetCounter.scope,
-            BudgetCounter.subject,
-            BudgetCounter.period,
-            BudgetCounter.period_key,
-        )
-        present = {tuple(row) for row in await session.execute(select(*key_columns).where(columns.in_(keys)))}
-        for scope, subject, period, key in keys:
-            if (scope, subject, period, key) in present:
-                continue
-            # First use in this period (or a limit just set): start from what the ledger already holds.
-            spent = await _ledger_spent(session, scope, subject, period, now)
-            await session.execute(
-                insert_for(session, BudgetCounter)
-                .values(
-                    scope=scope,
-                    subject=subject,
-                    period=period,
-                    period_key=key,
-                    spent_micros=int(spent[0]),
-                    spent_tokens=int(spent[1]),
-                    reserved_micros=0,
-                    reserved_tokens=0,
+        rows = list(await connection.execute(_locked_counters(), {"keys": keys}))
+        if len(rows) < len(keys):
+            present = {(row.scope, row.subject, row.period) for row in rows}
+            for scope, subject, period, key in keys:
+                if (scope, subject, period) in present:
+                    continue
+                # First use in this period (or a limit just set): start from what the ledger already holds.
+                spent = await _ledger_spent(connection, scope, subject, period, now)
+                await connection.execute(
+                    insert_for(connection, BudgetCounter)
+                    .values(
+                        scope=scope,
+                        subject=subject,
+                        period=period,
+                        period_key=key,
+                        spent_micros=int(spent[0]),
+                        spent_tokens=int(spent[1]),
+                        reserved_micros=0,
+                        reserved_tokens=0,
+                    )
+                    .on_conflict_do_nothing(index_elements=["scope", "subject", "period", "period_key"])
                 )
-                .on_conflict_do_nothing(index_elements=["scope", "subject", "period", "period_key"])
-            )
-        rows = await session.execute(
-            select(BudgetCounter).where(columns.in_(keys)).order_by(BudgetCounter.id).with_for_update()
-        )
-        return {(row.scope, row.subject, row.period): row for row in rows.scalars()}
+            rows = list(await connection.execute(_locked_counters(), {"keys": keys}))
+        return {(row.scope, row.subject, row.period): row for row in rows}
 
     async def _apply(
         self,
@@ -641,7 +632,7 @@ class Budgets:
 
 
 async def _ledger_spent(
-    session: AsyncSession, scope: str, subject: str, period: str, now: datetime
+    session: Executor, scope: str, subject: str, period: str, now: datetime
 ) -> tuple[int, int]:
     """What the ledger holds against ``scope``/``subject`` in the ``period`` around ``now``: (µ$, tokens)."""
     row = (
@@ -706,6 +697,37 @@ def _counters_statement(with_held: bool) -> Any:
         condition = condition | c.id.in_(bindparam("held", expanding=True))
     columns = (c.id, c.scope, c.subject, c.period, c.period_key)
     return select(*columns).where(condition).order_by(c.id).with_for_update()
+
+
+@functools.cache
+def _locked_counters() -> Any:
+    """The counters of ``:keys`` (scope, subject, period, period key), locked in id order."""
+    c = _COUNTERS.c
+    keys = tuple_(c.scope, c.subject, c.period, c.period_key).in_(bindparam("keys", expanding=True))
+    columns = (
+        c.id, c.scope, c.subject, c.period,
+        c.spent_micros, c.spent_tokens, c.reserved_micros, c.reserved_tokens,
+    )  # fmt: skip
+    return select(*columns).where(keys).order_by(c.id).with_for_update()
+
+
+@functools.cache
+def _hold_statement() -> Any:
+    """Counters (``:h_ids``) holding ``:h_micros`` and ``:h_tokens`` more."""
+    c = _COUNTERS.c
+    return (
+        update(_COUNTERS)
+        .where(c.id.in_(bindparam("h_ids", expanding=True)))
+        .values(
+            reserved_micros=c.reserved_micros + bindparam("h_micros"),
+            reserved_tokens=c.reserved_tokens + bindparam("h_tokens"),
+        )
+    )
+
+
+@functools.cache
+def _reservation_insert() -> Any:
+    return _RESERVATIONS.insert().returning(_RESERVATIONS.c.id)
 
 
 @functools.cache
