@@ -206,8 +206,15 @@ class _Prepared:
 
     @functools.cached_property
     def new_messages(self) -> Any:
-        """Messages in one multi-row INSERT, their ids returned in the order given."""
+        """Messages in one multi-row INSERT, their ids returned in the order given (PostgreSQL)."""
         return _MESSAGES.insert().returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+
+    @functools.cached_property
+    def new_messages_sqlite(self) -> Any:
+        """On SQLite SQLAlchemy would send one INSERT per row to return ids in order: one multi-row INSERT
+        whose ids are sorted instead (the write lock is held, and an INTEGER PRIMARY KEY takes the next
+        rowid row after row, so ids ascend in the order the rows were given)."""
+        return _MESSAGES.insert().returning(_MESSAGES.c.id)
 
     @functools.cached_property
     def new_attachments(self) -> Any:
@@ -370,6 +377,9 @@ class MessageRepository:
 
 async def add_messages(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert messages (their columns' values) in one statement; their ids, in order."""
+    if connection.dialect.name == "sqlite":
+        result = await connection.execute(_prepared.new_messages_sqlite, list(rows))
+        return sorted(int(row[0]) for row in result)
     result = await connection.execute(_prepared.new_messages, list(rows))
     return [int(row[0]) for row in result]
 
