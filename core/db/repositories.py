@@ -27,8 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from core.db.base import utcnow
 from core.db.models import (
@@ -43,6 +44,7 @@ from core.db.models import (
 from core.domain.types import ConversationKey
 
 Executor = AsyncSession | AsyncConnection  # a session, or a Core connection where no ORM object is wanted
+SyncExecutor = Session | Connection  # the same inside a greenlet (``run_sync``, ``Database.transact``)
 
 
 def insert_for(session: Executor, table: Any) -> Any:
@@ -256,30 +258,9 @@ class ConversationRepository:
         return found
 
     async def open(self, key: ConversationKey, started_by: str | None = None) -> tuple[int, str | None]:
-        """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one
-        INSERT that returns the new id, and a SELECT only when the conversation was there already."""
-        now = utcnow()
-        values = {
-            "n_platform": key.platform,
-            "n_workspace_id": key.workspace_id,
-            "n_channel_id": key.channel_id,
-            "n_thread_id": key.thread_id,
-            "n_started_by": started_by,
-            "n_created_at": now,
-            "n_updated_at": now,
-        }
-        created = await self._session.execute(_prepared.created_conversation(_dialect(self._session)), values)
-        new_id = created.scalar_one_or_none()
-        if new_id is not None:
-            return int(new_id), None
-        keyed = {
-            "k_platform": key.platform,
-            "k_workspace": key.workspace_id,
-            "k_channel": key.channel_id,
-            "k_thread": key.thread_id,
-        }
-        row = (await self._session.execute(_prepared.conversation_model, keyed)).one()
-        return int(row[0]), row[1]
+        """``open_conversation``."""
+        found: tuple[int, str | None] = await self._session.run_sync(open_conversation, key, started_by)
+        return found
 
     async def model(self, key: ConversationKey) -> tuple[int, str | None] | None:
         """The id and model of ``key``'s conversation; None when there is none (a session or a connection)."""
@@ -304,7 +285,7 @@ class ConversationRepository:
         return found
 
     async def touch(self, conversation_id: int) -> None:
-        await self._session.execute(_prepared.touch, {"t_id": conversation_id, "t_updated_at": utcnow()})
+        await self._session.run_sync(touch_conversation, conversation_id)
 
 
 class MessageRepository:
@@ -375,31 +356,6 @@ class MessageRepository:
         return (await self._session.execute(statement)).scalars().all()
 
 
-async def add_messages(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert messages (their columns' values) in one statement; their ids, in order."""
-    if connection.dialect.name == "sqlite":
-        result = await connection.execute(_prepared.new_messages_sqlite, list(rows))
-        return sorted(int(row[0]) for row in result)
-    result = await connection.execute(_prepared.new_messages, list(rows))
-    return [int(row[0]) for row in result]
-
-
-async def add_attachments(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await connection.execute(_prepared.new_attachments, list(rows))
-
-
-async def add_audit(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """The guards' decisions (``moderation_events`` columns)."""
-    if rows:
-        await connection.execute(_prepared.new_audit, list(rows))
-
-
-async def advisory_lock(connection: AsyncConnection, lock_id: int) -> None:
-    """PostgreSQL's transaction-scoped advisory lock on ``lock_id``."""
-    await connection.execute(_prepared.advisory_lock, {"lock_id": lock_id})
-
-
 @dataclass(frozen=True, slots=True)
 class QueueRow:
     head: int | None  # the earliest unfinished claim of the conversation
@@ -426,61 +382,31 @@ class EventRepository:
         owner: str | None = None,
         status: str = "claimed",
     ) -> int | None:
-        """Record ``event_id``; its row id, or None when it was already recorded (by this or any concurrent
-        delivery). A turn's claim names its conversation (``key``), its sender and the replica running it
-        (``owner``); a delivery that is only deduplicated (a slash command) is recorded ``done``."""
-        now = utcnow()
-        values = {
-            "c_event_id": event_id,
-            "c_platform": platform,
-            "c_status": status,
-            "c_user_id": user_id,
-            "c_owner": owner,
-            "c_created_at": now,
-            "c_updated_at": now,
-            "c_workspace_id": key.workspace_id if key is not None else None,
-            "c_channel_id": key.channel_id if key is not None else None,
-            "c_thread_id": key.thread_id if key is not None else None,
-        }
-        result = await self._session.execute(_prepared.claim(_dialect(self._session)), values)
-        found = result.scalar_one_or_none()
-        return int(found) if found is not None else None
+        """``claim_event``."""
+        found: int | None = await self._session.run_sync(
+            lambda db: claim_event(
+                db, event_id, platform, key=key, user_id=user_id, owner=owner, status=status
+            )
+        )
+        return found
 
     async def queue(self, key: ConversationKey, user_id: str) -> QueueRow:
-        """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row
-        id), the conversation as it is now (id, model, history state; None: not created yet), and
-        ``user_id``'s ban."""
-        keyed = {
-            "q_platform": key.platform,
-            "q_workspace": key.workspace_id,
-            "q_channel": key.channel_id,
-            "q_thread": key.thread_id,
-            "q_user": user_id,
-        }
-        row = (await self._session.execute(_prepared.queue, keyed)).one()
-        ban = (row[6], row[7]) if row[5] is not None else None
-        return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban)
+        """``queue_of``."""
+        row: QueueRow = await self._session.run_sync(queue_of, key, user_id)
+        return row
 
     async def finish(
         self, event_id: str, *, status: str, conversation_id: int | None, owner: str | None = None
     ) -> bool:
-        """Mark a claimed event finished; with ``owner``, only while it is still that replica's claim.
-        False when nothing was marked (another replica resolved it)."""
-        values = {
-            "f_event": event_id,
-            "f_status": status,
-            "f_conversation_id": conversation_id,
-            "f_updated_at": utcnow(),
-        }
-        if owner is not None:
-            values["f_owner"] = owner
-        result = await self._session.execute(_prepared.finish(owner is not None), values)
-        return bool(getattr(result, "rowcount", 0))
+        """``finish_event``."""
+        done: bool = await self._session.run_sync(
+            lambda db: finish_event(db, event_id, status=status, conversation_id=conversation_id, owner=owner)
+        )
+        return done
 
     async def locate(self, event_id: str, owner: str, reply: dict[str, str]) -> None:
-        """Where a claimed turn's reply is shown (while the claim is still ``owner``'s)."""
-        values = {"l_event": event_id, "l_owner": owner, "l_reply": reply, "l_updated_at": utcnow()}
-        await self._session.execute(_prepared.locate, values)
+        """``locate_reply``."""
+        await self._session.run_sync(locate_reply, event_id, owner, reply)
 
     async def last_thread(
         self, platform: str, workspace_id: str, channel_id: str, user_id: str
@@ -507,3 +433,136 @@ def _is(key: ConversationKey) -> tuple[ColumnElement[bool], ...]:
         Conversation.channel_id == key.channel_id,
         Conversation.thread_id == key.thread_id,
     )
+
+
+# ---- the turn's hot path, synchronous: inside one greenlet per transaction (``Database.transact``) ------
+
+
+def _sync_dialect(db: SyncExecutor) -> str:
+    if isinstance(db, Connection):
+        return db.dialect.name
+    return db.get_bind().dialect.name
+
+
+def claim_event(
+    db: SyncExecutor,
+    event_id: str,
+    platform: str,
+    *,
+    key: ConversationKey | None = None,
+    user_id: str | None = None,
+    owner: str | None = None,
+    status: str = "claimed",
+) -> int | None:
+    """Record ``event_id``; its row id, or None when it was already recorded (by this or any concurrent
+    delivery). A turn's claim names its conversation (``key``), its sender and the replica running it
+    (``owner``); a delivery that is only deduplicated (a slash command) is recorded ``done``."""
+    now = utcnow()
+    values = {
+        "c_event_id": event_id,
+        "c_platform": platform,
+        "c_status": status,
+        "c_user_id": user_id,
+        "c_owner": owner,
+        "c_created_at": now,
+        "c_updated_at": now,
+        "c_workspace_id": key.workspace_id if key is not None else None,
+        "c_channel_id": key.channel_id if key is not None else None,
+        "c_thread_id": key.thread_id if key is not None else None,
+    }
+    found = db.execute(_prepared.claim(_sync_dialect(db)), values).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+def queue_of(db: SyncExecutor, key: ConversationKey, user_id: str) -> QueueRow:
+    """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row id),
+    the conversation as it is now (id, model, history state; None: not created yet), and ``user_id``'s ban."""
+    keyed = {
+        "q_platform": key.platform,
+        "q_workspace": key.workspace_id,
+        "q_channel": key.channel_id,
+        "q_thread": key.thread_id,
+        "q_user": user_id,
+    }
+    row = db.execute(_prepared.queue, keyed).one()
+    ban = (row[6], row[7]) if row[5] is not None else None
+    return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban)
+
+
+def finish_event(
+    db: SyncExecutor, event_id: str, *, status: str, conversation_id: int | None, owner: str | None = None
+) -> bool:
+    """Mark a claimed event finished; with ``owner``, only while it is still that replica's claim. False
+    when nothing was marked (another replica resolved it)."""
+    values = {
+        "f_event": event_id,
+        "f_status": status,
+        "f_conversation_id": conversation_id,
+        "f_updated_at": utcnow(),
+    }
+    if owner is not None:
+        values["f_owner"] = owner
+    result = db.execute(_prepared.finish(owner is not None), values)
+    return bool(getattr(result, "rowcount", 0))
+
+
+def locate_reply(db: SyncExecutor, event_id: str, owner: str, reply: dict[str, str]) -> None:
+    """Where a claimed turn's reply is shown (while the claim is still ``owner``'s)."""
+    values = {"l_event": event_id, "l_owner": owner, "l_reply": reply, "l_updated_at": utcnow()}
+    db.execute(_prepared.locate, values)
+
+
+def open_conversation(
+    db: SyncExecutor, key: ConversationKey, started_by: str | None = None
+) -> tuple[int, str | None]:
+    """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one INSERT
+    that returns the new id, and a SELECT only when the conversation was there already."""
+    now = utcnow()
+    values = {
+        "n_platform": key.platform,
+        "n_workspace_id": key.workspace_id,
+        "n_channel_id": key.channel_id,
+        "n_thread_id": key.thread_id,
+        "n_started_by": started_by,
+        "n_created_at": now,
+        "n_updated_at": now,
+    }
+    new_id = db.execute(_prepared.created_conversation(_sync_dialect(db)), values).scalar_one_or_none()
+    if new_id is not None:
+        return int(new_id), None
+    keyed = {
+        "k_platform": key.platform,
+        "k_workspace": key.workspace_id,
+        "k_channel": key.channel_id,
+        "k_thread": key.thread_id,
+    }
+    row = db.execute(_prepared.conversation_model, keyed).one()
+    return int(row[0]), row[1]
+
+
+def touch_conversation(db: SyncExecutor, conversation_id: int) -> None:
+    db.execute(_prepared.touch, {"t_id": conversation_id, "t_updated_at": utcnow()})
+
+
+def add_messages(db: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert messages (their columns' values) in one statement; their ids, in order."""
+    if db.dialect.name == "sqlite":
+        result = db.execute(_prepared.new_messages_sqlite, list(rows))
+        return sorted(int(row[0]) for row in result)
+    return [int(row[0]) for row in db.execute(_prepared.new_messages, list(rows))]
+
+
+def add_attachments(db: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        db.execute(_prepared.new_attachments, list(rows))
+
+
+def add_audit(db: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """The guards' decisions (``moderation_events`` columns)."""
+    if rows:
+        db.execute(_prepared.new_audit, list(rows))
+
+
+def advisory_lock(db: Connection, lock_id: int) -> None:
+    """PostgreSQL's transaction-scoped advisory lock on ``lock_id``."""
+    db.execute(_prepared.advisory_lock, {"lock_id": lock_id})

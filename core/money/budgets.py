@@ -31,7 +31,7 @@ from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
 from core.db.notice_board import Notice
 from core.db.notices import Notices
 from core.db.replica_cache import SAFETY_TTL, ReplicaCache
-from core.db.repositories import Executor, insert_for
+from core.db.repositories import Executor, SyncExecutor, insert_for
 from core.db.session import Database
 from core.domain.clock import Clock, humanize, utc_now
 from core.domain.errors import QuotaExceeded
@@ -274,7 +274,8 @@ class Budgets:
                     created_at=now,
                 )
             )
-            await self._apply(session, handle, message.key, message.user.user_id, micros, 0, now)
+            user_id = message.user.user_id
+            await session.run_sync(lambda sync: _apply(sync, handle, message.key, user_id, micros, 0, now))
         return micros
 
     async def _hold(self, message: IncomingMessage, cost: ChatCost) -> Hold:
@@ -350,9 +351,13 @@ class Budgets:
             )
 
     async def settle_in(self, connection: Executor, hold: Hold, usages: Sequence[CallUsage]) -> None:
+        """``settle_on`` inside the caller's transaction (a session or a connection)."""
+        await connection.run_sync(self.settle_on, hold, usages)
+
+    def settle_on(self, connection: SyncExecutor, hold: Hold, usages: Sequence[CallUsage]) -> None:
         """Write the priced ledger rows, swap the hold for the real spend, inside the caller's transaction
-        (the turn's: a turn is stored and charged together or not at all). Core statements only: it runs on
-        the turn's connection (or a session)."""
+        (the turn's: a turn is stored and charged together or not at all). Core statements only, run
+        synchronously: the turn's transaction is one greenlet (``Database.transact``)."""
         message = hold.message
         key = message.key
         now = self._clock()
@@ -380,8 +385,8 @@ class Budgets:
             spent_micros += cost.micros
             spent_tokens += cost.tokens
         if rows:
-            await connection.execute(_usage_insert(), rows)
-        await self._apply(connection, hold, key, message.user.user_id, spent_micros, spent_tokens, now)
+            connection.execute(_usage_insert(), rows)
+        _apply(connection, hold, key, message.user.user_id, spent_micros, spent_tokens, now)
 
     async def release(self, hold: Hold) -> None:
         if hold.reservation_id is None:
@@ -567,51 +572,6 @@ class Budgets:
             rows = list(await connection.execute(_locked_counters(), {"keys": keys}))
         return {(row.scope, row.subject, row.period): row for row in rows}
 
-    async def _apply(
-        self,
-        session: Executor,
-        handle: Hold,
-        key: ConversationKey,
-        user_id: str,
-        micros: int,
-        tokens: int,
-        now: datetime,
-    ) -> None:
-        """Take ``handle``'s hold off its counters and add what was spent to this period's counters of every
-        scope (those that exist: a limited budget's), with Core statements: the counters locked in id order,
-        then changed by what they are owed (one UPDATE per counter, one round trip)."""
-        reservation = None
-        if handle.reservation_id:
-            found = await session.execute(_reservation_statement(), {"r_id": handle.reservation_id})
-            reservation = found.one_or_none()
-        held = set(reservation[0]) if reservation is not None else set()
-        subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
-        keys = {period: period_key(period, now) for period in PERIODS}
-        current = {(scope, subjects[scope], period, keys[period]) for scope in SCOPES for period in PERIODS}
-        parameters: dict[str, Any] = {f"subject_{scope}": subjects[scope] for scope in SCOPES}
-        parameters |= {f"key_{period}": keys[period] for period in PERIODS}
-        if held:
-            parameters["held"] = sorted(held)
-        changes = []
-        for counter in await session.execute(_counters_statement(bool(held)), parameters):
-            counter_id, scope, subject, period, period_key_ = counter
-            unheld = reservation is not None and counter_id in held
-            spent = (scope, subject, period, period_key_) in current
-            if unheld or spent:
-                changes.append(
-                    {
-                        "u_id": counter_id,
-                        "u_spent_micros": micros if spent else 0,
-                        "u_spent_tokens": tokens if spent else 0,
-                        "u_held_micros": reservation[1] if unheld and reservation is not None else 0,
-                        "u_held_tokens": reservation[2] if unheld and reservation is not None else 0,
-                    }
-                )
-        if changes:
-            await session.execute(_counter_update(), changes)
-        if reservation is not None:
-            await session.execute(_reservation_delete(), {"r_id": handle.reservation_id})
-
     @staticmethod
     async def _unhold(session: AsyncSession, reservations: Sequence[Reservation]) -> None:
         ids = sorted({counter_id for reservation in reservations for counter_id in reservation.counter_ids})
@@ -629,6 +589,51 @@ class Budgets:
                     counter.reserved_micros -= reservation.amount_micros
                     counter.reserved_tokens -= reservation.tokens
         await session.execute(delete(Reservation).where(Reservation.id.in_([r.id for r in reservations])))
+
+
+def _apply(
+    session: SyncExecutor,
+    handle: Hold,
+    key: ConversationKey,
+    user_id: str,
+    micros: int,
+    tokens: int,
+    now: datetime,
+) -> None:
+    """Take ``handle``'s hold off its counters and add what was spent to this period's counters of every
+    scope (those that exist: a limited budget's), with Core statements: the counters locked in id order,
+    then changed by what they are owed (one UPDATE per counter, one round trip)."""
+    reservation = None
+    if handle.reservation_id:
+        found = session.execute(_reservation_statement(), {"r_id": handle.reservation_id})
+        reservation = found.one_or_none()
+    held = set(reservation[0]) if reservation is not None else set()
+    subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
+    keys = {period: period_key(period, now) for period in PERIODS}
+    current = {(scope, subjects[scope], period, keys[period]) for scope in SCOPES for period in PERIODS}
+    parameters: dict[str, Any] = {f"subject_{scope}": subjects[scope] for scope in SCOPES}
+    parameters |= {f"key_{period}": keys[period] for period in PERIODS}
+    if held:
+        parameters["held"] = sorted(held)
+    changes = []
+    for counter in session.execute(_counters_statement(bool(held)), parameters):
+        counter_id, scope, subject, period, period_key_ = counter
+        unheld = reservation is not None and counter_id in held
+        spent = (scope, subject, period, period_key_) in current
+        if unheld or spent:
+            changes.append(
+                {
+                    "u_id": counter_id,
+                    "u_spent_micros": micros if spent else 0,
+                    "u_spent_tokens": tokens if spent else 0,
+                    "u_held_micros": reservation[1] if unheld and reservation is not None else 0,
+                    "u_held_tokens": reservation[2] if unheld and reservation is not None else 0,
+                }
+            )
+    if changes:
+        session.execute(_counter_update(), changes)
+    if reservation is not None:
+        session.execute(_reservation_delete(), {"r_id": handle.reservation_id})
 
 
 async def _ledger_spent(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
+from core.db.repositories import ConversationRepository, EventRepository, MessageRepository, open_conversation
 from core.db.session import Database
 from core.domain.ports import ConversationRef, PersonaLookup
 from core.domain.types import ConversationKey
@@ -44,8 +44,7 @@ class Conversations:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        async with self._db.transaction() as connection:
-            found = ConversationRef(*await ConversationRepository(connection).open(key, started_by))
+        found = ConversationRef(*await self._db.transact(lambda db: open_conversation(db, key, started_by)))
         self._remember(key, found)
         return found
 
