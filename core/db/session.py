@@ -68,7 +68,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
 class Database:
     """Owns one engine and hands out sessions: ``reader()`` for reads (never writes; on SQLite without a
-    transaction, saving a round trip per read), ``unit_of_work()`` for one write transaction."""
+    transaction, saving a round trip per read), ``unit_of_work()`` for one write transaction; the same on a
+    Core connection (``reading()``, ``transaction()``), and as synchronous Core work run in one greenlet
+    (``read()``, ``transact()``: a turn's hot path)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
