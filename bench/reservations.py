@@ -68,9 +68,9 @@ async def measure(database: Database, *, workers: int, per_worker: int, shared_u
         for index in range(per_worker):
             plan = CallPlan(message(user, number * 10_000 + index), "gpt-4o-mini", 500, 1024, 1)
             hold = await budgets.reserve(plan)
-            async with database.unit_of_work() as session:
+            async with database.transaction() as connection:
                 usage = CallUsage("gpt-4o-mini", Usage(500, 0, 120), conversation_id)
-                await budgets.settle_in(session, hold, [usage])
+                await budgets.settle_in(connection, hold, [usage])
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(number) for number in range(workers)))

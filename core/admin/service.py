@@ -24,7 +24,8 @@ from core.db.session import Database
 from core.domain.clock import Clock, utc_now
 from core.domain.errors import BadInput, NotAuthorized
 from core.domain.types import ChatUser
-from core.money.budgets import SCOPES, BudgetLimit, Budgets
+from core.guards.bans import ban_changed
+from core.money.budgets import SCOPES, BudgetLimit, Budgets, limits_changed
 from core.money.periods import PERIODS
 from core.money.pricing import usd
 from core.money.reports import Report, build_report, resolve_period
@@ -179,6 +180,7 @@ class AdminService:
                 .on_conflict_do_update(index_elements=["scope", "subject", "period"], set_=values)
             )
             session.add(self._action(actor, "quota.set", subject, details, allowed=True))
+            await limits_changed(self._db, session)
         return BudgetLimit(scope, subject, period, micros, token_limit, True)
 
     async def quota_clear(self, actor: ChatUser, *, scope: str, subject: str, period: str) -> bool:
@@ -194,6 +196,7 @@ class AdminService:
             session.add(
                 self._action(actor, "quota.clear", subject, {"scope": scope, "period": period}, allowed=True)
             )
+            await limits_changed(self._db, session)
         return bool(getattr(result, "rowcount", 0))
 
     async def quota_show(self, actor: ChatUser, *, scope: str | None = None) -> list[BudgetLimit]:
@@ -233,6 +236,7 @@ class AdminService:
             session.add(
                 self._action(actor, "ban", target, {"reason": reason, "until": _iso(until)}, allowed=True)
             )
+            await ban_changed(self._db, session, platform, user_id)
         return BanInfo(platform, user_id, reason, _who(actor), until)
 
     async def unban(self, actor: ChatUser, target: str) -> bool:
@@ -244,6 +248,7 @@ class AdminService:
                 delete(Ban).where(Ban.platform == platform, Ban.user_id == user_id)
             )
             session.add(self._action(actor, "unban", target, {}, allowed=True))
+            await ban_changed(self._db, session, platform, user_id)
         return bool(getattr(result, "rowcount", 0))
 
     async def bans(self, actor: ChatUser) -> list[BanInfo]:

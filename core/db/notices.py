@@ -3,12 +3,15 @@ small JSON notices by topic, heard on one listening connection per replica (``No
 while the service runs, checked every 30 s and opened again when it breaks).
 
 Topics: ``stop`` (a Stop clicked for a turn another replica runs), ``policy`` (a channel's policy changed),
-``persona`` (a channel's or workspace's persona changed), ``approval`` (a tool approval was decided). A notice
+``persona`` (a channel's or workspace's persona changed), ``approval`` (a tool approval was decided), ``ban``
+(a user banned or unbanned), ``budget`` (a budget override set or cleared). A notice
 is sent inside the transaction that made the change, so it goes out exactly when the change commits; after
 the commit this process's own subscribers hear it too, at once (and again when PostgreSQL echoes it back:
 handlers are idempotent). A notice sent while a replica's listening connection is down is lost for that
 replica: subscribers that cache register ``on_listening`` to drop what they hold whenever the connection
-(re)opens, and keep a safety TTL. SQLite serves one process: notices are local only.
+(re)opens, and keep a safety TTL. SQLite serves one process: notices are local only. Besides a ``Notices``'s
+own subscribers, every notice reaches the database's ``board`` (core/db/notice_board.py), where caches built
+without the replica's ``Notices`` subscribe.
 
 Payloads are bounded (``MAX_PAYLOAD``) and checked when heard: a malformed or oversized notice is logged
 and ignored, a topic this replica does not know (a newer replica's) is ignored.
@@ -20,12 +23,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db.notice_board import Handler, Notice
 from core.db.session import Database
 
 __all__ = ["CHANNEL", "MAX_PAYLOAD", "TOPICS", "Notice", "Notices", "place_in"]
@@ -33,13 +37,10 @@ __all__ = ["CHANNEL", "MAX_PAYLOAD", "TOPICS", "Notice", "Notices", "place_in"]
 log = logging.getLogger(__name__)
 
 CHANNEL = "threadwise_notices"  # the NOTIFY channel every replica listens on
-TOPICS = frozenset({"stop", "policy", "persona", "approval"})
+TOPICS = frozenset({"stop", "policy", "persona", "approval", "ban", "budget"})
 MAX_PAYLOAD = 1024  # bytes of one notice's JSON (PostgreSQL allows 8000)
 CHECK_EVERY = 30.0  # seconds between checks that the listening connection is alive
 RETRY_AFTER = 2.0  # seconds before listening again after the connection broke
-
-Notice = Mapping[str, Any]  # the fields of one notice (JSON object), its topic left out
-Handler = Callable[[Notice], None]  # may raise ValueError, KeyError or TypeError on a malformed notice
 
 
 class Notices:
@@ -88,7 +89,7 @@ class Notices:
         except ValueError as exc:
             log.warning("ignored a malformed notice: %s", exc)
             return
-        for handler in self._handlers.get(topic, ()):
+        for handler in (*self._handlers.get(topic, ()), *self._db.board.handlers.get(topic, ())):
             try:
                 handler(fields)
             except (ValueError, KeyError, TypeError) as exc:
@@ -148,7 +149,7 @@ class Notices:
                 await asyncio.sleep(RETRY_AFTER)
 
     def _listening_again(self) -> None:
-        for callback in self._reopened:
+        for callback in (*self._reopened, *self._db.board.reopened):
             try:
                 callback()
             except Exception:

@@ -13,20 +13,43 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session, selectinload
 
 from core.db.base import utcnow
-from core.db.models import Ban, Conversation, ConversationSummary, Message, ProcessedEvent
+from core.db.models import (
+    Attachment,
+    Ban,
+    Conversation,
+    ConversationSummary,
+    Message,
+    ModerationEvent,
+    ProcessedEvent,
+)
 from core.domain.types import ConversationKey
 
+Executor = AsyncSession | AsyncConnection  # a session, or a Core connection where no ORM object is wanted
+SyncExecutor = Session | Connection  # the same inside a greenlet (``run_sync``, ``Database.transact``)
 
-def insert_for(session: AsyncSession, table: Any) -> Any:
-    """An INSERT that supports ON CONFLICT on both backends."""
-    dialect = session.get_bind().dialect.name
+
+def insert_for(session: Executor, table: Any) -> Any:
+    """An INSERT that supports ON CONFLICT on both backends (for a session or a connection)."""
+    dialect = _dialect(session)
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
@@ -34,6 +57,8 @@ _EVENTS = cast(Table, ProcessedEvent.__table__)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _MESSAGES = cast(Table, Message.__table__)
 _BANS = cast(Table, Ban.__table__)
+_ATTACHMENTS = cast(Table, Attachment.__table__)
+_MODERATION = cast(Table, ModerationEvent.__table__)
 
 
 def _values(table: Table, prefix: str, *columns: str) -> dict[str, Any]:
@@ -41,8 +66,10 @@ def _values(table: Table, prefix: str, *columns: str) -> dict[str, Any]:
     return {name: bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in columns}
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+def _dialect(executor: Executor) -> str:
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
 
 
 class _Prepared:
@@ -125,19 +152,14 @@ class _Prepared:
 
     @functools.cached_property
     def queue(self) -> Any:
+        """One row: the conversation's earliest unfinished claim, the conversation (outer-joined once: id,
+        model, history version, newest visible message) and the sender's ban (outer-joined once)."""
         e, c, m, b = _EVENTS.c, _CONVERSATIONS.c, _MESSAGES.c, _BANS.c
         platform: Any = bindparam("q_platform")
         workspace: Any = bindparam("q_workspace")
         channel: Any = bindparam("q_channel")
         thread: Any = bindparam("q_thread")
         user: Any = bindparam("q_user")
-        conversation = (
-            c.platform == platform,
-            c.workspace_id == workspace,
-            c.channel_id == channel,
-            c.thread_id == thread,
-        )
-        banned = (b.platform == platform, b.user_id == user)
         head = select(func.min(e.id)).where(
             e.platform == platform,
             e.workspace_id == workspace,
@@ -145,21 +167,27 @@ class _Prepared:
             e.thread_id == thread,
             e.status == "claimed",
         )
-        newest = (
-            select(func.max(m.id))
-            .join(_CONVERSATIONS, c.id == m.conversation_id)
-            .where(*conversation, m.status == "ok")
-        )
+        newest = select(func.max(m.id)).where(m.conversation_id == c.id, m.status == "ok")
+        one = select(literal_column("1").label("one")).subquery("one")
+        joined = one.outerjoin(
+            _CONVERSATIONS,
+            and_(
+                c.platform == platform,
+                c.workspace_id == workspace,
+                c.channel_id == channel,
+                c.thread_id == thread,
+            ),
+        ).outerjoin(_BANS, and_(b.platform == platform, b.user_id == user))
         return select(
             head.scalar_subquery(),
-            select(c.id).where(*conversation).scalar_subquery(),
-            select(c.model).where(*conversation).scalar_subquery(),
-            select(c.history_version).where(*conversation).scalar_subquery(),
+            c.id,
+            c.model,
+            c.history_version,
             newest.scalar_subquery(),
-            select(b.id).where(*banned).scalar_subquery(),
-            select(b.reason).where(*banned).scalar_subquery(),
-            select(b.expires_at).where(*banned).scalar_subquery(),
-        )
+            b.id,
+            b.reason,
+            b.expires_at,
+        ).select_from(joined)
 
     @functools.cache  # noqa: B019 - one instance per process, never freed
     def finish(self, owned: bool) -> Any:
@@ -178,13 +206,39 @@ class _Prepared:
             .values(**_values(_EVENTS, "l", "reply", "updated_at"))
         )
 
+    @functools.cached_property
+    def new_messages(self) -> Any:
+        """Messages in one multi-row INSERT, their ids returned in the order given (PostgreSQL)."""
+        return _MESSAGES.insert().returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+
+    @functools.cached_property
+    def new_messages_sqlite(self) -> Any:
+        """On SQLite SQLAlchemy would send one INSERT per row to return ids in order: one multi-row INSERT
+        whose ids are sorted instead (the write lock is held, and an INTEGER PRIMARY KEY takes the next
+        rowid row after row, so ids ascend in the order the rows were given)."""
+        return _MESSAGES.insert().returning(_MESSAGES.c.id)
+
+    @functools.cached_property
+    def new_attachments(self) -> Any:
+        return _ATTACHMENTS.insert()
+
+    @functools.cached_property
+    def new_audit(self) -> Any:
+        return _MODERATION.insert()
+
+    @functools.cached_property
+    def advisory_lock(self) -> Any:
+        return select(func.pg_advisory_xact_lock(bindparam("lock_id", type_=BigInteger())))
+
 
 _prepared = _Prepared()
 
 
 class ConversationRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    """``open`` and ``touch`` run on a Core connection too; the others need a session."""
+
+    def __init__(self, session: Executor) -> None:
+        self._session: Any = session
 
     async def get_or_create(self, key: ConversationKey, started_by: str | None = None) -> Conversation:
         """The conversation of ``key``; a new one records ``started_by`` (an existing one keeps its own)."""
@@ -204,30 +258,20 @@ class ConversationRepository:
         return found
 
     async def open(self, key: ConversationKey, started_by: str | None = None) -> tuple[int, str | None]:
-        """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one
-        INSERT that returns the new id, and a SELECT only when the conversation was there already."""
-        now = utcnow()
-        values = {
-            "n_platform": key.platform,
-            "n_workspace_id": key.workspace_id,
-            "n_channel_id": key.channel_id,
-            "n_thread_id": key.thread_id,
-            "n_started_by": started_by,
-            "n_created_at": now,
-            "n_updated_at": now,
-        }
-        created = await self._session.execute(_prepared.created_conversation(_dialect(self._session)), values)
-        new_id = created.scalar_one_or_none()
-        if new_id is not None:
-            return int(new_id), None
+        """``open_conversation``."""
+        found: tuple[int, str | None] = await self._session.run_sync(open_conversation, key, started_by)
+        return found
+
+    async def model(self, key: ConversationKey) -> tuple[int, str | None] | None:
+        """The id and model of ``key``'s conversation; None when there is none (a session or a connection)."""
         keyed = {
             "k_platform": key.platform,
             "k_workspace": key.workspace_id,
             "k_channel": key.channel_id,
             "k_thread": key.thread_id,
         }
-        row = (await self._session.execute(_prepared.conversation_model, keyed)).one()
-        return int(row[0]), row[1]
+        row = (await self._session.execute(_prepared.conversation_model, keyed)).one_or_none()
+        return (int(row[0]), row[1]) if row is not None else None
 
     async def find(self, key: ConversationKey) -> Conversation | None:
         keyed = {
@@ -237,10 +281,11 @@ class ConversationRepository:
             "k_thread": key.thread_id,
         }
         result = await self._session.execute(_prepared.conversation, keyed)
-        return result.scalar_one_or_none()
+        found: Conversation | None = result.scalar_one_or_none()
+        return found
 
     async def touch(self, conversation_id: int) -> None:
-        await self._session.execute(_prepared.touch, {"t_id": conversation_id, "t_updated_at": utcnow()})
+        await self._session.run_sync(touch_conversation, conversation_id)
 
 
 class MessageRepository:
@@ -322,8 +367,10 @@ class QueueRow:
 
 
 class EventRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    """Runs on a session or a Core connection (the turn's hot path)."""
+
+    def __init__(self, session: Executor) -> None:
+        self._session: Any = session
 
     async def claim(
         self,
@@ -335,61 +382,31 @@ class EventRepository:
         owner: str | None = None,
         status: str = "claimed",
     ) -> int | None:
-        """Record ``event_id``; its row id, or None when it was already recorded (by this or any concurrent
-        delivery). A turn's claim names its conversation (``key``), its sender and the replica running it
-        (``owner``); a delivery that is only deduplicated (a slash command) is recorded ``done``."""
-        now = utcnow()
-        values = {
-            "c_event_id": event_id,
-            "c_platform": platform,
-            "c_status": status,
-            "c_user_id": user_id,
-            "c_owner": owner,
-            "c_created_at": now,
-            "c_updated_at": now,
-            "c_workspace_id": key.workspace_id if key is not None else None,
-            "c_channel_id": key.channel_id if key is not None else None,
-            "c_thread_id": key.thread_id if key is not None else None,
-        }
-        result = await self._session.execute(_prepared.claim(_dialect(self._session)), values)
-        found = result.scalar_one_or_none()
-        return int(found) if found is not None else None
+        """``claim_event``."""
+        found: int | None = await self._session.run_sync(
+            lambda db: claim_event(
+                db, event_id, platform, key=key, user_id=user_id, owner=owner, status=status
+            )
+        )
+        return found
 
     async def queue(self, key: ConversationKey, user_id: str) -> QueueRow:
-        """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row
-        id), the conversation as it is now (id, model, history state; None: not created yet), and
-        ``user_id``'s ban."""
-        keyed = {
-            "q_platform": key.platform,
-            "q_workspace": key.workspace_id,
-            "q_channel": key.channel_id,
-            "q_thread": key.thread_id,
-            "q_user": user_id,
-        }
-        row = (await self._session.execute(_prepared.queue, keyed)).one()
-        ban = (row[6], row[7]) if row[5] is not None else None
-        return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban)
+        """``queue_of``."""
+        row: QueueRow = await self._session.run_sync(queue_of, key, user_id)
+        return row
 
     async def finish(
         self, event_id: str, *, status: str, conversation_id: int | None, owner: str | None = None
     ) -> bool:
-        """Mark a claimed event finished; with ``owner``, only while it is still that replica's claim.
-        False when nothing was marked (another replica resolved it)."""
-        values = {
-            "f_event": event_id,
-            "f_status": status,
-            "f_conversation_id": conversation_id,
-            "f_updated_at": utcnow(),
-        }
-        if owner is not None:
-            values["f_owner"] = owner
-        result = await self._session.execute(_prepared.finish(owner is not None), values)
-        return bool(getattr(result, "rowcount", 0))
+        """``finish_event``."""
+        done: bool = await self._session.run_sync(
+            lambda db: finish_event(db, event_id, status=status, conversation_id=conversation_id, owner=owner)
+        )
+        return done
 
     async def locate(self, event_id: str, owner: str, reply: dict[str, str]) -> None:
-        """Where a claimed turn's reply is shown (while the claim is still ``owner``'s)."""
-        values = {"l_event": event_id, "l_owner": owner, "l_reply": reply, "l_updated_at": utcnow()}
-        await self._session.execute(_prepared.locate, values)
+        """``locate_reply``."""
+        await self._session.run_sync(locate_reply, event_id, owner, reply)
 
     async def last_thread(
         self, platform: str, workspace_id: str, channel_id: str, user_id: str
@@ -416,3 +433,136 @@ def _is(key: ConversationKey) -> tuple[ColumnElement[bool], ...]:
         Conversation.channel_id == key.channel_id,
         Conversation.thread_id == key.thread_id,
     )
+
+
+# ---- the turn's hot path, synchronous: inside one greenlet per transaction (``Database.transact``) ------
+
+
+def _sync_dialect(db: SyncExecutor) -> str:
+    if isinstance(db, Connection):
+        return db.dialect.name
+    return db.get_bind().dialect.name
+
+
+def claim_event(
+    db: SyncExecutor,
+    event_id: str,
+    platform: str,
+    *,
+    key: ConversationKey | None = None,
+    user_id: str | None = None,
+    owner: str | None = None,
+    status: str = "claimed",
+) -> int | None:
+    """Record ``event_id``; its row id, or None when it was already recorded (by this or any concurrent
+    delivery). A turn's claim names its conversation (``key``), its sender and the replica running it
+    (``owner``); a delivery that is only deduplicated (a slash command) is recorded ``done``."""
+    now = utcnow()
+    values = {
+        "c_event_id": event_id,
+        "c_platform": platform,
+        "c_status": status,
+        "c_user_id": user_id,
+        "c_owner": owner,
+        "c_created_at": now,
+        "c_updated_at": now,
+        "c_workspace_id": key.workspace_id if key is not None else None,
+        "c_channel_id": key.channel_id if key is not None else None,
+        "c_thread_id": key.thread_id if key is not None else None,
+    }
+    found = db.execute(_prepared.claim(_sync_dialect(db)), values).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+def queue_of(db: SyncExecutor, key: ConversationKey, user_id: str) -> QueueRow:
+    """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row id),
+    the conversation as it is now (id, model, history state; None: not created yet), and ``user_id``'s ban."""
+    keyed = {
+        "q_platform": key.platform,
+        "q_workspace": key.workspace_id,
+        "q_channel": key.channel_id,
+        "q_thread": key.thread_id,
+        "q_user": user_id,
+    }
+    row = db.execute(_prepared.queue, keyed).one()
+    ban = (row[6], row[7]) if row[5] is not None else None
+    return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban)
+
+
+def finish_event(
+    db: SyncExecutor, event_id: str, *, status: str, conversation_id: int | None, owner: str | None = None
+) -> bool:
+    """Mark a claimed event finished; with ``owner``, only while it is still that replica's claim. False
+    when nothing was marked (another replica resolved it)."""
+    values = {
+        "f_event": event_id,
+        "f_status": status,
+        "f_conversation_id": conversation_id,
+        "f_updated_at": utcnow(),
+    }
+    if owner is not None:
+        values["f_owner"] = owner
+    result = db.execute(_prepared.finish(owner is not None), values)
+    return bool(getattr(result, "rowcount", 0))
+
+
+def locate_reply(db: SyncExecutor, event_id: str, owner: str, reply: dict[str, str]) -> None:
+    """Where a claimed turn's reply is shown (while the claim is still ``owner``'s)."""
+    values = {"l_event": event_id, "l_owner": owner, "l_reply": reply, "l_updated_at": utcnow()}
+    db.execute(_prepared.locate, values)
+
+
+def open_conversation(
+    db: SyncExecutor, key: ConversationKey, started_by: str | None = None
+) -> tuple[int, str | None]:
+    """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one INSERT
+    that returns the new id, and a SELECT only when the conversation was there already."""
+    now = utcnow()
+    values = {
+        "n_platform": key.platform,
+        "n_workspace_id": key.workspace_id,
+        "n_channel_id": key.channel_id,
+        "n_thread_id": key.thread_id,
+        "n_started_by": started_by,
+        "n_created_at": now,
+        "n_updated_at": now,
+    }
+    new_id = db.execute(_prepared.created_conversation(_sync_dialect(db)), values).scalar_one_or_none()
+    if new_id is not None:
+        return int(new_id), None
+    keyed = {
+        "k_platform": key.platform,
+        "k_workspace": key.workspace_id,
+        "k_channel": key.channel_id,
+        "k_thread": key.thread_id,
+    }
+    row = db.execute(_prepared.conversation_model, keyed).one()
+    return int(row[0]), row[1]
+
+
+def touch_conversation(db: SyncExecutor, conversation_id: int) -> None:
+    db.execute(_prepared.touch, {"t_id": conversation_id, "t_updated_at": utcnow()})
+
+
+def add_messages(db: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert messages (their columns' values) in one statement; their ids, in order."""
+    if db.dialect.name == "sqlite":
+        result = db.execute(_prepared.new_messages_sqlite, list(rows))
+        return sorted(int(row[0]) for row in result)
+    return [int(row[0]) for row in db.execute(_prepared.new_messages, list(rows))]
+
+
+def add_attachments(db: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        db.execute(_prepared.new_attachments, list(rows))
+
+
+def add_audit(db: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """The guards' decisions (``moderation_events`` columns)."""
+    if rows:
+        db.execute(_prepared.new_audit, list(rows))
+
+
+def advisory_lock(db: Connection, lock_id: int) -> None:
+    """PostgreSQL's transaction-scoped advisory lock on ``lock_id``."""
+    db.execute(_prepared.advisory_lock, {"lock_id": lock_id})

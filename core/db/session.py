@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.util.concurrency import greenlet_spawn
 
+from core.db.notice_board import NoticeBoard
 from core.db.sqlite_inline import InlineConnection
 
+T = TypeVar("T")
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+POOL_SIZE = 16  # SQLite connections kept open (SQLAlchemy's default is 5)
+POOL_OVERFLOW = 16  # further ones opened, and closed when returned, while more transactions run at once
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -26,7 +38,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     async def connect() -> Any:
         return InlineConnection.open(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
 
-    engine = create_async_engine(url, echo=echo, async_creator=connect)
+    # As many pooled connections as turns commonly run at once: a connection beyond the pool is opened (file
+    # open, PRAGMAs) and closed again for every transaction that needs it.
+    pool: dict[str, Any] = {} if memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+    engine = create_async_engine(url, echo=echo, async_creator=connect, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -53,7 +68,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
 class Database:
     """Owns one engine and hands out sessions: ``reader()`` for reads (never writes; on SQLite without a
-    transaction, saving a round trip per read), ``unit_of_work()`` for one write transaction."""
+    transaction, saving a round trip per read), ``unit_of_work()`` for one write transaction; the same on a
+    Core connection (``reading()``, ``transaction()``), and as synchronous Core work run in one greenlet
+    (``read()``, ``transact()``: a turn's hot path)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -62,6 +79,8 @@ class Database:
         self._read = async_sessionmaker(reader_bind, expire_on_commit=False, autoflush=False)
         writer_bind = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
         self._write = async_sessionmaker(writer_bind, expire_on_commit=False, autoflush=False)
+        self._read_bind, self._write_bind = reader_bind, writer_bind
+        self.board = NoticeBoard()  # this process's subscribers to the database's notices
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -77,6 +96,45 @@ class Database:
         """One transaction: committed when the block ends normally, rolled back on any exception."""
         async with self._write() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """``unit_of_work()`` on a Core connection, for statements that need no ORM object (a turn's hot
+        path: no Session, identity map or flush): BEGIN IMMEDIATE on SQLite, committed when the block ends
+        normally, rolled back on any exception."""
+        async with self._write_bind.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """``reader()`` on a Core connection (never writes; on SQLite each SELECT on its own)."""
+        async with self._read_bind.connect() as connection:
+            yield connection
+
+    async def transact(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (synchronous Core statements on a Connection) as one write transaction, connection,
+        BEGIN (IMMEDIATE on SQLite), statements, COMMIT and return to the pool in a single greenlet: an
+        ``AsyncConnection`` switches greenlets for each of those steps, which cost a turn's hot path more CPU
+        than SQLite's own work. Rolled back when ``work`` raises."""
+        engine = self._write_bind.sync_engine
+
+        def transaction() -> T:
+            with engine.begin() as connection:
+                return work(connection)
+
+        result: T = await greenlet_spawn(transaction)
+        return result
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """``transact`` for reads: ``reader()``'s connection (on SQLite each SELECT on its own)."""
+        engine = self._read_bind.sync_engine
+
+        def reading() -> T:
+            with engine.connect() as connection:
+                return work(connection)
+
+        result: T = await greenlet_spawn(reading)
+        return result
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.db.models import ModerationEvent
 from core.db.session import Database
@@ -57,19 +58,24 @@ def buffering(buffer: AuditBuffer) -> Iterator[AuditBuffer]:
 
 
 def audit_row(record: GuardRecord) -> ModerationEvent:
-    return ModerationEvent(
-        platform=record.platform,
-        workspace_id=record.workspace_id,
-        channel_id=record.channel_id,
-        user_id=record.user_id,
-        direction=record.direction,
-        action=record.action,
-        categories=list(record.categories),
-        scores=dict(record.scores),
-        redactions=list(record.redactions),
-        content=record.content,
-        created_at=record.created_at,
-    )
+    return ModerationEvent(**audit_values(record))
+
+
+def audit_values(record: GuardRecord) -> dict[str, Any]:
+    """A guard's decision as the columns of its ``moderation_events`` row."""
+    return {
+        "platform": record.platform,
+        "workspace_id": record.workspace_id,
+        "channel_id": record.channel_id,
+        "user_id": record.user_id,
+        "direction": record.direction,
+        "action": record.action,
+        "categories": list(record.categories),
+        "scores": dict(record.scores),
+        "redactions": list(record.redactions),
+        "content": record.content,
+        "created_at": record.created_at,
+    }
 
 
 class ModerationAudit:

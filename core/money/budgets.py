@@ -8,6 +8,11 @@ and/or tokens: defaults from settings, per-subject overrides from admins (``budg
 budget has a counter row per period holding what was spent and what is held by calls in flight; a
 reservation checks and raises the holds of every applicable counter in one transaction (rows locked in id
 order on PostgreSQL; the database lock of ``BEGIN IMMEDIATE`` on SQLite), so concurrent turns never overspend.
+
+Without default limits most turns have none: whether a turn has any is answered from a per-replica cache of
+the overrides (``ReplicaCache``), which a ``budget`` notice empties on every replica when an override is set
+or cleared (``limits_changed``, in the change's transaction); a turn that has limits reads them again in the
+transaction that holds against them.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, true, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, or_, select, true, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db.models import Budget, BudgetCounter, Reservation, UsageRecord
-from core.db.repositories import insert_for
+from core.db.notice_board import Notice
+from core.db.notices import Notices
+from core.db.replica_cache import SAFETY_TTL, ReplicaCache
+from core.db.repositories import Executor, SyncExecutor, insert_for
 from core.db.session import Database
 from core.domain.clock import Clock, humanize, utc_now
 from core.domain.errors import QuotaExceeded
@@ -44,6 +52,12 @@ _OWNER = {
 _PERIOD_WORD = {"day": "daily", "month": "monthly"}
 
 Defaults = Mapping[tuple[str, str], tuple[int | None, int | None]]  # (scope, period) -> (µ$, tokens)
+_COUNTERS = cast(Table, BudgetCounter.__table__)
+_RESERVATIONS = cast(Table, Reservation.__table__)
+_USAGE = cast(Table, UsageRecord.__table__)
+
+Subjects = tuple[str, ...]  # a call's subject of each scope, in SCOPES order
+Overrides = dict[tuple[str, str], tuple[int | None, int | None]]  # (scope, period) -> (µ$, tokens)
 
 
 def subject_of(scope: str, key: ConversationKey, user_id: str) -> str:
@@ -138,8 +152,12 @@ class Budgets:
         clock: Clock = utc_now,
         reservation_ttl: timedelta = timedelta(minutes=15),
         turn_cap_micros: int | None = None,
+        ttl: float = SAFETY_TTL,
     ) -> None:
         self._db = database
+        self._overrides: ReplicaCache[Subjects, Overrides] = ReplicaCache(ttl=ttl)
+        database.board.subscribe("budget", self._changed)
+        database.board.on_listening(self._overrides.clear)
         self.prices = prices
         self.defaults = {key: value for key, value in defaults.items() if value != (None, None)}
         self._clock = clock
@@ -149,30 +167,38 @@ class Budgets:
 
     # ---- limits --------------------------------------------------------------------------------------------
 
-    async def limits_for(
-        self, session: AsyncSession, key: ConversationKey, user_id: str
-    ) -> list[BudgetLimit]:
+    async def limits_for(self, session: Executor, key: ConversationKey, user_id: str) -> list[BudgetLimit]:
         """Every limit on a call by ``user_id`` in ``key``'s channel; overrides win over defaults."""
-        subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
-        rows = await session.execute(
-            _limits_statement(), {f"subject_{scope}": subjects[scope] for scope in SCOPES}
-        )
-        overrides = {(row.scope, row.period): row for row in rows.scalars()}
+        subjects = _subjects(key, user_id)
+        return self._limits(subjects, await _read_overrides(session, subjects))
+
+    async def cached_limits(self, key: ConversationKey, user_id: str) -> list[BudgetLimit]:
+        """``limits_for`` from this replica's cache of the overrides (read when not cached): no statement
+        for a call whose subjects were read before and have not changed since, on any replica."""
+        subjects = _subjects(key, user_id)
+        found, overrides = self._overrides.get(subjects)
+        if not found or overrides is None:
+            generation = self._overrides.generation
+            async with self._db.reading() as connection:
+                overrides = await _read_overrides(connection, subjects)
+            self._overrides.put(subjects, overrides, generation)
+        return self._limits(subjects, overrides)
+
+    def _limits(self, subjects: Subjects, overrides: Overrides) -> list[BudgetLimit]:
         limits = []
-        for scope, subject in subjects.items():
+        for scope, subject in zip(SCOPES, subjects, strict=True):
             for period in PERIODS:
                 override = overrides.get((scope, period))
                 if override is not None:
-                    if override.limit_micros is not None or override.limit_tokens is not None:
-                        limits.append(
-                            BudgetLimit(
-                                scope, subject, period, override.limit_micros, override.limit_tokens, True
-                            )
-                        )
+                    if override != (None, None):
+                        limits.append(BudgetLimit(scope, subject, period, override[0], override[1], True))
                 elif (scope, period) in self.defaults:
                     micros, tokens = self.defaults[(scope, period)]
                     limits.append(BudgetLimit(scope, subject, period, micros, tokens))
         return limits
+
+    def _changed(self, _notice: Notice) -> None:
+        self._overrides.clear()  # overrides change rarely: every cached subject is read again
 
     # ---- BudgetGate ---------------------------------------------------------------------------------------
 
@@ -248,7 +274,8 @@ class Budgets:
                     created_at=now,
                 )
             )
-            await self._apply(session, handle, message.key, message.user.user_id, micros, 0, now)
+            user_id = message.user.user_id
+            await session.run_sync(lambda sync: _apply(sync, handle, message.key, user_id, micros, 0, now))
         return micros
 
     async def _hold(self, message: IncomingMessage, cost: ChatCost) -> Hold:
@@ -256,32 +283,30 @@ class Budgets:
         if now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=60)
             await self.expire()
-        if not self.defaults:  # limits only where admins set them: most turns have none, and no write lock
-            async with self._db.reader() as session:
-                if not await self.limits_for(session, message.key, message.user.user_id):
-                    return Hold(None, cost.micros, cost.tokens, message)
-        async with self._db.unit_of_work() as session:  # the limits read with the holds they check
-            limits = await self.limits_for(session, message.key, message.user.user_id)
+        # Limits only where admins set them (no defaults): most turns have none, and need no write lock.
+        if not self.defaults and not await self.cached_limits(message.key, message.user.user_id):
+            return Hold(None, cost.micros, cost.tokens, message)
+        async with self._db.transaction() as connection:  # the limits read with the holds they check
+            limits = await self.limits_for(connection, message.key, message.user.user_id)
             if not limits:
                 return Hold(None, cost.micros, cost.tokens, message)
-            counters = await self._lock_counters(session, limits, now)
+            counters = await self._lock_counters(connection, limits, now)
             for limit in limits:
                 counter = counters[(limit.scope, limit.subject, limit.period)]
                 self._check(limit, counter, cost, now)
-            for counter in counters.values():
-                counter.reserved_micros += cost.micros
-                counter.reserved_tokens += cost.tokens
-            reservation = Reservation(
-                counter_ids=sorted(counter.id for counter in counters.values()),
-                amount_micros=cost.micros,
-                tokens=cost.tokens,
-                created_at=now,
-                expires_at=now + self._ttl,
-                event_id=message.event_id,
-            )
-            session.add(reservation)
-            await session.flush()
-            return Hold(reservation.id, cost.micros, cost.tokens, message)
+            counter_ids = sorted(counter.id for counter in counters.values())
+            held = {"h_ids": counter_ids, "h_micros": cost.micros, "h_tokens": cost.tokens}
+            await connection.execute(_hold_statement(), held)
+            reservation = {
+                "counter_ids": counter_ids,
+                "amount_micros": cost.micros,
+                "tokens": cost.tokens,
+                "created_at": now,
+                "expires_at": now + self._ttl,
+                "event_id": message.event_id,
+            }
+            reservation_id = (await connection.execute(_reservation_insert(), reservation)).scalar_one()
+            return Hold(int(reservation_id), cost.micros, cost.tokens, message)
 
     async def _raise_hold(self, hold: Hold, more: ChatCost) -> None:
         message = hold.message
@@ -325,34 +350,43 @@ class Budgets:
                 .values(expires_at=until)
             )
 
-    async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
+    async def settle_in(self, connection: Executor, hold: Hold, usages: Sequence[CallUsage]) -> None:
+        """``settle_on`` inside the caller's transaction (a session or a connection)."""
+        await connection.run_sync(self.settle_on, hold, usages)
+
+    def settle_on(self, connection: SyncExecutor, hold: Hold, usages: Sequence[CallUsage]) -> None:
         """Write the priced ledger rows, swap the hold for the real spend, inside the caller's transaction
-        (the turn's: a turn is stored and charged together or not at all)."""
+        (the turn's: a turn is stored and charged together or not at all). Core statements only, run
+        synchronously: the turn's transaction is one greenlet (``Database.transact``)."""
         message = hold.message
+        key = message.key
         now = self._clock()
         spent_micros = spent_tokens = 0
+        rows = []
         for call in usages:
             cost = self._price(call)
-            session.add(
-                UsageRecord(
-                    platform=message.key.platform,
-                    workspace_id=message.key.workspace_id,
-                    channel_id=message.key.channel_id,
-                    conversation_id=call.conversation_id,
-                    user_id=message.user.user_id,
-                    model=call.model,
-                    kind="chat",
-                    input_tokens=call.usage.prompt_tokens,
-                    cached_tokens=call.usage.cached_tokens,
-                    output_tokens=call.usage.completion_tokens,
-                    images=0,
-                    cost_micros=cost.micros,
-                    created_at=now,
-                )
+            rows.append(
+                {
+                    "platform": key.platform,
+                    "workspace_id": key.workspace_id,
+                    "channel_id": key.channel_id,
+                    "conversation_id": call.conversation_id,
+                    "user_id": message.user.user_id,
+                    "model": call.model,
+                    "kind": "chat",
+                    "input_tokens": call.usage.prompt_tokens,
+                    "cached_tokens": call.usage.cached_tokens,
+                    "output_tokens": call.usage.completion_tokens,
+                    "images": 0,
+                    "cost_micros": cost.micros,
+                    "created_at": now,
+                }
             )
             spent_micros += cost.micros
             spent_tokens += cost.tokens
-        await self._apply(session, hold, message.key, message.user.user_id, spent_micros, spent_tokens, now)
+        if rows:
+            connection.execute(_usage_insert(), rows)
+        _apply(connection, hold, key, message.user.user_id, spent_micros, spent_tokens, now)
 
     async def release(self, hold: Hold) -> None:
         if hold.reservation_id is None:
@@ -481,7 +515,8 @@ class Budgets:
 
     # ---- internals -----------------------------------------------------------------------------------------
 
-    def _check(self, limit: BudgetLimit, counter: BudgetCounter, cost: ChatCost, now: datetime) -> None:
+    def _check(self, limit: BudgetLimit, counter: Any, cost: ChatCost, now: datetime) -> None:
+        """``counter``: a BudgetCounter or a row with its spent and reserved columns."""
         owner = _OWNER[limit.scope]
         word = _PERIOD_WORD[limit.period]
         resets = period_end(limit.period, now)
@@ -507,73 +542,35 @@ class Budgets:
                 )
 
     async def _lock_counters(
-        self, session: AsyncSession, limits: Sequence[BudgetLimit], now: datetime
-    ) -> dict[tuple[str, str, str], BudgetCounter]:
+        self, connection: AsyncConnection, limits: Sequence[BudgetLimit], now: datetime
+    ) -> dict[tuple[str, str, str], Any]:
+        """The counters of ``limits`` in this period, locked in id order (rows with id, scope, subject,
+        period, spent and reserved); a missing one is created first from what the ledger holds."""
         keys = [(limit.scope, limit.subject, limit.period, period_key(limit.period, now)) for limit in limits]
-        columns = tuple_(
-            BudgetCounter.scope, BudgetCounter.subject, BudgetCounter.period, BudgetCounter.period_key
-        )
-        key_columns = (
-            BudgetCounter.scope,
-            BudgetCounter.subject,
-            BudgetCounter.period,
-            BudgetCounter.period_key,
-        )
-        present = {tuple(row) for row in await session.execute(select(*key_columns).where(columns.in_(keys)))}
-        for scope, subject, period, key in keys:
-            if (scope, subject, period, key) in present:
-                continue
-            # First use in this period (or a limit just set): start from what the ledger already holds.
-            spent = await _ledger_spent(session, scope, subject, period, now)
-            await session.execute(
-                insert_for(session, BudgetCounter)
-                .values(
-                    scope=scope,
-                    subject=subject,
-                    period=period,
-                    period_key=key,
-                    spent_micros=int(spent[0]),
-                    spent_tokens=int(spent[1]),
-                    reserved_micros=0,
-                    reserved_tokens=0,
+        rows = list(await connection.execute(_locked_counters(), {"keys": keys}))
+        if len(rows) < len(keys):
+            present = {(row.scope, row.subject, row.period) for row in rows}
+            for scope, subject, period, key in keys:
+                if (scope, subject, period) in present:
+                    continue
+                # First use in this period (or a limit just set): start from what the ledger already holds.
+                spent = await _ledger_spent(connection, scope, subject, period, now)
+                await connection.execute(
+                    insert_for(connection, BudgetCounter)
+                    .values(
+                        scope=scope,
+                        subject=subject,
+                        period=period,
+                        period_key=key,
+                        spent_micros=int(spent[0]),
+                        spent_tokens=int(spent[1]),
+                        reserved_micros=0,
+                        reserved_tokens=0,
+                    )
+                    .on_conflict_do_nothing(index_elements=["scope", "subject", "period", "period_key"])
                 )
-                .on_conflict_do_nothing(index_elements=["scope", "subject", "period", "period_key"])
-            )
-        rows = await session.execute(
-            select(BudgetCounter).where(columns.in_(keys)).order_by(BudgetCounter.id).with_for_update()
-        )
-        return {(row.scope, row.subject, row.period): row for row in rows.scalars()}
-
-    async def _apply(
-        self,
-        session: AsyncSession,
-        handle: Hold,
-        key: ConversationKey,
-        user_id: str,
-        micros: int,
-        tokens: int,
-        now: datetime,
-    ) -> None:
-        reservation = await session.get(Reservation, handle.reservation_id) if handle.reservation_id else None
-        held = set(reservation.counter_ids) if reservation is not None else set()
-        subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
-        keys = {period: period_key(period, now) for period in PERIODS}
-        current = [(scope, subjects[scope], period, keys[period]) for scope in SCOPES for period in PERIODS]
-        parameters: dict[str, Any] = {f"subject_{scope}": subjects[scope] for scope in SCOPES}
-        parameters |= {f"key_{period}": keys[period] for period in PERIODS}
-        if held:
-            parameters["held"] = sorted(held)
-        rows = await session.execute(_counters_statement(bool(held)), parameters)
-        current_keys = set(current)
-        for counter in rows.scalars():
-            if reservation is not None and counter.id in held:
-                counter.reserved_micros -= reservation.amount_micros
-                counter.reserved_tokens -= reservation.tokens
-            if (counter.scope, counter.subject, counter.period, counter.period_key) in current_keys:
-                counter.spent_micros += micros
-                counter.spent_tokens += tokens
-        if reservation is not None:
-            await session.delete(reservation)
+            rows = list(await connection.execute(_locked_counters(), {"keys": keys}))
+        return {(row.scope, row.subject, row.period): row for row in rows}
 
     @staticmethod
     async def _unhold(session: AsyncSession, reservations: Sequence[Reservation]) -> None:
@@ -594,8 +591,53 @@ class Budgets:
         await session.execute(delete(Reservation).where(Reservation.id.in_([r.id for r in reservations])))
 
 
+def _apply(
+    session: SyncExecutor,
+    handle: Hold,
+    key: ConversationKey,
+    user_id: str,
+    micros: int,
+    tokens: int,
+    now: datetime,
+) -> None:
+    """Take ``handle``'s hold off its counters and add what was spent to this period's counters of every
+    scope (those that exist: a limited budget's), with Core statements: the counters locked in id order,
+    then changed by what they are owed (one UPDATE per counter, one round trip)."""
+    reservation = None
+    if handle.reservation_id:
+        found = session.execute(_reservation_statement(), {"r_id": handle.reservation_id})
+        reservation = found.one_or_none()
+    held = set(reservation[0]) if reservation is not None else set()
+    subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
+    keys = {period: period_key(period, now) for period in PERIODS}
+    current = {(scope, subjects[scope], period, keys[period]) for scope in SCOPES for period in PERIODS}
+    parameters: dict[str, Any] = {f"subject_{scope}": subjects[scope] for scope in SCOPES}
+    parameters |= {f"key_{period}": keys[period] for period in PERIODS}
+    if held:
+        parameters["held"] = sorted(held)
+    changes = []
+    for counter in session.execute(_counters_statement(bool(held)), parameters):
+        counter_id, scope, subject, period, period_key_ = counter
+        unheld = reservation is not None and counter_id in held
+        spent = (scope, subject, period, period_key_) in current
+        if unheld or spent:
+            changes.append(
+                {
+                    "u_id": counter_id,
+                    "u_spent_micros": micros if spent else 0,
+                    "u_spent_tokens": tokens if spent else 0,
+                    "u_held_micros": reservation[1] if unheld and reservation is not None else 0,
+                    "u_held_tokens": reservation[2] if unheld and reservation is not None else 0,
+                }
+            )
+    if changes:
+        session.execute(_counter_update(), changes)
+    if reservation is not None:
+        session.execute(_reservation_delete(), {"r_id": handle.reservation_id})
+
+
 async def _ledger_spent(
-    session: AsyncSession, scope: str, subject: str, period: str, now: datetime
+    session: Executor, scope: str, subject: str, period: str, now: datetime
 ) -> tuple[int, int]:
     """What the ledger holds against ``scope``/``subject`` in the ``period`` around ``now``: (µ$, tokens)."""
     row = (
@@ -613,24 +655,37 @@ async def _ledger_spent(
     return int(row[0]), int(row[1])
 
 
+def _subjects(key: ConversationKey, user_id: str) -> Subjects:
+    return tuple(subject_of(scope, key, user_id) for scope in SCOPES)
+
+
+async def _read_overrides(executor: AsyncSession | AsyncConnection, subjects: Subjects) -> Overrides:
+    parameters = {f"subject_{scope}": subject for scope, subject in zip(SCOPES, subjects, strict=True)}
+    rows = await executor.execute(_limits_statement(), parameters)
+    return {(row[0], row[1]): (row[2], row[3]) for row in rows}
+
+
+async def limits_changed(database: Database, session: AsyncSession) -> None:
+    """In the transaction that sets or clears a budget override: every replica reads overrides again once
+    it commits."""
+    await Notices(database).publish("budget", {}, session)
+
+
 @functools.cache
 def _limits_statement() -> Any:
     """The overrides of a call's subjects (one per scope: ``:subject_<scope>``), a statement built once."""
-    return select(Budget).where(
-        or_(
-            *(
-                and_(Budget.scope == scope, Budget.subject == bindparam(f"subject_{scope}"))
-                for scope in SCOPES
-            )
-        )
+    b = Budget.__table__.c
+    return select(b.scope, b.period, b.limit_micros, b.limit_tokens).where(
+        or_(*(and_(b.scope == scope, b.subject == bindparam(f"subject_{scope}")) for scope in SCOPES))
     )
 
 
 @functools.cache
 def _counters_statement(with_held: bool) -> Any:
-    """The counters a settlement touches, locked in id order: this period's of every scope's subject
-    (``:subject_<scope>``, ``:key_<period>``) and, ``with_held``, those of the hold (``:held``, a list)."""
-    c = BudgetCounter
+    """The counters a settlement touches (id, scope, subject, period, period key), locked in id order: this
+    period's of every scope's subject (``:subject_<scope>``, ``:key_<period>``) and, ``with_held``, those of
+    the hold (``:held``, a list)."""
+    c = _COUNTERS.c
     condition: Any = or_(
         *(
             and_(
@@ -645,7 +700,72 @@ def _counters_statement(with_held: bool) -> Any:
     )
     if with_held:
         condition = condition | c.id.in_(bindparam("held", expanding=True))
-    return select(c).where(condition).order_by(c.id).with_for_update()
+    columns = (c.id, c.scope, c.subject, c.period, c.period_key)
+    return select(*columns).where(condition).order_by(c.id).with_for_update()
+
+
+@functools.cache
+def _locked_counters() -> Any:
+    """The counters of ``:keys`` (scope, subject, period, period key), locked in id order."""
+    c = _COUNTERS.c
+    keys = tuple_(c.scope, c.subject, c.period, c.period_key).in_(bindparam("keys", expanding=True))
+    columns = (
+        c.id, c.scope, c.subject, c.period,
+        c.spent_micros, c.spent_tokens, c.reserved_micros, c.reserved_tokens,
+    )  # fmt: skip
+    return select(*columns).where(keys).order_by(c.id).with_for_update()
+
+
+@functools.cache
+def _hold_statement() -> Any:
+    """Counters (``:h_ids``) holding ``:h_micros`` and ``:h_tokens`` more."""
+    c = _COUNTERS.c
+    return (
+        update(_COUNTERS)
+        .where(c.id.in_(bindparam("h_ids", expanding=True)))
+        .values(
+            reserved_micros=c.reserved_micros + bindparam("h_micros"),
+            reserved_tokens=c.reserved_tokens + bindparam("h_tokens"),
+        )
+    )
+
+
+@functools.cache
+def _reservation_insert() -> Any:
+    return _RESERVATIONS.insert().returning(_RESERVATIONS.c.id)
+
+
+@functools.cache
+def _counter_update() -> Any:
+    """One counter (``:u_id``) credited with a spend and debited of a hold (``:u_spent_*``, ``:u_held_*``)."""
+    c = _COUNTERS.c
+    return (
+        update(_COUNTERS)
+        .where(c.id == bindparam("u_id"))
+        .values(
+            spent_micros=c.spent_micros + bindparam("u_spent_micros"),
+            spent_tokens=c.spent_tokens + bindparam("u_spent_tokens"),
+            reserved_micros=c.reserved_micros - bindparam("u_held_micros"),
+            reserved_tokens=c.reserved_tokens - bindparam("u_held_tokens"),
+        )
+    )
+
+
+@functools.cache
+def _reservation_statement() -> Any:
+    """A reservation's counter ids, amount and tokens (``:r_id``)."""
+    r = _RESERVATIONS.c
+    return select(r.counter_ids, r.amount_micros, r.tokens).where(r.id == bindparam("r_id"))
+
+
+@functools.cache
+def _reservation_delete() -> Any:
+    return delete(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("r_id"))
+
+
+@functools.cache
+def _usage_insert() -> Any:
+    return _USAGE.insert()
 
 
 def defaults_from(settings: Any) -> dict[tuple[str, str], tuple[int | None, int | None]]:

@@ -24,4 +24,7 @@ def period_end(period: str, now: datetime) -> datetime:
 
 
 def period_key(period: str, now: datetime) -> str:
-    return period_start(period, now).strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
+    """``2026-11-22`` for a day, ``2026-11`` for a month (formatted by hand: every turn's settlement asks)."""
+    day = now.astimezone(UTC)
+    month = f"{day.year:04d}-{day.month:02d}"
+    return f"{month}-{day.day:02d}" if period == "day" else month

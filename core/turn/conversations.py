@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
+from core.db.repositories import ConversationRepository, EventRepository, MessageRepository, open_conversation
 from core.db.session import Database
 from core.domain.ports import ConversationRef, PersonaLookup
 from core.domain.types import ConversationKey
@@ -44,8 +44,7 @@ class Conversations:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        async with self._db.unit_of_work() as session:
-            found = ConversationRef(*await ConversationRepository(session).open(key, started_by))
+        found = ConversationRef(*await self._db.transact(lambda db: open_conversation(db, key, started_by)))
         self._remember(key, found)
         return found
 
@@ -53,8 +52,8 @@ class Conversations:
         """Whether ``key`` already holds a conversation (a thread the assistant has taken part in)."""
         if key in self._cache:
             return True
-        async with self._db.reader() as session:
-            return await ConversationRepository(session).find(key) is not None
+        async with self._db.reading() as connection:
+            return await ConversationRepository(connection).model(key) is not None
 
     async def conversation_id(self, key: ConversationKey, started_by: str | None = None) -> int:
         return (await self.open(key, started_by)).id

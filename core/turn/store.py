@@ -10,14 +10,25 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
+from core.db.base import utcnow
 from core.db.models import Attachment as AttachmentRow
 from core.db.models import Message
-from core.db.repositories import ConversationRepository, EventRepository, MessageRepository
+from core.db.repositories import (
+    EventRepository,
+    add_attachments,
+    add_audit,
+    add_messages,
+    advisory_lock,
+    claim_event,
+    finish_event,
+    locate_reply,
+    queue_of,
+    touch_conversation,
+)
 from core.db.session import Database
 from core.domain.ports import (
     CallUsage,
@@ -33,13 +44,14 @@ from core.domain.ports import (
     UserImage,
 )
 from core.domain.types import ConversationKey, IncomingMessage
-from core.guards.audit import audit_row
+from core.guards.audit import audit_row, audit_values
 
 
 class Ledger(Protocol):
-    """Settles a budget hold inside a transaction it is given (``Budgets.settle_in``)."""
+    """Settles a budget hold inside a transaction it is given, synchronously (``Budgets.settle_on``: the
+    store's transaction runs in one greenlet, ``Database.transact``)."""
 
-    async def settle_in(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None: ...
+    def settle_on(self, connection: Connection, hold: Hold, usages: Sequence[CallUsage]) -> None: ...
 
 
 class SqlTurnStore:
@@ -59,54 +71,63 @@ class SqlTurnStore:
         """One transaction: the event recorded, queued in its conversation, and its place read. Claims of one
         conversation are serialised (an advisory lock on PostgreSQL, the write lock on SQLite), so the order
         of their row ids is the order they were made in."""
-        async with self._db.unit_of_work() as session:
-            if not self._db.is_sqlite:
-                await session.execute(select(func.pg_advisory_xact_lock(_lock_id(message.key))))
-            events = EventRepository(session)
-            position = await events.claim(
+        lock = None if self._db.is_sqlite else _lock_id(message.key)
+
+        def claim(connection: Connection) -> QueuePlace | None:
+            if lock is not None:
+                advisory_lock(connection, lock)
+            position = claim_event(
+                connection,
                 message.event_id,
                 message.key.platform,
                 key=message.key,
                 user_id=message.user.user_id,
                 owner=self._owner,
             )
-            if position is None:
-                return None
-            return await _place(events, message, position)
+            return None if position is None else _place(connection, message, position)
+
+        return await self._db.transact(claim)
 
     async def place(self, message: IncomingMessage, position: int) -> QueuePlace:
-        async with self._db.reader() as session:
-            return await _place(EventRepository(session), message, position)
+        return await self._db.read(lambda connection: _place(connection, message, position))
 
     async def locate(self, message: IncomingMessage, where: ReplyLocation) -> None:
-        async with self._db.unit_of_work() as session:
-            await EventRepository(session).locate(message.event_id, self._owner, where)
+        await self._db.transact(
+            lambda connection: locate_reply(connection, message.event_id, self._owner, where)
+        )
 
     async def persist(
         self, turn: FinishedTurn, hold: Hold, usages: Sequence[CallUsage]
     ) -> list[HistoryEntry]:
-        """Messages, event status, usage and the guards' decisions of an answered turn, in one transaction."""
-        rows = _rows(turn.message, turn.conversation_id, turn.messages, turn.images, "ok", turn.encoding)
-        async with self._db.unit_of_work() as session:
-            session.add_all([audit_row(record) for record in turn.audit])
-            messages = MessageRepository(session)
-            for row in rows:
-                messages.add(row)
-            await messages.flush()
-            await ConversationRepository(session).touch(turn.conversation_id)
-            if not await EventRepository(session).finish(
-                turn.message.event_id, status="done", conversation_id=turn.conversation_id, owner=self._owner
+        """Messages, event status, usage and the guards' decisions of an answered turn, in one transaction
+        (Core statements on a connection: the messages in one INSERT that returns their ids)."""
+        rows = _values(turn.message, turn.conversation_id, turn.messages, "ok", turn.encoding)
+        audit = [audit_values(record) for record in turn.audit]
+
+        def persist(connection: Connection) -> list[int]:
+            add_audit(connection, audit)
+            ids = add_messages(connection, rows)
+            _add_images(connection, turn.messages, ids, turn.images)
+            touch_conversation(connection, turn.conversation_id)
+            if not finish_event(
+                connection,
+                turn.message.event_id,
+                status="done",
+                conversation_id=turn.conversation_id,
+                owner=self._owner,
             ):
                 raise TurnTakenOver(turn.message.event_id)  # rolls back: another replica resolved it
-            await self._settle(session, hold, usages)
+            self._settle(connection, hold, usages)
+            return ids
+
+        ids = await self._db.transact(persist)
         return [
-            HistoryEntry(row.id, item.role, item.wire, item.tokens)
-            for row, item in zip(rows, turn.messages, strict=True)
+            HistoryEntry(row_id, item.role, item.wire, item.tokens)
+            for row_id, item in zip(ids, turn.messages, strict=True)
         ]
 
     async def charge(self, hold: Hold, usages: Sequence[CallUsage]) -> None:
-        async with self._db.unit_of_work() as session:
-            await self._settle(session, hold, usages)
+        await self._db.transact(lambda connection: self._settle(connection, hold, usages))
 
     async def record_failure(self, turn: FailedTurn) -> None:
         """Keep the failed turn as a hidden pair (user message + error marker), mark the event failed, and
@@ -126,9 +147,9 @@ class SqlTurnStore:
                 for row in _rows(turn.message, turn.conversation_id, pair, turn.images, "failed", "n/a"):
                     session.add(row)
 
-    async def _settle(self, session: AsyncSession, hold: Hold, usages: Sequence[CallUsage]) -> None:
+    def _settle(self, connection: Connection, hold: Hold, usages: Sequence[CallUsage]) -> None:
         if self._ledger is not None:
-            await self._ledger.settle_in(session, hold, usages)
+            self._ledger.settle_on(connection, hold, usages)
 
 
 class TurnTakenOver(Exception):
@@ -146,8 +167,8 @@ def _lock_id(key: ConversationKey) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def _place(events: EventRepository, message: IncomingMessage, position: int) -> QueuePlace:
-    row = await events.queue(message.key, message.user.user_id)
+def _place(connection: Connection, message: IncomingMessage, position: int) -> QueuePlace:
+    row = queue_of(connection, message.key, message.user.user_id)
     if row.conversation_id is None:
         conversation, history = None, None
     else:
@@ -187,6 +208,68 @@ def _rows(
             row.attachments = _attachments(images)
         rows.append(row)
     return rows
+
+
+def _values(
+    message: IncomingMessage,
+    conversation_id: int,
+    pending: Sequence[TurnMessage],
+    status: str,
+    encoding: str,
+) -> list[dict[str, Any]]:
+    """``_rows`` as the columns of a Core INSERT."""
+    rows: list[dict[str, Any]] = []
+    for item in pending:
+        is_user = item.role == "user"
+        rows.append(
+            {
+                "conversation_id": conversation_id,
+                "role": item.role,
+                "content": item.parts,
+                "tool_calls": item.tool_calls,
+                "tool_call_id": item.tool_call_id,
+                "model": item.model,
+                "token_count": item.tokens,
+                "token_encoding": encoding,
+                "status": status,
+                "user_id": message.user.user_id if is_user else None,
+                "event_id": message.event_id if is_user else None,
+                "created_at": message.received_at if is_user else utcnow(),
+            }
+        )
+    return rows
+
+
+def _add_images(
+    connection: Connection,
+    pending: Sequence[TurnMessage],
+    ids: Sequence[int],
+    images: Sequence[UserImage],
+) -> None:
+    """The user message's images, as ``_rows`` attaches them."""
+    if not images:
+        return
+    for row_id, item in zip(ids, pending, strict=True):
+        if item.role == "user":
+            now = utcnow()
+            add_attachments(
+                connection,
+                [
+                    {
+                        "message_id": row_id,
+                        "position": position,
+                        "name": image.name,
+                        "mime": image.mime,
+                        "size": len(image.data),
+                        "sha256": hashlib.sha256(image.data).hexdigest(),
+                        "width": image.width,
+                        "height": image.height,
+                        "data": image.data,
+                        "created_at": now,
+                    }
+                    for position, image in enumerate(images)
+                ],
+            )
 
 
 def _attachments(images: Sequence[UserImage]) -> list[AttachmentRow]:

@@ -29,6 +29,7 @@ from tests.support import RecordingReplier
 GENERAL = ConversationKey("slack", "T1", "C1", "1700000000.000100")
 ADA = ChatUser("slack", "U0ADA", "ada")
 ADMIN = ChatUser("slack", "U0BOSS", "boss", is_admin=True)  # a workspace admin of T1
+OPERATOR = ChatUser("cli", "root", "root", is_admin=True)  # `threadwise admin`
 PROMPT = "You are a helpful test assistant."
 AN_HOUR = 3600.0  # longer than any test: a cached entry changes only through a notice
 
@@ -194,3 +195,45 @@ async def test_a_malformed_notice_is_ignored_and_the_next_one_is_heard(
         await heard(core, 4)
         await turn(core, "and now?", "e2")
         assert system_of(fake_openai.chat_requests()[-1]) == f"{PROMPT}\n\nIn this channel: Be kind."
+
+
+async def test_a_ban_through_one_replica_stops_the_others_admission_at_once_and_an_unban_lifts_it(
+    database_url: str, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapters' admission (before any download or platform call) reads bans from a per-replica cache:
+    a ban or unban made anywhere reaches it by notice, not after the cache's minute."""
+    async with two_replicas(database_url, fake_openai, monkeypatch) as (first, second):
+        message = IncomingMessage(GENERAL, ADA, "hello", "e1", datetime.now(UTC))
+        assert await second.turns.admit(message)  # the second replica caches "Ada is not banned"
+
+        await first.admin.ban(OPERATOR, "slack:U0ADA", reason="spam", until=None)
+        await heard(second, 1)
+        assert not await second.turns.admit(message)
+        assert not await first.turns.admit(message)
+
+        assert await first.admin.unban(OPERATOR, "slack:U0ADA")
+        await heard(second, 2)
+        assert await second.turns.admit(message)
+
+
+async def test_a_quota_set_through_one_replica_refuses_the_next_turn_on_the_other_and_clearing_it_frees_it(
+    database_url: str, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without default limits a turn learns that it has none from a per-replica cache: an override set or
+    cleared anywhere reaches it by notice."""
+    async with two_replicas(database_url, fake_openai, monkeypatch) as (first, second):
+        await turn(second, "hello", "e1")  # the second replica caches "no limits for Ada here"
+        asked = len(fake_openai.chat_requests())
+
+        said = (await slack(first).admin(ADMIN, GENERAL, "quota", "set channel here day $0")).text
+        assert said.startswith("Set:")
+        await heard(second, 1)
+        replier = RecordingReplier()
+        await second.turns.handle(IncomingMessage(GENERAL, ADA, "again", "e2", datetime.now(UTC)), replier)
+        assert [type(error).__name__ for error in replier.errors] == ["QuotaExceeded"]
+        assert len(fake_openai.chat_requests()) == asked  # refused before any model call
+
+        await slack(first).admin(ADMIN, GENERAL, "quota", "clear channel here day")
+        await heard(second, 2)
+        await turn(second, "and now?", "e3")
+        assert len(fake_openai.chat_requests()) == asked + 1
