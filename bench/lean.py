@@ -47,7 +47,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -65,11 +64,13 @@ from bench.slack_load import (
     Phase,
     bench_slack_class,
     child_env,
+    free_port,
     log_tail,
     ms,
     pin,
     prepare,
     ratio,
+    rss_mb,
     stop,
     versions,
 )
@@ -102,22 +103,6 @@ SYSTEMS = (
 
 
 # ============================================================================================= the driver
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def _threadwise_command() -> list[str]:
@@ -207,7 +192,7 @@ class Driver:
                 if running.served < args.total:
                     await self.block(running, args.total - running.served, record=None)
                 await asyncio.sleep(SETTLE)
-                running.rss_total = _rss_mb(running.process.pid)
+                running.rss_total = rss_mb(running.process.pid)
             self.progress("done")
             return runs
 
@@ -234,7 +219,7 @@ class Driver:
 
     async def start(self, system: System, previous: Running | None) -> Running:
         slug = re.sub(r"[^a-z0-9]+", "-", system.name.lower()).strip("-")
-        port = _free_port()
+        port = free_port()
         extra = {"PORT": str(port)}
         if system.kind == "threadwise":
             extra |= {"THREADWISE_USER_RATE_LIMIT": "off", **system.env}
@@ -279,7 +264,7 @@ class Driver:
             await asyncio.sleep(0.01)
         running.ready.append(time.perf_counter() - started)
         await asyncio.sleep(SETTLE)
-        rss = _rss_mb(process.pid)
+        rss = rss_mb(process.pid)
         if rss is not None:
             running.rss_ready.append(rss)
         sender = self.load.sender(running)

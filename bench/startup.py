@@ -25,11 +25,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -41,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-_SETTING_PREFIXES = ("THREADWISE_", "SLACK_", "OPENAI_", "DISCORD_")
-_SETTING_NAMES = ("DATABASE_URL", "REDIS_URL", "PORT")
+from bench.slack_load import bench_slack_class, child_env, cpu_seconds, free_port, rss_mb  # noqa: E402
+
 SETTLE = 1.0
 # Packages a Slack-only, SQLite `serve` has no use for: each one imported is start-up time and memory spent.
 UNUSED = (
@@ -63,28 +61,6 @@ UNUSED = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (all its threads), from /proc (10 ms resolution)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return None
-
-
-def _rss_mb(pid: int) -> float | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return None
-
-
 class Starts:
     """The starts of one source tree (its own database and log in ``workdir``)."""
 
@@ -95,27 +71,15 @@ class Starts:
         self.results: list[dict[str, object]] = []
 
     def environment(self, openai_url: str, slack_url: str, port: int) -> dict[str, str]:
-        from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET
-
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(_SETTING_PREFIXES) and key not in _SETTING_NAMES
-        }
-        env |= {
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_BASE_URL": openai_url,
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack_url,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / (self.name + '.db')}",
+        extra = {
             "PORT": str(port),
             "PYTHONPATH": str(self.source),
             "THREADWISE_USER_RATE_LIMIT": "off",
             "THREADWISE_MODERATION": "false",
             "THREADWISE_LOG_FORMAT": "json",
         }
-        return env
+        database = self.workdir / f"{self.name}.db"
+        return child_env(openai_url=openai_url, slack_url=slack_url, database=database, extra=extra)
 
     async def once(
         self, session: object, openai_url: str, slack_url: str, *, importtime: bool, profile: str = ""
@@ -123,7 +87,7 @@ class Starts:
         import aiohttp
 
         assert isinstance(session, aiohttp.ClientSession)
-        port = _free_port()
+        port = free_port()
         command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "bots", "serve"]
         if profile:
             command[1:1] = ["-m", "cProfile", "-o", profile]
@@ -150,9 +114,9 @@ class Starts:
                                 break
                     await asyncio.sleep(0.005)
                 ready = time.perf_counter() - started
-                cpu = _cpu_seconds(process.pid)
+                cpu = cpu_seconds(process.pid)
                 await asyncio.sleep(SETTLE)
-                rss = _rss_mb(process.pid)
+                rss = rss_mb(process.pid)
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGTERM)
@@ -236,7 +200,6 @@ def summary(starts: Starts) -> None:
 async def main(args: argparse.Namespace) -> None:
     import aiohttp
 
-    from bench.slack_overhead import _bench_slack_class
     from tests.fakes.openai_api import FakeOpenAI
 
     with tempfile.TemporaryDirectory(prefix="tw-startup-") as folder:
@@ -246,7 +209,7 @@ async def main(args: argparse.Namespace) -> None:
             trees.append(Starts("baseline", args.baseline, workdir))
         async with (
             FakeOpenAI() as openai_fake,
-            _bench_slack_class()() as slack_fake,
+            bench_slack_class()() as slack_fake,
             aiohttp.ClientSession() as session,
         ):
             urls = openai_fake.base_url, slack_fake.api_url
