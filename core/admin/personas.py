@@ -77,9 +77,9 @@ class Personas:
         self._models = tuple(models)
         self._notices = notices
         self._cache: ReplicaCache[Place, Persona | None] = ReplicaCache(ttl=ttl)
+        database.board.on_start_over(self._cache.clear)  # notices missed, or the count of changes moved
         if notices is not None:
             notices.subscribe("persona", self._changed)
-            notices.on_listening(self._cache.clear)
 
     async def persona(self, key: ConversationKey) -> Persona | None:
         channel = await self._get((key.platform, key.workspace_id, key.channel_id))

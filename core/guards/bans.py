@@ -58,7 +58,7 @@ class BanGuard:
         self._clock = clock
         self._cache: ReplicaCache[tuple[str, str], UserBan | None] = ReplicaCache(ttl=ttl)
         database.board.subscribe("ban", self._changed)
-        database.board.on_listening(self._cache.clear)
+        database.board.on_start_over(self._cache.clear)
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
         known = _known.get()

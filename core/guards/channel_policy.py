@@ -45,9 +45,9 @@ class ChannelPolicies:
         self._db = database
         self._notices = notices
         self._cache: ReplicaCache[Channel, Policy] = ReplicaCache(ttl=ttl)
+        database.board.on_start_over(self._cache.clear)  # notices missed, or the count of changes moved
         if notices is not None:
             notices.subscribe("policy", self._changed)
-            notices.on_listening(self._cache.clear)
 
     async def get(self, channel: Channel) -> Policy:
         found, cached = self._cache.get(channel)

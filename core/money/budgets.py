@@ -157,7 +157,7 @@ class Budgets:
         self._db = database
         self._overrides: ReplicaCache[Subjects, Overrides] = ReplicaCache(ttl=ttl)
         database.board.subscribe("budget", self._changed)
-        database.board.on_listening(self._overrides.clear)
+        database.board.on_start_over(self._overrides.clear)
         self.prices = prices
         self.defaults = {key: value for key, value in defaults.items() if value != (None, None)}
         self._clock = clock
