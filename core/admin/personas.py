@@ -3,8 +3,9 @@ per workspace, looked up on every turn (the channel's beats the workspace's).
 
 Lookups are cached per replica (``ReplicaCache``): a change, made on any replica or by `threadwise admin`,
 sends a ``persona`` notice in its transaction and every listening replica drops that entry at once; the whole
-cache goes when the listening connection (re)opens, and an entry is read again after ``ttl`` seconds (60)
-should a notice be lost anyway. Every change and every ``show`` is recorded in
+cache goes when the listening connection (re)opens or a turn's claim finds the count of setting changes moved
+(another process's change, on SQLite), and an entry is read again after ``ttl`` seconds (60) should a notice
+be lost anyway. Every change and every ``show`` is recorded in
 ``admin_actions`` through ``AdminService.record`` (which also refuses non-admins, recording the refusal).
 """
 

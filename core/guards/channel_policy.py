@@ -2,8 +2,9 @@
 
 Read on every turn, so each replica caches them (``ReplicaCache``): a change, made on any replica or by
 `threadwise admin`, sends a ``policy`` notice in its transaction and every listening replica drops that
-channel's entry at once; the whole cache goes when the listening connection (re)opens, and an entry is read
-again after ``ttl`` seconds (60) should a notice be lost anyway.
+channel's entry at once; the whole cache goes when the listening connection (re)opens or a turn's claim finds
+the count of setting changes moved (another process's change, on SQLite), and an entry is read again after
+``ttl`` seconds (60) should a notice be lost anyway.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ order on PostgreSQL; the database lock of ``BEGIN IMMEDIATE`` on SQLite), so con
 
 Without default limits most turns have none: whether a turn has any is answered from a per-replica cache of
 the overrides (``ReplicaCache``), which a ``budget`` notice empties on every replica when an override is set
-or cleared (``limits_changed``, in the change's transaction); a turn that has limits reads them again in the
-transaction that holds against them.
+or cleared (``limits_changed``, in the change's transaction), as does a turn's claim that finds the count of
+setting changes moved (another process's change, on SQLite: before the turn reserves); a turn that has
+limits reads them again in the transaction that holds against them.
 """
 
 from __future__ import annotations
