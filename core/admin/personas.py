@@ -3,8 +3,9 @@ per workspace, looked up on every turn (the channel's beats the workspace's).
 
 Lookups are cached per replica (``ReplicaCache``): a change, made on any replica or by `threadwise admin`,
 sends a ``persona`` notice in its transaction and every listening replica drops that entry at once; the whole
-cache goes when the listening connection (re)opens, and an entry is read again after ``ttl`` seconds (60)
-should a notice be lost anyway. Every change and every ``show`` is recorded in
+cache goes when the listening connection (re)opens or a turn's claim finds the count of setting changes moved
+(another process's change, on SQLite), and an entry is read again after ``ttl`` seconds (60) should a notice
+be lost anyway. Every change and every ``show`` is recorded in
 ``admin_actions`` through ``AdminService.record`` (which also refuses non-admins, recording the refusal).
 """
 
@@ -77,9 +78,9 @@ class Personas:
         self._models = tuple(models)
         self._notices = notices
         self._cache: ReplicaCache[Place, Persona | None] = ReplicaCache(ttl=ttl)
+        database.board.on_start_over(self._cache.clear)  # notices missed, or the count of changes moved
         if notices is not None:
             notices.subscribe("persona", self._changed)
-            notices.on_listening(self._cache.clear)
 
     async def persona(self, key: ConversationKey) -> Persona | None:
         channel = await self._get((key.platform, key.workspace_id, key.channel_id))

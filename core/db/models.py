@@ -432,3 +432,14 @@ class AnswerFeedback(Base):
     model: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SettingChanges(Base):
+    """One row (id 1): how many times a setting that processes cache was changed (a channel policy, a
+    persona, a ban, a budget override), bumped in each change's transaction; every turn's claim reads it, and
+    a process that finds it moved since its last turn drops those caches (core/db/notice_board.py)."""
+
+    __tablename__ = "setting_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -8,10 +8,12 @@ Topics: ``stop`` (a Stop clicked for a turn another replica runs), ``policy`` (a
 is sent inside the transaction that made the change, so it goes out exactly when the change commits; after
 the commit this process's own subscribers hear it too, at once (and again when PostgreSQL echoes it back:
 handlers are idempotent). A notice sent while a replica's listening connection is down is lost for that
-replica: subscribers that cache register ``on_listening`` to drop what they hold whenever the connection
-(re)opens, and keep a safety TTL. SQLite serves one process: notices are local only. Besides a ``Notices``'s
-own subscribers, every notice reaches the database's ``board`` (core/db/notice_board.py), where caches built
-without the replica's ``Notices`` subscribe.
+replica: subscribers that cache register ``on_start_over`` (the board's) to drop what they hold whenever the
+connection (re)opens, and keep a safety TTL. SQLite serves one process: notices are local only, and a change
+made by another process (`threadwise admin`) reaches the service through the count of setting changes that
+the change bumps (``SETTINGS`` topics) and every turn's claim reads (core/db/notice_board.py). Besides a
+``Notices``'s own subscribers, every notice reaches the database's ``board`` (core/db/notice_board.py), where
+caches built without the replica's ``Notices`` subscribe.
 
 Payloads are bounded (``MAX_PAYLOAD``) and checked when heard: a malformed or oversized notice is logged
 and ignored, a topic this replica does not know (a newer replica's) is ignored.
@@ -30,6 +32,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.notice_board import Handler, Notice
+from core.db.repositories import count_setting_change
 from core.db.session import Database
 
 __all__ = ["CHANNEL", "MAX_PAYLOAD", "TOPICS", "Notice", "Notices", "place_in"]
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "threadwise_notices"  # the NOTIFY channel every replica listens on
 TOPICS = frozenset({"stop", "policy", "persona", "approval", "ban", "budget"})
+SETTINGS = frozenset({"policy", "persona", "ban", "budget"})  # changes of what processes cache: counted too
 MAX_PAYLOAD = 1024  # bytes of one notice's JSON (PostgreSQL allows 8000)
 CHECK_EVERY = 30.0  # seconds between checks that the listening connection is alive
 RETRY_AFTER = 2.0  # seconds before listening again after the connection broke
@@ -72,12 +76,16 @@ class Notices:
 
     async def publish(self, topic: str, fields: Notice, session: AsyncSession | None = None) -> None:
         """Send a notice when ``session``'s transaction commits (every replica hears it, this one as soon as
-        it commits); without ``session``, in a transaction of its own, now."""
+        it commits); without ``session``, in a transaction of its own, now. A setting's change (``SETTINGS``)
+        also bumps the count of setting changes in that transaction, on every database: a process that
+        cannot hear the notice (SQLite: another process) drops its caches at its next turn."""
         payload = encode(topic, fields)
         if session is None:
             async with self._db.unit_of_work() as own:
                 await self.publish(topic, fields, own)
             return
+        if topic in SETTINGS:
+            await count_setting_change(session)
         if self.is_shared:
             await session.execute(select(func.pg_notify(CHANNEL, payload)))
         event.listen(session.sync_session, "after_commit", lambda _session: self.deliver(payload), once=True)
@@ -149,11 +157,12 @@ class Notices:
                 await asyncio.sleep(RETRY_AFTER)
 
     def _listening_again(self) -> None:
-        for callback in (*self._reopened, *self._db.board.reopened):
+        for callback in self._reopened:
             try:
                 callback()
             except Exception:
                 log.exception("a notice subscriber failed to start over")
+        self._db.board.start_over()
 
 
 def place_in(notice: Notice) -> tuple[str, str, str]:

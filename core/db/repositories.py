@@ -40,9 +40,11 @@ from core.db.models import (
     Message,
     ModerationEvent,
     ProcessedEvent,
+    SettingChanges,
 )
 from core.domain.types import ConversationKey
 
+SETTING_CHANGES_ROW = 1  # the one row of ``setting_changes`` (migration 0012)
 Executor = AsyncSession | AsyncConnection  # a session, or a Core connection where no ORM object is wanted
 SyncExecutor = Session | Connection  # the same inside a greenlet (``run_sync``, ``Database.transact``)
 
@@ -59,6 +61,7 @@ _MESSAGES = cast(Table, Message.__table__)
 _BANS = cast(Table, Ban.__table__)
 _ATTACHMENTS = cast(Table, Attachment.__table__)
 _MODERATION = cast(Table, ModerationEvent.__table__)
+_SETTING_CHANGES = cast(Table, SettingChanges.__table__)
 
 
 def _values(table: Table, prefix: str, *columns: str) -> dict[str, Any]:
@@ -153,8 +156,9 @@ class _Prepared:
     @functools.cached_property
     def queue(self) -> Any:
         """One row: the conversation's earliest unfinished claim, the conversation (outer-joined once: id,
-        model, history version, newest visible message) and the sender's ban (outer-joined once)."""
-        e, c, m, b = _EVENTS.c, _CONVERSATIONS.c, _MESSAGES.c, _BANS.c
+        model, history version, newest visible message), the sender's ban (outer-joined once) and the count
+        of setting changes (``setting_changes``)."""
+        e, c, m, b, s = _EVENTS.c, _CONVERSATIONS.c, _MESSAGES.c, _BANS.c, _SETTING_CHANGES.c
         platform: Any = bindparam("q_platform")
         workspace: Any = bindparam("q_workspace")
         channel: Any = bindparam("q_channel")
@@ -168,6 +172,7 @@ class _Prepared:
             e.status == "claimed",
         )
         newest = select(func.max(m.id)).where(m.conversation_id == c.id, m.status == "ok")
+        changes = select(s.changes).where(s.id == SETTING_CHANGES_ROW)
         one = select(literal_column("1").label("one")).subquery("one")
         joined = one.outerjoin(
             _CONVERSATIONS,
@@ -187,6 +192,7 @@ class _Prepared:
             b.id,
             b.reason,
             b.expires_at,
+            changes.scalar_subquery(),
         ).select_from(joined)
 
     @functools.cache  # noqa: B019 - one instance per process, never freed
@@ -225,6 +231,11 @@ class _Prepared:
     @functools.cached_property
     def new_audit(self) -> Any:
         return _MODERATION.insert()
+
+    @functools.cached_property
+    def count_setting_change(self) -> Any:
+        s = _SETTING_CHANGES.c
+        return update(_SETTING_CHANGES).where(s.id == SETTING_CHANGES_ROW).values(changes=s.changes + 1)
 
     @functools.cached_property
     def advisory_lock(self) -> Any:
@@ -364,6 +375,7 @@ class QueueRow:
     history_version: int
     newest_message: int | None  # the newest visible message's id
     ban: tuple[str, datetime | None] | None  # the sender's ban: reason and expiry
+    setting_changes: int | None  # ``count_setting_change`` so far (None: the row is missing)
 
 
 class EventRepository:
@@ -476,7 +488,8 @@ def claim_event(
 
 def queue_of(db: SyncExecutor, key: ConversationKey, user_id: str) -> QueueRow:
     """In one statement: the earliest unfinished turn of the conversation of ``key`` (its claim's row id),
-    the conversation as it is now (id, model, history state; None: not created yet), and ``user_id``'s ban."""
+    the conversation as it is now (id, model, history state; None: not created yet), ``user_id``'s ban, and
+    the count of setting changes."""
     keyed = {
         "q_platform": key.platform,
         "q_workspace": key.workspace_id,
@@ -486,7 +499,8 @@ def queue_of(db: SyncExecutor, key: ConversationKey, user_id: str) -> QueueRow:
     }
     row = db.execute(_prepared.queue, keyed).one()
     ban = (row[6], row[7]) if row[5] is not None else None
-    return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban)
+    changes = int(row[8]) if row[8] is not None else None
+    return QueueRow(row[0], row[1], row[2], int(row[3] or 0), row[4], ban, changes)
 
 
 def finish_event(
@@ -561,6 +575,13 @@ def add_audit(db: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """The guards' decisions (``moderation_events`` columns)."""
     if rows:
         db.execute(_prepared.new_audit, list(rows))
+
+
+async def count_setting_change(session: Executor) -> None:
+    """In the transaction that changes a setting processes cache (a channel policy, a persona, a ban, a
+    budget override): the count every turn's claim reads goes up when it commits, so that a process that
+    heard no notice of the change (SQLite: another process) drops its caches at its next turn."""
+    await session.execute(_prepared.count_setting_change)
 
 
 def advisory_lock(db: Connection, lock_id: int) -> None:

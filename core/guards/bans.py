@@ -5,9 +5,10 @@ it over with ``known_ban``), so a ban an admin placed on any replica applies to 
 statement. The adapters' earlier check (``GuardChain.admit``, before a download or a platform call) and
 commands (``refuse_if_banned``) read the ``bans`` table through a per-replica cache (``ReplicaCache``): a
 ban or unban, on any replica, sends a ``ban`` notice in its transaction (``ban_changed``) and every replica
-drops that user's entry at once; all entries go when the listening connection (re)opens, and none is
-trusted for more than 60 s. The claim's read stays the authoritative one: a ban applies to the next turn
-even where a notice was missed."""
+drops that user's entry at once; all entries go when the listening connection (re)opens or a turn's claim
+finds the count of setting changes moved (a ban made by another process, on SQLite: the events after that
+turn), and none is trusted for more than 60 s. The claim's read stays the authoritative one: a ban applies
+to the next turn even where a notice was missed."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class BanGuard:
         self._clock = clock
         self._cache: ReplicaCache[tuple[str, str], UserBan | None] = ReplicaCache(ttl=ttl)
         database.board.subscribe("ban", self._changed)
-        database.board.on_listening(self._cache.clear)
+        database.board.on_start_over(self._cache.clear)
 
     async def check(self, message: IncomingMessage) -> IncomingMessage:
         known = _known.get()

@@ -2,8 +2,9 @@
 
 Read on every turn, so each replica caches them (``ReplicaCache``): a change, made on any replica or by
 `threadwise admin`, sends a ``policy`` notice in its transaction and every listening replica drops that
-channel's entry at once; the whole cache goes when the listening connection (re)opens, and an entry is read
-again after ``ttl`` seconds (60) should a notice be lost anyway.
+channel's entry at once; the whole cache goes when the listening connection (re)opens or a turn's claim finds
+the count of setting changes moved (another process's change, on SQLite), and an entry is read again after
+``ttl`` seconds (60) should a notice be lost anyway.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ class ChannelPolicies:
         self._db = database
         self._notices = notices
         self._cache: ReplicaCache[Channel, Policy] = ReplicaCache(ttl=ttl)
+        database.board.on_start_over(self._cache.clear)  # notices missed, or the count of changes moved
         if notices is not None:
             notices.subscribe("policy", self._changed)
-            notices.on_listening(self._cache.clear)
 
     async def get(self, channel: Channel) -> Policy:
         found, cached = self._cache.get(channel)

@@ -11,8 +11,9 @@ order on PostgreSQL; the database lock of ``BEGIN IMMEDIATE`` on SQLite), so con
 
 Without default limits most turns have none: whether a turn has any is answered from a per-replica cache of
 the overrides (``ReplicaCache``), which a ``budget`` notice empties on every replica when an override is set
-or cleared (``limits_changed``, in the change's transaction); a turn that has limits reads them again in the
-transaction that holds against them.
+or cleared (``limits_changed``, in the change's transaction), as does a turn's claim that finds the count of
+setting changes moved (another process's change, on SQLite: before the turn reserves); a turn that has
+limits reads them again in the transaction that holds against them.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class Budgets:
         self._db = database
         self._overrides: ReplicaCache[Subjects, Overrides] = ReplicaCache(ttl=ttl)
         database.board.subscribe("budget", self._changed)
-        database.board.on_listening(self._overrides.clear)
+        database.board.on_start_over(self._overrides.clear)
         self.prices = prices
         self.defaults = {key: value for key, value in defaults.items() if value != (None, None)}
         self._clock = clock

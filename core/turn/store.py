@@ -73,7 +73,7 @@ class SqlTurnStore:
         of their row ids is the order they were made in."""
         lock = None if self._db.is_sqlite else _lock_id(message.key)
 
-        def claim(connection: Connection) -> QueuePlace | None:
+        def claim(connection: Connection) -> tuple[QueuePlace, int | None] | None:
             if lock is not None:
                 advisory_lock(connection, lock)
             position = claim_event(
@@ -86,10 +86,17 @@ class SqlTurnStore:
             )
             return None if position is None else _place(connection, message, position)
 
-        return await self._db.transact(claim)
+        claimed = await self._db.transact(claim)
+        return None if claimed is None else self._saw(*claimed)
 
     async def place(self, message: IncomingMessage, position: int) -> QueuePlace:
-        return await self._db.read(lambda connection: _place(connection, message, position))
+        return self._saw(*await self._db.read(lambda connection: _place(connection, message, position)))
+
+    def _saw(self, place: QueuePlace, setting_changes: int | None) -> QueuePlace:
+        """The place, once the process's caches started over if a setting changed since the last turn
+        (another process's change, on SQLite: the turn reads persona, policy and limits afresh)."""
+        self._db.board.saw_changes(setting_changes)
+        return place
 
     async def locate(self, message: IncomingMessage, where: ReplyLocation) -> None:
         await self._db.transact(
@@ -167,7 +174,8 @@ def _lock_id(key: ConversationKey) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _place(connection: Connection, message: IncomingMessage, position: int) -> QueuePlace:
+def _place(connection: Connection, message: IncomingMessage, position: int) -> tuple[QueuePlace, int | None]:
+    """The claim's place in its conversation's queue, and the count of setting changes read with it."""
     row = queue_of(connection, message.key, message.user.user_id)
     if row.conversation_id is None:
         conversation, history = None, None
@@ -176,7 +184,7 @@ def _place(connection: Connection, message: IncomingMessage, position: int) -> Q
         history = (row.newest_message, row.history_version)
     ban = UserBan(*row.ban) if row.ban is not None else None
     first = row.head is None or row.head >= position
-    return QueuePlace(position, first, conversation, history, ban, ban_read=True)
+    return QueuePlace(position, first, conversation, history, ban, ban_read=True), row.setting_changes
 
 
 def _rows(

@@ -33,6 +33,7 @@ EXPECTED = {
     "personas",
     "tool_approvals",
     "answer_feedback",
+    "setting_changes",
 }
 
 

@@ -1,7 +1,8 @@
 """Notices between replicas (core/db/notices.py): a channel policy or persona changed through one replica
 applies to the very next turn on another, a listening connection that broke drops the caches when it comes
 back, a malformed notice is ignored. Each replica is a whole core (`open_core`) on the same database, with
-its caches trusted for an hour, so only a notice can make a change show. SQLite serves one process: there
+its caches trusted for an hour, so only a notice (or the count of setting changes a turn's claim reads) can
+make a change show. SQLite serves one process: there
 the one core is both replicas."""
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from bots.bootstrap import Core, open_core
+from bots.bootstrap import Core, open_admin_shell, open_core
 from core.db.models import PersonaRow
 from core.db.notices import CHANNEL, Notices
 from core.db.session import Database
@@ -36,7 +38,12 @@ AN_HOUR = 3600.0  # longer than any test: a cached entry changes only through a 
 
 @contextlib.asynccontextmanager
 async def replica(
-    url: str, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, *, check_every: float = 30.0
+    url: str,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    check_every: float = 30.0,
+    listen: bool = True,
 ) -> AsyncIterator[Core]:
     env = {
         "OPENAI_API_KEY": "test-key",
@@ -48,6 +55,9 @@ async def replica(
         monkeypatch.setenv(name, value)
     async with open_core(load_settings(env_file=None), cache_ttl=AN_HOUR) as core:
         assert core.notices is not None
+        if not listen:
+            yield core
+            return
         async with core.notices.listening(check_every=check_every):
             yield core
 
@@ -237,3 +247,37 @@ async def test_a_quota_set_through_one_replica_refuses_the_next_turn_on_the_othe
         await heard(second, 2)
         await turn(second, "and now?", "e3")
         assert len(fake_openai.chat_requests()) == asked + 1
+
+
+async def test_a_change_whose_notice_a_replica_does_not_hear_applies_to_its_next_turn(
+    database_url: str, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`threadwise admin` is another process with its own connections: on SQLite no notice leaves it, and
+    on PostgreSQL a replica may miss one (this one does not listen at all). The count of setting changes the
+    change bumped, which every turn's claim reads, still brings it to the replica's very next turn."""
+    async with replica(database_url, fake_openai, monkeypatch, listen=False) as core:
+        await turn(core, "hello", "e1")  # caches "no persona", the default tools, "no limits"
+        assert system_of(fake_openai.chat_requests()[-1]) == PROMPT
+
+        async with open_admin_shell(load_settings(env_file=None)) as shell:  # its own Database: the CLI
+            await shell.personas.set(OPERATOR, ("slack", "T1", "C1"), "Be brief.")
+            await shell.tools.set(OPERATOR, ("slack", "T1", "C1"), ["calculator"])
+        await turn(core, "and now?", "e2")
+        request = fake_openai.chat_requests()[-1]
+        assert system_of(request) == f"{PROMPT}\n\nIn this channel: Be brief."
+        assert tools_of(request) == {"calculator"}
+        asked = len(fake_openai.chat_requests())
+
+        async with open_admin_shell(load_settings(env_file=None)) as shell:
+            await shell.admin.quota_set(
+                OPERATOR,
+                scope="channel",
+                subject="slack:T1:C1",
+                period="day",
+                usd_limit=Decimal(0),
+                token_limit=None,
+            )
+        replier = RecordingReplier()
+        await core.turns.handle(IncomingMessage(GENERAL, ADA, "again", "e3", datetime.now(UTC)), replier)
+        assert [type(error).__name__ for error in replier.errors] == ["QuotaExceeded"]
+        assert len(fake_openai.chat_requests()) == asked  # refused before any model call
