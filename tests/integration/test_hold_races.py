@@ -7,7 +7,7 @@ serialises writers (``BEGIN IMMEDIATE``), so there the two run one after the oth
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,10 +30,9 @@ from tests.support import Clock, incoming
 START = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(minutes=10)
 PROMPT = 100
+KEEP_SECONDS = 300.0
 USAGE = Usage(prompt_tokens=PROMPT, completion_tokens=10)  # what the turn's one call used
 SPENT_MICROS = MINI.chat_cost("gpt-4o-mini", input_tokens=PROMPT, cached_tokens=0, output_tokens=10).micros
-
-Party = Callable[[Hold], Awaitable[object]]
 
 
 class Replica:
@@ -64,6 +63,8 @@ class Replica:
             return await self.budgets.release_event(hold.message.event_id)
         if party == "expire":  # the sweep of holds left past their TTL
             return await self.budgets.expire()
+        if party == "keep":  # the turn waits for a tool approval: its hold must outlive the wait
+            return await self.budgets.keep(hold, KEEP_SECONDS)
         if party == "extend":  # the turn raises its hold before a tool round
             try:
                 return await self.budgets.extend(hold, self.spent, plan("e1", rounds=1))
@@ -145,7 +146,10 @@ PAIRS = [
     ("release", "release_event"),
     ("expire", "expire"),
     ("expire", "extend"),
+    ("extend", "expire"),
+    ("keep", "expire"),
 ]
+MINUTE = {"expire": 11, "extend": 9, "keep": 9}  # past the hold's TTL (10); shortly before it: all others 0
 
 
 @pytest.mark.parametrize(("first", "second"), PAIRS, ids=[f"{a}-then-{b}" for a, b in PAIRS])
@@ -157,10 +161,10 @@ async def test_a_hold_given_back_by_two_parties_at_once_is_given_back_once(
     budget = worst_micros(PROMPT) + (SPENT_MICROS if extends else 0)
     async with database.unit_of_work() as session:
         conversation = await ConversationRepository(session).get_or_create(plan("e1").message.key)
-    spent = [CallUsage("gpt-4o-mini", USAGE, conversation.id)]
-    a = Replica(database, 11 if first == "expire" else 0, budget, spent)
-    b = Replica(second_engine, 11 if second == "expire" else 0, budget, spent)
-    hold = await Replica(database, 0, budget, spent).budgets.reserve(plan("e1"))
+    usages = [CallUsage("gpt-4o-mini", USAGE, conversation.id)]
+    a = Replica(database, MINUTE.get(first, 0), budget, usages)
+    b = Replica(second_engine, MINUTE.get(second, 0), budget, usages)
+    hold = await Replica(database, 0, budget, usages).budgets.reserve(plan("e1"))
     assert hold.reservation_id is not None and hold.micros == worst_micros(PROMPT)
 
     if database.is_sqlite:  # writers serialised: no interleaving to force
@@ -174,11 +178,14 @@ async def test_a_hold_given_back_by_two_parties_at_once_is_given_back_once(
         await finished_or_waiting(second_task, database)
         go.set()
         await asyncio.gather(first_task, second_task)
-    if "settle" not in (first, second):  # the turn ends: its spend is charged (the hold is gone by now)
-        await b.store.charge(hold, spent)
+    # A hold kept or extended before the sweep came is not the sweep's: the turn still has it.
+    still_held = first in ("keep", "extend")
+    assert (await counter_and_holds(database))[1] == (1 if still_held else 0)
+    if "settle" not in (first, second):  # the turn ends: its spend is charged, its hold (if any) swapped
+        await b.store.charge(hold, usages)
 
     (spent, reserved), holds = await counter_and_holds(database)
-    assert (spent, reserved, holds) == (SPENT_MICROS, 0, 0)
     # As a user sees it: what is left covers one more call only when the budget had room for the extension
     # (a hold given back twice lets more through; one left on the counter refuses what it should allow).
-    assert await turns_let_through(Replica(database, 12, budget, spent).budgets) == (1 if extends else 0)
+    let_through = await turns_let_through(Replica(database, 12, budget, usages).budgets)
+    assert (spent, reserved, holds, let_through) == (SPENT_MICROS, 0, 0, 1 if extends else 0)
