@@ -310,33 +310,32 @@ class Budgets:
             return Hold(int(reservation_id), cost.micros, cost.tokens, message)
 
     async def _raise_hold(self, hold: Hold, more: ChatCost) -> None:
+        """The reservation raised first (its row locked: a concurrent ``expire``, ``release`` or settlement
+        waits for this transaction, or this one finds it gone), then its counters, locked in id order."""
         message = hold.message
         now = self._clock()
-        async with self._db.unit_of_work() as session:
-            reservation = await session.get(Reservation, hold.reservation_id)
-            if reservation is None:  # swept as expired: the turn outlived the reservation TTL
+        async with self._db.transaction() as connection:
+            raised = {
+                "r_id": hold.reservation_id,
+                "r_micros": more.micros,
+                "r_tokens": more.tokens,
+                "r_until": now + self._ttl,
+            }
+            reservation = (await connection.execute(_reservation_raise(), raised)).one_or_none()
+            if reservation is None:  # given back already: expired (the turn outlived its TTL) or released
                 raise QuotaExceeded(detail=f"reservation {hold.reservation_id} expired")
             limits = {
                 (limit.scope, limit.subject, limit.period): limit
-                for limit in await self.limits_for(session, message.key, message.user.user_id)
+                for limit in await self.limits_for(connection, message.key, message.user.user_id)
             }
-            rows = await session.execute(
-                select(BudgetCounter)
-                .where(BudgetCounter.id.in_(reservation.counter_ids))
-                .order_by(BudgetCounter.id)
-                .with_for_update()
-            )
-            counters = list(rows.scalars())
+            counter_ids = sorted(reservation[0])
+            counters = list(await connection.execute(_counters_by_id(), {"c_ids": counter_ids}))
             for counter in counters:
                 limit = limits.get((counter.scope, counter.subject, counter.period))
                 if limit is not None:
-                    self._check(limit, counter, more, now)
-            for counter in counters:
-                counter.reserved_micros += more.micros
-                counter.reserved_tokens += more.tokens
-            reservation.amount_micros += more.micros
-            reservation.tokens += more.tokens
-            reservation.expires_at = now + self._ttl
+                    self._check(limit, counter, more, now)  # raises: the reservation's raise rolls back
+            held = {"h_ids": counter_ids, "h_micros": more.micros, "h_tokens": more.tokens}
+            await connection.execute(_hold_statement(), held)
 
     async def keep(self, hold: Hold, seconds: float) -> None:
         """The turn waits up to ``seconds`` for a person (a tool approval): its reservation is not swept as
@@ -392,39 +391,26 @@ class Budgets:
     async def release(self, hold: Hold) -> None:
         if hold.reservation_id is None:
             return
-        async with self._db.unit_of_work() as session:
-            reservation = await session.get(Reservation, hold.reservation_id)
-            if reservation is not None:
-                await self._unhold(session, [reservation])
+        await self._db.transact(
+            lambda connection: _give_back(connection, _reservation_take(), _hold_id(hold))
+        )
 
     async def release_event(self, event_id: str) -> int:
         """Give back every hold of the turn ``event_id`` (its replica stopped mid-turn); returns how many."""
-        async with self._db.unit_of_work() as session:
-            held = list(
-                (await session.execute(select(Reservation).where(Reservation.event_id == event_id))).scalars()
-            )
-            if held:
-                await self._unhold(session, held)
-        return len(held)
+        return await self._db.transact(
+            lambda connection: _give_back(connection, _event_reservations_take(), {"event_id": event_id})
+        )
 
     async def expire(self) -> int:
-        """Give back holds of reservations whose process never settled them (crashed); returns how many."""
+        """Give back holds of reservations whose process never settled them (crashed); returns how many.
+        Holds another transaction has locked (being settled, released or extended) are left to it."""
         now = self._clock()
-        async with self._db.unit_of_work() as session:
-            expired = list(
-                (
-                    await session.execute(
-                        select(Reservation)
-                        .where(Reservation.expires_at < now)
-                        .order_by(Reservation.id)
-                        .limit(500)
-                    )
-                ).scalars()
-            )
-            if expired:
-                await self._unhold(session, expired)
-                log.warning("released %d expired budget reservation(s)", len(expired))
-        return len(expired)
+        released = await self._db.transact(
+            lambda connection: _give_back(connection, _expired_take(), {"now": now})
+        )
+        if released:
+            log.warning("released %d expired budget reservation(s)", released)
+        return released
 
     # ---- read side -----------------------------------------------------------------------------------------
 
@@ -573,23 +559,36 @@ class Budgets:
             rows = list(await connection.execute(_locked_counters(), {"keys": keys}))
         return {(row.scope, row.subject, row.period): row for row in rows}
 
-    @staticmethod
-    async def _unhold(session: AsyncSession, reservations: Sequence[Reservation]) -> None:
-        ids = sorted({counter_id for reservation in reservations for counter_id in reservation.counter_ids})
-        rows = await session.execute(
-            select(BudgetCounter)
-            .where(BudgetCounter.id.in_(ids))
-            .order_by(BudgetCounter.id)
-            .with_for_update()
-        )
-        counters = {row.id: row for row in rows.scalars()}
-        for reservation in reservations:
-            for counter_id in reservation.counter_ids:
-                counter = counters.get(counter_id)
-                if counter is not None:
-                    counter.reserved_micros -= reservation.amount_micros
-                    counter.reserved_tokens -= reservation.tokens
-        await session.execute(delete(Reservation).where(Reservation.id.in_([r.id for r in reservations])))
+
+def _hold_id(hold: Hold) -> dict[str, Any]:
+    """``hold``'s reservation as the parameter of ``_reservation_take``."""
+    return {"r_id": hold.reservation_id}
+
+
+def _give_back(connection: SyncExecutor, take: Any, parameters: dict[str, Any]) -> int:
+    """Delete the reservations ``take`` selects (a DELETE … RETURNING of their counter ids, amount and
+    tokens), then take what those held off their counters, locked in id order; returns how many. Only the
+    transaction whose DELETE removed a reservation gives its hold back: one that finds it gone (settled,
+    released or expired by another, committed meanwhile) gives nothing back."""
+    owed: dict[int, tuple[int, int]] = {}
+    taken = list(connection.execute(take, parameters))
+    for counter_ids, micros, tokens in taken:
+        for counter_id in set(counter_ids):
+            held = owed.get(counter_id, (0, 0))
+            owed[counter_id] = (held[0] + micros, held[1] + tokens)
+    if owed:  # one UPDATE per counter, in id order: the row locks taken in the order every holder takes them
+        changes = [
+            {
+                "u_id": counter_id,
+                "u_spent_micros": 0,
+                "u_spent_tokens": 0,
+                "u_held_micros": m,
+                "u_held_tokens": t,
+            }
+            for counter_id, (m, t) in sorted(owed.items())
+        ]
+        connection.execute(_counter_update(), changes)
+    return len(taken)
 
 
 def _apply(
@@ -602,12 +601,13 @@ def _apply(
     now: datetime,
 ) -> None:
     """Take ``handle``'s hold off its counters and add what was spent to this period's counters of every
-    scope (those that exist: a limited budget's), with Core statements: the counters locked in id order,
-    then changed by what they are owed (one UPDATE per counter, one round trip)."""
+    scope (those that exist: a limited budget's), with Core statements: the reservation deleted first (only
+    a hold this DELETE removed is taken off: one expired or released meanwhile was given back by whoever
+    removed it, and the spend alone is charged), the counters locked in id order, then changed by what they
+    are owed (one UPDATE per counter, one round trip)."""
     reservation = None
     if handle.reservation_id:
-        found = session.execute(_reservation_statement(), {"r_id": handle.reservation_id})
-        reservation = found.one_or_none()
+        reservation = session.execute(_reservation_take(), _hold_id(handle)).one_or_none()
     held = set(reservation[0]) if reservation is not None else set()
     subjects = {scope: subject_of(scope, key, user_id) for scope in SCOPES}
     keys = {period: period_key(period, now) for period in PERIODS}
@@ -633,8 +633,6 @@ def _apply(
             )
     if changes:
         session.execute(_counter_update(), changes)
-    if reservation is not None:
-        session.execute(_reservation_delete(), {"r_id": handle.reservation_id})
 
 
 async def _ledger_spent(
@@ -752,16 +750,63 @@ def _counter_update() -> Any:
     )
 
 
-@functools.cache
-def _reservation_statement() -> Any:
-    """A reservation's counter ids, amount and tokens (``:r_id``)."""
+def _taking(condition: Any) -> Any:
+    """The reservations ``condition`` selects deleted, returning their counter ids, amount and tokens."""
     r = _RESERVATIONS.c
-    return select(r.counter_ids, r.amount_micros, r.tokens).where(r.id == bindparam("r_id"))
+    return delete(_RESERVATIONS).where(condition).returning(r.counter_ids, r.amount_micros, r.tokens)
 
 
 @functools.cache
-def _reservation_delete() -> Any:
-    return delete(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("r_id"))
+def _reservation_take() -> Any:
+    """A reservation (``:r_id``) deleted, returning what it held (no row: given back already)."""
+    return _taking(_RESERVATIONS.c.id == bindparam("r_id"))
+
+
+@functools.cache
+def _event_reservations_take() -> Any:
+    """The reservations of a turn (``:event_id``) deleted, returning what they held."""
+    return _taking(_RESERVATIONS.c.event_id == bindparam("event_id"))
+
+
+@functools.cache
+def _expired_take() -> Any:
+    """Up to 500 reservations expired at ``:now`` deleted, returning what they held. On PostgreSQL the
+    batch skips rows another transaction has locked (a settlement, release or extension under way: it
+    decides), and the outer condition is checked again on a row extended since (``keep``, an extension)."""
+    r = _RESERVATIONS.c
+    due = r.expires_at < bindparam("now")
+    batch = select(r.id).where(due).order_by(r.id).limit(500).with_for_update(skip_locked=True)
+    return _taking(and_(due, r.id.in_(batch)))
+
+
+@functools.cache
+def _reservation_raise() -> Any:
+    """A reservation (``:r_id``) holding ``:r_micros`` and ``:r_tokens`` more until ``:r_until``, returning
+    its counter ids (no row: given back already)."""
+    r = _RESERVATIONS.c
+    return (
+        update(_RESERVATIONS)
+        .where(r.id == bindparam("r_id"))
+        .values(
+            amount_micros=r.amount_micros + bindparam("r_micros"),
+            tokens=r.tokens + bindparam("r_tokens"),
+            expires_at=bindparam("r_until", type_=r.expires_at.type),
+        )
+        .returning(r.counter_ids)
+    )
+
+
+@functools.cache
+def _counters_by_id() -> Any:
+    """The counters of ``:c_ids`` (id, scope, subject, period, spent and reserved), locked in id order."""
+    c = _COUNTERS.c
+    columns = (
+        c.id, c.scope, c.subject, c.period,
+        c.spent_micros, c.spent_tokens, c.reserved_micros, c.reserved_tokens,
+    )  # fmt: skip
+    return (
+        select(*columns).where(c.id.in_(bindparam("c_ids", expanding=True))).order_by(c.id).with_for_update()
+    )
 
 
 @functools.cache
