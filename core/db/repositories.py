@@ -253,16 +253,7 @@ class ConversationRepository:
 
     async def get_or_create(self, key: ConversationKey, started_by: str | None = None) -> Conversation:
         """The conversation of ``key``; a new one records ``started_by`` (an existing one keeps its own)."""
-        now = utcnow()
-        values = {
-            "n_platform": key.platform,
-            "n_workspace_id": key.workspace_id,
-            "n_channel_id": key.channel_id,
-            "n_thread_id": key.thread_id,
-            "n_started_by": started_by,
-            "n_created_at": now,
-            "n_updated_at": now,
-        }
+        values = _new_conversation(key, started_by)
         await self._session.execute(_prepared.new_conversation(_dialect(self._session)), values)
         found = await self.find(key)
         assert found is not None
@@ -526,13 +517,10 @@ def locate_reply(db: SyncExecutor, event_id: str, owner: str, reply: dict[str, s
     db.execute(_prepared.locate, values)
 
 
-def open_conversation(
-    db: SyncExecutor, key: ConversationKey, started_by: str | None = None
-) -> tuple[int, str | None]:
-    """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one INSERT
-    that returns the new id, and a SELECT only when the conversation was there already."""
+def _new_conversation(key: ConversationKey, started_by: str | None) -> dict[str, Any]:
+    """The prepared conversation INSERTs' parameters: ``key``'s conversation, started by ``started_by``."""
     now = utcnow()
-    values = {
+    return {
         "n_platform": key.platform,
         "n_workspace_id": key.workspace_id,
         "n_channel_id": key.channel_id,
@@ -541,6 +529,14 @@ def open_conversation(
         "n_created_at": now,
         "n_updated_at": now,
     }
+
+
+def open_conversation(
+    db: SyncExecutor, key: ConversationKey, started_by: str | None = None
+) -> tuple[int, str | None]:
+    """The id and model of ``key``'s conversation, created (by ``started_by``) if there is none: one INSERT
+    that returns the new id, and a SELECT only when the conversation was there already."""
+    values = _new_conversation(key, started_by)
     new_id = db.execute(_prepared.created_conversation(_sync_dialect(db)), values).scalar_one_or_none()
     if new_id is not None:
         return int(new_id), None
