@@ -86,8 +86,9 @@ async def run(
             transactions += 1
             last_turn.append("BEGIN")
 
-    event.listen(database.engine.sync_engine, "before_cursor_execute", on_statement)
-    event.listen(database.engine.sync_engine, "begin", on_begin)
+    for engine in filter(None, (database.engine, database.hot_engine)):  # the hot path's own, on SQLite
+        event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
+        event.listen(engine.sync_engine, "begin", on_begin)
     prices = PriceTable(fallback=ModelPrice(usd("1"), usd("1"), usd("4")), image_fallback=usd("0.25"))
     async with FakeOpenAI(api_key="test-key") as fake:
         llm = make_llm(fake.base_url)

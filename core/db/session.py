@@ -27,8 +27,9 @@ POOL_SIZE = 16  # SQLite connections kept open (SQLAlchemy's default is 5)
 POOL_OVERFLOW = 16  # further ones opened, and closed when returned, while more transactions run at once
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and explicit transactions."""
+def create_engine(url: str, *, echo: bool = False, begins: bool = True) -> AsyncEngine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and explicit transactions
+    (``begins``: the engine emits BEGIN itself, as an execution option says; without, its user does)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
@@ -41,6 +42,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     # As many pooled connections as turns commonly run at once: a connection beyond the pool is opened (file
     # open, PRAGMAs) and closed again for every transaction that needs it.
     pool: dict[str, Any] = {} if memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+    if not begins:
+        pool = {"pool_size": 2, "max_overflow": 2}  # ``Database``'s two kept connections
     engine = create_async_engine(url, echo=echo, async_creator=connect, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -54,6 +57,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    if not begins:
+        return engine
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -82,9 +88,14 @@ class Database:
         self._read_bind, self._write_bind = reader_bind, writer_bind
         self.board = NoticeBoard()  # this process's subscribers to the database's notices
         # A SQLite file's ``transact``/``read`` work never waits for anything (the calls run inline on this
-        # thread), so no two of them interleave: each kind keeps one connection for all of them.
+        # thread), so no two of them interleave: each kind keeps one connection for all of them, from an
+        # engine of their own that emits no events (the BEGIN is theirs), so that SQLAlchemy dispatches none
+        # per statement.
         self._keeps = self.is_sqlite and engine.url.database not in (None, "", ":memory:")
         self._kept: dict[str, Connection] = {}
+        self.hot_engine: AsyncEngine | None = None
+        if self._keeps:
+            self.hot_engine = create_engine(engine.url.render_as_string(hide_password=False), begins=False)
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -149,18 +160,25 @@ class Database:
         checkout, Connection set-up and reset per transaction, which cost a turn more than the statements.
         A connection that failed is given up (the next transaction opens another)."""
 
+        assert self.hot_engine is not None
+        engine = self.hot_engine.sync_engine
+
         def run() -> T:
             connection = self._kept.get(kind)
             if connection is None or connection.closed or connection.invalidated:
-                bind = self._write_bind if kind == "write" else self._read_bind
-                connection = self._kept[kind] = bind.sync_engine.connect()
+                connection = self._kept[kind] = engine.connect()
             try:
-                with connection.begin():  # BEGIN IMMEDIATE for writes (the engine's begin listener)
-                    return work(connection)
+                if kind == "write":  # the write lock up front, as unit_of_work() takes it
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                result = work(connection)
+                connection.commit()
+                return result
             except BaseException:
                 if connection.invalidated:
                     self._kept.pop(kind, None)
                     connection.close()
+                else:
+                    connection.rollback()
                 raise
 
         result: T = await greenlet_spawn(run)
@@ -170,6 +188,8 @@ class Database:
         kept, self._kept = list(self._kept.values()), {}
         for connection in kept:
             await greenlet_spawn(connection.close)
+        if self.hot_engine is not None:
+            await self.hot_engine.dispose()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Database:
