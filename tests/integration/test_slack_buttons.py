@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core.answers.buttons import RETRYING
 from core.db.models import AnswerFeedback, Message, Reservation, UsageRecord
+from core.domain.errors import BotError
 from core.llm.tokens import TokenCounter
 from tests.conftest import postgres_url, reset_postgres
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, Stall
@@ -388,10 +389,11 @@ async def test_a_retry_cut_short_by_slack_being_unreachable_may_be_clicked_again
     await click(slack, first, "answer:retry")
     assert len(slack.openai.chat_requests()) == 1  # nothing ran
     assert "answer:retry" in first.buttons() and first.current == "Lyon."
+    assert said(slack.fake) == [f":warning: {BotError.default_message}"]  # told to try again
 
     slack.fake.heal("chat.update")  # Slack is reachable again
     await click(slack, first, "answer:retry")
-    assert said(slack.fake) == []  # not "already being retried"
+    assert len(said(slack.fake)) == 1  # not told "already being retried"
     assert slack.fake.bot_messages(thread_ts=event["ts"])[-1].current == "Paris."
     await slack.message("how many people live there?", thread_ts=event["ts"])
     assert [m["content"] for m in chat_messages(slack.openai) if m["role"] != "system"] == [
