@@ -64,6 +64,9 @@ class AnswerClicks:
                     await self._show_again(click)
         except BotError as error:
             await self._tell(click, f":warning: {escape(error.user_message)}")
+        except Exception:  # e.g. Slack unreachable mid-retry: the core put the old answer back
+            log.exception("Slack answer button %s failed", click.verb)
+            await self._tell(click, f":warning: {escape(BotError.default_message)}")
 
     async def _rerun(self, click: Click, message: IncomingMessage) -> TurnOutcome:
         """The retry as a new turn in the thread; the old answer is marked first."""

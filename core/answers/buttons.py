@@ -250,8 +250,16 @@ class AnswerButtons:
             event_id=f"{RETRY_PREFIX}{claim_id}" + (f":{click}" if click else ""),
             received_at=datetime.now(UTC),
         )
-        if run is not None and await run(message) is TurnOutcome.FAILED:
-            await self._restore(answer.conversation_id, question_id)
+        if run is not None:
+            try:
+                outcome = await run(message)
+            except Exception:
+                # The retry did not run to its end (e.g. the platform was unreachable while the old answer
+                # was being marked): the old answer is back, or it would stay "being retried" for good.
+                await self._restore(answer.conversation_id, question_id)
+                raise
+            if outcome is TurnOutcome.FAILED:
+                await self._restore(answer.conversation_id, question_id)
         return message
 
     async def _restore(self, conversation_id: int, question_id: int) -> None:

@@ -248,7 +248,9 @@ class Budgets:
     async def reserve_image(self, message: IncomingMessage, *, model: str, size: str, quality: str) -> Hold:
         """Hold the price of one generated image (images count against USD limits, not token limits)."""
         price = self.prices.image_cost(model, size=size, quality=quality)
-        return await self._hold(message, ChatCost(price, 0))
+        # Not from the cache of overrides: `/ai image` is no turn, no claim reads the count of setting changes
+        # first, so a quota set by another process (SQLite) would be trusted stale for up to the cache's TTL.
+        return await self._hold(message, ChatCost(price, 0), cached=False)
 
     async def settle_image(
         self, handle: Hold, *, model: str, size: str, quality: str, conversation_id: int | None
@@ -279,13 +281,15 @@ class Budgets:
             await session.run_sync(lambda sync: _apply(sync, handle, message.key, user_id, micros, 0, now))
         return micros
 
-    async def _hold(self, message: IncomingMessage, cost: ChatCost) -> Hold:
+    async def _hold(self, message: IncomingMessage, cost: ChatCost, *, cached: bool = True) -> Hold:
+        """``cached``: whether there are limits at all may be answered from the cache of overrides (a turn's
+        claim has dropped it if a setting changed since); otherwise the limits are read in the transaction."""
         now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=60)
             await self.expire()
         # Limits only where admins set them (no defaults): most turns have none, and need no write lock.
-        if not self.defaults and not await self.cached_limits(message.key, message.user.user_id):
+        if cached and not self.defaults and not await self.cached_limits(message.key, message.user.user_id):
             return Hold(None, cost.micros, cost.tokens, message)
         async with self._db.transaction() as connection:  # the limits read with the holds they check
             limits = await self.limits_for(connection, message.key, message.user.user_id)

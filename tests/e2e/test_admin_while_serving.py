@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from bots.bootstrap import Core, open_core
+from core.domain.errors import QuotaExceeded
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.settings import load_settings
 from tests.e2e.conftest import openai_env
 from tests.fakes.openai_api import FakeOpenAI
+from tests.rendered import slack
 from tests.support import RecordingReplier
 
 GENERAL = ConversationKey("slack", "T1", "C1", "1700000000.000100")
@@ -119,3 +121,18 @@ async def test_a_ban_by_the_shell_stops_the_services_admission_after_the_next_tu
         await turn(core, "let me in", "e4")  # served: the claim reads no ban, and the counter moved
         assert len(fake_openai.chat_requests()) == asked + 1
         assert await core.turns.admit(IncomingMessage(GENERAL, ADA, "thanks", "e5", datetime.now(UTC)))
+
+
+async def test_a_quota_set_by_the_shell_refuses_the_services_next_image(
+    run_cli, fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """`/ai image` is no turn (no claim reads the count of changes): a quota set from the shell applies to
+    the next image all the same, not an hour (the caches' trust here; 60 s by default) later."""
+    async with serving(tmp_path, fake_openai, monkeypatch) as (core, env):
+        await slack(core).image(ADA, GENERAL, "a lighthouse at dusk")  # caches "no limits for Ada in C1"
+        quota = ("admin", "quota", "set", "--scope", "channel", "--subject", "slack:T1:C1", "--period", "day")
+        set_ = await run_cli(*quota, "--usd", "0", env=env)
+        assert set_.code == 0, set_.err
+        with pytest.raises(QuotaExceeded):
+            await slack(core).image(ADA, GENERAL, "a lighthouse at dawn")
+        assert len([r for r in fake_openai.requests if r.path == "/v1/images/generations"]) == 1

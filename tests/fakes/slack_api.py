@@ -154,6 +154,7 @@ class Fault:
     status: int = 429
     error: str = "ratelimited"
     retry_after: int | None = 1
+    disconnect: bool = False  # the connection is dropped without an answer (Slack unreachable mid-call)
 
 
 class FakeSlack:
@@ -277,6 +278,10 @@ class FakeSlack:
         for _ in range(times):
             self._faults[method].append(fault or Fault())
 
+    def heal(self, method: str) -> None:
+        """``method``'s calls no longer fail (the faults still queued are dropped)."""
+        self._faults.pop(method, None)
+
     def add_file(self, name: str, data: bytes, mimetype: str, filetype: str) -> dict[str, Any]:
         """Hosts ``data`` and returns the file object as it appears in a message event's ``files``."""
         file_id = f"F{next(self._ids):08d}"
@@ -373,6 +378,9 @@ class FakeSlack:
             if queue:
                 fault = queue.popleft()
                 call.status = fault.status
+                if fault.disconnect and request.transport is not None:
+                    request.transport.abort()
+                    return web.Response(status=fault.status)
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 return web.json_response(
                     {"ok": False, "error": fault.error}, status=fault.status, headers=headers

@@ -14,10 +14,12 @@ from sqlalchemy import select
 
 from core.answers.buttons import RETRYING
 from core.db.models import AnswerFeedback, Message, Reservation, UsageRecord
+from core.domain.errors import BotError
 from core.llm.tokens import TokenCounter
 from tests.conftest import postgres_url, reset_postgres
 from tests.fakes.openai_api import FakeOpenAI, Fault, Reply, Stall
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack, PostedMessage
+from tests.fakes.slack_api import Fault as SlackFault
 from tests.integration.test_slack_adapter import Slack, chat_messages, running_slack
 
 MODEL = "gpt-4o-mini"
@@ -373,6 +375,32 @@ async def test_a_double_click_on_retry_answers_once(slack: Slack) -> None:
     again = [m.current for m in slack.fake.bot_messages(thread_ts=event["ts"]) if m.ts != first.ts]
     assert again == ["Paris."]
     assert said(slack.fake) == [f":warning: {RETRYING}"]
+
+
+async def test_a_retry_cut_short_by_slack_being_unreachable_may_be_clicked_again(slack: Slack) -> None:
+    """Slack drops the connection while the retried answer is being marked (every attempt of the SDK): the
+    retry does not run. The old answer is still shown with its buttons, so it is back in the history and a
+    second click retries it, instead of being told forever that a new answer will follow."""
+    slack.openai.script(Reply(text="Lyon."), Reply(text="Paris."), Reply(text="About 2 million."))
+    event = await slack.mention("capital of France?")
+    [first] = slack.fake.bot_messages(thread_ts=event["ts"])
+    slack.fake.fail("chat.update", SlackFault(status=503, disconnect=True), times=5)
+
+    await click(slack, first, "answer:retry")
+    assert len(slack.openai.chat_requests()) == 1  # nothing ran
+    assert "answer:retry" in first.buttons() and first.current == "Lyon."
+    assert said(slack.fake) == [f":warning: {BotError.default_message}"]  # told to try again
+
+    slack.fake.heal("chat.update")  # Slack is reachable again
+    await click(slack, first, "answer:retry")
+    assert len(said(slack.fake)) == 1  # not told "already being retried"
+    assert slack.fake.bot_messages(thread_ts=event["ts"])[-1].current == "Paris."
+    await slack.message("how many people live there?", thread_ts=event["ts"])
+    assert [m["content"] for m in chat_messages(slack.openai) if m["role"] != "system"] == [
+        "capital of France?",
+        "Paris.",
+        "how many people live there?",
+    ]
 
 
 async def test_after_a_failed_retry_the_old_answer_is_in_the_history_again(slack: Slack) -> None:
