@@ -152,8 +152,8 @@ class Commands:
         return await self._export.run(user, key, admin=self.is_admin(user))
 
     async def _not_banned(self, user: ChatUser) -> None:
-        if self._bans is not None:
-            await self._bans.refuse_if_banned(user)
+        if self._bans is not None:  # commands are few: a ban set by another process applies at once
+            await self._bans.refuse_if_banned(user, fresh=True)
 
     async def _may_change(self, user: ChatUser, key: ConversationKey, what: str) -> None:
         """Whoever started the conversation of ``key``, an admin of its workspace (the platform says so of

@@ -37,7 +37,19 @@ class _Unread:
 
 
 _UNREAD: Final = _Unread()
+_FRESH: Final = _Unread()  # read from the database, not the cache
 _known: ContextVar[UserBan | _Unread | None] = ContextVar("threadwise_known_ban", default=_UNREAD)
+
+
+@contextmanager
+def fresh_bans() -> Iterator[None]:
+    """Outside a turn, for what costs money or acts for the user without a claim to read the ban (the prompt
+    of ``/ai image``): the ban check reads the ``bans`` table, not this replica's cache."""
+    token = _known.set(_FRESH)
+    try:
+        yield
+    finally:
+        _known.reset(token)
 
 
 @contextmanager
@@ -64,15 +76,16 @@ class BanGuard:
     async def check(self, message: IncomingMessage) -> IncomingMessage:
         known = _known.get()
         if isinstance(known, _Unread):  # before a turn (admission), or a store that did not read it
-            await self.refuse_if_banned(message.user)
+            await self.refuse_if_banned(message.user, fresh=known is _FRESH)
         else:
             self._refuse(known)
         return message
 
-    async def refuse_if_banned(self, user: ChatUser) -> None:
-        """Raise NotAuthorized with the ban's message when ``user`` is banned (turns and `/ai` commands)."""
+    async def refuse_if_banned(self, user: ChatUser, *, fresh: bool = False) -> None:
+        """Raise NotAuthorized with the ban's message when ``user`` is banned (turns and `/ai` commands);
+        ``fresh``: read from the database whatever the cache holds (and keep what was read)."""
         key = (user.platform, user.user_id)
-        found, ban = self._cache.get(key)
+        found, ban = (False, None) if fresh else self._cache.get(key)
         if not found:
             generation = self._cache.generation
             async with self._db.reading() as connection:

@@ -8,6 +8,7 @@ from core.db.session import Database
 from core.domain.errors import BotError
 from core.domain.ports import ModelClient, NoBudget, OutputModerator, PersonaLookup, Replier, ToolRunner
 from core.domain.types import ConversationKey, IncomingMessage
+from core.guards.bans import fresh_bans
 from core.guards.chain import GuardChain
 from core.llm.tokens import TokenCounter
 from core.metrics import Metrics
@@ -83,8 +84,10 @@ class ConversationService:
     async def screen(self, message: IncomingMessage) -> IncomingMessage:
         """Run the turn guards (ban, rate limit, limits, redaction, moderation): first step of every turn, and
         all there is for a message that is not a chat turn, e.g. the prompt of ``/ai image``; raises the
-        guard's BotError."""
-        return await self._guards.check(message)
+        guard's BotError. The ban is read from the database, not this replica's cache: no claim reads it
+        here, and what follows costs money."""
+        with fresh_bans():
+            return await self._guards.check(message)
 
     async def admit(self, message: IncomingMessage) -> bool:
         """The identity-only guards (ban, rate limit, input limits of what the event declares), for an adapter

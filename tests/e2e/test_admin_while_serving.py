@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bots.bootstrap import Core, open_core
-from core.domain.errors import QuotaExceeded
+from core.domain.errors import NotAuthorized, QuotaExceeded
 from core.domain.types import ChatUser, ConversationKey, IncomingMessage
 from core.settings import load_settings
 from tests.e2e.conftest import openai_env
@@ -135,4 +135,22 @@ async def test_a_quota_set_by_the_shell_refuses_the_services_next_image(
         assert set_.code == 0, set_.err
         with pytest.raises(QuotaExceeded):
             await slack(core).image(ADA, GENERAL, "a lighthouse at dawn")
+        assert len([r for r in fake_openai.requests if r.path == "/v1/images/generations"]) == 1
+
+
+async def test_a_ban_by_the_shell_refuses_the_services_next_image_and_command(
+    run_cli, fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """`/ai image` and the other commands are no turn (no claim reads the ban): they read it from the
+    database, so a ban from the shell applies to the next image (which costs money) and the next command,
+    not when the caches' trust runs out."""
+    async with serving(tmp_path, fake_openai, monkeypatch) as (core, env):
+        await slack(core).image(ADA, GENERAL, "a lighthouse at dusk")  # caches "Ada is not banned"
+        await slack(core).usage(ADA, GENERAL)
+        banned = await run_cli("admin", "ban", "slack:U0ADA", "--reason", "spam", env=env)
+        assert banned.code == 0, banned.err
+        with pytest.raises(NotAuthorized):
+            await slack(core).image(ADA, GENERAL, "a lighthouse at dawn")
+        with pytest.raises(NotAuthorized):
+            await slack(core).usage(ADA, GENERAL)
         assert len([r for r in fake_openai.requests if r.path == "/v1/images/generations"]) == 1
