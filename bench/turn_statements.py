@@ -86,7 +86,7 @@ async def run(
             transactions += 1
             last_turn.append("BEGIN")
 
-    for engine in filter(None, (database.engine, database.hot_engine)):  # the hot path's own, on SQLite
+    for engine in database.engines:  # on SQLite the hot path's own too
         event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
         event.listen(engine.sync_engine, "begin", on_begin)
     prices = PriceTable(fallback=ModelPrice(usd("1"), usd("1"), usd("4")), image_fallback=usd("0.25"))

@@ -97,6 +97,11 @@ class Database:
         if self._keeps:
             self.hot_engine = create_engine(engine.url.render_as_string(hide_password=False), begins=False)
 
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """Every engine this database runs statements on (for listeners: the hot path's own on SQLite)."""
+        return (self.engine,) if self.hot_engine is None else (self.engine, self.hot_engine)
+
     @classmethod
     def from_url(cls, url: str) -> Database:
         return cls(create_engine(url))

@@ -173,9 +173,9 @@ class Transactions:
     def __init__(self, database: Database) -> None:
         self.count = 0
         self.inserts: list[tuple[int, str]] = []
-        engine = database.engine.sync_engine
-        event.listen(engine, "begin", self._begin)
-        event.listen(engine, "before_cursor_execute", self._statement)
+        for engine in database.engines:
+            event.listen(engine.sync_engine, "begin", self._begin)
+            event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
 
     def _begin(self, conn: Any) -> None:
         self.count += 1
