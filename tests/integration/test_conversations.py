@@ -379,8 +379,10 @@ async def test_tool_calls_run_and_are_replayed_as_pairs_after_restart(
     assert [m["role"] for m in second] == ["system", "user", "assistant", "tool", "tool"]
     assert second[3] == {"role": "tool", "tool_call_id": "c1", "content": "5"}
 
-    fresh = make_service(Database(database.engine), llm, tools=tools)
+    restarted = Database.from_url(database.engine.url.render_as_string(hide_password=False))
+    fresh = make_service(restarted, llm, tools=tools)
     await fresh.handle(incoming("again", "e2"), RecordingReplier())
+    await restarted.close()
     replay = fake_openai.chat_requests()[2]["messages"]
     assert [m["role"] for m in replay] == ["system", "user", "assistant", "tool", "tool", "assistant", "user"]
     assert replay[2]["tool_calls"][1]["function"]["arguments"] == '{"a": 1'

@@ -151,7 +151,8 @@ async def test_erasure_elsewhere_reaches_a_cached_history_window(
     svc, llm = service(database, fake_openai)
     await svc.handle(incoming("ada's secret is XYZZY", "e1", user_id="ADA"), RecordingReplier())
     await svc.handle(incoming("bob says hi", "e2", user_id="BOB"), RecordingReplier())  # Bob's is newest
-    await Retention(Database(database.engine)).erase("console", "ADA")
+    async with Database.from_url(database.engine.url.render_as_string(hide_password=False)) as other:
+        await Retention(other).erase("console", "ADA")
     await svc.handle(incoming("bob again", "e3", user_id="BOB"), RecordingReplier())
     sent = str(fake_openai.chat_requests()[-1]["messages"])
     assert "XYZZY" not in sent and "bob says hi" in sent
