@@ -33,6 +33,7 @@ from core.turn.service import TurnOutcome
 
 if TYPE_CHECKING:
     from bots.services import ChatServices
+    from core.answers.buttons import AnswerButtons as CoreButtons
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,8 @@ class Clicks:
             user = await self._accept(interaction)
             if user is None:
                 return
-            core = self._services.buttons
             try:
-                if core is None:
-                    raise BotError(UNAVAILABLE)
-                vote = await core.vote(answer, user, up=up)
+                vote = await self._core().vote(answer, user, up=up)
             except BotError as error:
                 await _say(interaction, f"⚠️ {error.user_message}")
                 return
@@ -74,11 +72,8 @@ class Clicks:
             user = await self._accept(interaction)
             if user is None:
                 return
-            core = self._services.buttons
             try:
-                if core is None:
-                    raise BotError(UNAVAILABLE)
-                stopping = await core.stop(answer, user)
+                stopping = await self._core().stop(answer, user)
             except BotError as error:
                 await _say(interaction, f"⚠️ {error.user_message}")
                 return
@@ -91,7 +86,6 @@ class Clicks:
             user = await self._accept(interaction)
             if user is None:
                 return
-            core = self._services.buttons
             old = interaction.message
             channel: Any = interaction.channel
             if not isinstance(channel, discord.abc.Messageable):
@@ -109,9 +103,7 @@ class Clicks:
                 return outcomes[-1]
 
             try:
-                if core is None:
-                    raise BotError(UNAVAILABLE)
-                await core.retry(answer, user, click=str(interaction.id), run=rerun)
+                await self._core().retry(answer, user, click=str(interaction.id), run=rerun)
             except BotError as error:
                 await _say(interaction, f"⚠️ {error.user_message}")
                 return
@@ -122,6 +114,12 @@ class Clicks:
                     await interaction.edit_original_response(
                         content=old.content, view=self.buttons.finished(answer), allowed_mentions=NO_MENTIONS
                     )
+
+    def _core(self) -> CoreButtons:
+        """The core's buttons; BotError (said to the clicker) where this service has none."""
+        if self._services.buttons is None:
+            raise BotError(UNAVAILABLE)
+        return self._services.buttons
 
     async def _accept(self, interaction: Interaction) -> ChatUser | None:
         """Acknowledges the click at once, then admits it; the clicker as the core sees them, or None when

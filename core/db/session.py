@@ -91,10 +91,9 @@ class Database:
         # thread), so no two of them interleave: each kind keeps one connection for all of them, from an
         # engine of their own that emits no events (the BEGIN is theirs), so that SQLAlchemy dispatches none
         # per statement.
-        self._keeps = self.is_sqlite and engine.url.database not in (None, "", ":memory:")
         self._kept: dict[str, Connection] = {}
         self.hot_engine: AsyncEngine | None = None
-        if self._keeps:
+        if self.is_sqlite and engine.url.database not in (None, "", ":memory:"):
             self.hot_engine = create_engine(engine.url.render_as_string(hide_password=False), begins=False)
 
     @property
@@ -133,12 +132,12 @@ class Database:
 
     async def transact(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` (synchronous Core statements on a Connection) as one write transaction, connection,
-        BEGIN (IMMEDIATE on SQLite), statements, COMMIT and return to the pool in a single greenlet: an
-        ``AsyncConnection`` switches greenlets for each of those steps, which cost a turn's hot path more CPU
-        than SQLite's own work. Rolled back when ``work`` raises."""
+        BEGIN (IMMEDIATE on SQLite), statements and COMMIT in a single greenlet: an ``AsyncConnection``
+        switches greenlets for each of those steps, which cost a turn's hot path more CPU than SQLite's own
+        work. Rolled back when ``work`` raises."""
+        if self.hot_engine is not None:
+            return await self._on_kept(self.hot_engine, "write", work)
         engine = self._write_bind.sync_engine
-        if self._keeps:
-            return await self._on_kept("write", work)
 
         def transaction() -> T:
             with engine.begin() as connection:
@@ -149,9 +148,9 @@ class Database:
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """``transact`` for reads: ``reader()``'s connection (on SQLite each SELECT on its own)."""
+        if self.hot_engine is not None:
+            return await self._on_kept(self.hot_engine, "read", work)
         engine = self._read_bind.sync_engine
-        if self._keeps:
-            return await self._on_kept("read", work)
 
         def reading() -> T:
             with engine.connect() as connection:
@@ -160,18 +159,15 @@ class Database:
         result: T = await greenlet_spawn(reading)
         return result
 
-    async def _on_kept(self, kind: str, work: Callable[[Connection], T]) -> T:
-        """``work`` in one transaction on the connection kept for ``kind`` (SQLite file only): no pool
-        checkout, Connection set-up and reset per transaction, which cost a turn more than the statements.
-        A connection that failed is given up (the next transaction opens another)."""
-
-        assert self.hot_engine is not None
-        engine = self.hot_engine.sync_engine
+    async def _on_kept(self, hot: AsyncEngine, kind: str, work: Callable[[Connection], T]) -> T:
+        """``work`` in one transaction on the connection of ``hot`` kept for ``kind`` (SQLite file only): no
+        pool checkout, Connection set-up and reset per transaction, which cost a turn more than the
+        statements. A connection that failed is given up (the next transaction opens another)."""
 
         def run() -> T:
             connection = self._kept.get(kind)
             if connection is None or connection.closed or connection.invalidated:
-                connection = self._kept[kind] = engine.connect()
+                connection = self._kept[kind] = hot.sync_engine.connect()
             try:
                 if kind == "write":  # the write lock up front, as unit_of_work() takes it
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
